@@ -1,0 +1,29 @@
+// Element-wise activations over a flat range of `len` values.
+//
+// relu_forward   y = max(x, 0)
+// relu_backward  dx = dy · [y > 0]        (d max(x,0)/dx = 1 where x > 0, else 0;
+//                                          y > 0 exactly where x > 0, so y is all we keep)
+
+struct ActivationParams {
+    len: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> p: ActivationParams;
+
+@compute @workgroup_size(256)
+fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var i = gid.x; i < p.len; i += nwg.x * 256u) {
+        out[i] = max(x[i], 0.0);
+    }
+}
+
+// Here `x` holds the forward output y.
+@compute @workgroup_size(256)
+fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var i = gid.x; i < p.len; i += nwg.x * 256u) {
+        out[i] = select(0.0, dy[i], x[i] > 0.0);
+    }
+}

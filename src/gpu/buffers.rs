@@ -1,0 +1,74 @@
+//! Buffer helpers: storage and uniform buffers, and reading results back.
+
+use super::context::Gpu;
+use crate::error::{Error, Result};
+use wgpu::util::DeviceExt;
+
+const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+impl Gpu {
+    /// A zeroed storage buffer of `words` 4-byte words (at least one).
+    pub fn storage(&self, words: usize, label: &str) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (words.max(1) * 4) as u64,
+            usage: STORAGE,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A storage buffer holding `data`.
+    pub fn storage_init<T: bytemuck::Pod>(&self, data: &[T], label: &str) -> wgpu::Buffer {
+        if data.is_empty() {
+            return self.storage(1, label);
+        }
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(data),
+            usage: STORAGE,
+        })
+    }
+
+    /// A uniform buffer holding `value` (writable later with `queue.write_buffer`).
+    pub fn uniform<T: bytemuck::Pod>(&self, value: &T, label: &str) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// Copy `words` 4-byte words from `offset_words` of `buffer` to the host (blocking).
+    pub fn read<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, offset_words: usize, words: usize) -> Result<Vec<T>> {
+        let bytes = (words * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, (offset_words * 4) as u64, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|e| Error::Gpu(e.to_string()))?
+            .map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
+        let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu(e.to_string()))?;
+        let out = bytemuck::cast_slice(&view[..bytes as usize]).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Overwrite `buffer` from `offset_words` with `data`.
+    pub fn write<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, offset_words: usize, data: &[T]) {
+        self.queue.write_buffer(buffer, (offset_words * 4) as u64, bytemuck::cast_slice(data));
+    }
+}

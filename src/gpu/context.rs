@@ -1,0 +1,121 @@
+//! The GPU context: instance, adapter choice, device and queue with the adapter's real
+//! limits (wgpu's defaults are lower than what most adapters offer).
+
+use crate::error::{Error, Result};
+
+/// Which adapter to open: `None` takes the best one (discrete, then integrated, then
+/// any other), `Some(s)` an index from `twa info` or a case-insensitive part of a name.
+pub type AdapterChoice<'a> = Option<&'a str>;
+
+/// An open device and its queue, with what was learned about the adapter.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+}
+
+/// The backends to look at: `WGPU_BACKEND` if set, else every native backend.
+fn backends() -> wgpu::Backends {
+    wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY | wgpu::Backends::GL)
+}
+
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends();
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter wgpu can see, in enumeration order (the indices `--adapter` takes).
+pub fn list_adapters() -> Vec<wgpu::Adapter> {
+    pollster::block_on(instance().enumerate_adapters(backends()))
+}
+
+fn rank(kind: wgpu::DeviceType) -> u8 {
+    match kind {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+/// Pick an adapter per `choice` (see [`AdapterChoice`]).
+pub fn select_adapter(choice: AdapterChoice) -> Result<wgpu::Adapter> {
+    let adapters = list_adapters();
+    if adapters.is_empty() {
+        return Err(Error::NoAdapter(format!(" for backends {:?}", backends())));
+    }
+    let Some(wanted) = choice else {
+        let mut adapters = adapters;
+        // Prefer a real GPU; among equals, Vulkan first (it is what the tests run on).
+        adapters.sort_by_key(|a| {
+            let info = a.get_info();
+            (rank(info.device_type), info.backend != wgpu::Backend::Vulkan)
+        });
+        return Ok(adapters.swap_remove(0));
+    };
+    if let Ok(index) = wanted.parse::<usize>() {
+        let count = adapters.len();
+        return adapters.into_iter().nth(index).ok_or_else(|| {
+            Error::NoAdapter(format!(": --adapter {index} but only {count} adapter(s) exist (see `twa info`)"))
+        });
+    }
+    let needle = wanted.to_lowercase();
+    adapters
+        .into_iter()
+        .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+        .ok_or_else(|| Error::NoAdapter(format!(" whose name contains `{wanted}` (see `twa info`)")))
+}
+
+impl Gpu {
+    /// Open the adapter chosen by `choice` with all the limits it offers.
+    pub fn new(choice: AdapterChoice) -> Result<Gpu> {
+        Gpu::from_adapter(&select_adapter(choice)?)
+    }
+
+    /// Open a device on `adapter`, requesting the adapter's own limits.
+    pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("twa"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| Error::Device { adapter: info.name.clone(), reason: e.to_string() })?;
+        Ok(Gpu { device, queue, info, limits })
+    }
+
+    /// One line naming the adapter: name, backend, driver.
+    pub fn describe(&self) -> String {
+        describe(&self.info)
+    }
+
+    /// Largest storage binding in bytes.
+    pub fn max_binding(&self) -> u64 {
+        u64::from(self.limits.max_storage_buffer_binding_size).min(self.limits.max_buffer_size)
+    }
+
+    /// Wait until all submitted work has finished.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(e.to_string()))
+    }
+}
+
+/// `name (backend, type, driver version)` for an adapter.
+pub fn describe(info: &wgpu::AdapterInfo) -> String {
+    let driver = [info.driver.as_str(), info.driver_info.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("{} ({:?}, {:?}, {})", info.name, info.backend, info.device_type, driver)
+}

@@ -1,0 +1,251 @@
+//! The kernel registry: every shader file in `shaders/`, its fixed binding layout, and
+//! the compute pipelines built from its entry points, compiled once per device.
+
+use super::context::Gpu;
+
+/// How a shader binds one resource: storage read-only, storage read-write, or uniform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    Read,
+    ReadWrite,
+    Uniform,
+}
+
+use Binding::{Read, ReadWrite as Rw, Uniform};
+
+/// One shader file (op family). Its bindings are shared by all its entry points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shader {
+    Linear,
+    Activation,
+    BatchNorm,
+    Loss,
+    Optim,
+    Data,
+}
+
+impl Shader {
+    /// Every shader, for validation and translation tests.
+    pub const ALL: [Shader; 6] = [
+        Shader::Linear,
+        Shader::Activation,
+        Shader::BatchNorm,
+        Shader::Loss,
+        Shader::Optim,
+        Shader::Data,
+    ];
+
+    /// File name under `shaders/`.
+    pub fn file(self) -> &'static str {
+        match self {
+            Shader::Linear => "linear.wgsl",
+            Shader::Activation => "activation.wgsl",
+            Shader::BatchNorm => "batchnorm.wgsl",
+            Shader::Loss => "loss.wgsl",
+            Shader::Optim => "optim.wgsl",
+            Shader::Data => "data.wgsl",
+        }
+    }
+
+    /// WGSL source, embedded at build time.
+    pub fn source(self) -> &'static str {
+        match self {
+            Shader::Linear => include_str!("../../shaders/linear.wgsl"),
+            Shader::Activation => include_str!("../../shaders/activation.wgsl"),
+            Shader::BatchNorm => include_str!("../../shaders/batchnorm.wgsl"),
+            Shader::Loss => include_str!("../../shaders/loss.wgsl"),
+            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+            Shader::Data => include_str!("../../shaders/data.wgsl"),
+        }
+    }
+
+    /// Bindings of group 0, in binding order.
+    pub fn bindings(self) -> &'static [Binding] {
+        match self {
+            Shader::Linear => &[Read, Read, Read, Rw, Uniform],
+            Shader::Activation => &[Read, Read, Rw, Uniform],
+            Shader::BatchNorm => &[Read, Read, Read, Rw, Rw, Rw, Uniform],
+            Shader::Loss => &[Read, Read, Rw, Rw, Uniform, Uniform],
+            Shader::Optim => &[Read, Rw, Rw, Uniform, Uniform],
+            Shader::Data => &[Read, Read, Read, Rw, Rw, Uniform, Uniform],
+        }
+    }
+
+    /// Entry points of this shader.
+    pub fn entry_points(self) -> &'static [&'static str] {
+        match self {
+            Shader::Linear => &["matmul", "transpose", "bias_grad"],
+            Shader::Activation => &["relu_forward", "relu_backward"],
+            Shader::BatchNorm => &["forward_train", "forward_eval", "backward"],
+            Shader::Loss => &["cross_entropy", "evaluate"],
+            Shader::Optim => &["sgd_step", "zero"],
+            Shader::Data => &["gather"],
+        }
+    }
+}
+
+/// A compiled entry point and the layout its bind groups follow.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    pub name: &'static str,
+    pub shader: Shader,
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// Every kernel of the engine, compiled once per device.
+pub struct Kernels {
+    pub matmul: Kernel,
+    pub transpose: Kernel,
+    pub bias_grad: Kernel,
+    pub relu_forward: Kernel,
+    pub relu_backward: Kernel,
+    pub bn_forward_train: Kernel,
+    pub bn_forward_eval: Kernel,
+    pub bn_backward: Kernel,
+    pub cross_entropy: Kernel,
+    pub evaluate: Kernel,
+    pub sgd_step: Kernel,
+    pub zero: Kernel,
+    pub gather: Kernel,
+}
+
+fn layout_entry(binding: u32, kind: Binding) -> wgpu::BindGroupLayoutEntry {
+    let ty = match kind {
+        Binding::Uniform => wgpu::BufferBindingType::Uniform,
+        Binding::Read => wgpu::BufferBindingType::Storage { read_only: true },
+        Binding::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+    };
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
+        count: None,
+    }
+}
+
+/// Compile every entry point of `shader`.
+fn compile(device: &wgpu::Device, shader: Shader) -> Vec<Kernel> {
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(shader.file()),
+        source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+    });
+    let entries: Vec<_> = shader
+        .bindings()
+        .iter()
+        .enumerate()
+        .map(|(i, &kind)| layout_entry(i as u32, kind))
+        .collect();
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(shader.file()),
+        entries: &entries,
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(shader.file()),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    shader
+        .entry_points()
+        .iter()
+        .map(|&name| Kernel {
+            name,
+            shader,
+            layout: layout.clone(),
+            pipeline: device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(name),
+                compilation_options: Default::default(),
+                cache: None,
+            }),
+        })
+        .collect()
+}
+
+impl Kernels {
+    /// Compile every shader for `gpu`'s device.
+    pub fn new(gpu: &Gpu) -> Kernels {
+        let mut all: Vec<Kernel> = Shader::ALL.iter().flat_map(|&s| compile(&gpu.device, s)).collect();
+        let mut take = |name: &str| {
+            let i = all.iter().position(|k| k.name == name).expect("entry point registered");
+            all.swap_remove(i)
+        };
+        Kernels {
+            matmul: take("matmul"),
+            transpose: take("transpose"),
+            bias_grad: take("bias_grad"),
+            relu_forward: take("relu_forward"),
+            relu_backward: take("relu_backward"),
+            bn_forward_train: take("forward_train"),
+            bn_forward_eval: take("forward_eval"),
+            bn_backward: take("backward"),
+            cross_entropy: take("cross_entropy"),
+            evaluate: take("evaluate"),
+            sgd_step: take("sgd_step"),
+            zero: take("zero"),
+            gather: take("gather"),
+        }
+    }
+}
+
+/// One recorded kernel launch: pipeline, bind group and workgroup counts, built once
+/// and replayed every step.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
+}
+
+impl Dispatch {
+    /// Bind `resources` (one buffer per binding, in binding order) to `kernel`.
+    #[track_caller]
+    pub fn new(gpu: &Gpu, kernel: &Kernel, resources: &[&wgpu::Buffer], groups: [u32; 3]) -> Dispatch {
+        let bindings = kernel.shader.bindings();
+        assert_eq!(
+            resources.len(),
+            bindings.len(),
+            "{}: {} resources for {} bindings",
+            kernel.name,
+            resources.len(),
+            bindings.len()
+        );
+        let entries: Vec<_> = resources
+            .iter()
+            .enumerate()
+            .map(|(i, buffer)| wgpu::BindGroupEntry { binding: i as u32, resource: buffer.as_entire_binding() })
+            .collect();
+        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name),
+            layout: &kernel.layout,
+            entries: &entries,
+        });
+        Dispatch { pipeline: kernel.pipeline.clone(), bind_group, groups }
+    }
+
+    /// Record this launch into a compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+    }
+}
+
+/// Record `dispatches` into one compute pass of a new encoder and submit it.
+pub fn submit(gpu: &Gpu, dispatches: &[&Dispatch]) -> wgpu::SubmissionIndex {
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        for d in dispatches {
+            d.record(&mut pass);
+        }
+    }
+    gpu.queue.submit([encoder.finish()])
+}
+
+/// Workgroups for a 1-D grid-stride kernel over `len` items at `width` per group.
+pub fn groups_1d(len: usize, width: usize) -> [u32; 3] {
+    [len.div_ceil(width).clamp(1, 65535) as u32, 1, 1]
+}

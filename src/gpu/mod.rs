@@ -1,0 +1,9 @@
+//! The GPU layer: context (adapter, device, limits), kernel registry, buffers.
+
+pub mod buffers;
+pub mod context;
+pub mod kernels;
+pub mod readback;
+
+pub use context::Gpu;
+pub use kernels::{Dispatch, Kernel, Kernels, Shader};

@@ -1,0 +1,14 @@
+//! twa: a WebGPU training engine (WGSL compute shaders through wgpu) implementing
+//! Trainable Weight Averaging. See `shaders/` for the kernels and README.md for use.
+
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod files;
+pub mod gpu;
+pub mod nn;
+pub mod reference;
+pub mod rng;
+pub mod train;

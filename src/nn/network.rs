@@ -1,0 +1,313 @@
+//! A model instantiated on a device: the flat parameter, gradient, velocity and state
+//! buffers, activation buffers sized for the largest batch, and per-batch-size plans
+//! (forward, loss, backward, optimiser) recorded once and replayed every step.
+
+use super::layers::{self, LayerBuffers};
+use super::model::{LayerKind, Model};
+use crate::error::{Error, Result};
+use crate::gpu::kernels::groups_1d;
+use crate::gpu::{Dispatch, Gpu, Kernels};
+use std::collections::HashMap;
+
+/// Per-step values written by the host before each submit (one 16-byte uniform).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepState {
+    /// First position of this batch in the epoch's order.
+    pub start: u32,
+    /// Global step number (0-based), for divergence reports.
+    pub step: u32,
+    /// Learning rate of this step.
+    pub lr: f32,
+    pub pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct LossParams {
+    batch: u32,
+    classes: u32,
+    pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct OptimParams {
+    len: u32,
+    momentum: f32,
+    weight_decay: f32,
+    pad: u32,
+}
+
+/// SGD hyper-parameters fixed for a run (the LR comes per step).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdConfig {
+    pub momentum: f32,
+    pub weight_decay: f32,
+}
+
+/// Sums over a run of batches, as accumulated on the device.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Totals {
+    pub loss_sum: f64,
+    pub correct: f64,
+    pub count: f64,
+    /// 1-based global step of the first non-finite batch loss, 0 if none.
+    pub first_bad_step: u64,
+}
+
+impl Totals {
+    /// Mean loss per sample.
+    pub fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.count.max(1.0)
+    }
+
+    /// Fraction of correct predictions.
+    pub fn accuracy(&self) -> f64 {
+        self.correct / self.count.max(1.0)
+    }
+
+    fn from_words(w: &[f32]) -> Totals {
+        Totals { loss_sum: w[0] as f64, correct: w[1] as f64, count: w[2] as f64, first_bad_step: w[3] as u64 }
+    }
+}
+
+/// The dispatches for one batch size.
+struct BatchPlan {
+    /// Forward (train mode), loss with gradient, backward, SGD.
+    train: Vec<Dispatch>,
+    /// Forward (eval mode) and loss without gradient.
+    eval: Vec<Dispatch>,
+}
+
+/// A model on a device. See the module doc.
+pub struct Network {
+    pub model: Model,
+    pub kernels: Kernels,
+    pub params: wgpu::Buffer,
+    pub grads: wgpu::Buffer,
+    pub velocity: wgpu::Buffer,
+    pub state: wgpu::Buffer,
+    /// `acts[0]` is the input batch, `acts[i + 1]` the output of layer i.
+    pub acts: Vec<wgpu::Buffer>,
+    /// `dacts[i]` is the loss gradient w.r.t. `acts[i]`.
+    pub dacts: Vec<wgpu::Buffer>,
+    /// Labels of the current batch (u32).
+    pub labels: wgpu::Buffer,
+    /// The per-step uniform ([`StepState`]).
+    pub step: wgpu::Buffer,
+    train_totals: wgpu::Buffer,
+    eval_totals: wgpu::Buffer,
+    transposed: Vec<Option<wgpu::Buffer>>,
+    unused: wgpu::Buffer,
+    scratch_rw: wgpu::Buffer,
+    sgd: Dispatch,
+    zero_velocity: Dispatch,
+    max_batch: usize,
+    plans: HashMap<usize, BatchPlan>,
+}
+
+impl Network {
+    /// Allocate `model` on `gpu` for batches up to `max_batch`, parameters from `init`.
+    pub fn new(gpu: &Gpu, model: Model, max_batch: usize, init: &[f32], sgd: SgdConfig) -> Result<Network> {
+        assert_eq!(init.len(), model.num_params(), "initial parameters vs the model's D");
+        let widest = model.layers.iter().map(|l| l.outputs()).chain([model.inputs]).max().unwrap_or(1);
+        let largest = (max_batch * widest).max(model.num_params()) as u64 * 4;
+        if largest > gpu.max_binding() {
+            return Err(Error::Limits(format!(
+                "a buffer of {largest} bytes exceeds the adapter's largest storage binding ({} bytes); use a smaller batch or model",
+                gpu.max_binding()
+            )));
+        }
+        let kernels = Kernels::new(gpu);
+        let d = model.num_params();
+        let params = gpu.storage_init(init, "params");
+        let grads = gpu.storage(d, "grads");
+        let velocity = gpu.storage(d, "velocity");
+        let state = gpu.storage_init(&model.init_state(), "state");
+        let mut widths = vec![model.inputs];
+        widths.extend(model.layers.iter().map(|l| l.outputs()));
+        let acts = widths.iter().map(|w| gpu.storage(max_batch * w, "activation")).collect();
+        let dacts = widths.iter().map(|w| gpu.storage(max_batch * w, "activation grad")).collect();
+        let transposed = model
+            .layers
+            .iter()
+            .map(|l| match l.kind {
+                LayerKind::Linear { inputs, outputs } => Some(gpu.storage(inputs * outputs, "transposed weight")),
+                _ => None,
+            })
+            .collect();
+        let step = gpu.uniform(&StepState::default(), "step");
+        let unused = gpu.storage(1, "unused");
+        let scratch_rw = gpu.storage(1, "unused rw");
+        let optim = OptimParams { len: d as u32, momentum: sgd.momentum, weight_decay: sgd.weight_decay, pad: 0 };
+        let optim_u = gpu.uniform(&optim, "sgd");
+        let groups = groups_1d(d, 256);
+        let sgd_dispatch = Dispatch::new(gpu, &kernels.sgd_step, &[&grads, &params, &velocity, &optim_u, &step], groups);
+        let zero_velocity = Dispatch::new(gpu, &kernels.zero, &[&grads, &velocity, &scratch_rw, &optim_u, &step], groups);
+        Ok(Network {
+            labels: gpu.storage(max_batch, "labels"),
+            train_totals: gpu.storage(4, "train totals"),
+            eval_totals: gpu.storage(4, "eval totals"),
+            model,
+            kernels,
+            params,
+            grads,
+            velocity,
+            state,
+            acts,
+            dacts,
+            step,
+            transposed,
+            unused,
+            scratch_rw,
+            sgd: sgd_dispatch,
+            zero_velocity,
+            max_batch,
+            plans: HashMap::new(),
+        })
+    }
+
+    /// Largest batch the activation buffers hold.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    fn buffers(&self) -> LayerBuffers<'_> {
+        LayerBuffers { params: &self.params, grads: &self.grads, state: &self.state, unused: &self.unused }
+    }
+
+    fn forward_dispatches(&self, gpu: &Gpu, batch: usize, train: bool) -> Vec<Dispatch> {
+        let bufs = self.buffers();
+        let mut out = Vec::new();
+        for (i, layer) in self.model.layers.iter().enumerate() {
+            out.extend(layers::forward(
+                gpu,
+                &self.kernels,
+                layer,
+                batch,
+                train,
+                &self.acts[i],
+                &self.acts[i + 1],
+                self.transposed[i].as_ref(),
+                &bufs,
+            ));
+        }
+        out
+    }
+
+    fn loss_dispatch(&self, gpu: &Gpu, batch: usize, train: bool) -> Dispatch {
+        let last = self.model.layers.len();
+        let p = LossParams { batch: batch as u32, classes: self.model.classes as u32, pad: [0; 2] };
+        let u = gpu.uniform(&p, "loss");
+        let (kernel, totals, grad) = if train {
+            (&self.kernels.cross_entropy, &self.train_totals, &self.dacts[last])
+        } else {
+            (&self.kernels.evaluate, &self.eval_totals, &self.scratch_rw)
+        };
+        Dispatch::new(gpu, kernel, &[&self.acts[last], &self.labels, grad, totals, &u, &self.step], [1, 1, 1])
+    }
+
+    fn build_plan(&self, gpu: &Gpu, batch: usize) -> BatchPlan {
+        let bufs = self.buffers();
+        let mut train = self.forward_dispatches(gpu, batch, true);
+        train.push(self.loss_dispatch(gpu, batch, true));
+        for (i, layer) in self.model.layers.iter().enumerate().rev() {
+            // The first layer's input gradient is never needed.
+            let dx = (i > 0).then(|| &self.dacts[i]);
+            train.extend(layers::backward(
+                gpu,
+                &self.kernels,
+                layer,
+                batch,
+                &self.acts[i],
+                &self.acts[i + 1],
+                &self.dacts[i + 1],
+                dx,
+                &bufs,
+            ));
+        }
+        train.push(self.sgd.clone());
+        let mut eval = self.forward_dispatches(gpu, batch, false);
+        eval.push(self.loss_dispatch(gpu, batch, false));
+        BatchPlan { train, eval }
+    }
+
+    /// Build (once) the plan for `batch`.
+    #[track_caller]
+    pub fn prepare(&mut self, gpu: &Gpu, batch: usize) {
+        assert!(batch >= 1 && batch <= self.max_batch, "batch {batch} outside 1..={}", self.max_batch);
+        if !self.plans.contains_key(&batch) {
+            let plan = self.build_plan(gpu, batch);
+            self.plans.insert(batch, plan);
+        }
+    }
+
+    fn plan(&self, batch: usize) -> &BatchPlan {
+        self.plans.get(&batch).unwrap_or_else(|| panic!("no plan for batch {batch}: call prepare first"))
+    }
+
+    /// Record one training step on the batch in `acts[0]`/`labels` (forward, loss,
+    /// backward, SGD) into `pass`.
+    pub fn record_train_step(&self, pass: &mut wgpu::ComputePass, batch: usize) {
+        for d in &self.plan(batch).train {
+            d.record(pass);
+        }
+    }
+
+    /// Record an evaluation (eval-mode forward and loss, no gradient) into `pass`.
+    pub fn record_eval(&self, pass: &mut wgpu::ComputePass, batch: usize) {
+        for d in &self.plan(batch).eval {
+            d.record(pass);
+        }
+    }
+
+    /// Write the per-step uniform.
+    pub fn set_step(&self, gpu: &Gpu, state: StepState) {
+        gpu.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&state));
+    }
+
+    /// Reset the SGD velocity to zero (recorded into `pass`).
+    pub fn record_reset_velocity(&self, pass: &mut wgpu::ComputePass) {
+        self.zero_velocity.record(pass);
+    }
+
+    /// Zero the training or evaluation totals.
+    pub fn reset_totals(&self, gpu: &Gpu, train: bool) {
+        gpu.write(self.totals_buffer(train), 0, &[0.0f32; 4]);
+    }
+
+    /// The device buffer holding the training or evaluation totals (4 words).
+    pub fn totals_buffer(&self, train: bool) -> &wgpu::Buffer {
+        if train {
+            &self.train_totals
+        } else {
+            &self.eval_totals
+        }
+    }
+
+    /// Read the training or evaluation totals (blocking).
+    pub fn read_totals(&self, gpu: &Gpu, train: bool) -> Result<Totals> {
+        Ok(Totals::from_words(&gpu.read::<f32>(self.totals_buffer(train), 0, 4)?))
+    }
+
+    /// Decode totals read asynchronously.
+    pub fn decode_totals(words: &[f32]) -> Totals {
+        Totals::from_words(words)
+    }
+
+    /// Current parameters (blocking readback).
+    pub fn read_params(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        gpu.read(&self.params, 0, self.model.num_params())
+    }
+
+    /// Current gradients (blocking readback).
+    pub fn read_grads(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        gpu.read(&self.grads, 0, self.model.num_params())
+    }
+
+    /// Current state: running statistics and scratch (blocking readback).
+    pub fn read_state(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        gpu.read(&self.state, 0, self.model.state.len)
+    }
+}

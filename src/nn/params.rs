@@ -1,0 +1,60 @@
+//! The named parameter table: every trainable tensor (and every BatchNorm running
+//! statistic) is a named range of one flat f32 buffer.
+
+/// One named tensor inside a flat buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamEntry {
+    /// PyTorch-style name, e.g. `0.weight` or `1.running_mean`.
+    pub name: String,
+    /// Shape, row-major.
+    pub shape: Vec<usize>,
+    /// Offset in f32 elements from the start of the flat buffer.
+    pub offset: usize,
+}
+
+impl ParamEntry {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether the tensor is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The element range in the flat buffer.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.len()
+    }
+}
+
+/// Named tensors laid out back to back in one flat buffer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParamTable {
+    pub entries: Vec<ParamEntry>,
+    /// Total length of the flat buffer in f32 elements.
+    pub len: usize,
+}
+
+impl ParamTable {
+    /// Append a tensor and return its offset.
+    pub fn push(&mut self, name: String, shape: Vec<usize>) -> usize {
+        let offset = self.len;
+        self.len += shape.iter().product::<usize>();
+        self.entries.push(ParamEntry { name, shape, offset });
+        offset
+    }
+
+    /// Reserve `len` elements that belong to no named tensor (scratch); returns the offset.
+    pub fn reserve(&mut self, len: usize) -> usize {
+        let offset = self.len;
+        self.len += len;
+        offset
+    }
+
+    /// The entry called `name`.
+    pub fn get(&self, name: &str) -> Option<&ParamEntry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+}

@@ -1,0 +1,7 @@
+//! Training: LR schedules and the epoch loop.
+
+pub mod schedule;
+pub mod trainer;
+
+pub use schedule::Schedule;
+pub use trainer::{EpochMetrics, Event, TrainConfig, Trainer};

@@ -1,0 +1,256 @@
+//! The epoch loop: shuffle, one command encoder and one submit per step (batch gather,
+//! forward, loss, backward, SGD), the loss read back asynchronously every few steps,
+//! evaluation on the test split after every epoch. Progress goes to an observer.
+
+use super::schedule::Schedule;
+use crate::data::{Dataset, DeviceSplit};
+use crate::error::{Error, Result};
+use crate::gpu::readback::AsyncReadback;
+use crate::gpu::{Dispatch, Gpu};
+use crate::nn::{Model, ModelConfig, Network, SgdConfig, StepState, Totals};
+use crate::rng::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// Optimisation settings of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub batch: usize,
+    pub schedule: Schedule,
+    pub seed: u64,
+    /// Batch size for evaluation (any size gives the same result).
+    pub eval_batch: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 20,
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            batch: 128,
+            schedule: Schedule::Step,
+            seed: 1,
+            eval_batch: 1000,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Check the values a user may have mistyped.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if self.batch == 0 || self.eval_batch == 0 {
+            return bad("batch sizes must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("lr must be a positive number, got {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad(format!("momentum must be in [0, 1), got {}", self.momentum));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!("weight decay must be ≥ 0, got {}", self.weight_decay));
+        }
+        Ok(())
+    }
+}
+
+/// What one epoch measured; one line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub test_loss: f64,
+    pub test_acc: f64,
+    pub seconds: f64,
+}
+
+/// Progress reported while training.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// An epoch (1-based) begins with `steps` steps.
+    EpochStart { epoch: usize, steps: usize },
+    /// A step of the current epoch was submitted.
+    Step { step: usize },
+    /// Running mean loss and accuracy of the epoch so far, read back asynchronously.
+    Running { loss: f64, acc: f64 },
+    /// An epoch finished and was evaluated.
+    Epoch(EpochMetrics),
+}
+
+/// Steps between asynchronous loss readbacks.
+const READBACK_EVERY: usize = 25;
+/// Submissions allowed in flight before the host waits for the oldest.
+const MAX_IN_FLIGHT: usize = 8;
+
+/// A model, its data on the device, and the loop that trains it.
+pub struct Trainer<'a> {
+    pub gpu: &'a Gpu,
+    pub net: Network,
+    pub config: TrainConfig,
+    train: DeviceSplit,
+    test: DeviceSplit,
+    /// Gather dispatches of the train split for the full and the last batch size.
+    train_gathers: Vec<(usize, Dispatch)>,
+    test_gathers: Vec<(usize, Dispatch)>,
+    rng: Rng,
+    global_step: u64,
+}
+
+/// Batch sizes a split of `count` samples is cut into: the full size and, if the split
+/// does not divide evenly, the last partial one.
+fn batch_sizes(count: usize, batch: usize) -> Vec<usize> {
+    let mut sizes = vec![batch.min(count)];
+    if count % batch != 0 && count > batch {
+        sizes.push(count % batch);
+    }
+    sizes
+}
+
+impl<'a> Trainer<'a> {
+    /// Build the model for `data` on `gpu` and upload the data.
+    pub fn new(gpu: &'a Gpu, data: &Dataset, model: &ModelConfig, config: TrainConfig) -> Result<Trainer<'a>> {
+        config.validate()?;
+        if model.hidden.contains(&0) {
+            return Err(Error::Config("hidden widths must be at least 1".into()));
+        }
+        let model = Model::mlp(model, data.train.features, data.classes);
+        let init = model.init_params(config.seed);
+        let max_batch = config.batch.max(config.eval_batch);
+        let sgd = SgdConfig { momentum: config.momentum as f32, weight_decay: config.weight_decay as f32 };
+        let mut net = Network::new(gpu, model, max_batch, &init, sgd)?;
+        let train = DeviceSplit::upload(gpu, &data.train, data)?;
+        let test = DeviceSplit::upload(gpu, &data.test, data)?;
+        let mut gathers = |split: &DeviceSplit, batch: usize| {
+            batch_sizes(split.count, batch)
+                .into_iter()
+                .map(|b| {
+                    net.prepare(gpu, b);
+                    (b, split.gather(gpu, &net, b))
+                })
+                .collect::<Vec<_>>()
+        };
+        let train_gathers = gathers(&train, config.batch);
+        let test_gathers = gathers(&test, config.eval_batch);
+        Ok(Trainer { gpu, net, rng: Rng::new(config.seed), config, train, test, train_gathers, test_gathers, global_step: 0 })
+    }
+
+    fn gather_for(gathers: &[(usize, Dispatch)], batch: usize) -> &Dispatch {
+        &gathers.iter().find(|(b, _)| *b == batch).expect("gather prepared for every batch size").1
+    }
+
+    fn diverged(&self, totals: &Totals, epoch: usize) -> Result<()> {
+        if totals.first_bad_step > 0 || !totals.loss_sum.is_finite() {
+            let step = if totals.first_bad_step > 0 { totals.first_bad_step } else { self.global_step };
+            return Err(Error::Diverged { step, epoch, value: "NaN or infinite".into() });
+        }
+        Ok(())
+    }
+
+    /// Train one epoch (`epoch` is 0-based); returns the epoch's training totals.
+    pub fn train_epoch(&mut self, epoch: usize, observer: &mut dyn FnMut(Event)) -> Result<(Totals, f64)> {
+        let gpu = self.gpu;
+        let n = self.train.count;
+        let batch = self.config.batch.min(n);
+        let steps = n.div_ceil(batch);
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        self.rng.shuffle(&mut order);
+        self.train.set_order(gpu, &order);
+        self.net.reset_totals(gpu, true);
+        observer(Event::EpochStart { epoch: epoch + 1, steps });
+        let readback = AsyncReadback::new(gpu, 4);
+        let mut in_flight = VecDeque::new();
+        let mut lr = 0.0;
+        for step in 0..steps {
+            let size = batch.min(n - step * batch);
+            lr = self.config.schedule.lr(self.config.lr, epoch, self.config.epochs, step, steps);
+            let state = StepState { start: (step * batch) as u32, step: self.global_step as u32, lr: lr as f32, pad: 0 };
+            self.net.set_step(gpu, state);
+            let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                if self.global_step == 0 {
+                    self.net.record_reset_velocity(&mut pass);
+                }
+                Self::gather_for(&self.train_gathers, size).record(&mut pass);
+                self.net.record_train_step(&mut pass, size);
+            }
+            if step % READBACK_EVERY == READBACK_EVERY - 1 {
+                readback.copy_if_idle(&mut encoder, self.net.totals_buffer(true));
+            }
+            in_flight.push_back(gpu.queue.submit([encoder.finish()]));
+            readback.after_submit();
+            self.global_step += 1;
+            if in_flight.len() > MAX_IN_FLIGHT {
+                let oldest = in_flight.pop_front().expect("non-empty");
+                gpu.device
+                    .poll(wgpu::PollType::Wait { submission_index: Some(oldest), timeout: None })
+                    .map_err(|e| Error::Gpu(e.to_string()))?;
+            }
+            if let Some(words) = readback.try_take(gpu) {
+                let totals = Network::decode_totals(&words);
+                self.diverged(&totals, epoch + 1)?;
+                observer(Event::Running { loss: totals.mean_loss(), acc: totals.accuracy() });
+            }
+            observer(Event::Step { step: step + 1 });
+        }
+        let totals = self.net.read_totals(gpu, true)?;
+        self.diverged(&totals, epoch + 1)?;
+        Ok((totals, lr))
+    }
+
+    /// Evaluate the current parameters (BatchNorm in eval mode) on the test split.
+    pub fn evaluate(&mut self) -> Result<Totals> {
+        let gpu = self.gpu;
+        let n = self.test.count;
+        let batch = self.config.eval_batch.min(n);
+        self.net.reset_totals(gpu, false);
+        for start in (0..n).step_by(batch) {
+            let size = batch.min(n - start);
+            self.net.set_step(gpu, StepState { start: start as u32, ..Default::default() });
+            let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                Self::gather_for(&self.test_gathers, size).record(&mut pass);
+                self.net.record_eval(&mut pass, size);
+            }
+            gpu.queue.submit([encoder.finish()]);
+        }
+        self.net.read_totals(gpu, false)
+    }
+
+    /// Train for the configured epochs, evaluating after each.
+    pub fn run(&mut self, observer: &mut dyn FnMut(Event)) -> Result<Vec<EpochMetrics>> {
+        let mut history = Vec::new();
+        for epoch in 0..self.config.epochs {
+            let started = Instant::now();
+            let (train, lr) = self.train_epoch(epoch, observer)?;
+            let test = self.evaluate()?;
+            let metrics = EpochMetrics {
+                epoch: epoch + 1,
+                lr,
+                train_loss: train.mean_loss(),
+                train_acc: train.accuracy(),
+                test_loss: test.mean_loss(),
+                test_acc: test.accuracy(),
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            observer(Event::Epoch(metrics.clone()));
+            history.push(metrics);
+        }
+        Ok(history)
+    }
+}
