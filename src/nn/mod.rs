@@ -2,10 +2,13 @@
 //! table, kernel recording per layer, and the device-side network.
 
 pub mod layers;
+pub mod loss;
 pub mod model;
 pub mod network;
+pub mod optim;
 pub mod params;
 
 pub use model::{Model, ModelConfig};
-pub use network::{Network, SgdConfig, StepState, Totals};
+pub use network::{Network, StepState, Totals};
+pub use optim::SgdConfig;
 pub use params::{ParamEntry, ParamTable};

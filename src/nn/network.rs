@@ -3,9 +3,10 @@
 //! (forward, loss, backward, optimiser) recorded once and replayed every step.
 
 use super::layers::{self, LayerBuffers};
+use super::loss;
 use super::model::{LayerKind, Model};
+use super::optim::{self, SgdConfig};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::groups_1d;
 use crate::gpu::{Dispatch, Gpu, Kernels};
 use std::collections::HashMap;
 
@@ -20,30 +21,6 @@ pub struct StepState {
     /// Learning rate of this step.
     pub lr: f32,
     pub pad: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct LossParams {
-    batch: u32,
-    classes: u32,
-    pad: [u32; 2],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct OptimParams {
-    len: u32,
-    momentum: f32,
-    weight_decay: f32,
-    pad: u32,
-}
-
-/// SGD hyper-parameters fixed for a run (the LR comes per step).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SgdConfig {
-    pub momentum: f32,
-    pub weight_decay: f32,
 }
 
 /// Sums over a run of batches, as accumulated on the device.
@@ -140,11 +117,8 @@ impl Network {
         let step = gpu.uniform(&StepState::default(), "step");
         let unused = gpu.storage(1, "unused");
         let scratch_rw = gpu.storage(1, "unused rw");
-        let optim = OptimParams { len: d as u32, momentum: sgd.momentum, weight_decay: sgd.weight_decay, pad: 0 };
-        let optim_u = gpu.uniform(&optim, "sgd");
-        let groups = groups_1d(d, 256);
-        let sgd_dispatch = Dispatch::new(gpu, &kernels.sgd_step, &[&grads, &params, &velocity, &optim_u, &step], groups);
-        let zero_velocity = Dispatch::new(gpu, &kernels.zero, &[&grads, &velocity, &scratch_rw, &optim_u, &step], groups);
+        let sgd_dispatch = optim::sgd_step(gpu, &kernels, d, sgd, &grads, &params, &velocity, &step);
+        let zero_velocity = optim::zero(gpu, &kernels, d, &velocity, &grads, &scratch_rw, &step);
         Ok(Network {
             labels: gpu.storage(max_batch, "labels"),
             train_totals: gpu.storage(4, "train totals"),
@@ -198,14 +172,9 @@ impl Network {
 
     fn loss_dispatch(&self, gpu: &Gpu, batch: usize, train: bool) -> Dispatch {
         let last = self.model.layers.len();
-        let p = LossParams { batch: batch as u32, classes: self.model.classes as u32, pad: [0; 2] };
-        let u = gpu.uniform(&p, "loss");
-        let (kernel, totals, grad) = if train {
-            (&self.kernels.cross_entropy, &self.train_totals, &self.dacts[last])
-        } else {
-            (&self.kernels.evaluate, &self.eval_totals, &self.scratch_rw)
-        };
-        Dispatch::new(gpu, kernel, &[&self.acts[last], &self.labels, grad, totals, &u, &self.step], [1, 1, 1])
+        let (grad, totals) = if train { (Some(&self.dacts[last]), &self.train_totals) } else { (None, &self.eval_totals) };
+        let classes = self.model.classes;
+        loss::cross_entropy(gpu, &self.kernels, batch, classes, &self.acts[last], &self.labels, grad, &self.scratch_rw, totals, &self.step)
     }
 
     fn build_plan(&self, gpu: &Gpu, batch: usize) -> BatchPlan {

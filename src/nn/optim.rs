@@ -1,0 +1,56 @@
+//! Optimiser dispatches over the flat parameter store (`optim.wgsl`).
+
+use crate::gpu::kernels::groups_1d;
+use crate::gpu::{Dispatch, Gpu, Kernels};
+
+/// SGD hyper-parameters fixed for a run (the LR comes per step).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdConfig {
+    pub momentum: f32,
+    pub weight_decay: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct OptimParams {
+    len: u32,
+    momentum: f32,
+    weight_decay: f32,
+    pad: u32,
+}
+
+fn uniform(gpu: &Gpu, len: usize, sgd: SgdConfig) -> wgpu::Buffer {
+    let p = OptimParams { len: len as u32, momentum: sgd.momentum, weight_decay: sgd.weight_decay, pad: 0 };
+    gpu.uniform(&p, "optim")
+}
+
+/// One SGD step over `len` parameters: v ← μv + (g + wd·w); w ← w − lr·v, with lr
+/// read from the per-step uniform `step`.
+pub fn sgd_step(
+    gpu: &Gpu,
+    k: &Kernels,
+    len: usize,
+    sgd: SgdConfig,
+    grads: &wgpu::Buffer,
+    params: &wgpu::Buffer,
+    velocity: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+) -> Dispatch {
+    let u = uniform(gpu, len, sgd);
+    Dispatch::new(gpu, &k.sgd_step, &[grads, params, velocity, &u, step], groups_1d(len, 256))
+}
+
+/// Zero the first `len` words of `target`. `unused_read`, `unused_rw` and `step` fill
+/// the layout's other slots (`unused_rw` must not be `target`).
+pub fn zero(
+    gpu: &Gpu,
+    k: &Kernels,
+    len: usize,
+    target: &wgpu::Buffer,
+    unused_read: &wgpu::Buffer,
+    unused_rw: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+) -> Dispatch {
+    let u = uniform(gpu, len, SgdConfig { momentum: 0.0, weight_decay: 0.0 });
+    Dispatch::new(gpu, &k.zero, &[unused_read, target, unused_rw, &u, step], groups_1d(len, 256))
+}
