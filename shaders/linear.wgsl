@@ -11,11 +11,17 @@
 //   A(m, k) = a[a_off + m·a_rs + k·a_cs]   (any strides: every invocation of a workgroup
 //                                           reads the same A element, a broadcast)
 //   B[k, n] = b[b_off + k·ldb + n],  C[m, n] = c[c_off + m·ldc + n].
-// A workgroup owns ROWS rows and 8·WG columns; invocation `lid` owns the columns
-// n0 + lid + j·WG for j = 0..7, so consecutive invocations touch consecutive addresses
-// (what software rasterisers vectorise and what real GPUs coalesce). Row and column
-// indices are clamped for the loads and checked once for the stores, so the inner loop
-// has no branches.
+// Two variants, both tested against the same CPU reference:
+// matmul_vec4  (B aligned: ldb and b_off multiples of 4) a workgroup owns VEC_ROWS rows
+//              and 8·VEC_WG columns; invocation `lid` owns 8 consecutive columns, read
+//              from B as two vec4 per k, and keeps VEC_ROWS × 8 sums in vec4
+//              registers, the row loop written out. The A element of a row is the same
+//              for every invocation (a uniform load), so each B load feeds 2·VEC_ROWS
+//              FMAs. This is the layout that CPU rasterisers (lavapipe) run fastest.
+// matmul       (any alignment) ROWS rows × 8·WG columns per workgroup; invocation
+//              `lid` owns the columns n0 + lid + j·WG, j = 0..7.
+// Row and column indices are clamped for the loads and checked once for the stores,
+// so the inner loops have no branches.
 
 struct LinearParams {
     m: u32, n: u32, k: u32, has_bias: u32,
@@ -24,10 +30,15 @@ struct LinearParams {
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<uniform> p: LinearParams;
+
+// Element i of B viewed as a flat f32 array.
+fn b_at(i: u32) -> f32 {
+    return b4[i >> 2u][i & 3u];
+}
 
 const WG: u32 = 32u;
 const ROWS: u32 = 8u;
@@ -49,8 +60,8 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
     var acc1: array<vec4<f32>, ROWS>;
     for (var k = 0u; k < p.k; k++) {
         let bk = p.b_off + k * p.ldb;
-        let b0 = vec4<f32>(b[bk + c0.x], b[bk + c0.y], b[bk + c0.z], b[bk + c0.w]);
-        let b1 = vec4<f32>(b[bk + c1.x], b[bk + c1.y], b[bk + c1.z], b[bk + c1.w]);
+        let b0 = vec4<f32>(b_at(bk + c0.x), b_at(bk + c0.y), b_at(bk + c0.z), b_at(bk + c0.w));
+        let b1 = vec4<f32>(b_at(bk + c1.x), b_at(bk + c1.y), b_at(bk + c1.z), b_at(bk + c1.w));
         let ak = k * p.a_cs;
         for (var r = 0u; r < ROWS; r++) {
             let av = a[row_base[r] + ak];
@@ -85,13 +96,165 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
     }
 }
 
-// transpose: c[c_off + j·m + i] = a[a_off + i·n + j] for an m × n row-major matrix.
+
+// Store columns col..col+7 of row `row` (plus bias), skipping what lies outside C.
+fn store_row(row: u32, col: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (row >= p.m) {
+        return;
+    }
+    let base = p.c_off + row * p.ldc;
+    for (var j = 0u; j < 8u; j++) {
+        let n = col + j;
+        if (n < p.n) {
+            var v = lo[j & 3u];
+            if (j >= 4u) {
+                v = hi[j & 3u];
+            }
+            if (p.has_bias != 0u) {
+                v += bias[p.bias_off + n];
+            }
+            c[base + n] = v;
+        }
+    }
+}
+
+@compute @workgroup_size(32)
+fn matmul_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let m0 = wg.y * 16u;
+    let col = (wg.x * 32u + lid.x) * 8u;
+    let row_vec4s = p.ldb / 4u;
+    let q0 = p.b_off / 4u + min(col / 4u, row_vec4s - 1u);
+    let q1 = p.b_off / 4u + min(col / 4u + 1u, row_vec4s - 1u);
+    let last_m = p.m - 1u;
+    let r0 = p.a_off + min(m0 + 0u, last_m) * p.a_rs;
+    let r1 = p.a_off + min(m0 + 1u, last_m) * p.a_rs;
+    let r2 = p.a_off + min(m0 + 2u, last_m) * p.a_rs;
+    let r3 = p.a_off + min(m0 + 3u, last_m) * p.a_rs;
+    let r4 = p.a_off + min(m0 + 4u, last_m) * p.a_rs;
+    let r5 = p.a_off + min(m0 + 5u, last_m) * p.a_rs;
+    let r6 = p.a_off + min(m0 + 6u, last_m) * p.a_rs;
+    let r7 = p.a_off + min(m0 + 7u, last_m) * p.a_rs;
+    let r8 = p.a_off + min(m0 + 8u, last_m) * p.a_rs;
+    let r9 = p.a_off + min(m0 + 9u, last_m) * p.a_rs;
+    let r10 = p.a_off + min(m0 + 10u, last_m) * p.a_rs;
+    let r11 = p.a_off + min(m0 + 11u, last_m) * p.a_rs;
+    let r12 = p.a_off + min(m0 + 12u, last_m) * p.a_rs;
+    let r13 = p.a_off + min(m0 + 13u, last_m) * p.a_rs;
+    let r14 = p.a_off + min(m0 + 14u, last_m) * p.a_rs;
+    let r15 = p.a_off + min(m0 + 15u, last_m) * p.a_rs;
+    var c0a = vec4<f32>(0.0);
+    var c0b = vec4<f32>(0.0);
+    var c1a = vec4<f32>(0.0);
+    var c1b = vec4<f32>(0.0);
+    var c2a = vec4<f32>(0.0);
+    var c2b = vec4<f32>(0.0);
+    var c3a = vec4<f32>(0.0);
+    var c3b = vec4<f32>(0.0);
+    var c4a = vec4<f32>(0.0);
+    var c4b = vec4<f32>(0.0);
+    var c5a = vec4<f32>(0.0);
+    var c5b = vec4<f32>(0.0);
+    var c6a = vec4<f32>(0.0);
+    var c6b = vec4<f32>(0.0);
+    var c7a = vec4<f32>(0.0);
+    var c7b = vec4<f32>(0.0);
+    var c8a = vec4<f32>(0.0);
+    var c8b = vec4<f32>(0.0);
+    var c9a = vec4<f32>(0.0);
+    var c9b = vec4<f32>(0.0);
+    var c10a = vec4<f32>(0.0);
+    var c10b = vec4<f32>(0.0);
+    var c11a = vec4<f32>(0.0);
+    var c11b = vec4<f32>(0.0);
+    var c12a = vec4<f32>(0.0);
+    var c12b = vec4<f32>(0.0);
+    var c13a = vec4<f32>(0.0);
+    var c13b = vec4<f32>(0.0);
+    var c14a = vec4<f32>(0.0);
+    var c14b = vec4<f32>(0.0);
+    var c15a = vec4<f32>(0.0);
+    var c15b = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k++) {
+        let bq = k * row_vec4s;
+        let b0 = b4[q0 + bq];
+        let b1 = b4[q1 + bq];
+        let ak = k * p.a_cs;
+        let a0 = vec4<f32>(a[r0 + ak]);
+        c0a = fma(a0, b0, c0a);
+        c0b = fma(a0, b1, c0b);
+        let a1 = vec4<f32>(a[r1 + ak]);
+        c1a = fma(a1, b0, c1a);
+        c1b = fma(a1, b1, c1b);
+        let a2 = vec4<f32>(a[r2 + ak]);
+        c2a = fma(a2, b0, c2a);
+        c2b = fma(a2, b1, c2b);
+        let a3 = vec4<f32>(a[r3 + ak]);
+        c3a = fma(a3, b0, c3a);
+        c3b = fma(a3, b1, c3b);
+        let a4 = vec4<f32>(a[r4 + ak]);
+        c4a = fma(a4, b0, c4a);
+        c4b = fma(a4, b1, c4b);
+        let a5 = vec4<f32>(a[r5 + ak]);
+        c5a = fma(a5, b0, c5a);
+        c5b = fma(a5, b1, c5b);
+        let a6 = vec4<f32>(a[r6 + ak]);
+        c6a = fma(a6, b0, c6a);
+        c6b = fma(a6, b1, c6b);
+        let a7 = vec4<f32>(a[r7 + ak]);
+        c7a = fma(a7, b0, c7a);
+        c7b = fma(a7, b1, c7b);
+        let a8 = vec4<f32>(a[r8 + ak]);
+        c8a = fma(a8, b0, c8a);
+        c8b = fma(a8, b1, c8b);
+        let a9 = vec4<f32>(a[r9 + ak]);
+        c9a = fma(a9, b0, c9a);
+        c9b = fma(a9, b1, c9b);
+        let a10 = vec4<f32>(a[r10 + ak]);
+        c10a = fma(a10, b0, c10a);
+        c10b = fma(a10, b1, c10b);
+        let a11 = vec4<f32>(a[r11 + ak]);
+        c11a = fma(a11, b0, c11a);
+        c11b = fma(a11, b1, c11b);
+        let a12 = vec4<f32>(a[r12 + ak]);
+        c12a = fma(a12, b0, c12a);
+        c12b = fma(a12, b1, c12b);
+        let a13 = vec4<f32>(a[r13 + ak]);
+        c13a = fma(a13, b0, c13a);
+        c13b = fma(a13, b1, c13b);
+        let a14 = vec4<f32>(a[r14 + ak]);
+        c14a = fma(a14, b0, c14a);
+        c14b = fma(a14, b1, c14b);
+        let a15 = vec4<f32>(a[r15 + ak]);
+        c15a = fma(a15, b0, c15a);
+        c15b = fma(a15, b1, c15b);
+    }
+    store_row(m0 + 0u, col, c0a, c0b);
+    store_row(m0 + 1u, col, c1a, c1b);
+    store_row(m0 + 2u, col, c2a, c2b);
+    store_row(m0 + 3u, col, c3a, c3b);
+    store_row(m0 + 4u, col, c4a, c4b);
+    store_row(m0 + 5u, col, c5a, c5b);
+    store_row(m0 + 6u, col, c6a, c6b);
+    store_row(m0 + 7u, col, c7a, c7b);
+    store_row(m0 + 8u, col, c8a, c8b);
+    store_row(m0 + 9u, col, c9a, c9b);
+    store_row(m0 + 10u, col, c10a, c10b);
+    store_row(m0 + 11u, col, c11a, c11b);
+    store_row(m0 + 12u, col, c12a, c12b);
+    store_row(m0 + 13u, col, c13a, c13b);
+    store_row(m0 + 14u, col, c14a, c14b);
+    store_row(m0 + 15u, col, c15a, c15b);
+}
+
+
+// transpose: c[c_off + j·ldc + i] = a[a_off + i·n + j] for an m × n row-major matrix
+// (ldc ≥ m: the transposed rows may be padded, e.g. to whole vec4s).
 @compute @workgroup_size(16, 16)
 fn transpose(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.y;
     let j = gid.x;
     if (i < p.m && j < p.n) {
-        c[p.c_off + j * p.m + i] = a[p.a_off + i * p.n + j];
+        c[p.c_off + j * p.ldc + i] = a[p.a_off + i * p.n + j];
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::data::{Dataset, Split};
 use crate::error::Result;
-use crate::gpu::{kernels, Dispatch, Gpu, Kernels};
+use crate::gpu::{kernels, Dispatch, Gpu, Kernel, Kernels};
 use crate::nn::layers::{self, LinearParams};
 use crate::nn::ModelConfig;
 use crate::rng::Rng;
@@ -20,24 +20,65 @@ struct Shape {
 }
 
 const SHAPES: &[Shape] = &[
-    Shape { name: "fc1 forward 128×784→256", m: 128, n: 256, k: 784 },
-    Shape { name: "fc2 forward 128×256→256", m: 128, n: 256, k: 256 },
-    Shape { name: "fc3 forward 128×256→10", m: 128, n: 10, k: 256 },
-    Shape { name: "fc1 grad W 256×784 (k=128)", m: 256, n: 784, k: 128 },
-    Shape { name: "fc2 grad x 128×256 (k=256)", m: 128, n: 256, k: 256 },
-    Shape { name: "square 1024³", m: 1024, n: 1024, k: 1024 },
+    Shape {
+        name: "fc1 forward 128×784→256",
+        m: 128,
+        n: 256,
+        k: 784,
+    },
+    Shape {
+        name: "fc2 forward 128×256→256",
+        m: 128,
+        n: 256,
+        k: 256,
+    },
+    Shape {
+        name: "fc3 forward 128×256→10",
+        m: 128,
+        n: 10,
+        k: 256,
+    },
+    Shape {
+        name: "fc1 grad W 256×784 (k=128)",
+        m: 256,
+        n: 784,
+        k: 128,
+    },
+    Shape {
+        name: "fc2 grad x 128×256 (k=256)",
+        m: 128,
+        n: 256,
+        k: 256,
+    },
+    Shape {
+        name: "square 1024³",
+        m: 1024,
+        n: 1024,
+        k: 1024,
+    },
 ];
 
 fn random(rng: &mut Rng, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()
 }
 
-/// Validate one GEMM against the CPU reference (sampled entries), then time it; GFLOP/s.
-fn gemm(gpu: &Gpu, k: &Kernels, s: &Shape, reps: usize) -> Result<(f64, f64)> {
+/// Validate one GEMM variant against the CPU reference (sampled entries), then time
+/// it: (GFLOP/s, worst relative error).
+fn gemm(
+    gpu: &Gpu,
+    kernel: &Kernel,
+    tile: (usize, usize),
+    s: &Shape,
+    reps: usize,
+) -> Result<(f64, f64)> {
     let mut rng = Rng::new(7);
     let a = random(&mut rng, s.m * s.k);
     let b = random(&mut rng, s.k * s.n);
-    let (ab, bb, cb) = (gpu.storage_init(&a, "a"), gpu.storage_init(&b, "b"), gpu.storage(s.m * s.n, "c"));
+    let (ab, bb, cb) = (
+        gpu.storage_init(&a, "a"),
+        gpu.storage_init(&b, "b"),
+        gpu.storage(s.m * s.n, "c"),
+    );
     let p = LinearParams {
         m: s.m as u32,
         n: s.n as u32,
@@ -48,13 +89,15 @@ fn gemm(gpu: &Gpu, k: &Kernels, s: &Shape, reps: usize) -> Result<(f64, f64)> {
         ldc: s.n as u32,
         ..Default::default()
     };
-    let d = layers::matmul(gpu, k, p, &ab, &bb, &bb, &cb);
+    let d = layers::matmul_with(gpu, kernel, tile, p, &ab, &bb, &bb, &cb);
     kernels::submit(gpu, &[&d]);
     let c: Vec<f32> = gpu.read(&cb, 0, s.m * s.n)?;
     let mut worst: f64 = 0.0;
     for t in 0..256 {
         let (i, j) = ((t * 7919) % s.m, (t * 104729) % s.n);
-        let exact: f64 = (0..s.k).map(|p| a[i * s.k + p] as f64 * b[p * s.n + j] as f64).sum();
+        let exact: f64 = (0..s.k)
+            .map(|p| a[i * s.k + p] as f64 * b[p * s.n + j] as f64)
+            .sum();
         worst = worst.max((c[i * s.n + j] as f64 - exact).abs() / (1.0 + exact.abs()));
     }
     let batch: Vec<&Dispatch> = std::iter::repeat_n(&d, reps).collect();
@@ -71,40 +114,74 @@ fn numpy_sgemm() -> Option<f64> {
 a=np.random.rand(1024,1024).astype(np.float32); b=np.random.rand(1024,1024).astype(np.float32)\n\
 a@b\nbest=1e9\nfor _ in range(5):\n t=time.perf_counter(); a@b; best=min(best,time.perf_counter()-t)\n\
 print(2*1024**3/best/1e9)";
-    let out = std::process::Command::new("python3").args(["-c", script]).output().ok()?;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .ok()?;
     String::from_utf8(out.stdout).ok()?.trim().parse().ok()
 }
 
 fn synthetic(count: usize, rng: &mut Rng) -> Split {
     let features = 784;
     let labels: Vec<u8> = (0..count).map(|_| rng.below(10) as u8).collect();
-    let pixels = (0..count * features).map(|_| rng.below(256) as u8).collect();
-    Split { pixels, labels, count, features }
+    let pixels = (0..count * features)
+        .map(|_| rng.below(256) as u8)
+        .collect();
+    Split {
+        pixels,
+        labels,
+        count,
+        features,
+    }
 }
 
 /// Run the benchmark and print its table.
 pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
     println!("adapter: {}", gpu.describe());
     let k = Kernels::new(gpu);
-    println!("{:<30} {:>10} {:>12}", "GEMM", "GFLOP/s", "max rel err");
+    println!(
+        "{:<30} {:>14} {:>14} {:>12}",
+        "GEMM", "lanes GFLOP/s", "vec4 GFLOP/s", "max rel err"
+    );
     let mut square = 0.0;
     for s in SHAPES {
         let flops = 2.0 * (s.m * s.n * s.k) as f64;
-        let reps = if quick { 2 } else { ((2e10 / flops) as usize).clamp(3, 200) };
-        let (gflops, err) = gemm(gpu, &k, s, reps)?;
-        println!("{:<30} {:>10.2} {:>12.1e}", s.name, gflops, err);
+        let reps = if quick {
+            2
+        } else {
+            ((2e10 / flops) as usize).clamp(3, 200)
+        };
+        let (lanes, err_lanes) = gemm(gpu, &k.matmul, layers::MATMUL_TILE, s, reps)?;
+        let (vec4, err_vec4) = gemm(gpu, &k.matmul_vec4, layers::MATMUL_VEC4_TILE, s, reps)?;
+        println!(
+            "{:<30} {:>14.2} {:>14.2} {:>12.1e}",
+            s.name,
+            lanes,
+            vec4,
+            err_lanes.max(err_vec4)
+        );
         if s.m == 1024 {
-            square = gflops;
+            square = vec4;
         }
     }
     match numpy_sgemm() {
-        Some(np) => println!("numpy sgemm 1024³: {np:.1} GFLOP/s; twa/numpy = {:.3}", square / np),
+        Some(np) => println!(
+            "numpy sgemm 1024³: {np:.1} GFLOP/s; twa vec4 / numpy = {:.3}",
+            square / np
+        ),
         None => println!("numpy sgemm 1024³: not measured (python3 with numpy not found)"),
     }
     let mut rng = Rng::new(3);
     let count = if quick { 1024 } else { 8192 };
-    let data = Dataset::from_splits(synthetic(count, &mut rng), synthetic(1000, &mut rng), "synthetic".into())?;
-    let config = TrainConfig { epochs: 1, ..TrainConfig::default() };
+    let data = Dataset::from_splits(
+        synthetic(count, &mut rng),
+        synthetic(1000, &mut rng),
+        "synthetic".into(),
+    )?;
+    let config = TrainConfig {
+        epochs: 1,
+        ..TrainConfig::default()
+    };
     let mut trainer = Trainer::new(gpu, &data, &ModelConfig::default(), config)?;
     trainer.train_epoch(0, &mut |_| {})?; // warm-up: first-use costs
     let started = Instant::now();

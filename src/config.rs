@@ -27,7 +27,10 @@ pub struct RunConfig {
 /// Presets shipped with twa: (name, TOML).
 pub const PRESETS: &[(&str, &str)] = &[
     ("quick", include_str!("../assets/presets/quick.toml")),
-    ("fashion-mnist", include_str!("../assets/presets/fashion-mnist.toml")),
+    (
+        "fashion-mnist",
+        include_str!("../assets/presets/fashion-mnist.toml"),
+    ),
 ];
 
 /// The shipped Fashion-MNIST subset (see `assets/fashion-mnist-subset/README.md`).
@@ -42,14 +45,18 @@ pub fn shipped_data_dir() -> PathBuf {
 impl RunConfig {
     /// Parse TOML; `origin` names the source in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<RunConfig> {
-        toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().replace('\n', " "))))
+        toml::from_str(text)
+            .map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().replace('\n', " "))))
     }
 
     /// A shipped preset by name.
     pub fn preset(name: &str) -> Result<RunConfig> {
         let (_, text) = PRESETS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
             let names: Vec<_> = PRESETS.iter().map(|(n, _)| *n).collect();
-            Error::Config(format!("unknown preset `{name}` (known: {})", names.join(", ")))
+            Error::Config(format!(
+                "unknown preset `{name}` (known: {})",
+                names.join(", ")
+            ))
         })?;
         RunConfig::from_toml(text, &format!("preset {name}"))
     }

@@ -24,7 +24,11 @@ pub enum Error {
     Config(String),
     /// Training produced a NaN or infinite loss.
     #[error("training diverged: the loss became {value} at step {step} (epoch {epoch}); try a lower learning rate (--lr)")]
-    Diverged { step: u64, epoch: usize, value: String },
+    Diverged {
+        step: u64,
+        epoch: usize,
+        value: String,
+    },
     /// The model or data does not fit the adapter's limits.
     #[error("{0}")]
     Limits(String),
@@ -42,17 +46,26 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// A read error on `path`.
     pub fn io(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
-        Error::Io { path: path.into(), reason: err.to_string() }
+        Error::Io {
+            path: path.into(),
+            reason: err.to_string(),
+        }
     }
 
     /// A format error in `path`.
     pub fn format(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::Format { path: path.into(), reason: reason.into() }
+        Error::Format {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 
     /// A write error on `path`.
     pub fn write(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
-        Error::Write { path: path.into(), reason: err.to_string() }
+        Error::Write {
+            path: path.into(),
+            reason: err.to_string(),
+        }
     }
 
     /// The process exit code the CLI uses for this error.

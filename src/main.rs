@@ -13,7 +13,11 @@ use twa::gpu::Gpu;
 use twa::train::{EpochMetrics, Event, Schedule, Trainer};
 
 #[derive(Parser)]
-#[command(name = "twa", version, about = "Train networks with WGSL compute shaders on any GPU (wgpu); Trainable Weight Averaging")]
+#[command(
+    name = "twa",
+    version,
+    about = "Train networks with WGSL compute shaders on any GPU (wgpu); Trainable Weight Averaging"
+)]
 struct Cli {
     /// Adapter to use: an index from `twa info` or part of its name (default: the best one).
     /// The backend is chosen with WGPU_BACKEND=vulkan|gl|metal|dx12.
@@ -89,7 +93,9 @@ fn main() {
         Command::Info => info(),
         Command::Train(args) => train(cli.adapter.as_deref(), args),
         Command::Config { preset } => RunConfig::preset(&preset).map(|c| print!("{}", c.to_toml())),
-        Command::Bench { quick } => Gpu::new(cli.adapter.as_deref()).and_then(|gpu| twa::bench::run(&gpu, quick)),
+        Command::Bench { quick } => {
+            Gpu::new(cli.adapter.as_deref()).and_then(|gpu| twa::bench::run(&gpu, quick))
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -113,7 +119,10 @@ fn info() -> Result<()> {
             l.max_compute_invocations_per_workgroup,
             l.max_storage_buffers_per_shader_stage
         );
-        println!("    timestamp queries: {}", a.features().contains(wgpu::Features::TIMESTAMP_QUERY));
+        println!(
+            "    timestamp queries: {}",
+            a.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+        );
     }
     Ok(())
 }
@@ -176,15 +185,21 @@ fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
         data.classes
     );
     let mut trainer = Trainer::new(&gpu, &data, &config.model, config.train.clone())?;
-    eprintln!("model: MLP {:?}, {} parameters", config.model.hidden, trainer.net.model.num_params());
+    eprintln!(
+        "model: MLP {:?}, {} parameters",
+        config.model.hidden,
+        trainer.net.model.num_params()
+    );
     let metrics_path = args.out.join("metrics.jsonl");
     let mut history: Vec<EpochMetrics> = Vec::new();
     let mut bar: Option<ProgressBar> = None;
     let mut write_error = None;
     let epochs = config.train.epochs;
-    let style = ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} steps {elapsed_precise} {msg}")
-        .expect("valid template")
-        .progress_chars("=> ");
+    let style = ProgressStyle::with_template(
+        "epoch {prefix} [{bar:30}] {pos}/{len} steps {elapsed_precise} {msg}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ");
     let result = trainer.run(&mut |event| match event {
         Event::EpochStart { epoch, steps } => {
             let b = ProgressBar::new(steps as u64).with_style(style.clone()).with_prefix(format!("{epoch}/{epochs}"));
@@ -230,12 +245,24 @@ fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
     let params = trainer.net.read_params(&gpu)?;
     let state = trainer.net.read_state(&gpu)?;
     let mut meta = HashMap::new();
-    meta.insert("format".into(), "twa model: PyTorch nn.Sequential state_dict names".into());
+    meta.insert(
+        "format".into(),
+        "twa model: PyTorch nn.Sequential state_dict names".into(),
+    );
     meta.insert("config".into(), config.to_toml());
-    twa::checkpoint::save(&args.out.join("model.safetensors"), &trainer.net.model, &params, &state, meta)?;
+    twa::checkpoint::save(
+        &args.out.join("model.safetensors"),
+        &trainer.net.model,
+        &params,
+        &state,
+        meta,
+    )?;
     let last = history.last().expect("at least one epoch");
     let seconds = started.elapsed().as_secs_f64();
-    println!("{:<6} {:>10} {:>10} {:>10} {:>10} {:>8}", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds");
+    println!(
+        "{:<6} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"
+    );
     for m in &history {
         println!(
             "{:<6} {:>10.4} {:>9.2}% {:>10.4} {:>9.2}% {:>8.1}",
@@ -247,7 +274,13 @@ fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
             m.seconds
         );
     }
-    println!("final test accuracy {:.2}% (loss {:.4}) after {} epochs, {seconds:.1}s; wrote {}", 100.0 * last.test_acc, last.test_loss, history.len(), args.out.display());
+    println!(
+        "final test accuracy {:.2}% (loss {:.4}) after {} epochs, {seconds:.1}s; wrote {}",
+        100.0 * last.test_acc,
+        last.test_loss,
+        history.len(),
+        args.out.display()
+    );
     if args.json {
         let summary = serde_json::json!({
             "test_acc": last.test_acc,

@@ -28,7 +28,14 @@ pub fn transpose(a: &[f64], m: usize, n: usize) -> Vec<f64> {
 }
 
 /// y = x·Wᵀ + b for x [batch, in], W [out, in].
-pub fn linear_forward(x: &[f64], w: &[f64], b: &[f64], batch: usize, inputs: usize, outputs: usize) -> Vec<f64> {
+pub fn linear_forward(
+    x: &[f64],
+    w: &[f64],
+    b: &[f64],
+    batch: usize,
+    inputs: usize,
+    outputs: usize,
+) -> Vec<f64> {
     let mut y = matmul(x, &transpose(w, outputs, inputs), batch, outputs, inputs);
     for row in y.chunks_mut(outputs) {
         for (v, bias) in row.iter_mut().zip(b) {
@@ -39,7 +46,14 @@ pub fn linear_forward(x: &[f64], w: &[f64], b: &[f64], batch: usize, inputs: usi
 }
 
 /// (dx, dW, db) of a linear layer given dy [batch, out].
-pub fn linear_backward(x: &[f64], w: &[f64], dy: &[f64], batch: usize, inputs: usize, outputs: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+pub fn linear_backward(
+    x: &[f64],
+    w: &[f64],
+    dy: &[f64],
+    batch: usize,
+    inputs: usize,
+    outputs: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let dx = matmul(dy, w, batch, inputs, outputs);
     let dw = matmul(&transpose(dy, batch, outputs), x, outputs, inputs, batch);
     let mut db = vec![0.0; outputs];
@@ -58,7 +72,10 @@ pub fn relu(x: &[f64]) -> Vec<f64> {
 
 /// dy·[y > 0].
 pub fn relu_backward(y: &[f64], dy: &[f64]) -> Vec<f64> {
-    y.iter().zip(dy).map(|(y, d)| if *y > 0.0 { *d } else { 0.0 }).collect()
+    y.iter()
+        .zip(dy)
+        .map(|(y, d)| if *y > 0.0 { *d } else { 0.0 })
+        .collect()
 }
 
 /// Batch statistics of x [batch, features]: (mean, biased variance, unbiased variance).
@@ -76,12 +93,22 @@ pub fn batch_stats(x: &[f64], batch: usize, features: usize) -> (Vec<f64>, Vec<f
         }
     }
     let biased = var.iter().map(|s| s / batch as f64).collect();
-    let unbiased = var.iter().map(|s| s / (batch as f64 - 1.0).max(1.0)).collect();
+    let unbiased = var
+        .iter()
+        .map(|s| s / (batch as f64 - 1.0).max(1.0))
+        .collect();
     (mean, biased, unbiased)
 }
 
 /// γ·(x − mean)/√(var + eps) + β per feature.
-pub fn batchnorm_apply(x: &[f64], mean: &[f64], var: &[f64], gamma: &[f64], beta: &[f64], eps: f64) -> Vec<f64> {
+pub fn batchnorm_apply(
+    x: &[f64],
+    mean: &[f64],
+    var: &[f64],
+    gamma: &[f64],
+    beta: &[f64],
+    eps: f64,
+) -> Vec<f64> {
     let f = mean.len();
     x.iter()
         .enumerate()
@@ -99,7 +126,13 @@ pub fn batchnorm_train(x: &[f64], gamma: &[f64], beta: &[f64], batch: usize, eps
 }
 
 /// Train-mode BatchNorm backward: (dx, dγ, dβ).
-pub fn batchnorm_backward(x: &[f64], gamma: &[f64], dy: &[f64], batch: usize, eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+pub fn batchnorm_backward(
+    x: &[f64],
+    gamma: &[f64],
+    dy: &[f64],
+    batch: usize,
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let f = gamma.len();
     let (mean, var, _) = batch_stats(x, batch, f);
     let r: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();

@@ -28,13 +28,30 @@ fn write_toy_set(dir: &Path) {
             }
             labels.push(label as u8);
         }
-        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), encode_idx(&IdxArray { dims: vec![n, 8, 8], data: pixels })).unwrap();
-        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), encode_idx(&IdxArray { dims: vec![n], data: labels })).unwrap();
+        std::fs::write(
+            dir.join(format!("{prefix}-images-idx3-ubyte")),
+            encode_idx(&IdxArray {
+                dims: vec![n, 8, 8],
+                data: pixels,
+            }),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            encode_idx(&IdxArray {
+                dims: vec![n],
+                data: labels,
+            }),
+        )
+        .unwrap();
     }
 }
 
 fn twa(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twa")).args(args).output().expect("run twa")
+    Command::new(env!("CARGO_BIN_EXE_twa"))
+        .args(args)
+        .output()
+        .expect("run twa")
 }
 
 fn stderr(out: &Output) -> String {
@@ -46,8 +63,14 @@ fn stderr(out: &Output) -> String {
 fn assert_fails(out: &Output, code: i32, needle: &str) {
     let err = stderr(out);
     assert_eq!(out.status.code(), Some(code), "exit code; stderr: {err}");
-    assert!(err.contains(needle), "stderr should mention `{needle}`: {err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "no panic: {err}");
+    assert!(
+        err.contains(needle),
+        "stderr should mention `{needle}`: {err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "no panic: {err}"
+    );
 }
 
 #[test]
@@ -57,22 +80,40 @@ fn train_writes_metrics_weights_and_json_and_is_reproducible() {
     let data = dir.display().to_string();
     let run = |out: &str| {
         let out_dir = dir.join(out).display().to_string();
-        let o = twa(&["train", "--data", &data, "--epochs", "3", "--batch", "32", "--lr", "0.05", "--seed", "3", "--out", &out_dir, "--json"]);
+        let o = twa(&[
+            "train", "--data", &data, "--epochs", "3", "--batch", "32", "--lr", "0.05", "--seed",
+            "3", "--out", &out_dir, "--json",
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         let stdout = String::from_utf8(o.stdout).unwrap();
-        let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        let summary: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
         let metrics = std::fs::read_to_string(dir.join(out).join("metrics.jsonl")).unwrap();
         (summary, metrics)
     };
     let (summary, metrics) = run("a");
     assert_eq!(summary["epochs"], 3);
-    assert!(summary["test_acc"].as_f64().unwrap() > 0.9, "toy set is learnable: {summary}");
+    assert!(
+        summary["test_acc"].as_f64().unwrap() > 0.9,
+        "toy set is learnable: {summary}"
+    );
     for key in ["test_loss", "seconds", "params"] {
         assert!(summary.get(key).is_some(), "summary has {key}");
     }
-    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3);
-    for key in ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"] {
+    for key in [
+        "epoch",
+        "lr",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_acc",
+        "seconds",
+    ] {
         assert!(lines[2].get(key).is_some(), "metrics line has {key}");
     }
     let weights = std::fs::read(dir.join("a/model.safetensors")).unwrap();
@@ -97,41 +138,108 @@ fn train_writes_metrics_weights_and_json_and_is_reproducible() {
 fn divergence_stops_with_the_step_and_a_hint() {
     let dir = temp_dir("nan");
     write_toy_set(&dir);
-    let out = twa(&["train", "--data", &dir.display().to_string(), "--epochs", "2", "--lr", "1e30", "--out", &dir.join("o").display().to_string()]);
+    let out = twa(&[
+        "train",
+        "--data",
+        &dir.display().to_string(),
+        "--epochs",
+        "2",
+        "--lr",
+        "1e30",
+        "--out",
+        &dir.join("o").display().to_string(),
+    ]);
     assert_fails(&out, 4, "lower learning rate");
     assert!(stderr(&out).contains("at step"), "{}", stderr(&out));
-    assert!(!dir.join("o/model.safetensors").exists(), "no weights from a diverged run");
+    assert!(
+        !dir.join("o/model.safetensors").exists(),
+        "no weights from a diverged run"
+    );
 }
 
 #[test]
 fn bad_input_gives_one_clear_line_and_a_non_zero_exit() {
     let dir = temp_dir("bad");
     let out_dir = dir.join("o").display().to_string();
-    assert_fails(&twa(&["train", "--data", "/nonexistent/fashion", "--out", &out_dir]), 1, "/nonexistent/fashion");
+    assert_fails(
+        &twa(&["train", "--data", "/nonexistent/fashion", "--out", &out_dir]),
+        1,
+        "/nonexistent/fashion",
+    );
     write_toy_set(&dir);
     let images = dir.join("train-images-idx3-ubyte");
     let bytes = std::fs::read(&images).unwrap();
     std::fs::write(&images, &bytes[..bytes.len() - 10]).unwrap();
-    assert_fails(&twa(&["train", "--data", &dir.display().to_string(), "--out", &out_dir]), 1, "truncated");
+    assert_fails(
+        &twa(&[
+            "train",
+            "--data",
+            &dir.display().to_string(),
+            "--out",
+            &out_dir,
+        ]),
+        1,
+        "truncated",
+    );
     std::fs::write(&images, b"this is not an idx file").unwrap();
-    assert_fails(&twa(&["train", "--data", &dir.display().to_string(), "--out", &out_dir]), 1, "not an IDX file");
-    assert_fails(&twa(&["train", "--preset", "nope", "--out", &out_dir]), 3, "unknown preset `nope`");
-    assert_fails(&twa(&["train", "--schedule", "sometimes", "--out", &out_dir]), 2, "sometimes");
-    assert_fails(&twa(&["train", "--epochs", "0", "--out", &out_dir]), 3, "epochs");
+    assert_fails(
+        &twa(&[
+            "train",
+            "--data",
+            &dir.display().to_string(),
+            "--out",
+            &out_dir,
+        ]),
+        1,
+        "not an IDX file",
+    );
+    assert_fails(
+        &twa(&["train", "--preset", "nope", "--out", &out_dir]),
+        3,
+        "unknown preset `nope`",
+    );
+    assert_fails(
+        &twa(&["train", "--schedule", "sometimes", "--out", &out_dir]),
+        2,
+        "sometimes",
+    );
+    assert_fails(
+        &twa(&["train", "--epochs", "0", "--out", &out_dir]),
+        3,
+        "epochs",
+    );
     let file = dir.join("a-file");
     std::fs::write(&file, b"").unwrap();
     let inside_file = file.join("out").display().to_string();
     assert_fails(&twa(&["train", "--out", &inside_file]), 1, "cannot write");
     let config = dir.join("bad.toml");
     std::fs::write(&config, "[train]\nlearning_rate = 3\n").unwrap();
-    assert_fails(&twa(&["train", "--config", &config.display().to_string(), "--out", &out_dir]), 3, "learning_rate");
+    assert_fails(
+        &twa(&[
+            "train",
+            "--config",
+            &config.display().to_string(),
+            "--out",
+            &out_dir,
+        ]),
+        3,
+        "learning_rate",
+    );
 }
 
 #[test]
 fn no_adapter_is_exit_code_2_with_the_fix() {
     // A backend that does not exist on this platform leaves no adapter.
-    let backend = if cfg!(target_os = "macos") { "dx12" } else { "metal" };
-    let out = Command::new(env!("CARGO_BIN_EXE_twa")).arg("info").env("WGPU_BACKEND", backend).output().unwrap();
+    let backend = if cfg!(target_os = "macos") {
+        "dx12"
+    } else {
+        "metal"
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_twa"))
+        .arg("info")
+        .env("WGPU_BACKEND", backend)
+        .output()
+        .unwrap();
     assert_fails(&out, 2, "mesa-vulkan-drivers");
 }
 
@@ -140,5 +248,8 @@ fn info_lists_adapters_with_limits() {
     let out = twa(&["info"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("[0]") && text.contains("max storage binding"), "{text}");
+    assert!(
+        text.contains("[0]") && text.contains("max storage binding"),
+        "{text}"
+    );
 }

@@ -27,11 +27,21 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 fn write_set(dir: &Path, train: usize, test: usize, gz: bool) {
     let mut rng = twa::rng::Rng::new(5);
     for (prefix, n) in [("train", train), ("t10k", test)] {
-        let images = IdxArray { dims: vec![n, 4, 3], data: (0..n * 12).map(|_| rng.below(256) as u8).collect() };
-        let labels = IdxArray { dims: vec![n], data: (0..n).map(|i| (i % 3) as u8).collect() };
+        let images = IdxArray {
+            dims: vec![n, 4, 3],
+            data: (0..n * 12).map(|_| rng.below(256) as u8).collect(),
+        };
+        let labels = IdxArray {
+            dims: vec![n],
+            data: (0..n).map(|i| (i % 3) as u8).collect(),
+        };
         for (kind, array) in [("images-idx3", images), ("labels-idx1", labels)] {
             let bytes = encode_idx(&array);
-            let (name, bytes) = if gz { (format!("{prefix}-{kind}-ubyte.gz"), gzip(&bytes)) } else { (format!("{prefix}-{kind}-ubyte"), bytes) };
+            let (name, bytes) = if gz {
+                (format!("{prefix}-{kind}-ubyte.gz"), gzip(&bytes))
+            } else {
+                (format!("{prefix}-{kind}-ubyte"), bytes)
+            };
             std::fs::write(dir.join(name), bytes).unwrap();
         }
     }
@@ -40,7 +50,10 @@ fn write_set(dir: &Path, train: usize, test: usize, gz: bool) {
 #[test]
 fn idx_round_trips_raw_and_gzip() {
     let dir = temp_dir("idx");
-    let array = IdxArray { dims: vec![3, 2, 2], data: (0..12).collect() };
+    let array = IdxArray {
+        dims: vec![3, 2, 2],
+        data: (0..12).collect(),
+    };
     std::fs::write(dir.join("a"), encode_idx(&array)).unwrap();
     std::fs::write(dir.join("b.gz"), gzip(&encode_idx(&array))).unwrap();
     assert_eq!(read_idx(&dir.join("a")).unwrap(), array);
@@ -49,9 +62,16 @@ fn idx_round_trips_raw_and_gzip() {
 
 #[test]
 fn idx_rejects_bad_magic_truncation_and_types() {
-    let good = encode_idx(&IdxArray { dims: vec![2, 3], data: vec![1; 6] });
-    assert!(parse_idx(b"PK\x03\x04....").unwrap_err().contains("not an IDX file"));
-    assert!(parse_idx(&good[..good.len() - 1]).unwrap_err().contains("truncated"));
+    let good = encode_idx(&IdxArray {
+        dims: vec![2, 3],
+        data: vec![1; 6],
+    });
+    assert!(parse_idx(b"PK\x03\x04....")
+        .unwrap_err()
+        .contains("not an IDX file"));
+    assert!(parse_idx(&good[..good.len() - 1])
+        .unwrap_err()
+        .contains("truncated"));
     let mut float = good.clone();
     float[2] = 0x0d;
     assert!(parse_idx(&float).unwrap_err().contains("not supported"));
@@ -66,14 +86,32 @@ fn dataset_loads_and_reports_missing_and_mismatched_files() {
     let dir = temp_dir("set");
     write_set(&dir, 10, 4, true);
     let data = Dataset::load_idx_dir(&dir).unwrap();
-    assert_eq!((data.train.count, data.test.count, data.train.features, data.classes), (10, 4, 12, 3));
+    assert_eq!(
+        (
+            data.train.count,
+            data.test.count,
+            data.train.features,
+            data.classes
+        ),
+        (10, 4, 12, 3)
+    );
     let missing = Dataset::load_idx_dir(&dir.join("nope")).unwrap_err();
     assert!(matches!(missing, Error::Io { .. }) && missing.to_string().contains("not found"));
     // Labels for 5 images next to 10 images.
-    let labels = IdxArray { dims: vec![5], data: vec![0; 5] };
-    std::fs::write(dir.join("train-labels-idx1-ubyte.gz"), gzip(&encode_idx(&labels))).unwrap();
+    let labels = IdxArray {
+        dims: vec![5],
+        data: vec![0; 5],
+    };
+    std::fs::write(
+        dir.join("train-labels-idx1-ubyte.gz"),
+        gzip(&encode_idx(&labels)),
+    )
+    .unwrap();
     let err = Dataset::load_idx_dir(&dir).unwrap_err().to_string();
-    assert!(err.contains("5 labels") && err.contains("10 images"), "{err}");
+    assert!(
+        err.contains("5 labels") && err.contains("10 images"),
+        "{err}"
+    );
     write_set(&dir, 10, 4, true);
     std::fs::remove_file(dir.join("t10k-images-idx3-ubyte.gz")).unwrap();
     let err = Dataset::load_idx_dir(&dir).unwrap_err().to_string();
@@ -83,7 +121,15 @@ fn dataset_loads_and_reports_missing_and_mismatched_files() {
 #[test]
 fn shipped_subset_is_class_balanced() {
     let data = Dataset::load_idx_dir(&twa::config::shipped_data_dir()).unwrap();
-    assert_eq!((data.train.count, data.test.count, data.train.features, data.classes), (10_000, 2_000, 784, 10));
+    assert_eq!(
+        (
+            data.train.count,
+            data.test.count,
+            data.train.features,
+            data.classes
+        ),
+        (10_000, 2_000, 784, 10)
+    );
     for c in 0..10u8 {
         assert_eq!(data.train.labels.iter().filter(|&&l| l == c).count(), 1000);
         assert_eq!(data.test.labels.iter().filter(|&&l| l == c).count(), 200);
@@ -96,14 +142,37 @@ fn gather_normalises_pixels_in_the_given_order() {
     write_set(&dir, 9, 2, false);
     let data = Dataset::load_idx_dir(&dir).unwrap();
     let g = gpu();
-    let model = Model::mlp(&ModelConfig { hidden: vec![], batchnorm: false }, 12, 3);
+    let model = Model::mlp(
+        &ModelConfig {
+            hidden: vec![],
+            batchnorm: false,
+        },
+        12,
+        3,
+    );
     let init = model.init_params(1);
-    let net = Network::new(g, model, 4, &init, SgdConfig { momentum: 0.0, weight_decay: 0.0 }).unwrap();
+    let net = Network::new(
+        g,
+        model,
+        4,
+        &init,
+        SgdConfig {
+            momentum: 0.0,
+            weight_decay: 0.0,
+        },
+    )
+    .unwrap();
     let split = DeviceSplit::upload(g, &data.train, &data).unwrap();
     let order: Vec<u32> = vec![8, 3, 0, 7, 1, 2, 6, 5, 4];
     split.set_order(g, &order);
     let gather = split.gather(g, &net, 3);
-    net.set_step(g, StepState { start: 5, ..Default::default() });
+    net.set_step(
+        g,
+        StepState {
+            start: 5,
+            ..Default::default()
+        },
+    );
     twa::gpu::kernels::submit(g, &[&gather]);
     let x: Vec<f32> = g.read(&net.acts[0], 0, 3 * 12).unwrap();
     let y: Vec<u32> = g.read(&net.labels, 0, 3).unwrap();
@@ -111,7 +180,11 @@ fn gather_normalises_pixels_in_the_given_order() {
     let mut want_y = Vec::new();
     for &i in &order[5..8] {
         let i = i as usize;
-        want_x.extend(data.train.pixels[i * 12..(i + 1) * 12].iter().map(|&p| (p as f64 / 255.0 - data.mean as f64) / data.std as f64));
+        want_x.extend(
+            data.train.pixels[i * 12..(i + 1) * 12]
+                .iter()
+                .map(|&p| (p as f64 / 255.0 - data.mean as f64) / data.std as f64),
+        );
         want_y.push(data.train.labels[i] as u32);
     }
     assert_close("gathered pixels", &x, &want_x, 1e-5, 1e-5);

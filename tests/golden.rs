@@ -10,13 +10,21 @@ use safetensors::SafeTensors;
 use twa::nn::{Model, ModelConfig, Network, SgdConfig, StepState};
 
 fn tensor(file: &SafeTensors, name: &str) -> Vec<f64> {
-    let t = file.tensor(name).unwrap_or_else(|_| panic!("golden tensor {name}"));
-    t.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect()
+    let t = file
+        .tensor(name)
+        .unwrap_or_else(|_| panic!("golden tensor {name}"));
+    t.data()
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+        .collect()
 }
 
 fn labels(file: &SafeTensors, name: &str) -> Vec<u32> {
     let t = file.tensor(name).unwrap();
-    t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32).collect()
+    t.data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
+        .collect()
 }
 
 fn f32s(v: &[f64]) -> Vec<f32> {
@@ -25,15 +33,29 @@ fn f32s(v: &[f64]) -> Vec<f32> {
 
 #[test]
 fn three_sgd_steps_and_eval_match_pytorch() {
-    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/mlp_bn_sgd.safetensors")).unwrap();
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/mlp_bn_sgd.safetensors"
+    ))
+    .unwrap();
     let file = SafeTensors::deserialize(&bytes).unwrap();
     let g = gpu();
-    let model = Model::mlp(&ModelConfig { hidden: vec![16, 8], batchnorm: true }, 12, 5);
+    let model = Model::mlp(
+        &ModelConfig {
+            hidden: vec![16, 8],
+            batchnorm: true,
+        },
+        12,
+        5,
+    );
     let mut init = vec![0.0f32; model.num_params()];
     for e in &model.params.entries {
         init[e.range()].copy_from_slice(&f32s(&tensor(&file, &format!("init.{}", e.name))));
     }
-    let sgd = SgdConfig { momentum: 0.9, weight_decay: 1e-4 };
+    let sgd = SgdConfig {
+        momentum: 0.9,
+        weight_decay: 1e-4,
+    };
     let mut net = Network::new(g, model.clone(), 8, &init, sgd).unwrap();
     net.prepare(g, 8);
     net.prepare(g, 6);
@@ -42,7 +64,15 @@ fn three_sgd_steps_and_eval_match_pytorch() {
         let x = tensor(&file, &format!("step{s}.x"));
         g.write(&net.acts[0], 0, &f32s(&x));
         g.write(&net.labels, 0, &labels(&file, &format!("step{s}.y")));
-        net.set_step(g, StepState { start: 0, step: s, lr: 0.1, pad: 0 });
+        net.set_step(
+            g,
+            StepState {
+                start: 0,
+                step: s,
+                lr: 0.1,
+                pad: 0,
+            },
+        );
         net.reset_totals(g, true);
         let mut encoder = g.device.create_command_encoder(&Default::default());
         {
@@ -51,22 +81,52 @@ fn three_sgd_steps_and_eval_match_pytorch() {
         }
         g.queue.submit([encoder.finish()]);
         let logits: Vec<f32> = g.read(logits_buf, 0, 8 * 5).unwrap();
-        assert_close(&format!("step {s} logits"), &logits, &tensor(&file, &format!("step{s}.logits")), 1e-5, 1e-4);
+        assert_close(
+            &format!("step {s} logits"),
+            &logits,
+            &tensor(&file, &format!("step{s}.logits")),
+            1e-5,
+            1e-4,
+        );
         let totals = net.read_totals(g, true).unwrap();
         let loss = tensor(&file, &format!("step{s}.loss"))[0];
-        assert_close(&format!("step {s} loss"), &[totals.mean_loss() as f32], &[loss], 1e-6, 1e-5);
+        assert_close(
+            &format!("step {s} loss"),
+            &[totals.mean_loss() as f32],
+            &[loss],
+            1e-6,
+            1e-5,
+        );
         let grads = net.read_grads(g).unwrap();
         let params = net.read_params(g).unwrap();
         for e in &model.params.entries {
             let want = tensor(&file, &format!("step{s}.grad.{}", e.name));
-            assert_close(&format!("step {s} grad {}", e.name), &grads[e.range()], &want, 1e-6, 1e-4);
+            assert_close(
+                &format!("step {s} grad {}", e.name),
+                &grads[e.range()],
+                &want,
+                1e-6,
+                1e-4,
+            );
             let want = tensor(&file, &format!("step{s}.after.{}", e.name));
-            assert_close(&format!("step {s} param {}", e.name), &params[e.range()], &want, 1e-6, 1e-4);
+            assert_close(
+                &format!("step {s} param {}", e.name),
+                &params[e.range()],
+                &want,
+                1e-6,
+                1e-4,
+            );
         }
         let state = net.read_state(g).unwrap();
         for e in &model.state.entries {
             let want = tensor(&file, &format!("step{s}.after.{}", e.name));
-            assert_close(&format!("step {s} {}", e.name), &state[e.range()], &want, 1e-6, 1e-4);
+            assert_close(
+                &format!("step {s} {}", e.name),
+                &state[e.range()],
+                &want,
+                1e-6,
+                1e-4,
+            );
         }
     }
     let x = tensor(&file, "eval.x");
@@ -79,5 +139,11 @@ fn three_sgd_steps_and_eval_match_pytorch() {
     }
     g.queue.submit([encoder.finish()]);
     let logits: Vec<f32> = g.read(logits_buf, 0, 6 * 5).unwrap();
-    assert_close("eval logits", &logits, &tensor(&file, "eval.logits"), 1e-5, 1e-4);
+    assert_close(
+        "eval logits",
+        &logits,
+        &tensor(&file, "eval.logits"),
+        1e-5,
+        1e-4,
+    );
 }

@@ -30,27 +30,65 @@ fn read(buffer: &wgpu::Buffer, len: usize) -> Vec<f32> {
 }
 
 #[test]
-fn matmul_matches_reference_with_offsets_strides_and_bias() {
+fn matmul_variants_match_reference_with_offsets_strides_and_bias() {
     let mut rng = rng("matmul");
+    let k = kernels();
+    // (kernel, workgroup tile, B offset, whether B's row stride is padded to vec4s)
+    let variants = [
+        (&k.matmul, (8, 256), 5, false),
+        (&k.matmul_vec4, (16, 256), 8, true),
+        (&k.matmul, (8, 256), 4, true),
+    ];
     // Odd sizes so that partial workgroups in both directions are exercised.
-    for &(m, n, k) in &[(37, 300, 129), (128, 10, 256), (5, 513, 7), (256, 784, 128)] {
-        let g = gpu();
-        let a = random(&mut rng, m * k + 3);
-        let b = random(&mut rng, k * n + 5);
-        let bias = random(&mut rng, n + 2);
-        let (ab, bb, biasb, cb) = (g.storage_init(&a, "a"), g.storage_init(&b, "b"), g.storage_init(&bias, "bias"), g.storage(m * n + 4, "c"));
-        // A read transposed from a k × m layout at offset 3: A(i, p) = a[3 + p·m + i].
-        let p = LinearParams {
-            m: m as u32, n: n as u32, k: k as u32, has_bias: 1,
-            a_off: 3, a_rs: 1, a_cs: m as u32, b_off: 5, ldb: n as u32, c_off: 4, ldc: n as u32, bias_off: 2,
-        };
-        run(&[layers::matmul(g, kernels(), p, &ab, &bb, &biasb, &cb)]);
-        let a_mk = cpu::transpose(&f64s(&a[3..]), k, m);
-        let mut want = cpu::matmul(&a_mk, &f64s(&b[5..]), m, n, k);
-        for (i, v) in want.iter_mut().enumerate() {
-            *v += bias[2 + i % n] as f64;
+    for &(m, n, kk) in &[
+        (37, 300, 129),
+        (128, 10, 256),
+        (5, 513, 7),
+        (256, 784, 128),
+        (1, 4, 1),
+    ] {
+        for &(kernel, tile, b_off, pad) in &variants {
+            let g = gpu();
+            let ldb = if pad { layers::padded(n) } else { n };
+            let a = random(&mut rng, m * kk + 3);
+            let b = random(&mut rng, kk * ldb + b_off);
+            let bias = random(&mut rng, n + 2);
+            let (ab, bb, biasb, cb) = (
+                g.storage_init(&a, "a"),
+                g.storage_init(&b, "b"),
+                g.storage_init(&bias, "bias"),
+                g.storage(m * n + 4, "c"),
+            );
+            // A read transposed from a k × m layout at offset 3: A(i, p) = a[3 + p·m + i].
+            let p = LinearParams {
+                m: m as u32,
+                n: n as u32,
+                k: kk as u32,
+                has_bias: 1,
+                a_off: 3,
+                a_rs: 1,
+                a_cs: m as u32,
+                b_off: b_off as u32,
+                ldb: ldb as u32,
+                c_off: 4,
+                ldc: n as u32,
+                bias_off: 2,
+            };
+            run(&[layers::matmul_with(
+                g, kernel, tile, p, &ab, &bb, &biasb, &cb,
+            )]);
+            let a_mk = cpu::transpose(&f64s(&a[3..]), kk, m);
+            let b_kn: Vec<f64> = f64s(&b[b_off..])
+                .chunks(ldb)
+                .flat_map(|row| row[..n].to_vec())
+                .collect();
+            let mut want = cpu::matmul(&a_mk, &b_kn, m, n, kk);
+            for (i, v) in want.iter_mut().enumerate() {
+                *v += bias[2 + i % n] as f64;
+            }
+            let what = format!("{} {m}x{n}x{kk} b_off {b_off} ldb {ldb}", kernel.name);
+            assert_close(&what, &read(&cb, m * n + 4)[4..], &want, ATOL, RTOL);
         }
-        assert_close(&format!("matmul {m}x{n}x{k}"), &read(&cb, m * n + 4)[4..], &want, ATOL, RTOL);
     }
 }
 
@@ -60,9 +98,27 @@ fn transpose_matches_reference() {
     let (m, n) = (33, 70);
     let a = random(&mut rng, m * n + 1);
     let g = gpu();
-    let (ab, cb, unused) = (g.storage_init(&a, "a"), g.storage(m * n, "c"), g.storage(1, "unused"));
-    run(&[layers::transpose(g, kernels(), m, n, (&ab, 1), (&cb, 0), &unused)]);
-    assert_close("transpose", &read(&cb, m * n), &cpu::transpose(&f64s(&a[1..]), m, n), 0.0, 0.0);
+    let (ab, unused) = (g.storage_init(&a, "a"), g.storage(1, "unused"));
+    let ld = layers::padded(m);
+    let cb = g.storage(n * ld, "c");
+    run(&[layers::transpose(
+        g,
+        kernels(),
+        m,
+        n,
+        (&ab, 1),
+        (&cb, 0),
+        &unused,
+    )]);
+    let got = read(&cb, n * ld);
+    let rows: Vec<f32> = got.chunks(ld).flat_map(|row| row[..m].to_vec()).collect();
+    assert_close(
+        "transpose",
+        &rows,
+        &cpu::transpose(&f64s(&a[1..]), m, n),
+        0.0,
+        0.0,
+    );
 }
 
 /// One layer on the device: forward (train or eval) and backward with upstream `dy`.
@@ -73,41 +129,101 @@ struct LayerRun {
     state: Vec<f32>,
 }
 
-fn run_layer(kind: LayerKind, batch: usize, x: &[f32], params: &[f32], state: &[f32], dy: &[f32], train: bool) -> LayerRun {
+fn run_layer(
+    kind: LayerKind,
+    batch: usize,
+    x: &[f32],
+    params: &[f32],
+    state: &[f32],
+    dy: &[f32],
+    train: bool,
+) -> LayerRun {
     let g = gpu();
-    let layer = Layer { kind, param_off: 0, state_off: 0 };
+    let layer = Layer {
+        kind,
+        param_off: 0,
+        state_off: 0,
+    };
     let (inputs, outputs) = match kind {
         LayerKind::Linear { inputs, outputs } => (inputs, outputs),
         LayerKind::BatchNorm { features } | LayerKind::Relu { features } => (features, features),
     };
-    let (xb, yb, dyb, dxb) = (g.storage_init(x, "x"), g.storage(batch * outputs, "y"), g.storage_init(dy, "dy"), g.storage(batch * inputs, "dx"));
+    let (xb, yb, dyb, dxb) = (
+        g.storage_init(x, "x"),
+        g.storage(batch * outputs, "y"),
+        g.storage_init(dy, "dy"),
+        g.storage(batch * inputs, "dx"),
+    );
     let (pb, gb, sb, unused, wt) = (
         g.storage_init(params, "params"),
         g.storage(params.len(), "grads"),
         g.storage_init(state, "state"),
         g.storage(1, "unused"),
-        g.storage(inputs * outputs, "wt"),
+        g.storage(inputs * layers::padded(outputs), "wt"),
     );
-    let bufs = LayerBuffers { params: &pb, grads: &gb, state: &sb, unused: &unused };
-    run(&layers::forward(g, kernels(), &layer, batch, train, &xb, &yb, Some(&wt), &bufs));
+    let bufs = LayerBuffers {
+        params: &pb,
+        grads: &gb,
+        state: &sb,
+        unused: &unused,
+    };
+    run(&layers::forward(
+        g,
+        kernels(),
+        &layer,
+        batch,
+        train,
+        &xb,
+        &yb,
+        Some(&wt),
+        &bufs,
+    ));
     let y = read(&yb, batch * outputs);
     let state_after = read(&sb, state.len().max(1));
     if train {
-        run(&layers::backward(g, kernels(), &layer, batch, &xb, &yb, &dyb, Some(&dxb), &bufs));
+        run(&layers::backward(
+            g,
+            kernels(),
+            &layer,
+            batch,
+            &xb,
+            &yb,
+            &dyb,
+            Some(&dxb),
+            &bufs,
+        ));
     }
-    LayerRun { y, dx: read(&dxb, batch * inputs), grads: read(&gb, params.len().max(1)), state: state_after }
+    LayerRun {
+        y,
+        dx: read(&dxb, batch * inputs),
+        grads: read(&gb, params.len().max(1)),
+        state: state_after,
+    }
 }
 
 /// Check analytic gradients (from the GPU backward with upstream r) against central
 /// differences of L = Σ r ⊙ f, where f is the reference forward, at sampled coordinates.
 #[track_caller]
-fn check_gradient(what: &str, f: &dyn Fn(&[f64]) -> Vec<f64>, at: &[f64], r: &[f32], analytic: &[f32], rng: &mut twa::rng::Rng) {
+fn check_gradient(
+    what: &str,
+    f: &dyn Fn(&[f64]) -> Vec<f64>,
+    at: &[f64],
+    r: &[f32],
+    analytic: &[f32],
+    rng: &mut twa::rng::Rng,
+) {
     let r = f64s(r);
     let loss = |v: &[f64]| f(v).iter().zip(&r).map(|(a, b)| a * b).sum::<f64>();
     let idx = sample_indices(rng, at.len(), 24);
     let numeric = numeric_grad(&loss, at, &idx, 1e-5);
     let got: Vec<f32> = idx.iter().map(|&i| analytic[i]).collect();
-    assert_close(&format!("{what} vs finite differences"), &got, &numeric, 1e-4, 1e-3);
+    assert_close(
+        &format!("{what} vs finite differences"),
+        &got,
+        &numeric,
+        1e-4,
+        1e-3,
+    );
 }
 
 #[test]
@@ -117,16 +233,52 @@ fn linear_forward_backward_and_gradient_check() {
     let x = random(&mut rng, batch * inputs);
     let params = random(&mut rng, outputs * inputs + outputs);
     let dy = random(&mut rng, batch * outputs);
-    let out = run_layer(LayerKind::Linear { inputs, outputs }, batch, &x, &params, &[0.0], &dy, true);
-    let (w, b) = (f64s(&params[..outputs * inputs]), f64s(&params[outputs * inputs..]));
+    let out = run_layer(
+        LayerKind::Linear { inputs, outputs },
+        batch,
+        &x,
+        &params,
+        &[0.0],
+        &dy,
+        true,
+    );
+    let (w, b) = (
+        f64s(&params[..outputs * inputs]),
+        f64s(&params[outputs * inputs..]),
+    );
     let xd = f64s(&x);
-    assert_close("linear forward", &out.y, &cpu::linear_forward(&xd, &w, &b, batch, inputs, outputs), ATOL, RTOL);
+    assert_close(
+        "linear forward",
+        &out.y,
+        &cpu::linear_forward(&xd, &w, &b, batch, inputs, outputs),
+        ATOL,
+        RTOL,
+    );
     let (dx, dw, db) = cpu::linear_backward(&xd, &w, &f64s(&dy), batch, inputs, outputs);
     assert_close("linear grad x", &out.dx, &dx, ATOL, RTOL);
-    assert_close("linear grad W", &out.grads[..outputs * inputs], &dw, ATOL, RTOL);
-    assert_close("linear grad b", &out.grads[outputs * inputs..], &db, ATOL, RTOL);
+    assert_close(
+        "linear grad W",
+        &out.grads[..outputs * inputs],
+        &dw,
+        ATOL,
+        RTOL,
+    );
+    assert_close(
+        "linear grad b",
+        &out.grads[outputs * inputs..],
+        &db,
+        ATOL,
+        RTOL,
+    );
     let (wc, bc) = (w.clone(), b.clone());
-    check_gradient("linear dx", &|v| cpu::linear_forward(v, &wc, &bc, batch, inputs, outputs), &xd, &dy, &out.dx, &mut rng);
+    check_gradient(
+        "linear dx",
+        &|v| cpu::linear_forward(v, &wc, &bc, batch, inputs, outputs),
+        &xd,
+        &dy,
+        &out.dx,
+        &mut rng,
+    );
     let p = f64s(&params);
     let split = outputs * inputs;
     check_gradient(
@@ -145,45 +297,117 @@ fn relu_forward_backward_and_gradient_check() {
     let (batch, features) = (7, 300);
     let x = random(&mut rng, batch * features);
     let dy = random(&mut rng, batch * features);
-    let out = run_layer(LayerKind::Relu { features }, batch, &x, &[0.0], &[0.0], &dy, true);
+    let out = run_layer(
+        LayerKind::Relu { features },
+        batch,
+        &x,
+        &[0.0],
+        &[0.0],
+        &dy,
+        true,
+    );
     let y = cpu::relu(&f64s(&x));
     assert_close("relu forward", &out.y, &y, 0.0, 0.0);
-    assert_close("relu backward", &out.dx, &cpu::relu_backward(&y, &f64s(&dy)), 0.0, 0.0);
+    assert_close(
+        "relu backward",
+        &out.dx,
+        &cpu::relu_backward(&y, &f64s(&dy)),
+        0.0,
+        0.0,
+    );
     // Away from the kink (|x| ≥ 1e-3 by construction) differences are exact.
-    check_gradient("relu dx", &|v| cpu::relu(v), &f64s(&x), &dy, &out.dx, &mut rng);
+    check_gradient(
+        "relu dx",
+        &|v| cpu::relu(v),
+        &f64s(&x),
+        &dy,
+        &out.dx,
+        &mut rng,
+    );
 }
 
 #[test]
 fn batchnorm_train_eval_backward_and_gradient_check() {
     let mut rng = rng("batchnorm");
     let (batch, features) = (24, 40);
-    let x: Vec<f32> = random(&mut rng, batch * features).iter().map(|v| 3.0 * v + 0.5).collect();
+    let x: Vec<f32> = random(&mut rng, batch * features)
+        .iter()
+        .map(|v| 3.0 * v + 0.5)
+        .collect();
     let mut params = random(&mut rng, 2 * features);
     params[..features].iter_mut().for_each(|g| *g += 1.5);
     let running = random(&mut rng, 2 * features);
     let mut state = vec![0.0f32; 4 * features];
     state[..features].copy_from_slice(&running[..features]);
-    for (s, r) in state[features..2 * features].iter_mut().zip(&running[features..]) {
+    for (s, r) in state[features..2 * features]
+        .iter_mut()
+        .zip(&running[features..])
+    {
         *s = r.abs() + 0.5;
     }
     let dy = random(&mut rng, batch * features);
     let kind = LayerKind::BatchNorm { features };
     let out = run_layer(kind, batch, &x, &params, &state, &dy, true);
-    let (xd, gamma, beta) = (f64s(&x), f64s(&params[..features]), f64s(&params[features..]));
+    let (xd, gamma, beta) = (
+        f64s(&x),
+        f64s(&params[..features]),
+        f64s(&params[features..]),
+    );
     let eps = BN_EPS as f64;
-    assert_close("batchnorm train forward", &out.y, &cpu::batchnorm_train(&xd, &gamma, &beta, batch, eps), 1e-5, 1e-4);
+    assert_close(
+        "batchnorm train forward",
+        &out.y,
+        &cpu::batchnorm_train(&xd, &gamma, &beta, batch, eps),
+        1e-5,
+        1e-4,
+    );
     let (mean, _, var_unbiased) = cpu::batch_stats(&xd, batch, features);
     let m = BN_MOMENTUM as f64;
-    let want_rm: Vec<f64> = (0..features).map(|f| (1.0 - m) * state[f] as f64 + m * mean[f]).collect();
-    let want_rv: Vec<f64> = (0..features).map(|f| (1.0 - m) * state[features + f] as f64 + m * var_unbiased[f]).collect();
-    assert_close("batchnorm running mean", &out.state[..features], &want_rm, 1e-6, 1e-5);
-    assert_close("batchnorm running var", &out.state[features..2 * features], &want_rv, 1e-6, 1e-5);
+    let want_rm: Vec<f64> = (0..features)
+        .map(|f| (1.0 - m) * state[f] as f64 + m * mean[f])
+        .collect();
+    let want_rv: Vec<f64> = (0..features)
+        .map(|f| (1.0 - m) * state[features + f] as f64 + m * var_unbiased[f])
+        .collect();
+    assert_close(
+        "batchnorm running mean",
+        &out.state[..features],
+        &want_rm,
+        1e-6,
+        1e-5,
+    );
+    assert_close(
+        "batchnorm running var",
+        &out.state[features..2 * features],
+        &want_rv,
+        1e-6,
+        1e-5,
+    );
     let (dx, dgamma, dbeta) = cpu::batchnorm_backward(&xd, &gamma, &f64s(&dy), batch, eps);
     assert_close("batchnorm grad x", &out.dx, &dx, 1e-5, 1e-3);
-    assert_close("batchnorm grad gamma", &out.grads[..features], &dgamma, 1e-5, 1e-4);
-    assert_close("batchnorm grad beta", &out.grads[features..], &dbeta, 1e-5, 1e-4);
+    assert_close(
+        "batchnorm grad gamma",
+        &out.grads[..features],
+        &dgamma,
+        1e-5,
+        1e-4,
+    );
+    assert_close(
+        "batchnorm grad beta",
+        &out.grads[features..],
+        &dbeta,
+        1e-5,
+        1e-4,
+    );
     let (gc, bc) = (gamma.clone(), beta.clone());
-    check_gradient("batchnorm dx", &|v| cpu::batchnorm_train(v, &gc, &bc, batch, eps), &xd, &dy, &out.dx, &mut rng);
+    check_gradient(
+        "batchnorm dx",
+        &|v| cpu::batchnorm_train(v, &gc, &bc, batch, eps),
+        &xd,
+        &dy,
+        &out.dx,
+        &mut rng,
+    );
     check_gradient(
         "batchnorm dγ, dβ",
         &|v| cpu::batchnorm_train(&xd, &v[..features], &v[features..], batch, eps),
@@ -193,8 +417,17 @@ fn batchnorm_train_eval_backward_and_gradient_check() {
         &mut rng,
     );
     let eval = run_layer(kind, batch, &x, &params, &state, &dy, false);
-    let (rm, rv) = (f64s(&state[..features]), f64s(&state[features..2 * features]));
-    assert_close("batchnorm eval forward", &eval.y, &cpu::batchnorm_apply(&xd, &rm, &rv, &gamma, &beta, eps), 1e-5, 1e-4);
+    let (rm, rv) = (
+        f64s(&state[..features]),
+        f64s(&state[features..2 * features]),
+    );
+    assert_close(
+        "batchnorm eval forward",
+        &eval.y,
+        &cpu::batchnorm_apply(&xd, &rm, &rv, &gamma, &beta, eps),
+        1e-5,
+        1e-4,
+    );
 }
 
 #[test]
@@ -202,16 +435,42 @@ fn cross_entropy_loss_gradient_accuracy_and_gradient_check() {
     let mut rng = rng("cross_entropy");
     let (batch, classes) = (150, 10);
     let g = gpu();
-    let logits: Vec<f32> = random(&mut rng, batch * classes).iter().map(|v| 4.0 * v).collect();
+    let logits: Vec<f32> = random(&mut rng, batch * classes)
+        .iter()
+        .map(|v| 4.0 * v)
+        .collect();
     let labels: Vec<u32> = (0..batch).map(|_| rng.below(classes) as u32).collect();
-    let (lb, yb, gb, tb, scratch) = (g.storage_init(&logits, "logits"), g.storage_init(&labels, "labels"), g.storage(batch * classes, "grad"), g.storage(4, "totals"), g.storage(1, "scratch"));
+    let (lb, yb, gb, tb, scratch) = (
+        g.storage_init(&logits, "logits"),
+        g.storage_init(&labels, "labels"),
+        g.storage(batch * classes, "grad"),
+        g.storage(4, "totals"),
+        g.storage(1, "scratch"),
+    );
     let step = g.uniform(&twa::nn::StepState::default(), "step");
     let k = kernels();
-    run(&[twa::nn::loss::cross_entropy(g, k, batch, classes, &lb, &yb, Some(&gb), &scratch, &tb, &step)]);
+    run(&[twa::nn::loss::cross_entropy(
+        g,
+        k,
+        batch,
+        classes,
+        &lb,
+        &yb,
+        Some(&gb),
+        &scratch,
+        &tb,
+        &step,
+    )]);
     let (loss, correct, grad) = cpu::cross_entropy(&f64s(&logits), &labels, classes);
     let totals = read(&tb, 4);
     assert_close("cross-entropy loss sum", &totals[..1], &[loss], 1e-4, 1e-5);
-    assert_close("cross-entropy correct, count, bad step", &totals[1..], &[correct, batch as f64, 0.0], 0.0, 0.0);
+    assert_close(
+        "cross-entropy correct, count, bad step",
+        &totals[1..],
+        &[correct, batch as f64, 0.0],
+        0.0,
+        0.0,
+    );
     let got = read(&gb, batch * classes);
     assert_close("cross-entropy gradient", &got, &grad, 1e-7, 1e-4);
     // d(mean loss)/dz via differences of the reference loss.
@@ -219,20 +478,61 @@ fn cross_entropy_loss_gradient_accuracy_and_gradient_check() {
     let idx = sample_indices(&mut rng, batch * classes, 24);
     let numeric = numeric_grad(&mean_loss, &f64s(&logits), &idx, 1e-5);
     let picked: Vec<f32> = idx.iter().map(|&i| got[i]).collect();
-    assert_close("cross-entropy gradient vs finite differences", &picked, &numeric, 1e-6, 1e-3);
+    assert_close(
+        "cross-entropy gradient vs finite differences",
+        &picked,
+        &numeric,
+        1e-6,
+        1e-3,
+    );
     // Evaluation accumulates the same sums on top, without a gradient.
-    run(&[twa::nn::loss::cross_entropy(g, k, batch, classes, &lb, &yb, None, &scratch, &tb, &step)]);
-    assert_close("evaluate totals", &read(&tb, 3), &[2.0 * loss, 2.0 * correct, 2.0 * batch as f64], 2e-4, 1e-5);
+    run(&[twa::nn::loss::cross_entropy(
+        g, k, batch, classes, &lb, &yb, None, &scratch, &tb, &step,
+    )]);
+    assert_close(
+        "evaluate totals",
+        &read(&tb, 3),
+        &[2.0 * loss, 2.0 * correct, 2.0 * batch as f64],
+        2e-4,
+        1e-5,
+    );
 }
 
 #[test]
 fn cross_entropy_reports_the_first_non_finite_step() {
     let g = gpu();
     let logits = [1.0f32, f32::NAN, 0.5, 0.2];
-    let (lb, yb, gb, tb, scratch) = (g.storage_init(&logits, "l"), g.storage_init(&[0u32, 1], "y"), g.storage(4, "g"), g.storage(4, "t"), g.storage(1, "s"));
-    let step = g.uniform(&twa::nn::StepState { step: 41, ..Default::default() }, "step");
-    run(&[twa::nn::loss::cross_entropy(g, kernels(), 2, 2, &lb, &yb, Some(&gb), &scratch, &tb, &step)]);
-    assert_eq!(read(&tb, 4)[3], 42.0, "1-based step of the first non-finite loss");
+    let (lb, yb, gb, tb, scratch) = (
+        g.storage_init(&logits, "l"),
+        g.storage_init(&[0u32, 1], "y"),
+        g.storage(4, "g"),
+        g.storage(4, "t"),
+        g.storage(1, "s"),
+    );
+    let step = g.uniform(
+        &twa::nn::StepState {
+            step: 41,
+            ..Default::default()
+        },
+        "step",
+    );
+    run(&[twa::nn::loss::cross_entropy(
+        g,
+        kernels(),
+        2,
+        2,
+        &lb,
+        &yb,
+        Some(&gb),
+        &scratch,
+        &tb,
+        &step,
+    )]);
+    assert_eq!(
+        read(&tb, 4)[3],
+        42.0,
+        "1-based step of the first non-finite loss"
+    );
 }
 
 #[test]
@@ -240,19 +540,64 @@ fn sgd_step_and_zero_match_reference() {
     let mut rng = rng("sgd");
     let len = 70_001;
     let g = gpu();
-    let (w, v, grad) = (random(&mut rng, len), random(&mut rng, len), random(&mut rng, len));
-    let (wb, vb, gb, scratch) = (g.storage_init(&w, "w"), g.storage_init(&v, "v"), g.storage_init(&grad, "g"), g.storage(1, "s"));
+    let (w, v, grad) = (
+        random(&mut rng, len),
+        random(&mut rng, len),
+        random(&mut rng, len),
+    );
+    let (wb, vb, gb, scratch) = (
+        g.storage_init(&w, "w"),
+        g.storage_init(&v, "v"),
+        g.storage_init(&grad, "g"),
+        g.storage(1, "s"),
+    );
     let lr = 0.37f32;
-    let step = g.uniform(&twa::nn::StepState { lr, ..Default::default() }, "step");
-    let sgd = twa::nn::SgdConfig { momentum: 0.9, weight_decay: 1e-3 };
-    run(&[twa::nn::optim::sgd_step(g, kernels(), len, sgd, &gb, &wb, &vb, &step)]);
+    let step = g.uniform(
+        &twa::nn::StepState {
+            lr,
+            ..Default::default()
+        },
+        "step",
+    );
+    let sgd = twa::nn::SgdConfig {
+        momentum: 0.9,
+        weight_decay: 1e-3,
+    };
+    run(&[twa::nn::optim::sgd_step(
+        g,
+        kernels(),
+        len,
+        sgd,
+        &gb,
+        &wb,
+        &vb,
+        &step,
+    )]);
     let (mut wr, mut vr) = (f64s(&w), f64s(&v));
-    cpu::sgd_step(&mut wr, &mut vr, &f64s(&grad), lr as f64, 0.9f32 as f64, 1e-3f32 as f64);
+    cpu::sgd_step(
+        &mut wr,
+        &mut vr,
+        &f64s(&grad),
+        lr as f64,
+        0.9f32 as f64,
+        1e-3f32 as f64,
+    );
     let v_after = read(&vb, len);
     assert_close("sgd velocity", &v_after, &vr, 1e-6, 1e-5);
     assert_close("sgd weights", &read(&wb, len), &wr, 1e-6, 1e-5);
-    run(&[twa::nn::optim::zero(g, kernels(), len - 1, &vb, &gb, &scratch, &step)]);
+    run(&[twa::nn::optim::zero(
+        g,
+        kernels(),
+        len - 1,
+        &vb,
+        &gb,
+        &scratch,
+        &step,
+    )]);
     let zeroed = read(&vb, len);
-    assert!(zeroed[..len - 1].iter().all(|&x| x == 0.0), "zero clears the range");
+    assert!(
+        zeroed[..len - 1].iter().all(|&x| x == 0.0),
+        "zero clears the range"
+    );
     assert_eq!(zeroed[len - 1], v_after[len - 1], "zero stops at len");
 }

@@ -18,12 +18,29 @@ fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
 fn every_shader_validates_and_has_its_entry_points() {
     for shader in Shader::ALL {
         let (module, _) = validate(shader);
-        let names: Vec<_> = module.entry_points.iter().map(|e| e.name.as_str()).collect();
+        let names: Vec<_> = module
+            .entry_points
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
         for entry in shader.entry_points() {
-            assert!(names.contains(entry), "{}: entry point {entry} missing", shader.file());
+            assert!(
+                names.contains(entry),
+                "{}: entry point {entry} missing",
+                shader.file()
+            );
         }
-        let bindings = module.global_variables.iter().filter(|(_, v)| v.binding.is_some()).count();
-        assert_eq!(bindings, shader.bindings().len(), "{}: binding count vs registry", shader.file());
+        let bindings = module
+            .global_variables
+            .iter()
+            .filter(|(_, v)| v.binding.is_some())
+            .count();
+        assert_eq!(
+            bindings,
+            shader.bindings().len(),
+            "{}: binding count vs registry",
+            shader.file()
+        );
     }
 }
 
@@ -33,8 +50,13 @@ fn every_shader_translates_to_spirv_msl_hlsl_and_glsl() {
         let (module, info) = validate(shader);
         spv::write_vec(&module, &info, &spv::Options::default(), None)
             .unwrap_or_else(|e| panic!("{} → SPIR-V: {e}", shader.file()));
-        msl::write_string(&module, &info, &msl::Options::default(), &msl::PipelineOptions::default())
-            .unwrap_or_else(|e| panic!("{} → MSL: {e}", shader.file()));
+        msl::write_string(
+            &module,
+            &info,
+            &msl::Options::default(),
+            &msl::PipelineOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{} → MSL: {e}", shader.file()));
         let mut out = String::new();
         let options = hlsl::Options::default();
         hlsl::Writer::new(&mut out, &options, &Default::default())
@@ -42,11 +64,25 @@ fn every_shader_translates_to_spirv_msl_hlsl_and_glsl() {
             .unwrap_or_else(|e| panic!("{} → HLSL: {e}", shader.file()));
         for ep in &module.entry_points {
             let mut out = String::new();
-            let options = glsl::Options { version: glsl::Version::Desktop(430), ..Default::default() };
-            let pipeline = glsl::PipelineOptions { shader_stage: ep.stage, entry_point: ep.name.clone(), multiview: None };
-            glsl::Writer::new(&mut out, &module, &info, &options, &pipeline, naga::proc::BoundsCheckPolicies::default())
-                .and_then(|mut w| w.write())
-                .unwrap_or_else(|e| panic!("{}::{} → GLSL: {e}", shader.file(), ep.name));
+            let options = glsl::Options {
+                version: glsl::Version::Desktop(430),
+                ..Default::default()
+            };
+            let pipeline = glsl::PipelineOptions {
+                shader_stage: ep.stage,
+                entry_point: ep.name.clone(),
+                multiview: None,
+            };
+            glsl::Writer::new(
+                &mut out,
+                &module,
+                &info,
+                &options,
+                &pipeline,
+                naga::proc::BoundsCheckPolicies::default(),
+            )
+            .and_then(|mut w| w.write())
+            .unwrap_or_else(|e| panic!("{}::{} → GLSL: {e}", shader.file(), ep.name));
         }
     }
 }

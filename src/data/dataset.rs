@@ -40,7 +40,12 @@ fn find(dir: &Path, stem: &str, kind: &str) -> Result<PathBuf> {
         .iter()
         .map(|n| dir.join(n))
         .find(|p| p.is_file())
-        .ok_or_else(|| Error::io(dir.join(&names[1]), format!("no {} (or {}) in the data directory", names[1], names[0])))
+        .ok_or_else(|| {
+            Error::io(
+                dir.join(&names[1]),
+                format!("no {} (or {}) in the data directory", names[1], names[0]),
+            )
+        })
 }
 
 fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
@@ -49,20 +54,39 @@ fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
     let images = read_idx(&images_path)?;
     let labels = read_idx(&labels_path)?;
     if images.dims.len() < 2 {
-        return Err(Error::format(&images_path, format!("expected images [count, rows, cols], got dims {:?}", images.dims)));
+        return Err(Error::format(
+            &images_path,
+            format!(
+                "expected images [count, rows, cols], got dims {:?}",
+                images.dims
+            ),
+        ));
     }
     if labels.dims.len() != 1 {
-        return Err(Error::format(&labels_path, format!("expected labels [count], got dims {:?}", labels.dims)));
+        return Err(Error::format(
+            &labels_path,
+            format!("expected labels [count], got dims {:?}", labels.dims),
+        ));
     }
     if images.dims[0] != labels.dims[0] {
         return Err(Error::format(
             &labels_path,
-            format!("{} labels but {} has {} images", labels.dims[0], images_path.display(), images.dims[0]),
+            format!(
+                "{} labels but {} has {} images",
+                labels.dims[0],
+                images_path.display(),
+                images.dims[0]
+            ),
         ));
     }
     let count = images.dims[0];
     let features = images.dims[1..].iter().product();
-    Ok(Split { pixels: images.data, labels: labels.data, count, features })
+    Ok(Split {
+        pixels: images.data,
+        labels: labels.data,
+        count,
+        features,
+    })
 }
 
 impl Dataset {
@@ -81,19 +105,36 @@ impl Dataset {
         if train.features != test.features {
             return Err(Error::format(
                 &source,
-                format!("train images have {} pixels but test images {}", train.features, test.features),
+                format!(
+                    "train images have {} pixels but test images {}",
+                    train.features, test.features
+                ),
             ));
         }
         if train.count == 0 || test.count == 0 {
             return Err(Error::format(&source, "a split holds no images"));
         }
-        let classes = train.labels.iter().chain(&test.labels).copied().max().unwrap_or(0) as usize + 1;
+        let classes = train
+            .labels
+            .iter()
+            .chain(&test.labels)
+            .copied()
+            .max()
+            .unwrap_or(0) as usize
+            + 1;
         let n = train.pixels.len() as f64;
         let sum: f64 = train.pixels.iter().map(|&p| p as f64).sum();
         let sq: f64 = train.pixels.iter().map(|&p| (p as f64) * (p as f64)).sum();
         let mean = sum / n / 255.0;
         let var = (sq / n / (255.0 * 255.0) - mean * mean).max(1e-12);
-        Ok(Dataset { train, test, classes, mean: mean as f32, std: var.sqrt() as f32, source })
+        Ok(Dataset {
+            train,
+            test,
+            classes,
+            mean: mean as f32,
+            std: var.sqrt() as f32,
+            source,
+        })
     }
 }
 
@@ -153,12 +194,25 @@ impl DeviceSplit {
     /// The dispatch that fills `net`'s input and label buffers with `batch` samples
     /// starting at the step's `start` position of the order.
     pub fn gather(&self, gpu: &Gpu, net: &Network, batch: usize) -> Dispatch {
-        let p = GatherParams { batch: batch as u32, features: self.features as u32, mean: self.mean, inv_std: self.inv_std };
+        let p = GatherParams {
+            batch: batch as u32,
+            features: self.features as u32,
+            mean: self.mean,
+            inv_std: self.inv_std,
+        };
         let u = gpu.uniform(&p, "gather");
         Dispatch::new(
             gpu,
             &net.kernels.gather,
-            &[&self.pixels, &self.labels, &self.order, &net.acts[0], &net.labels, &u, &net.step],
+            &[
+                &self.pixels,
+                &self.labels,
+                &self.order,
+                &net.acts[0],
+                &net.labels,
+                &u,
+                &net.step,
+            ],
             crate::gpu::kernels::groups_1d(batch * self.features, 256),
         )
     }

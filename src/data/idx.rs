@@ -34,17 +34,28 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
         return Err("not an IDX file (bad magic number)".into());
     }
     if bytes[2] != 0x08 {
-        return Err(format!("IDX element type 0x{:02x} is not supported (only unsigned bytes, 0x08)", bytes[2]));
+        return Err(format!(
+            "IDX element type 0x{:02x} is not supported (only unsigned bytes, 0x08)",
+            bytes[2]
+        ));
     }
     let rank = bytes[3] as usize;
     let header = 4 + 4 * rank;
     if rank == 0 || bytes.len() < header {
-        return Err(format!("truncated IDX header (rank {rank}, {} bytes)", bytes.len()));
+        return Err(format!(
+            "truncated IDX header (rank {rank}, {} bytes)",
+            bytes.len()
+        ));
     }
     let dims: Vec<usize> = (0..rank)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
+        .map(|i| {
+            u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
+        })
         .collect();
-    let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or("IDX dimensions overflow")?;
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or("IDX dimensions overflow")?;
     let body = &bytes[header..];
     if body.len() != expected {
         return Err(format!(
@@ -52,7 +63,10 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
             body.len()
         ));
     }
-    Ok(IdxArray { dims, data: body.to_vec() })
+    Ok(IdxArray {
+        dims,
+        data: body.to_vec(),
+    })
 }
 
 /// Encode an IDX array of unsigned bytes (used to write the shipped subset and tests).

@@ -9,39 +9,47 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_DST);
 
 impl Gpu {
-    /// A zeroed storage buffer of `words` 4-byte words (at least one).
+    /// A zeroed storage buffer of `words` 4-byte words (at least one), rounded up to
+    /// whole 16-byte vectors so that kernels may read it as `array<vec4<f32>>`.
     pub fn storage(&self, words: usize, label: &str) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: (words.max(1) * 4) as u64,
+            size: (words.max(1).next_multiple_of(4) * 4) as u64,
             usage: STORAGE,
             mapped_at_creation: false,
         })
     }
 
     /// A storage buffer holding `data`.
+    /// (Padded with zeros to whole 16-byte vectors, as [`Gpu::storage`].)
     pub fn storage_init<T: bytemuck::Pod>(&self, data: &[T], label: &str) -> wgpu::Buffer {
-        if data.is_empty() {
-            return self.storage(1, label);
-        }
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(data),
-            usage: STORAGE,
-        })
+        let mut bytes = bytemuck::cast_slice::<T, u8>(data).to_vec();
+        bytes.resize(bytes.len().max(1).next_multiple_of(16), 0);
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: &bytes,
+                usage: STORAGE,
+            })
     }
 
     /// A uniform buffer holding `value` (writable later with `queue.write_buffer`).
     pub fn uniform<T: bytemuck::Pod>(&self, value: &T, label: &str) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::bytes_of(value),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
     }
 
     /// Copy `words` 4-byte words from `offset_words` of `buffer` to the host (blocking).
-    pub fn read<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, offset_words: usize, words: usize) -> Result<Vec<T>> {
+    pub fn read<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset_words: usize,
+        words: usize,
+    ) -> Result<Vec<T>> {
         let bytes = (words * 4) as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -60,7 +68,9 @@ impl Gpu {
         rx.recv()
             .map_err(|e| Error::Gpu(e.to_string()))?
             .map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
-        let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu(e.to_string()))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(e.to_string()))?;
         let out = bytemuck::cast_slice(&view[..bytes as usize]).to_vec();
         drop(view);
         staging.unmap();
@@ -69,6 +79,10 @@ impl Gpu {
 
     /// Overwrite `buffer` from `offset_words` with `data`.
     pub fn write<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, offset_words: usize, data: &[T]) {
-        self.queue.write_buffer(buffer, (offset_words * 4) as u64, bytemuck::cast_slice(data));
+        self.queue.write_buffer(
+            buffer,
+            (offset_words * 4) as u64,
+            bytemuck::cast_slice(data),
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! limits (wgpu's defaults are lower than what most adapters offer).
 
 use crate::error::{Error, Result};
+use std::sync::{Arc, Mutex};
 
 /// Which adapter to open: `None` takes the best one (discrete, then integrated, then
 /// any other), `Some(s)` an index from `twa info` or a case-insensitive part of a name.
@@ -13,6 +14,8 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    /// The first device error (out of memory, device lost, validation), if any.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 /// The backends to look at: `WGPU_BACKEND` if set, else every native backend.
@@ -52,21 +55,28 @@ pub fn select_adapter(choice: AdapterChoice) -> Result<wgpu::Adapter> {
         // Prefer a real GPU; among equals, Vulkan first (it is what the tests run on).
         adapters.sort_by_key(|a| {
             let info = a.get_info();
-            (rank(info.device_type), info.backend != wgpu::Backend::Vulkan)
+            (
+                rank(info.device_type),
+                info.backend != wgpu::Backend::Vulkan,
+            )
         });
         return Ok(adapters.swap_remove(0));
     };
     if let Ok(index) = wanted.parse::<usize>() {
         let count = adapters.len();
         return adapters.into_iter().nth(index).ok_or_else(|| {
-            Error::NoAdapter(format!(": --adapter {index} but only {count} adapter(s) exist (see `twa info`)"))
+            Error::NoAdapter(format!(
+                ": --adapter {index} but only {count} adapter(s) exist (see `twa info`)"
+            ))
         });
     }
     let needle = wanted.to_lowercase();
     adapters
         .into_iter()
         .find(|a| a.get_info().name.to_lowercase().contains(&needle))
-        .ok_or_else(|| Error::NoAdapter(format!(" whose name contains `{wanted}` (see `twa info`)")))
+        .ok_or_else(|| {
+            Error::NoAdapter(format!(" whose name contains `{wanted}` (see `twa info`)"))
+        })
 }
 
 impl Gpu {
@@ -85,9 +95,30 @@ impl Gpu {
             required_limits: limits.clone(),
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
-            .map_err(|e| Error::Device { adapter: info.name.clone(), reason: e.to_string() })?;
-        Ok(Gpu { device, queue, info, limits })
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&desc)).map_err(|e| Error::Device {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
+        // Errors surface as `Error::Gpu` at the next wait instead of aborting the process.
+        let failure = Arc::new(Mutex::new(None));
+        let record = |slot: &Arc<Mutex<Option<String>>>, message: String| {
+            let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+            slot.get_or_insert(message.split_whitespace().collect::<Vec<_>>().join(" "));
+        };
+        let slot = failure.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| record(&slot, e.to_string())));
+        let slot = failure.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            record(&slot, format!("device lost ({reason:?}): {message}"))
+        });
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            failure,
+        })
     }
 
     /// One line naming the adapter: name, backend, driver.
@@ -97,15 +128,30 @@ impl Gpu {
 
     /// Largest storage binding in bytes.
     pub fn max_binding(&self) -> u64 {
-        u64::from(self.limits.max_storage_buffer_binding_size).min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
-    /// Wait until all submitted work has finished.
+    /// Wait until all submitted work has finished; fails if the device reported an error.
     pub fn wait(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| Error::Gpu(e.to_string()))
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        self.check()
+    }
+
+    /// The first error the device reported (out of memory, device lost, ...), if any.
+    pub fn check(&self) -> Result<()> {
+        match self
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            Some(message) => Err(Error::Gpu(message.clone())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -117,5 +163,8 @@ pub fn describe(info: &wgpu::AdapterInfo) -> String {
         .copied()
         .collect::<Vec<_>>()
         .join(" ");
-    format!("{} ({:?}, {:?}, {})", info.name, info.backend, info.device_type, driver)
+    format!(
+        "{} ({:?}, {:?}, {})",
+        info.name, info.backend, info.device_type, driver
+    )
 }

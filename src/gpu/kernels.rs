@@ -74,7 +74,7 @@ impl Shader {
     /// Entry points of this shader.
     pub fn entry_points(self) -> &'static [&'static str] {
         match self {
-            Shader::Linear => &["matmul", "transpose", "bias_grad"],
+            Shader::Linear => &["matmul", "matmul_vec4", "transpose", "bias_grad"],
             Shader::Activation => &["relu_forward", "relu_backward"],
             Shader::BatchNorm => &["forward_train", "forward_eval", "backward"],
             Shader::Loss => &["cross_entropy", "evaluate"],
@@ -96,6 +96,7 @@ pub struct Kernel {
 /// Every kernel of the engine, compiled once per device.
 pub struct Kernels {
     pub matmul: Kernel,
+    pub matmul_vec4: Kernel,
     pub transpose: Kernel,
     pub bias_grad: Kernel,
     pub relu_forward: Kernel,
@@ -119,7 +120,11 @@ fn layout_entry(binding: u32, kind: Binding) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
         count: None,
     }
 }
@@ -167,13 +172,20 @@ fn compile(device: &wgpu::Device, shader: Shader) -> Vec<Kernel> {
 impl Kernels {
     /// Compile every shader for `gpu`'s device.
     pub fn new(gpu: &Gpu) -> Kernels {
-        let mut all: Vec<Kernel> = Shader::ALL.iter().flat_map(|&s| compile(&gpu.device, s)).collect();
+        let mut all: Vec<Kernel> = Shader::ALL
+            .iter()
+            .flat_map(|&s| compile(&gpu.device, s))
+            .collect();
         let mut take = |name: &str| {
-            let i = all.iter().position(|k| k.name == name).expect("entry point registered");
+            let i = all
+                .iter()
+                .position(|k| k.name == name)
+                .expect("entry point registered");
             all.swap_remove(i)
         };
         Kernels {
             matmul: take("matmul"),
+            matmul_vec4: take("matmul_vec4"),
             transpose: take("transpose"),
             bias_grad: take("bias_grad"),
             relu_forward: take("relu_forward"),
@@ -202,7 +214,12 @@ pub struct Dispatch {
 impl Dispatch {
     /// Bind `resources` (one buffer per binding, in binding order) to `kernel`.
     #[track_caller]
-    pub fn new(gpu: &Gpu, kernel: &Kernel, resources: &[&wgpu::Buffer], groups: [u32; 3]) -> Dispatch {
+    pub fn new(
+        gpu: &Gpu,
+        kernel: &Kernel,
+        resources: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Dispatch {
         let bindings = kernel.shader.bindings();
         assert_eq!(
             resources.len(),
@@ -215,14 +232,21 @@ impl Dispatch {
         let entries: Vec<_> = resources
             .iter()
             .enumerate()
-            .map(|(i, buffer)| wgpu::BindGroupEntry { binding: i as u32, resource: buffer.as_entire_binding() })
+            .map(|(i, buffer)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: buffer.as_entire_binding(),
+            })
             .collect();
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.name),
             layout: &kernel.layout,
             entries: &entries,
         });
-        Dispatch { pipeline: kernel.pipeline.clone(), bind_group, groups }
+        Dispatch {
+            pipeline: kernel.pipeline.clone(),
+            bind_group,
+            groups,
+        }
     }
 
     /// Record this launch into a compute pass.

@@ -28,7 +28,11 @@ impl AsyncReadback {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        AsyncReadback { staging, words, state: Arc::new(AtomicU8::new(IDLE)) }
+        AsyncReadback {
+            staging,
+            words,
+            state: Arc::new(AtomicU8::new(IDLE)),
+        }
     }
 
     /// If idle, record a copy of the first words of `src` into `encoder`; true if it did.

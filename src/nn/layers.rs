@@ -24,10 +24,15 @@ pub struct LinearParams {
     pub bias_off: u32,
 }
 
-/// Columns a `matmul` workgroup covers (32 invocations × 8 columns).
-pub const MATMUL_COLS: usize = 256;
-/// Rows a `matmul` workgroup covers.
-pub const MATMUL_ROWS: usize = 8;
+/// (rows, columns) a workgroup of `matmul` covers (`ROWS`, 8·`WG` in the shader).
+pub const MATMUL_TILE: (usize, usize) = (8, 256);
+/// (rows, columns) a workgroup of `matmul_vec4` covers (`VEC_ROWS`, 8·`VEC_WG`).
+pub const MATMUL_VEC4_TILE: (usize, usize) = (16, 256);
+
+/// Whether `p` can use `matmul_vec4` (B rows start on 16-byte boundaries).
+pub fn vec4_aligned(p: &LinearParams) -> bool {
+    p.ldb.is_multiple_of(4) && p.b_off.is_multiple_of(4)
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -57,7 +62,8 @@ pub struct LayerBuffers<'a> {
     pub unused: &'a wgpu::Buffer,
 }
 
-/// `c = a·b (+ bias)` as described in `linear.wgsl`.
+/// `c = a·b (+ bias)` as described in `linear.wgsl`, with the fastest variant the
+/// operands' alignment allows.
 pub fn matmul(
     gpu: &Gpu,
     k: &Kernels,
@@ -67,26 +73,82 @@ pub fn matmul(
     bias: &wgpu::Buffer,
     c: &wgpu::Buffer,
 ) -> Dispatch {
-    let groups = [
-        (p.n as usize).div_ceil(MATMUL_COLS) as u32,
-        (p.m as usize).div_ceil(MATMUL_ROWS) as u32,
-        1,
-    ];
-    let u = gpu.uniform(&p, "matmul");
-    Dispatch::new(gpu, &k.matmul, &[a, b, bias, c, &u], groups)
+    let (kernel, (rows, cols)) = if vec4_aligned(&p) {
+        (&k.matmul_vec4, MATMUL_VEC4_TILE)
+    } else {
+        (&k.matmul, MATMUL_TILE)
+    };
+    matmul_with(gpu, kernel, (rows, cols), p, a, b, bias, c)
 }
 
-/// `c[c_off..] = transpose(a[a_off..])` for an m × n row-major matrix.
-pub fn transpose(gpu: &Gpu, k: &Kernels, m: usize, n: usize, a: (&wgpu::Buffer, usize), c: (&wgpu::Buffer, usize), unused: &wgpu::Buffer) -> Dispatch {
-    let p = LinearParams { m: m as u32, n: n as u32, a_off: a.1 as u32, c_off: c.1 as u32, ..Default::default() };
+/// `c = a·b (+ bias)` with a given variant and its workgroup tile (rows, columns).
+pub fn matmul_with(
+    gpu: &Gpu,
+    kernel: &crate::gpu::Kernel,
+    tile: (usize, usize),
+    p: LinearParams,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+    c: &wgpu::Buffer,
+) -> Dispatch {
+    let groups = [
+        (p.n as usize).div_ceil(tile.1) as u32,
+        (p.m as usize).div_ceil(tile.0) as u32,
+        1,
+    ];
+    let u = gpu.uniform(&p, kernel.name);
+    Dispatch::new(gpu, kernel, &[a, b, bias, c, &u], groups)
+}
+
+/// Row stride of a transposed weight: whole vec4s, so `matmul_vec4` can read it.
+pub fn padded(width: usize) -> usize {
+    width.next_multiple_of(4)
+}
+
+/// `c[c_off..] = transpose(a[a_off..])` for an m × n row-major matrix; the n × m result
+/// has row stride `padded(m)`.
+pub fn transpose(
+    gpu: &Gpu,
+    k: &Kernels,
+    m: usize,
+    n: usize,
+    a: (&wgpu::Buffer, usize),
+    c: (&wgpu::Buffer, usize),
+    unused: &wgpu::Buffer,
+) -> Dispatch {
+    let p = LinearParams {
+        m: m as u32,
+        n: n as u32,
+        a_off: a.1 as u32,
+        c_off: c.1 as u32,
+        ldc: padded(m) as u32,
+        ..Default::default()
+    };
     let u = gpu.uniform(&p, "transpose");
     let groups = [n.div_ceil(16) as u32, m.div_ceil(16) as u32, 1];
     Dispatch::new(gpu, &k.transpose, &[a.0, unused, unused, c.0, &u], groups)
 }
 
-fn activation(gpu: &Gpu, kernel: &crate::gpu::Kernel, len: usize, bufs: [&wgpu::Buffer; 3]) -> Dispatch {
-    let u = gpu.uniform(&ActivationParams { len: len as u32, pad: [0; 3] }, kernel.name);
-    Dispatch::new(gpu, kernel, &[bufs[0], bufs[1], bufs[2], &u], groups_1d(len, 256))
+fn activation(
+    gpu: &Gpu,
+    kernel: &crate::gpu::Kernel,
+    len: usize,
+    bufs: [&wgpu::Buffer; 3],
+) -> Dispatch {
+    let u = gpu.uniform(
+        &ActivationParams {
+            len: len as u32,
+            pad: [0; 3],
+        },
+        kernel.name,
+    );
+    Dispatch::new(
+        gpu,
+        kernel,
+        &[bufs[0], bufs[1], bufs[2], &u],
+        groups_1d(len, 256),
+    )
 }
 
 fn batchnorm_uniform(gpu: &Gpu, layer: &Layer, batch: usize, features: usize) -> wgpu::Buffer {
@@ -117,7 +179,8 @@ pub fn forward(
 ) -> Vec<Dispatch> {
     match layer.kind {
         LayerKind::Linear { inputs, outputs } => {
-            let wt = wt.expect("a Linear layer needs transpose scratch");
+            let wt =
+                wt.expect("a Linear layer needs transpose scratch of inputs × padded(outputs)");
             let p = LinearParams {
                 m: batch as u32,
                 n: outputs as u32,
@@ -125,19 +188,31 @@ pub fn forward(
                 has_bias: 1,
                 a_rs: inputs as u32,
                 a_cs: 1,
-                ldb: outputs as u32,
+                ldb: padded(outputs) as u32,
                 ldc: outputs as u32,
                 bias_off: (layer.param_off + inputs * outputs) as u32,
                 ..Default::default()
             };
             vec![
-                transpose(gpu, k, outputs, inputs, (bufs.params, layer.param_off), (wt, 0), bufs.unused),
+                transpose(
+                    gpu,
+                    k,
+                    outputs,
+                    inputs,
+                    (bufs.params, layer.param_off),
+                    (wt, 0),
+                    bufs.unused,
+                ),
                 matmul(gpu, k, p, x, wt, bufs.params, y),
             ]
         }
         LayerKind::BatchNorm { features } => {
             let u = batchnorm_uniform(gpu, layer, batch, features);
-            let kernel = if train { &k.bn_forward_train } else { &k.bn_forward_eval };
+            let kernel = if train {
+                &k.bn_forward_train
+            } else {
+                &k.bn_forward_eval
+            };
             vec![Dispatch::new(
                 gpu,
                 kernel,
@@ -146,14 +221,18 @@ pub fn forward(
             )]
         }
         LayerKind::Relu { features } => {
-            vec![activation(gpu, &k.relu_forward, batch * features, [x, bufs.unused, y])]
+            vec![activation(
+                gpu,
+                &k.relu_forward,
+                batch * features,
+                [x, bufs.unused, y],
+            )]
         }
     }
 }
 
 /// Backward dispatches of `layer`: parameter gradients into `bufs.grads`, and the
 /// input gradient into `dx` when given. `x` and `y` are the forward input and output.
-#[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
     k: &Kernels,
@@ -189,7 +268,12 @@ pub fn backward(
             let u = gpu.uniform(&grad_b, "bias_grad");
             let mut out = vec![
                 matmul(gpu, k, grad_w, dy, x, bufs.unused, bufs.grads),
-                Dispatch::new(gpu, &k.bias_grad, &[dy, bufs.unused, bufs.unused, bufs.grads, &u], groups_1d(outputs, 64)),
+                Dispatch::new(
+                    gpu,
+                    &k.bias_grad,
+                    &[dy, bufs.unused, bufs.unused, bufs.grads, &u],
+                    groups_1d(outputs, 64),
+                ),
             ];
             if let Some(dx) = dx {
                 // dX[B, in] = dY[B, out] · W[out, in].
@@ -220,7 +304,12 @@ pub fn backward(
         }
         LayerKind::Relu { features } => {
             let dx = dx.expect("ReLU backward needs an input-gradient buffer");
-            vec![activation(gpu, &k.relu_backward, batch * features, [y, dy, dx])]
+            vec![activation(
+                gpu,
+                &k.relu_backward,
+                batch * features,
+                [y, dy, dx],
+            )]
         }
     }
 }

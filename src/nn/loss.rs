@@ -16,7 +16,6 @@ struct LossParams {
 /// `grad = Some(buffer)` the gradient of the mean loss is written there (training);
 /// with `None` only the totals are accumulated (evaluation); `scratch` is any
 /// read-write buffer the layout's gradient slot then binds.
-#[allow(clippy::too_many_arguments)]
 pub fn cross_entropy(
     gpu: &Gpu,
     k: &Kernels,
@@ -29,11 +28,20 @@ pub fn cross_entropy(
     totals: &wgpu::Buffer,
     step: &wgpu::Buffer,
 ) -> Dispatch {
-    let p = LossParams { batch: batch as u32, classes: classes as u32, pad: [0; 2] };
+    let p = LossParams {
+        batch: batch as u32,
+        classes: classes as u32,
+        pad: [0; 2],
+    };
     let u = gpu.uniform(&p, "loss");
     let (kernel, grad) = match grad {
         Some(g) => (&k.cross_entropy, g),
         None => (&k.evaluate, scratch),
     };
-    Dispatch::new(gpu, kernel, &[logits, labels, grad, totals, &u, step], [1, 1, 1])
+    Dispatch::new(
+        gpu,
+        kernel,
+        &[logits, labels, grad, totals, &u, step],
+        [1, 1, 1],
+    )
 }

@@ -21,7 +21,10 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { hidden: vec![256, 256], batchnorm: true }
+        ModelConfig {
+            hidden: vec![256, 256],
+            batchnorm: true,
+        }
     }
 }
 
@@ -96,12 +99,18 @@ impl Model {
     }
 
     fn push(&mut self, kind: LayerKind, param_off: usize, state_off: usize) {
-        self.layers.push(Layer { kind, param_off, state_off });
+        self.layers.push(Layer {
+            kind,
+            param_off,
+            state_off,
+        });
     }
 
     fn push_linear(&mut self, inputs: usize, outputs: usize) {
         let name = self.layers.len();
-        let off = self.params.push(format!("{name}.weight"), vec![outputs, inputs]);
+        let off = self
+            .params
+            .push(format!("{name}.weight"), vec![outputs, inputs]);
         self.params.push(format!("{name}.bias"), vec![outputs]);
         self.push(LayerKind::Linear { inputs, outputs }, off, 0);
     }
@@ -110,8 +119,11 @@ impl Model {
         let name = self.layers.len();
         let off = self.params.push(format!("{name}.weight"), vec![features]);
         self.params.push(format!("{name}.bias"), vec![features]);
-        let state_off = self.state.push(format!("{name}.running_mean"), vec![features]);
-        self.state.push(format!("{name}.running_var"), vec![features]);
+        let state_off = self
+            .state
+            .push(format!("{name}.running_mean"), vec![features]);
+        self.state
+            .push(format!("{name}.running_var"), vec![features]);
         self.state.reserve(2 * features);
         self.push(LayerKind::BatchNorm { features }, off, state_off);
     }

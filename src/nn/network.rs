@@ -45,7 +45,12 @@ impl Totals {
     }
 
     fn from_words(w: &[f32]) -> Totals {
-        Totals { loss_sum: w[0] as f64, correct: w[1] as f64, count: w[2] as f64, first_bad_step: w[3] as u64 }
+        Totals {
+            loss_sum: w[0] as f64,
+            correct: w[1] as f64,
+            count: w[2] as f64,
+            first_bad_step: w[3] as u64,
+        }
     }
 }
 
@@ -86,9 +91,25 @@ pub struct Network {
 
 impl Network {
     /// Allocate `model` on `gpu` for batches up to `max_batch`, parameters from `init`.
-    pub fn new(gpu: &Gpu, model: Model, max_batch: usize, init: &[f32], sgd: SgdConfig) -> Result<Network> {
-        assert_eq!(init.len(), model.num_params(), "initial parameters vs the model's D");
-        let widest = model.layers.iter().map(|l| l.outputs()).chain([model.inputs]).max().unwrap_or(1);
+    pub fn new(
+        gpu: &Gpu,
+        model: Model,
+        max_batch: usize,
+        init: &[f32],
+        sgd: SgdConfig,
+    ) -> Result<Network> {
+        assert_eq!(
+            init.len(),
+            model.num_params(),
+            "initial parameters vs the model's D"
+        );
+        let widest = model
+            .layers
+            .iter()
+            .map(|l| l.outputs())
+            .chain([model.inputs])
+            .max()
+            .unwrap_or(1);
         let largest = (max_batch * widest).max(model.num_params()) as u64 * 4;
         if largest > gpu.max_binding() {
             return Err(Error::Limits(format!(
@@ -104,20 +125,29 @@ impl Network {
         let state = gpu.storage_init(&model.init_state(), "state");
         let mut widths = vec![model.inputs];
         widths.extend(model.layers.iter().map(|l| l.outputs()));
-        let acts = widths.iter().map(|w| gpu.storage(max_batch * w, "activation")).collect();
-        let dacts = widths.iter().map(|w| gpu.storage(max_batch * w, "activation grad")).collect();
+        let acts = widths
+            .iter()
+            .map(|w| gpu.storage(max_batch * w, "activation"))
+            .collect();
+        let dacts = widths
+            .iter()
+            .map(|w| gpu.storage(max_batch * w, "activation grad"))
+            .collect();
         let transposed = model
             .layers
             .iter()
             .map(|l| match l.kind {
-                LayerKind::Linear { inputs, outputs } => Some(gpu.storage(inputs * outputs, "transposed weight")),
+                LayerKind::Linear { inputs, outputs } => {
+                    Some(gpu.storage(inputs * layers::padded(outputs), "transposed weight"))
+                }
                 _ => None,
             })
             .collect();
         let step = gpu.uniform(&StepState::default(), "step");
         let unused = gpu.storage(1, "unused");
         let scratch_rw = gpu.storage(1, "unused rw");
-        let sgd_dispatch = optim::sgd_step(gpu, &kernels, d, sgd, &grads, &params, &velocity, &step);
+        let sgd_dispatch =
+            optim::sgd_step(gpu, &kernels, d, sgd, &grads, &params, &velocity, &step);
         let zero_velocity = optim::zero(gpu, &kernels, d, &velocity, &grads, &scratch_rw, &step);
         Ok(Network {
             labels: gpu.storage(max_batch, "labels"),
@@ -148,7 +178,12 @@ impl Network {
     }
 
     fn buffers(&self) -> LayerBuffers<'_> {
-        LayerBuffers { params: &self.params, grads: &self.grads, state: &self.state, unused: &self.unused }
+        LayerBuffers {
+            params: &self.params,
+            grads: &self.grads,
+            state: &self.state,
+            unused: &self.unused,
+        }
     }
 
     fn forward_dispatches(&self, gpu: &Gpu, batch: usize, train: bool) -> Vec<Dispatch> {
@@ -172,9 +207,24 @@ impl Network {
 
     fn loss_dispatch(&self, gpu: &Gpu, batch: usize, train: bool) -> Dispatch {
         let last = self.model.layers.len();
-        let (grad, totals) = if train { (Some(&self.dacts[last]), &self.train_totals) } else { (None, &self.eval_totals) };
+        let (grad, totals) = if train {
+            (Some(&self.dacts[last]), &self.train_totals)
+        } else {
+            (None, &self.eval_totals)
+        };
         let classes = self.model.classes;
-        loss::cross_entropy(gpu, &self.kernels, batch, classes, &self.acts[last], &self.labels, grad, &self.scratch_rw, totals, &self.step)
+        loss::cross_entropy(
+            gpu,
+            &self.kernels,
+            batch,
+            classes,
+            &self.acts[last],
+            &self.labels,
+            grad,
+            &self.scratch_rw,
+            totals,
+            &self.step,
+        )
     }
 
     fn build_plan(&self, gpu: &Gpu, batch: usize) -> BatchPlan {
@@ -205,7 +255,11 @@ impl Network {
     /// Build (once) the plan for `batch`.
     #[track_caller]
     pub fn prepare(&mut self, gpu: &Gpu, batch: usize) {
-        assert!(batch >= 1 && batch <= self.max_batch, "batch {batch} outside 1..={}", self.max_batch);
+        assert!(
+            batch >= 1 && batch <= self.max_batch,
+            "batch {batch} outside 1..={}",
+            self.max_batch
+        );
         if !self.plans.contains_key(&batch) {
             let plan = self.build_plan(gpu, batch);
             self.plans.insert(batch, plan);
@@ -213,7 +267,9 @@ impl Network {
     }
 
     fn plan(&self, batch: usize) -> &BatchPlan {
-        self.plans.get(&batch).unwrap_or_else(|| panic!("no plan for batch {batch}: call prepare first"))
+        self.plans
+            .get(&batch)
+            .unwrap_or_else(|| panic!("no plan for batch {batch}: call prepare first"))
     }
 
     /// Record one training step on the batch in `acts[0]`/`labels` (forward, loss,
@@ -233,7 +289,8 @@ impl Network {
 
     /// Write the per-step uniform.
     pub fn set_step(&self, gpu: &Gpu, state: StepState) {
-        gpu.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&state));
+        gpu.queue
+            .write_buffer(&self.step, 0, bytemuck::bytes_of(&state));
     }
 
     /// Reset the SGD velocity to zero (recorded into `pass`).
@@ -257,7 +314,11 @@ impl Network {
 
     /// Read the training or evaluation totals (blocking).
     pub fn read_totals(&self, gpu: &Gpu, train: bool) -> Result<Totals> {
-        Ok(Totals::from_words(&gpu.read::<f32>(self.totals_buffer(train), 0, 4)?))
+        Ok(Totals::from_words(&gpu.read::<f32>(
+            self.totals_buffer(train),
+            0,
+            4,
+        )?))
     }
 
     /// Decode totals read asynchronously.

@@ -20,7 +20,12 @@ struct OptimParams {
 }
 
 fn uniform(gpu: &Gpu, len: usize, sgd: SgdConfig) -> wgpu::Buffer {
-    let p = OptimParams { len: len as u32, momentum: sgd.momentum, weight_decay: sgd.weight_decay, pad: 0 };
+    let p = OptimParams {
+        len: len as u32,
+        momentum: sgd.momentum,
+        weight_decay: sgd.weight_decay,
+        pad: 0,
+    };
     gpu.uniform(&p, "optim")
 }
 
@@ -37,7 +42,12 @@ pub fn sgd_step(
     step: &wgpu::Buffer,
 ) -> Dispatch {
     let u = uniform(gpu, len, sgd);
-    Dispatch::new(gpu, &k.sgd_step, &[grads, params, velocity, &u, step], groups_1d(len, 256))
+    Dispatch::new(
+        gpu,
+        &k.sgd_step,
+        &[grads, params, velocity, &u, step],
+        groups_1d(len, 256),
+    )
 }
 
 /// Zero the first `len` words of `target`. `unused_read`, `unused_rw` and `step` fill
@@ -51,6 +61,18 @@ pub fn zero(
     unused_rw: &wgpu::Buffer,
     step: &wgpu::Buffer,
 ) -> Dispatch {
-    let u = uniform(gpu, len, SgdConfig { momentum: 0.0, weight_decay: 0.0 });
-    Dispatch::new(gpu, &k.zero, &[unused_read, target, unused_rw, &u, step], groups_1d(len, 256))
+    let u = uniform(
+        gpu,
+        len,
+        SgdConfig {
+            momentum: 0.0,
+            weight_decay: 0.0,
+        },
+    );
+    Dispatch::new(
+        gpu,
+        &k.zero,
+        &[unused_read, target, unused_rw, &u, step],
+        groups_1d(len, 256),
+    )
 }

@@ -42,7 +42,11 @@ impl ParamTable {
     pub fn push(&mut self, name: String, shape: Vec<usize>) -> usize {
         let offset = self.len;
         self.len += shape.iter().product::<usize>();
-        self.entries.push(ParamEntry { name, shape, offset });
+        self.entries.push(ParamEntry {
+            name,
+            shape,
+            offset,
+        });
         offset
     }
 

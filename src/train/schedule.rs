@@ -46,7 +46,9 @@ mod tests {
 
     #[test]
     fn step_drops_at_half_and_three_quarters() {
-        let lrs: Vec<f64> = (0..20).map(|e| Schedule::Step.lr(0.1, e, 20, 0, 10)).collect();
+        let lrs: Vec<f64> = (0..20)
+            .map(|e| Schedule::Step.lr(0.1, e, 20, 0, 10))
+            .collect();
         assert!((lrs[9] - 0.1).abs() < 1e-12);
         assert!((lrs[10] - 0.01).abs() < 1e-12);
         assert!((lrs[14] - 0.01).abs() < 1e-12);

@@ -60,7 +60,10 @@ impl TrainConfig {
             return bad(format!("momentum must be in [0, 1), got {}", self.momentum));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad(format!("weight decay must be ≥ 0, got {}", self.weight_decay));
+            return bad(format!(
+                "weight decay must be ≥ 0, got {}",
+                self.weight_decay
+            ));
         }
         Ok(())
     }
@@ -114,7 +117,7 @@ pub struct Trainer<'a> {
 /// does not divide evenly, the last partial one.
 fn batch_sizes(count: usize, batch: usize) -> Vec<usize> {
     let mut sizes = vec![batch.min(count)];
-    if count % batch != 0 && count > batch {
+    if !count.is_multiple_of(batch) && count > batch {
         sizes.push(count % batch);
     }
     sizes
@@ -122,7 +125,12 @@ fn batch_sizes(count: usize, batch: usize) -> Vec<usize> {
 
 impl<'a> Trainer<'a> {
     /// Build the model for `data` on `gpu` and upload the data.
-    pub fn new(gpu: &'a Gpu, data: &Dataset, model: &ModelConfig, config: TrainConfig) -> Result<Trainer<'a>> {
+    pub fn new(
+        gpu: &'a Gpu,
+        data: &Dataset,
+        model: &ModelConfig,
+        config: TrainConfig,
+    ) -> Result<Trainer<'a>> {
         config.validate()?;
         if model.hidden.contains(&0) {
             return Err(Error::Config("hidden widths must be at least 1".into()));
@@ -130,7 +138,10 @@ impl<'a> Trainer<'a> {
         let model = Model::mlp(model, data.train.features, data.classes);
         let init = model.init_params(config.seed);
         let max_batch = config.batch.max(config.eval_batch);
-        let sgd = SgdConfig { momentum: config.momentum as f32, weight_decay: config.weight_decay as f32 };
+        let sgd = SgdConfig {
+            momentum: config.momentum as f32,
+            weight_decay: config.weight_decay as f32,
+        };
         let mut net = Network::new(gpu, model, max_batch, &init, sgd)?;
         let train = DeviceSplit::upload(gpu, &data.train, data)?;
         let test = DeviceSplit::upload(gpu, &data.test, data)?;
@@ -145,23 +156,49 @@ impl<'a> Trainer<'a> {
         };
         let train_gathers = gathers(&train, config.batch);
         let test_gathers = gathers(&test, config.eval_batch);
-        Ok(Trainer { gpu, net, rng: Rng::new(config.seed), config, train, test, train_gathers, test_gathers, global_step: 0 })
+        Ok(Trainer {
+            gpu,
+            net,
+            rng: Rng::new(config.seed),
+            config,
+            train,
+            test,
+            train_gathers,
+            test_gathers,
+            global_step: 0,
+        })
     }
 
     fn gather_for(gathers: &[(usize, Dispatch)], batch: usize) -> &Dispatch {
-        &gathers.iter().find(|(b, _)| *b == batch).expect("gather prepared for every batch size").1
+        &gathers
+            .iter()
+            .find(|(b, _)| *b == batch)
+            .expect("gather prepared for every batch size")
+            .1
     }
 
     fn diverged(&self, totals: &Totals, epoch: usize) -> Result<()> {
         if totals.first_bad_step > 0 || !totals.loss_sum.is_finite() {
-            let step = if totals.first_bad_step > 0 { totals.first_bad_step } else { self.global_step };
-            return Err(Error::Diverged { step, epoch, value: "NaN or infinite".into() });
+            let step = if totals.first_bad_step > 0 {
+                totals.first_bad_step
+            } else {
+                self.global_step
+            };
+            return Err(Error::Diverged {
+                step,
+                epoch,
+                value: "NaN or infinite".into(),
+            });
         }
         Ok(())
     }
 
     /// Train one epoch (`epoch` is 0-based); returns the epoch's training totals.
-    pub fn train_epoch(&mut self, epoch: usize, observer: &mut dyn FnMut(Event)) -> Result<(Totals, f64)> {
+    pub fn train_epoch(
+        &mut self,
+        epoch: usize,
+        observer: &mut dyn FnMut(Event),
+    ) -> Result<(Totals, f64)> {
         let gpu = self.gpu;
         let n = self.train.count;
         let batch = self.config.batch.min(n);
@@ -170,14 +207,25 @@ impl<'a> Trainer<'a> {
         self.rng.shuffle(&mut order);
         self.train.set_order(gpu, &order);
         self.net.reset_totals(gpu, true);
-        observer(Event::EpochStart { epoch: epoch + 1, steps });
+        observer(Event::EpochStart {
+            epoch: epoch + 1,
+            steps,
+        });
         let readback = AsyncReadback::new(gpu, 4);
         let mut in_flight = VecDeque::new();
         let mut lr = 0.0;
         for step in 0..steps {
             let size = batch.min(n - step * batch);
-            lr = self.config.schedule.lr(self.config.lr, epoch, self.config.epochs, step, steps);
-            let state = StepState { start: (step * batch) as u32, step: self.global_step as u32, lr: lr as f32, pad: 0 };
+            lr = self
+                .config
+                .schedule
+                .lr(self.config.lr, epoch, self.config.epochs, step, steps);
+            let state = StepState {
+                start: (step * batch) as u32,
+                step: self.global_step as u32,
+                lr: lr as f32,
+                pad: 0,
+            };
             self.net.set_step(gpu, state);
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
             {
@@ -197,13 +245,19 @@ impl<'a> Trainer<'a> {
             if in_flight.len() > MAX_IN_FLIGHT {
                 let oldest = in_flight.pop_front().expect("non-empty");
                 gpu.device
-                    .poll(wgpu::PollType::Wait { submission_index: Some(oldest), timeout: None })
+                    .poll(wgpu::PollType::Wait {
+                        submission_index: Some(oldest),
+                        timeout: None,
+                    })
                     .map_err(|e| Error::Gpu(e.to_string()))?;
             }
             if let Some(words) = readback.try_take(gpu) {
                 let totals = Network::decode_totals(&words);
                 self.diverged(&totals, epoch + 1)?;
-                observer(Event::Running { loss: totals.mean_loss(), acc: totals.accuracy() });
+                observer(Event::Running {
+                    loss: totals.mean_loss(),
+                    acc: totals.accuracy(),
+                });
             }
             observer(Event::Step { step: step + 1 });
         }
@@ -220,7 +274,13 @@ impl<'a> Trainer<'a> {
         self.net.reset_totals(gpu, false);
         for start in (0..n).step_by(batch) {
             let size = batch.min(n - start);
-            self.net.set_step(gpu, StepState { start: start as u32, ..Default::default() });
+            self.net.set_step(
+                gpu,
+                StepState {
+                    start: start as u32,
+                    ..Default::default()
+                },
+            );
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());

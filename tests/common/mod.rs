@@ -9,15 +9,24 @@ use twa::rng::Rng;
 /// The device every test in this binary shares.
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| Gpu::new(None).expect("tests need a GPU adapter (lavapipe: apt-get install mesa-vulkan-drivers)"))
+    GPU.get_or_init(|| {
+        Gpu::new(None)
+            .expect("tests need a GPU adapter (lavapipe: apt-get install mesa-vulkan-drivers)")
+    })
 }
 
 /// A generator seeded from the clock (printed, so a failure can be replayed with
 /// TWA_TEST_SEED) — fresh inputs every run.
 pub fn rng(test: &str) -> Rng {
-    let seed = std::env::var("TWA_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
-    });
+    let seed = std::env::var("TWA_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
     eprintln!("{test}: TWA_TEST_SEED={seed}");
     Rng::new(seed)
 }
@@ -48,13 +57,20 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
     let mut worst: Option<(usize, f64)> = None;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let g = g as f64;
-        let excess = if g.is_finite() { (g - w).abs() - (atol + rtol * w.abs()) } else { f64::INFINITY };
+        let excess = if g.is_finite() {
+            (g - w).abs() - (atol + rtol * w.abs())
+        } else {
+            f64::INFINITY
+        };
         if excess > 0.0 && worst.is_none_or(|(_, e)| excess > e) {
             worst = Some((i, excess));
         }
     }
     if let Some((i, _)) = worst {
-        panic!("{what}: element {i}: gpu {} vs reference {} (atol {atol}, rtol {rtol})", got[i], want[i]);
+        panic!(
+            "{what}: element {i}: gpu {} vs reference {} (atol {atol}, rtol {rtol})",
+            got[i], want[i]
+        );
     }
 }
 
