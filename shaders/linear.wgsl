@@ -11,7 +11,11 @@
 //   A(m, k) = a[a_off + m·a_rs + k·a_cs]   (any strides: every invocation of a workgroup
 //                                           reads the same A element, a broadcast)
 //   B[k, n] = b[b_off + k·ldb + n],  C[m, n] = c[c_off + m·ldc + n].
-// Two variants, both tested against the same CPU reference:
+// Three variants, all tested against the same CPU reference; the host picks
+// matmul_tiled on GPUs and matmul_vec4 / matmul on CPU rasterisers:
+// matmul_tiled (any alignment) the classic GPU kernel: 64 × 64 outputs per workgroup of
+//              16 × 16 invocations (4 × 4 each), A and B staged through workgroup
+//              memory in 64 × 16 and 16 × 64 tiles.
 // matmul_vec4  (B aligned: ldb and b_off multiples of 4) a workgroup owns VEC_ROWS rows
 //              and 8·VEC_WG columns; invocation `lid` owns 8 consecutive columns, read
 //              from B as two vec4 per k, and keeps VEC_ROWS × 8 sums in vec4
@@ -97,25 +101,28 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
 }
 
 
-// Store columns col..col+7 of row `row` (plus bias), skipping what lies outside C.
-fn store_row(row: u32, col: u32, lo: vec4<f32>, hi: vec4<f32>) {
+// Store columns col..col+3 of row `row` (plus bias), skipping what lies outside C.
+fn store4(row: u32, col: u32, v: vec4<f32>) {
     if (row >= p.m) {
         return;
     }
     let base = p.c_off + row * p.ldc;
-    for (var j = 0u; j < 8u; j++) {
+    for (var j = 0u; j < 4u; j++) {
         let n = col + j;
         if (n < p.n) {
-            var v = lo[j & 3u];
-            if (j >= 4u) {
-                v = hi[j & 3u];
-            }
+            var out = v[j];
             if (p.has_bias != 0u) {
-                v += bias[p.bias_off + n];
+                out += bias[p.bias_off + n];
             }
-            c[base + n] = v;
+            c[base + n] = out;
         }
     }
+}
+
+// Store columns col..col+7 of row `row`.
+fn store_row(row: u32, col: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    store4(row, col, lo);
+    store4(row, col + 4u, hi);
 }
 
 @compute @workgroup_size(32)
@@ -246,6 +253,47 @@ fn matmul_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     store_row(m0 + 15u, col, c15a, c15b);
 }
 
+
+var<workgroup> tile_a: array<f32, 1024>; // 64 rows × 16 k
+var<workgroup> tile_b: array<f32, 1024>; // 16 k × 64 columns
+
+@compute @workgroup_size(16, 16)
+fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let m0 = wg.y * 64u;
+    let n0 = wg.x * 64u;
+    let t = lid.y * 16u + lid.x;
+    var acc: array<vec4<f32>, 4>;
+    for (var k0 = 0u; k0 < p.k; k0 += 16u) {
+        for (var i = 0u; i < 4u; i++) {
+            let e = t + i * 256u;
+            // A tile element (row e / 16, k e % 16); B tile element (k e / 64, column e % 64).
+            let am = m0 + e / 16u;
+            let ak = k0 + e % 16u;
+            let a_val = a[p.a_off + min(am, p.m - 1u) * p.a_rs + min(ak, p.k - 1u) * p.a_cs];
+            tile_a[e] = select(0.0, a_val, am < p.m && ak < p.k);
+            let bk = k0 + e / 64u;
+            let bn = n0 + e % 64u;
+            let b_val = b_at(p.b_off + min(bk, p.k - 1u) * p.ldb + min(bn, p.n - 1u));
+            tile_b[e] = select(0.0, b_val, bk < p.k && bn < p.n);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < 16u; kk++) {
+            let bv = vec4<f32>(
+                tile_b[kk * 64u + lid.x * 4u],
+                tile_b[kk * 64u + lid.x * 4u + 1u],
+                tile_b[kk * 64u + lid.x * 4u + 2u],
+                tile_b[kk * 64u + lid.x * 4u + 3u],
+            );
+            for (var i = 0u; i < 4u; i++) {
+                acc[i] = fma(vec4<f32>(tile_a[(lid.y * 4u + i) * 16u + kk]), bv, acc[i]);
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        store4(m0 + lid.y * 4u + i, n0 + lid.x * 4u, acc[i]);
+    }
+}
 
 // transpose: c[c_off + j·ldc + i] = a[a_off + i·n + j] for an m × n row-major matrix
 // (ldc ≥ m: the transposed rows may be padded, e.g. to whole vec4s).

@@ -151,8 +151,8 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
     println!("adapter: {}", gpu.describe());
     let k = Kernels::new(gpu);
     println!(
-        "{:<30} {:>14} {:>14} {:>12}",
-        "GEMM", "lanes GFLOP/s", "vec4 GFLOP/s", "max rel err"
+        "{:<30} {:>14} {:>14} {:>14} {:>12}",
+        "GEMM (GFLOP/s)", "lanes", "vec4", "tiled", "max rel err"
     );
     let mut square = 0.0;
     for s in SHAPES {
@@ -164,20 +164,19 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
         };
         let (lanes, err_lanes) = gemm(gpu, &k.matmul, layers::MATMUL_TILE, s, reps)?;
         let (vec4, err_vec4) = gemm(gpu, &k.matmul_vec4, layers::MATMUL_VEC4_TILE, s, reps)?;
+        let (tiled, err_tiled) = gemm(gpu, &k.matmul_tiled, layers::MATMUL_TILED_TILE, s, reps)?;
+        let worst = err_lanes.max(err_vec4).max(err_tiled);
         println!(
-            "{:<30} {:>14.2} {:>14.2} {:>12.1e}",
-            s.name,
-            lanes,
-            vec4,
-            err_lanes.max(err_vec4)
+            "{:<30} {lanes:>14.2} {vec4:>14.2} {tiled:>14.2} {worst:>12.1e}",
+            s.name
         );
         if s.m == 1024 {
-            square = vec4;
+            square = if k.prefer_tiled { tiled } else { vec4 };
         }
     }
     match numpy_sgemm() {
         Some(np) => println!(
-            "numpy sgemm 1024³: {np:.1} GFLOP/s; twa vec4 / numpy = {:.3}",
+            "numpy sgemm 1024³: {np:.1} GFLOP/s; twa (variant used on this adapter) / numpy = {:.3}",
             square / np
         ),
         None => println!("numpy sgemm 1024³: not measured (python3 with numpy not found)"),

@@ -74,7 +74,13 @@ impl Shader {
     /// Entry points of this shader.
     pub fn entry_points(self) -> &'static [&'static str] {
         match self {
-            Shader::Linear => &["matmul", "matmul_vec4", "transpose", "bias_grad"],
+            Shader::Linear => &[
+                "matmul",
+                "matmul_vec4",
+                "matmul_tiled",
+                "transpose",
+                "bias_grad",
+            ],
             Shader::Activation => &["relu_forward", "relu_backward"],
             Shader::BatchNorm => &["forward_train", "forward_eval", "backward"],
             Shader::Loss => &["cross_entropy", "evaluate"],
@@ -97,6 +103,10 @@ pub struct Kernel {
 pub struct Kernels {
     pub matmul: Kernel,
     pub matmul_vec4: Kernel,
+    pub matmul_tiled: Kernel,
+    /// Use `matmul_tiled` (real GPUs) rather than the register-blocked variants (CPU
+    /// rasterisers such as lavapipe, where workgroup-memory tiling does not pay).
+    pub prefer_tiled: bool,
     pub transpose: Kernel,
     pub bias_grad: Kernel,
     pub relu_forward: Kernel,
@@ -186,6 +196,8 @@ impl Kernels {
         Kernels {
             matmul: take("matmul"),
             matmul_vec4: take("matmul_vec4"),
+            matmul_tiled: take("matmul_tiled"),
+            prefer_tiled: gpu.info.device_type != wgpu::DeviceType::Cpu,
             transpose: take("transpose"),
             bias_grad: take("bias_grad"),
             relu_forward: take("relu_forward"),

@@ -26,6 +26,8 @@ pub struct LinearParams {
 
 /// (rows, columns) a workgroup of `matmul` covers (`ROWS`, 8·`WG` in the shader).
 pub const MATMUL_TILE: (usize, usize) = (8, 256);
+/// (rows, columns) a workgroup of `matmul_tiled` covers.
+pub const MATMUL_TILED_TILE: (usize, usize) = (64, 64);
 /// (rows, columns) a workgroup of `matmul_vec4` covers (`VEC_ROWS`, 8·`VEC_WG`).
 pub const MATMUL_VEC4_TILE: (usize, usize) = (16, 256);
 
@@ -62,8 +64,8 @@ pub struct LayerBuffers<'a> {
     pub unused: &'a wgpu::Buffer,
 }
 
-/// `c = a·b (+ bias)` as described in `linear.wgsl`, with the fastest variant the
-/// operands' alignment allows.
+/// `c = a·b (+ bias)` as described in `linear.wgsl`, with the variant that suits the
+/// adapter (tiled on GPUs) and the operands' alignment (vec4 loads of B).
 pub fn matmul(
     gpu: &Gpu,
     k: &Kernels,
