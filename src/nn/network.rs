@@ -172,11 +172,6 @@ impl Network {
         })
     }
 
-    /// Largest batch the activation buffers hold.
-    pub fn max_batch(&self) -> usize {
-        self.max_batch
-    }
-
     fn buffers(&self) -> LayerBuffers<'_> {
         LayerBuffers {
             params: &self.params,

@@ -56,9 +56,4 @@ impl ParamTable {
         self.len += len;
         offset
     }
-
-    /// The entry called `name`.
-    pub fn get(&self, name: &str) -> Option<&ParamEntry> {
-        self.entries.iter().find(|e| e.name == name)
-    }
 }
