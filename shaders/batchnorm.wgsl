@@ -10,6 +10,10 @@
 //                running_var  ← (1 − m)·running_var  + m·σ²·B/(B − 1)  (unbiased);
 //                μ and r are saved for the backward pass.
 // forward_eval   y = γ·(x − running_mean)/√(running_var + eps) + β.
+// recalibrate    as forward_train, with momentum 1/(t + 1) for the t-th batch (t = the
+//                step number in the per-step state): after a pass over the data the
+//                running statistics are the plain average of the batch statistics, as
+//                torch.optim.swa_utils.update_bn computes them.
 // backward       with g = dy:  dβ = Σ_b g,  dγ = Σ_b g·x̂,
 //                dx = γ·r/B · (B·g − dβ − x̂·dγ).
 //   Derivation: y depends on x_b directly and through μ and σ². dx̂ = γ·g;
@@ -28,10 +32,24 @@ struct BatchNormParams {
 @group(0) @binding(4) var<storage, read_write> state: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(6) var<uniform> p: BatchNormParams;
+@group(0) @binding(7) var<uniform> step: StepState;
+
+struct StepState {
+    start: u32, step: u32, lr: f32, _pad: u32,
+}
 
 @compute @workgroup_size(64)
 fn forward_train(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let f = gid.x;
+    normalise_batch(gid.x, p.momentum);
+}
+
+@compute @workgroup_size(64)
+fn recalibrate(@builtin(global_invocation_id) gid: vec3<u32>) {
+    normalise_batch(gid.x, 1.0 / f32(step.step + 1u));
+}
+
+// Train-mode forward of feature f, running statistics updated with `momentum`.
+fn normalise_batch(f: u32, momentum: f32) {
     let nf = p.features;
     if (f >= nf) {
         return;
@@ -56,8 +74,8 @@ fn forward_train(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let var_unbiased = select(var_biased, sq / (nb - 1.0), p.batch > 1u);
     let s = p.s_off;
-    state[s + f] = (1.0 - p.momentum) * state[s + f] + p.momentum * mean;
-    state[s + nf + f] = (1.0 - p.momentum) * state[s + nf + f] + p.momentum * var_unbiased;
+    state[s + f] = (1.0 - momentum) * state[s + f] + momentum * mean;
+    state[s + nf + f] = (1.0 - momentum) * state[s + nf + f] + momentum * var_unbiased;
     state[s + 2u * nf + f] = mean;
     state[s + 3u * nf + f] = invstd;
 }

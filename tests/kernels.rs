@@ -161,10 +161,12 @@ fn run_layer(
         g.storage(1, "unused"),
         g.storage(inputs * layers::padded(outputs), "wt"),
     );
+    let step = g.uniform(&twa::nn::StepState::default(), "step");
     let bufs = LayerBuffers {
         params: &pb,
         grads: &gb,
         state: &sb,
+        step: &step,
         unused: &unused,
     };
     run(&layers::forward(
@@ -172,7 +174,11 @@ fn run_layer(
         kernels(),
         &layer,
         batch,
-        train,
+        if train {
+            layers::Mode::Train
+        } else {
+            layers::Mode::Eval
+        },
         &xb,
         &yb,
         Some(&wt),

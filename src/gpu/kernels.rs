@@ -22,17 +22,19 @@ pub enum Shader {
     Loss,
     Optim,
     Data,
+    Twa,
 }
 
 impl Shader {
     /// Every shader, for validation and translation tests.
-    pub const ALL: [Shader; 6] = [
+    pub const ALL: [Shader; 7] = [
         Shader::Linear,
         Shader::Activation,
         Shader::BatchNorm,
         Shader::Loss,
         Shader::Optim,
         Shader::Data,
+        Shader::Twa,
     ];
 
     /// File name under `shaders/`.
@@ -44,6 +46,7 @@ impl Shader {
             Shader::Loss => "loss.wgsl",
             Shader::Optim => "optim.wgsl",
             Shader::Data => "data.wgsl",
+            Shader::Twa => "twa.wgsl",
         }
     }
 
@@ -56,6 +59,7 @@ impl Shader {
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::Data => include_str!("../../shaders/data.wgsl"),
+            Shader::Twa => include_str!("../../shaders/twa.wgsl"),
         }
     }
 
@@ -64,10 +68,11 @@ impl Shader {
         match self {
             Shader::Linear => &[Read, Read, Read, Rw, Uniform],
             Shader::Activation => &[Read, Read, Rw, Uniform],
-            Shader::BatchNorm => &[Read, Read, Read, Rw, Rw, Rw, Uniform],
+            Shader::BatchNorm => &[Read, Read, Read, Rw, Rw, Rw, Uniform, Uniform],
             Shader::Loss => &[Read, Read, Rw, Rw, Uniform, Uniform],
             Shader::Optim => &[Read, Rw, Rw, Uniform, Uniform],
             Shader::Data => &[Read, Read, Read, Rw, Rw, Uniform, Uniform],
+            Shader::Twa => &[Read, Read, Rw, Uniform],
         }
     }
 
@@ -82,10 +87,11 @@ impl Shader {
                 "bias_grad",
             ],
             Shader::Activation => &["relu_forward", "relu_backward"],
-            Shader::BatchNorm => &["forward_train", "forward_eval", "backward"],
+            Shader::BatchNorm => &["forward_train", "forward_eval", "recalibrate", "backward"],
             Shader::Loss => &["cross_entropy", "evaluate"],
             Shader::Optim => &["sgd_step", "zero"],
             Shader::Data => &["gather"],
+            Shader::Twa => &["dots", "combine"],
         }
     }
 }
@@ -113,12 +119,15 @@ pub struct Kernels {
     pub relu_backward: Kernel,
     pub bn_forward_train: Kernel,
     pub bn_forward_eval: Kernel,
+    pub bn_recalibrate: Kernel,
     pub bn_backward: Kernel,
     pub cross_entropy: Kernel,
     pub evaluate: Kernel,
     pub sgd_step: Kernel,
     pub zero: Kernel,
     pub gather: Kernel,
+    pub dots: Kernel,
+    pub combine: Kernel,
 }
 
 fn layout_entry(binding: u32, kind: Binding) -> wgpu::BindGroupLayoutEntry {
@@ -204,12 +213,15 @@ impl Kernels {
             relu_backward: take("relu_backward"),
             bn_forward_train: take("forward_train"),
             bn_forward_eval: take("forward_eval"),
+            bn_recalibrate: take("recalibrate"),
             bn_backward: take("backward"),
             cross_entropy: take("cross_entropy"),
             evaluate: take("evaluate"),
             sgd_step: take("sgd_step"),
             zero: take("zero"),
             gather: take("gather"),
+            dots: take("dots"),
+            combine: take("combine"),
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct LayerBuffers<'a> {
     pub params: &'a wgpu::Buffer,
     pub grads: &'a wgpu::Buffer,
     pub state: &'a wgpu::Buffer,
+    /// The per-step uniform (batch index for BatchNorm recalibration).
+    pub step: &'a wgpu::Buffer,
     /// Bound where a kernel's layout has a slot the entry point does not use.
     pub unused: &'a wgpu::Buffer,
 }
@@ -166,6 +168,17 @@ fn batchnorm_uniform(gpu: &Gpu, layer: &Layer, batch: usize, features: usize) ->
     gpu.uniform(&p, "batchnorm")
 }
 
+/// How a forward pass treats BatchNorm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Batch statistics, running statistics updated with momentum (training).
+    Train,
+    /// Running statistics (evaluation).
+    Eval,
+    /// Batch statistics, running statistics averaged over the pass (re-estimation).
+    Recalibrate,
+}
+
 /// Forward dispatches of `layer` from `x` [batch, in] to `y` [batch, out]. A Linear
 /// layer needs `wt`, scratch for its transposed weight.
 pub fn forward(
@@ -173,7 +186,7 @@ pub fn forward(
     k: &Kernels,
     layer: &Layer,
     batch: usize,
-    train: bool,
+    mode: Mode,
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
     wt: Option<&wgpu::Buffer>,
@@ -210,15 +223,24 @@ pub fn forward(
         }
         LayerKind::BatchNorm { features } => {
             let u = batchnorm_uniform(gpu, layer, batch, features);
-            let kernel = if train {
-                &k.bn_forward_train
-            } else {
-                &k.bn_forward_eval
+            let kernel = match mode {
+                Mode::Train => &k.bn_forward_train,
+                Mode::Eval => &k.bn_forward_eval,
+                Mode::Recalibrate => &k.bn_recalibrate,
             };
             vec![Dispatch::new(
                 gpu,
                 kernel,
-                &[x, bufs.params, bufs.unused, y, bufs.state, bufs.grads, &u],
+                &[
+                    x,
+                    bufs.params,
+                    bufs.unused,
+                    y,
+                    bufs.state,
+                    bufs.grads,
+                    &u,
+                    bufs.step,
+                ],
                 groups_1d(features, 64),
             )]
         }
@@ -300,7 +322,16 @@ pub fn backward(
             vec![Dispatch::new(
                 gpu,
                 &k.bn_backward,
-                &[x, bufs.params, dy, dx, bufs.state, bufs.grads, &u],
+                &[
+                    x,
+                    bufs.params,
+                    dy,
+                    dx,
+                    bufs.state,
+                    bufs.grads,
+                    &u,
+                    bufs.step,
+                ],
                 groups_1d(features, 64),
             )]
         }

@@ -2,7 +2,7 @@
 //! buffers, activation buffers sized for the largest batch, and per-batch-size plans
 //! (forward, loss, backward, optimiser) recorded once and replayed every step.
 
-use super::layers::{self, LayerBuffers};
+use super::layers::{self, LayerBuffers, Mode};
 use super::loss;
 use super::model::{LayerKind, Model};
 use super::optim::{self, SgdConfig};
@@ -56,10 +56,12 @@ impl Totals {
 
 /// The dispatches for one batch size.
 struct BatchPlan {
-    /// Forward (train mode), loss with gradient, backward, SGD.
+    /// Forward (train mode), loss with gradient, backward.
     train: Vec<Dispatch>,
     /// Forward (eval mode) and loss without gradient.
     eval: Vec<Dispatch>,
+    /// Forward re-estimating BatchNorm statistics (no loss).
+    recalibrate: Vec<Dispatch>,
 }
 
 /// A model on a device. See the module doc.
@@ -177,11 +179,12 @@ impl Network {
             params: &self.params,
             grads: &self.grads,
             state: &self.state,
+            step: &self.step,
             unused: &self.unused,
         }
     }
 
-    fn forward_dispatches(&self, gpu: &Gpu, batch: usize, train: bool) -> Vec<Dispatch> {
+    fn forward_dispatches(&self, gpu: &Gpu, batch: usize, mode: Mode) -> Vec<Dispatch> {
         let bufs = self.buffers();
         let mut out = Vec::new();
         for (i, layer) in self.model.layers.iter().enumerate() {
@@ -190,7 +193,7 @@ impl Network {
                 &self.kernels,
                 layer,
                 batch,
-                train,
+                mode,
                 &self.acts[i],
                 &self.acts[i + 1],
                 self.transposed[i].as_ref(),
@@ -224,7 +227,7 @@ impl Network {
 
     fn build_plan(&self, gpu: &Gpu, batch: usize) -> BatchPlan {
         let bufs = self.buffers();
-        let mut train = self.forward_dispatches(gpu, batch, true);
+        let mut train = self.forward_dispatches(gpu, batch, Mode::Train);
         train.push(self.loss_dispatch(gpu, batch, true));
         for (i, layer) in self.model.layers.iter().enumerate().rev() {
             // The first layer's input gradient is never needed.
@@ -241,10 +244,14 @@ impl Network {
                 &bufs,
             ));
         }
-        train.push(self.sgd.clone());
-        let mut eval = self.forward_dispatches(gpu, batch, false);
+        let mut eval = self.forward_dispatches(gpu, batch, Mode::Eval);
         eval.push(self.loss_dispatch(gpu, batch, false));
-        BatchPlan { train, eval }
+        let recalibrate = self.forward_dispatches(gpu, batch, Mode::Recalibrate);
+        BatchPlan {
+            train,
+            eval,
+            recalibrate,
+        }
     }
 
     /// Build (once) the plan for `batch`.
@@ -267,12 +274,19 @@ impl Network {
             .unwrap_or_else(|| panic!("no plan for batch {batch}: call prepare first"))
     }
 
-    /// Record one training step on the batch in `acts[0]`/`labels` (forward, loss,
-    /// backward, SGD) into `pass`.
-    pub fn record_train_step(&self, pass: &mut wgpu::ComputePass, batch: usize) {
-        for d in &self.plan(batch).train {
+    /// Record one training step on the batch in `acts[0]`/`labels` into `pass`:
+    /// forward, loss, backward, then `transform` (e.g. TWA's gradient projection,
+    /// empty for plain SGD), then the SGD update.
+    pub fn record_train_step(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        batch: usize,
+        transform: &[Dispatch],
+    ) {
+        for d in self.plan(batch).train.iter().chain(transform) {
             d.record(pass);
         }
+        self.sgd.record(pass);
     }
 
     /// Record an evaluation (eval-mode forward and loss, no gradient) into `pass`.
@@ -280,6 +294,36 @@ impl Network {
         for d in &self.plan(batch).eval {
             d.record(pass);
         }
+    }
+
+    /// Record a forward pass that folds this batch's statistics into the BatchNorm
+    /// running averages (the batch index comes from the per-step state).
+    pub fn record_recalibrate(&self, pass: &mut wgpu::ComputePass, batch: usize) {
+        for d in &self.plan(batch).recalibrate {
+            d.record(pass);
+        }
+    }
+
+    /// Replace the parameters.
+    #[track_caller]
+    pub fn set_params(&self, gpu: &Gpu, params: &[f32]) {
+        assert_eq!(
+            params.len(),
+            self.model.num_params(),
+            "parameters vs the model's D"
+        );
+        gpu.write(&self.params, 0, params);
+    }
+
+    /// Replace the state (running statistics).
+    #[track_caller]
+    pub fn set_state(&self, gpu: &Gpu, state: &[f32]) {
+        assert_eq!(
+            state.len(),
+            self.model.state.len,
+            "state vs the model's state length"
+        );
+        gpu.write(&self.state, 0, state);
     }
 
     /// Write the per-step uniform.

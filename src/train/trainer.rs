@@ -234,7 +234,7 @@ impl<'a> Trainer<'a> {
                     self.net.record_reset_velocity(&mut pass);
                 }
                 Self::gather_for(&self.train_gathers, size).record(&mut pass);
-                self.net.record_train_step(&mut pass, size);
+                self.net.record_train_step(&mut pass, size, &[]);
             }
             if step % READBACK_EVERY == READBACK_EVERY - 1 {
                 readback.copy_if_idle(&mut encoder, self.net.totals_buffer(true));
