@@ -12,3 +12,4 @@ pub mod nn;
 pub mod reference;
 pub mod rng;
 pub mod train;
+pub mod twa;

@@ -1,0 +1,364 @@
+//! The TWA subspace on the device: an orthonormal basis P (n × D, rows in bindable
+//! chunks) of the sampled solutions, built by Gram–Schmidt with re-orthogonalisation
+//! (CGS2) in row order, the transform T with P = T·W, and the projection g ← Pᵀ(P g).
+
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{groups_1d, submit};
+use crate::gpu::{Dispatch, Gpu, Kernels};
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct TwaParams {
+    rows: u32,
+    dim: u32,
+    out_off: u32,
+    coef_off: u32,
+    scale: f32,
+    coef_scale: f32,
+    pad: [u32; 2],
+}
+
+/// Rows of P held by one buffer.
+struct Chunk {
+    buffer: wgpu::Buffer,
+    first_row: usize,
+    rows: usize,
+}
+
+/// A sample whose residual after orthogonalisation was below the tolerance: it adds
+/// (numerically) nothing to the span and is left out of P.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dropped {
+    /// Index among the samples given to [`Subspace::build`].
+    pub sample: usize,
+    /// ‖residual‖ / ‖sample‖.
+    pub relative_residual: f64,
+}
+
+/// The orthonormal basis of span{w_i} on the device.
+pub struct Subspace {
+    /// D, the length of each row.
+    pub dim: usize,
+    /// Number of samples given (columns of T).
+    pub samples: usize,
+    /// Rows of P (samples kept).
+    pub rank: usize,
+    /// T (rank × samples, row-major, f64) with P = T·W.
+    pub transform: Vec<f64>,
+    /// Samples left out as numerically dependent.
+    pub dropped: Vec<Dropped>,
+    chunks: Vec<Chunk>,
+    /// Coefficients P·x of the last projection (rank words).
+    coef: wgpu::Buffer,
+}
+
+/// Residuals below this fraction of the sample's norm count as dependent.
+pub const DEPENDENCE_TOLERANCE: f64 = 1e-5;
+
+fn params(
+    rows: usize,
+    dim: usize,
+    out_off: usize,
+    coef_off: usize,
+    scale: f32,
+    coef_scale: f32,
+) -> TwaParams {
+    TwaParams {
+        rows: rows as u32,
+        dim: dim as u32,
+        out_off: out_off as u32,
+        coef_off: coef_off as u32,
+        scale,
+        coef_scale,
+        pad: [0; 2],
+    }
+}
+
+/// out[out_off + i] = P_chunk[i]·x for the first `rows` rows of a chunk.
+fn dots(
+    gpu: &Gpu,
+    k: &Kernels,
+    basis: &wgpu::Buffer,
+    rows: usize,
+    dim: usize,
+    x: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    out_off: usize,
+) -> Dispatch {
+    let u = gpu.uniform(&params(rows, dim, out_off, 0, 0.0, 0.0), "dots");
+    Dispatch::new(
+        gpu,
+        &k.dots,
+        &[basis, x, out, &u],
+        [rows.max(1) as u32, 1, 1],
+    )
+}
+
+/// y ← scale·y + coef_scale·Σ_i coef[coef_off + i]·P_chunk[i] over the first `rows` rows.
+fn combine(
+    gpu: &Gpu,
+    k: &Kernels,
+    basis: &wgpu::Buffer,
+    rows: usize,
+    dim: usize,
+    coef: (&wgpu::Buffer, usize),
+    y: &wgpu::Buffer,
+    scale: f32,
+    coef_scale: f32,
+) -> Dispatch {
+    let u = gpu.uniform(&params(rows, dim, 0, coef.1, scale, coef_scale), "combine");
+    Dispatch::new(
+        gpu,
+        &k.combine,
+        &[basis, coef.0, y, &u],
+        groups_1d(dim, 256),
+    )
+}
+
+impl Subspace {
+    /// Rows per chunk for `dim`-long rows within the adapter's binding limit.
+    pub fn rows_per_chunk(gpu: &Gpu, dim: usize) -> Result<usize> {
+        let rows = gpu.max_binding() as usize / (dim * 4);
+        if rows == 0 {
+            return Err(Error::Limits(format!(
+                "one basis row of {dim} parameters exceeds the adapter's largest storage binding ({} bytes)",
+                gpu.max_binding()
+            )));
+        }
+        Ok(rows)
+    }
+
+    /// Orthonormalise `samples` (n × D, row-major) in row order on the device, at most
+    /// `rows_per_chunk` rows per buffer.
+    pub fn build(
+        gpu: &Gpu,
+        k: &Kernels,
+        samples: &[f32],
+        dim: usize,
+        rows_per_chunk: usize,
+    ) -> Result<Subspace> {
+        assert!(
+            dim > 0 && samples.len() % dim == 0,
+            "samples ({}) not a multiple of D = {dim}",
+            samples.len()
+        );
+        let n = samples.len() / dim;
+        let rows_per_chunk = rows_per_chunk.clamp(1, n.max(1));
+        let chunks: Vec<Chunk> = (0..n.div_ceil(rows_per_chunk))
+            .map(|c| {
+                let first_row = c * rows_per_chunk;
+                let rows = rows_per_chunk.min(n - first_row);
+                // `rows` is the capacity; `Chunk::rows` counts the rows filled so far.
+                Chunk {
+                    buffer: gpu.storage(rows * dim, "basis chunk"),
+                    first_row,
+                    rows: 0,
+                }
+            })
+            .collect();
+        let mut space = Subspace {
+            dim,
+            samples: n,
+            rank: 0,
+            transform: Vec::new(),
+            dropped: Vec::new(),
+            chunks,
+            coef: gpu.storage(2 * n + 1, "coefficients"),
+        };
+        let residual = gpu.storage(dim, "residual");
+        for (i, w) in samples.chunks(dim).enumerate() {
+            space.add_row(gpu, k, i, w, &residual, rows_per_chunk)?;
+        }
+        space.chunks.retain(|c| c.rows > 0);
+        Ok(space)
+    }
+
+    /// Dispatches computing P·x into the coefficient buffer (chunk by chunk).
+    fn dots_into(
+        &self,
+        gpu: &Gpu,
+        k: &Kernels,
+        x: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        out_off: usize,
+    ) -> Vec<Dispatch> {
+        self.chunks
+            .iter()
+            .filter(|c| c.rows > 0)
+            .map(|c| {
+                dots(
+                    gpu,
+                    k,
+                    &c.buffer,
+                    c.rows,
+                    self.dim,
+                    x,
+                    out,
+                    out_off + c.first_row,
+                )
+            })
+            .collect()
+    }
+
+    /// Dispatches y ← scale·y + coef_scale·Pᵀ·coef[off..].
+    fn combine_into(
+        &self,
+        gpu: &Gpu,
+        k: &Kernels,
+        coef: (&wgpu::Buffer, usize),
+        y: &wgpu::Buffer,
+        scale: f32,
+        coef_scale: f32,
+    ) -> Vec<Dispatch> {
+        let mut first = true;
+        let mut out = Vec::new();
+        for c in self.chunks.iter().filter(|c| c.rows > 0) {
+            let s = if first { scale } else { 1.0 };
+            first = false;
+            out.push(combine(
+                gpu,
+                k,
+                &c.buffer,
+                c.rows,
+                self.dim,
+                (coef.0, coef.1 + c.first_row),
+                y,
+                s,
+                coef_scale,
+            ));
+        }
+        out
+    }
+
+    /// Orthogonalise sample `index` against the rows so far (twice) and append it
+    /// unless its residual is negligible.
+    fn add_row(
+        &mut self,
+        gpu: &Gpu,
+        k: &Kernels,
+        index: usize,
+        w: &[f32],
+        residual: &wgpu::Buffer,
+        rows_per_chunk: usize,
+    ) -> Result<()> {
+        let n = self.samples;
+        gpu.write(residual, 0, w);
+        let mut work = Vec::new();
+        for pass in 0..2 {
+            let off = pass * n;
+            work.extend(self.dots_into(gpu, k, residual, &self.coef, off));
+            work.extend(self.combine_into(gpu, k, (&self.coef, off), residual, 1.0, -1.0));
+        }
+        // ‖r‖² with r as a one-row basis.
+        work.push(dots(
+            gpu,
+            k,
+            residual,
+            1,
+            self.dim,
+            residual,
+            &self.coef,
+            2 * n,
+        ));
+        submit(gpu, &work.iter().collect::<Vec<_>>());
+        let coef: Vec<f32> = gpu.read(&self.coef, 0, 2 * n + 1)?;
+        let norm = (coef[2 * n] as f64).max(0.0).sqrt();
+        let w_norm = w
+            .iter()
+            .map(|&v| (v as f64) * (v as f64))
+            .sum::<f64>()
+            .sqrt();
+        if norm <= DEPENDENCE_TOLERANCE * w_norm.max(f64::MIN_POSITIVE) {
+            self.dropped.push(Dropped {
+                sample: index,
+                relative_residual: norm / w_norm.max(f64::MIN_POSITIVE),
+            });
+            return Ok(());
+        }
+        // T row: p = (w_i − Σ_j c_j p_j)/‖r‖ with p_j = Σ_l T_jl w_l.
+        let m = self.rank;
+        let mut row = vec![0.0f64; n];
+        row[index] = 1.0;
+        for j in 0..m {
+            let c = coef[j] as f64 + coef[n + j] as f64;
+            for l in 0..n {
+                row[l] -= c * self.transform[j * n + l];
+            }
+        }
+        row.iter_mut().for_each(|v| *v /= norm);
+        self.transform.extend(row);
+        // Scale the residual and append it as row m.
+        let chunk = m / rows_per_chunk;
+        let scale = combine(
+            gpu,
+            k,
+            &self.coef,
+            0,
+            self.dim,
+            (&self.coef, 0),
+            residual,
+            (1.0 / norm) as f32,
+            0.0,
+        );
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            scale.record(&mut pass);
+        }
+        let offset = ((m - self.chunks[chunk].first_row) * self.dim * 4) as u64;
+        encoder.copy_buffer_to_buffer(
+            residual,
+            0,
+            &self.chunks[chunk].buffer,
+            offset,
+            (self.dim * 4) as u64,
+        );
+        gpu.queue.submit([encoder.finish()]);
+        self.chunks[chunk].rows += 1;
+        self.rank += 1;
+        Ok(())
+    }
+}
+
+impl Subspace {
+    /// Dispatches for g ← Pᵀ(P g) in place: the gradient transform of projected SGD.
+    pub fn projection(&self, gpu: &Gpu, k: &Kernels, g: &wgpu::Buffer) -> Vec<Dispatch> {
+        let mut out = self.dots_into(gpu, k, g, &self.coef, 0);
+        out.extend(self.combine_into(gpu, k, (&self.coef, 0), g, 0.0, 1.0));
+        out
+    }
+
+    /// Coordinates β = P·x of a device vector x (blocking).
+    pub fn coordinates(&self, gpu: &Gpu, k: &Kernels, x: &wgpu::Buffer) -> Result<Vec<f64>> {
+        let work = self.dots_into(gpu, k, x, &self.coef, 0);
+        submit(gpu, &work.iter().collect::<Vec<_>>());
+        Ok(gpu
+            .read::<f32>(&self.coef, 0, self.rank)?
+            .into_iter()
+            .map(f64::from)
+            .collect())
+    }
+
+    /// Averaging coefficients over the original samples, α = Tᵀβ, so that
+    /// Pᵀβ = Σ_i α_i w_i.
+    pub fn averaging_coefficients(&self, beta: &[f64]) -> Vec<f64> {
+        assert_eq!(beta.len(), self.rank, "coordinates vs rank");
+        let n = self.samples;
+        let mut alpha = vec![0.0; n];
+        for (j, b) in beta.iter().enumerate() {
+            for l in 0..n {
+                alpha[l] += self.transform[j * n + l] * b;
+            }
+        }
+        alpha
+    }
+
+    /// P as rank × D floats (blocking; for tests and reports).
+    pub fn read_basis(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(self.rank * self.dim);
+        for c in &self.chunks {
+            out.extend(gpu.read::<f32>(&c.buffer, 0, c.rows * self.dim)?);
+        }
+        Ok(out)
+    }
+}
