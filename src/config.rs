@@ -15,6 +15,86 @@ pub struct DataConfig {
     pub dir: String,
 }
 
+/// Which stage of training `twa run` averages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Sample the first `head_epochs` epochs of the SGD schedule and average those.
+    Head,
+    /// Run the whole SGD schedule, then an SWA phase at a constant LR with sampling.
+    Tail,
+}
+
+/// The `twa run` pipeline (sampling and the averaging phase).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    pub stage: Stage,
+    /// Head: SGD epochs sampled (of `train.epochs`).
+    pub head_epochs: usize,
+    /// Samples per epoch (head: of the head epochs; tail: of the SWA phase).
+    pub samples_per_epoch: usize,
+    /// Head: also finish the full SGD schedule for comparison.
+    pub full: bool,
+    /// Tail: epochs of the SWA phase and its constant LR.
+    pub swa_epochs: usize,
+    pub swa_lr: f64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            stage: Stage::Head,
+            head_epochs: 10,
+            samples_per_epoch: 5,
+            full: true,
+            swa_epochs: 10,
+            swa_lr: 0.05,
+        }
+    }
+}
+
+/// TWA's settings in a config file (see `twa::average::TwaConfig`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TwaSection {
+    pub epochs: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub momentum: f64,
+    pub schedule: crate::train::Schedule,
+    /// `swa`, `last` or a sample index.
+    pub start: String,
+}
+
+impl Default for TwaSection {
+    fn default() -> Self {
+        let d = crate::twa::average::TwaConfig::default();
+        TwaSection {
+            epochs: d.epochs,
+            lr: d.lr,
+            weight_decay: d.weight_decay,
+            momentum: d.momentum,
+            schedule: d.schedule,
+            start: "swa".into(),
+        }
+    }
+}
+
+impl TwaSection {
+    /// The averaging settings, with `start` parsed.
+    pub fn to_twa(&self) -> Result<crate::twa::average::TwaConfig> {
+        Ok(crate::twa::average::TwaConfig {
+            epochs: self.epochs,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            momentum: self.momentum,
+            schedule: self.schedule,
+            start: self.start.parse().map_err(Error::Config)?,
+        })
+    }
+}
+
 /// Everything a `twa train` run needs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -22,6 +102,8 @@ pub struct RunConfig {
     pub model: ModelConfig,
     pub train: TrainConfig,
     pub data: DataConfig,
+    pub pipeline: PipelineConfig,
+    pub twa: TwaSection,
 }
 
 /// Presets shipped with twa: (name, TOML).

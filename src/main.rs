@@ -1,16 +1,20 @@
 //! The headless command line: `twa info`, `twa train`, `twa config`, `twa bench`.
 //! It only sets up; the engine reports progress as events and errors as one line.
 
+mod progress;
+
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use progress::Reporter;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use twa::config::RunConfig;
 use twa::data::Dataset;
 use twa::error::{Error, Result};
 use twa::gpu::Gpu;
-use twa::train::{EpochMetrics, Event, Schedule, Trainer};
+use twa::train::{Schedule, Trainer};
+use twa::twa::average::{self, Start, TwaConfig};
+use twa::twa::{History, SamplePlan, SampleStore};
 
 #[derive(Parser)]
 #[command(
@@ -33,9 +37,13 @@ enum Command {
     Info,
     /// Train a model; writes OUT/metrics.jsonl and OUT/model.safetensors.
     Train(TrainArgs),
+    /// Average a sampled history: SWA, EMA and/or TWA, each with BatchNorm re-estimated.
+    Average(AverageArgs),
+    /// One-command pipeline: SGD with sampling, then SWA vs TWA (presets head, tail).
+    Run(RunArgs),
     /// Print a preset (or the defaults) as TOML with every field written out.
     Config {
-        /// Preset name (quick, fashion-mnist).
+        /// Preset name (quick, fashion-mnist, head, tail).
         #[arg(long, default_value = "quick")]
         preset: String,
     },
@@ -79,10 +87,92 @@ struct TrainArgs {
     /// Random seed for initialisation and shuffling [preset: 1].
     #[arg(long)]
     seed: Option<u64>,
+    /// Keep w_0 and K evenly spaced samples per epoch as OUT/history.safetensors (0: none).
+    #[arg(long, default_value_t = 0)]
+    samples_per_epoch: usize,
+    /// Epochs to sample, A..B (1-based, inclusive) [default: all].
+    #[arg(long)]
+    sample_epochs: Option<String>,
     /// Output directory.
     #[arg(long, default_value = "runs/train")]
     out: PathBuf,
     /// Print a JSON summary as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Method {
+    Swa,
+    Ema,
+    Twa,
+    All,
+}
+
+#[derive(Args)]
+struct AverageArgs {
+    /// A history written by `twa train --samples-per-epoch K` or `twa run`.
+    #[arg(long)]
+    history: PathBuf,
+    /// Averaging method.
+    #[arg(long, value_enum, default_value = "all")]
+    method: Method,
+    /// Samples to use, I..J (0-based, inclusive) [default: all].
+    #[arg(long)]
+    range: Option<String>,
+    /// Where TWA starts: swa (the mean), last, or a sample index within the range.
+    #[arg(long, default_value = "swa")]
+    start: String,
+    /// TWA epochs.
+    #[arg(long, default_value_t = 2)]
+    twa_epochs: usize,
+    /// TWA learning rate (large on purpose: the gradient is projected onto a tiny subspace).
+    #[arg(long, default_value_t = 2.0)]
+    twa_lr: f64,
+    /// TWA weight decay.
+    #[arg(long, default_value_t = 1e-5)]
+    twa_wd: f64,
+    /// TWA LR schedule.
+    #[arg(long, value_enum, default_value = "step")]
+    twa_schedule: Schedule,
+    /// EMA decay per sample.
+    #[arg(long, default_value_t = 0.9)]
+    ema_decay: f64,
+    /// IDX data directory [default: the one the history was trained on].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output directory.
+    #[arg(long, default_value = "runs/average")]
+    out: PathBuf,
+    /// Print the results as one JSON object, the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Pipeline preset: head (average the first half of training) or tail (after an SWA phase).
+    #[arg(long, default_value = "head", conflicts_with = "config")]
+    preset: String,
+    /// TOML config with [pipeline] and [twa] sections; replaces the preset.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// IDX data directory [preset: /usr/share/datasets/fashion-mnist].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Random seed [preset: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// TWA learning rate [preset: 2].
+    #[arg(long)]
+    twa_lr: Option<f64>,
+    /// TWA epochs [preset: 2].
+    #[arg(long)]
+    twa_epochs: Option<usize>,
+    /// Output directory.
+    #[arg(long, default_value = "runs/run")]
+    out: PathBuf,
+    /// Print the table as one JSON object, the last line of stdout.
     #[arg(long)]
     json: bool,
 }
@@ -92,6 +182,8 @@ fn main() {
     let result = match cli.command {
         Command::Info => info(),
         Command::Train(args) => train(cli.adapter.as_deref(), args),
+        Command::Average(args) => average_history(cli.adapter.as_deref(), args),
+        Command::Run(args) => run_pipeline(cli.adapter.as_deref(), args),
         Command::Config { preset } => RunConfig::preset(&preset).map(|c| print!("{}", c.to_toml())),
         Command::Bench { quick } => {
             Gpu::new(cli.adapter.as_deref()).and_then(|gpu| twa::bench::run(&gpu, quick))
@@ -161,85 +253,42 @@ fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
     Ok(config)
 }
 
-fn write_metrics(path: &std::path::Path, history: &[EpochMetrics]) -> Result<()> {
-    let mut text = String::new();
-    for m in history {
-        text.push_str(&serde_json::to_string(m).expect("metrics serialise"));
-        text.push('\n');
-    }
-    twa::files::write_atomic(path, text.as_bytes())
-}
-
 fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
     let started = Instant::now();
     let config = resolve_config(&args)?;
+    let sample_plan = match args.samples_per_epoch {
+        0 => None,
+        k => {
+            let (first_epoch, last_epoch) = match &args.sample_epochs {
+                Some(text) => SamplePlan::parse_epochs(text, config.train.epochs)?,
+                None => (1, config.train.epochs),
+            };
+            Some(SamplePlan {
+                per_epoch: k,
+                first_epoch,
+                last_epoch,
+            })
+        }
+    };
     twa::files::ensure_writable_dir(&args.out)?;
     let data = Dataset::load_idx_dir(&config.data_dir())?;
     let gpu = Gpu::new(adapter)?;
-    eprintln!(
-        "adapter: {}\ndata: {} ({} train, {} test, {} classes)",
-        gpu.describe(),
-        data.source.display(),
-        data.train.count,
-        data.test.count,
-        data.classes
-    );
+    describe_setup(&gpu, &data);
     let mut trainer = Trainer::new(&gpu, &data, &config.model, config.train.clone())?;
     eprintln!(
         "model: MLP {:?}, {} parameters",
         config.model.hidden,
         trainer.net.model.num_params()
     );
-    let metrics_path = args.out.join("metrics.jsonl");
-    let mut history: Vec<EpochMetrics> = Vec::new();
-    let mut bar: Option<ProgressBar> = None;
-    let mut write_error = None;
-    let epochs = config.train.epochs;
-    let style = ProgressStyle::with_template(
-        "epoch {prefix} [{bar:30}] {pos}/{len} steps {elapsed_precise} {msg}",
-    )
-    .expect("valid template")
-    .progress_chars("=> ");
-    let result = trainer.run(&mut |event| match event {
-        Event::EpochStart { epoch, steps } => {
-            let b = ProgressBar::new(steps as u64).with_style(style.clone()).with_prefix(format!("{epoch}/{epochs}"));
-            bar = Some(b);
-        }
-        Event::Step { step } => {
-            if let Some(b) = &bar {
-                b.set_position(step as u64);
-            }
-        }
-        Event::Running { loss, acc } => {
-            if let Some(b) = &bar {
-                b.set_message(format!("loss {loss:.4} acc {:.2}%", 100.0 * acc));
-            }
-        }
-        Event::Epoch(m) => {
-            if let Some(b) = bar.take() {
-                b.finish_and_clear();
-            }
-            eprintln!(
-                "epoch {:>3}/{epochs}  lr {:.4}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%  {:.1}s",
-                m.epoch,
-                m.lr,
-                m.train_loss,
-                100.0 * m.train_acc,
-                m.test_loss,
-                100.0 * m.test_acc,
-                m.seconds
-            );
-            history.push(m);
-            if let Err(e) = write_metrics(&metrics_path, &history) {
-                write_error.get_or_insert(e);
-            }
-        }
-    });
-    if let Some(b) = bar.take() {
-        b.abandon();
+    if let Some(plan) = sample_plan {
+        let store = SampleStore::new(&gpu, trainer.net.model.num_params(), plan.count())?;
+        trainer.sampler = Some((plan, store));
     }
-    result?;
-    if let Some(e) = write_error {
+    let mut reporter = Reporter::new(Some(args.out.join("metrics.jsonl")));
+    let result = trainer.run(&mut |e| reporter.event(e));
+    reporter.finish();
+    let history = result?;
+    if let Some(e) = reporter.write_error.take() {
         return Err(e);
     }
     let params = trainer.net.read_params(&gpu)?;
@@ -257,6 +306,20 @@ fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
         &state,
         meta,
     )?;
+    if let Some((_, store)) = trainer.sampler.take() {
+        let history = History {
+            table: trainer.net.model.params.clone(),
+            samples: store.read(&gpu)?,
+            infos: store.infos,
+            config: config.clone(),
+        };
+        history.save(&args.out.join("history.safetensors"))?;
+        eprintln!(
+            "sampled {} solutions into {}",
+            history.len(),
+            args.out.join("history.safetensors").display()
+        );
+    }
     let last = history.last().expect("at least one epoch");
     let seconds = started.elapsed().as_secs_f64();
     println!(
@@ -296,4 +359,246 @@ fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
         println!("{summary}");
     }
     Ok(())
+}
+
+fn describe_setup(gpu: &Gpu, data: &Dataset) {
+    eprintln!(
+        "adapter: {}\ndata: {} ({} train, {} test, {} classes)",
+        gpu.describe(),
+        data.source.display(),
+        data.train.count,
+        data.test.count,
+        data.classes
+    );
+}
+
+/// Parse `I..J` (0-based, inclusive) over `n` samples.
+fn parse_range(text: &str, n: usize) -> Result<(usize, usize)> {
+    let bad = |why: &str| {
+        Error::Config(format!(
+            "--range `{text}`: {why} (the history has samples 0..{})",
+            n.saturating_sub(1)
+        ))
+    };
+    let (a, b) = text.split_once("..").ok_or_else(|| bad("expected I..J"))?;
+    let a: usize = a.trim().parse().map_err(|_| bad("expected I..J"))?;
+    let b: usize = b.trim().parse().map_err(|_| bad("expected I..J"))?;
+    if a > b {
+        return Err(bad("the range is reversed"));
+    }
+    if b >= n {
+        return Err(bad("the range ends past the last sample"));
+    }
+    Ok((a, b))
+}
+
+fn average_history(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
+    let history = History::load(&args.history)?;
+    let n = history.len();
+    let (first, last) = match &args.range {
+        Some(text) => parse_range(text, n)?,
+        None => (0, n.saturating_sub(1)),
+    };
+    let count = if n == 0 { 0 } else { last + 1 - first };
+    if count < 2 {
+        return Err(Error::Config(format!(
+            "averaging needs at least 2 samples, the selection has {count}"
+        )));
+    }
+    let start: Start = args.start.parse().map_err(Error::Config)?;
+    let twa_config = TwaConfig {
+        epochs: args.twa_epochs,
+        lr: args.twa_lr,
+        weight_decay: args.twa_wd,
+        momentum: 0.9,
+        schedule: args.twa_schedule,
+        start,
+    };
+    if !(0.0..1.0).contains(&args.ema_decay) {
+        return Err(Error::Config(format!(
+            "--ema-decay must be in [0, 1), got {}",
+            args.ema_decay
+        )));
+    }
+    let mut config = history.config.clone();
+    if let Some(dir) = &args.data {
+        config.data.dir = dir.display().to_string();
+    }
+    twa::files::ensure_writable_dir(&args.out)?;
+    let data = Dataset::load_idx_dir(&config.data_dir())?;
+    let model = twa::nn::Model::mlp(&config.model, data.train.features, data.classes);
+    if model.params != history.table {
+        return Err(Error::format(
+            &args.history,
+            format!(
+                "the history's parameter table (D = {}) does not match the model for {} (D = {}): {:?} vs {:?}",
+                history.dim(),
+                data.source.display(),
+                model.num_params(),
+                history.table.entries.first().map(|e| (&e.name, &e.shape)),
+                model.params.entries.first().map(|e| (&e.name, &e.shape)),
+            ),
+        ));
+    }
+    let gpu = Gpu::new(adapter)?;
+    describe_setup(&gpu, &data);
+    let dim = history.dim();
+    let samples = &history.samples[first * dim..(last + 1) * dim];
+    eprintln!(
+        "samples {first}..{last} of {} ({count} used)",
+        history.len()
+    );
+    let mut trainer = Trainer::new(
+        &gpu,
+        &data,
+        &config.model,
+        average::twa_train_config(&config.train, &twa_config),
+    )?;
+    let mut results: Vec<average::Averaged> = Vec::new();
+    let point = |name: &str,
+                 params: Vec<f32>,
+                 alpha: Vec<f64>,
+                 trainer: &mut Trainer|
+     -> Result<average::Averaged> {
+        let started = Instant::now();
+        let totals = average::evaluate_at(trainer, &params)?;
+        let state = trainer.net.read_state(&gpu)?;
+        Ok(average::Averaged {
+            method: name.into(),
+            test_acc: totals.accuracy(),
+            test_loss: totals.mean_loss(),
+            seconds: started.elapsed().as_secs_f64(),
+            alpha,
+            params,
+            state,
+        })
+    };
+    if matches!(args.method, Method::Swa | Method::All) {
+        results.push(point(
+            "swa",
+            average::mean(samples, dim),
+            vec![1.0 / count as f64; count],
+            &mut trainer,
+        )?);
+    }
+    if matches!(args.method, Method::Ema | Method::All) {
+        let (params, weights) = average::ema(samples, dim, args.ema_decay);
+        results.push(point("ema", params, weights, &mut trainer)?);
+    }
+    if matches!(args.method, Method::Twa | Method::All) {
+        let mut reporter = Reporter::new(Some(args.out.join("metrics.jsonl")));
+        reporter.event(twa::train::Event::Phase(format!(
+            "TWA, {} epochs at lr {}",
+            twa_config.epochs, twa_config.lr
+        )));
+        let run = average::train_twa(&gpu, &mut trainer, samples, &twa_config, &mut |e| {
+            reporter.event(e)
+        });
+        reporter.finish();
+        let run = run?;
+        if !run.dropped.is_empty() {
+            eprintln!(
+                "note: {} near-duplicate samples left out of the subspace (rank {}): {:?}",
+                run.dropped.len(),
+                run.rank,
+                run.dropped
+            );
+        }
+        results.push(run.outcome);
+    }
+    for r in &results {
+        twa::checkpoint::save(
+            &args.out.join(format!("{}.safetensors", r.method)),
+            &trainer.net.model,
+            &r.params,
+            &r.state,
+            HashMap::new(),
+        )?;
+    }
+    println!(
+        "{:<8} {:>10} {:>10} {:>9}",
+        "method", "test_acc", "test_loss", "seconds"
+    );
+    for r in &results {
+        println!(
+            "{:<8} {:>9.2}% {:>10.4} {:>9.1}",
+            r.method,
+            100.0 * r.test_acc,
+            r.test_loss,
+            r.seconds
+        );
+    }
+    for r in results.iter().filter(|r| r.method == "twa") {
+        let shown: Vec<String> = r.alpha.iter().map(|a| format!("{a:.3}")).collect();
+        println!(
+            "TWA coefficients α over samples {first}..{last} (SWA: {:.3} each): [{}]",
+            1.0 / count as f64,
+            shown.join(", ")
+        );
+    }
+    let json = serde_json::json!({ "samples": [first, last], "results": results });
+    twa::files::write_atomic(&args.out.join("average.json"), json.to_string().as_bytes())?;
+    if args.json {
+        println!("{json}");
+    }
+    Ok(())
+}
+
+fn run_pipeline(adapter: Option<&str>, args: RunArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => RunConfig::load(path)?,
+        None => RunConfig::preset(&args.preset)?,
+    };
+    if let Some(dir) = &args.data {
+        config.data.dir = dir.display().to_string();
+    }
+    if let Some(seed) = args.seed {
+        config.train.seed = seed;
+    }
+    if let Some(lr) = args.twa_lr {
+        config.twa.lr = lr;
+    }
+    if let Some(epochs) = args.twa_epochs {
+        config.twa.epochs = epochs;
+    }
+    config.train.validate()?;
+    config.twa.to_twa()?;
+    twa::files::ensure_writable_dir(&args.out)?;
+    let data = Dataset::load_idx_dir(&config.data_dir())?;
+    let gpu = Gpu::new(adapter)?;
+    describe_setup(&gpu, &data);
+    let mut reporter = Reporter::new(Some(args.out.join("metrics.jsonl")));
+    let rows = twa::twa::pipeline::run(&gpu, &data, &config, &args.out, &mut |e| reporter.event(e));
+    reporter.finish();
+    let rows = rows?;
+    if let Some(e) = reporter.write_error.take() {
+        return Err(e);
+    }
+    print_rows(&rows, &args.out)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "stage": format!("{:?}", config.pipeline.stage).to_lowercase(), "seed": config.train.seed, "rows": rows })
+        );
+    }
+    Ok(())
+}
+
+fn print_rows(rows: &[twa::twa::pipeline::Row], out: &Path) -> Result<()> {
+    println!(
+        "{:<28} {:>7} {:>10} {:>10} {:>9}",
+        "method", "epochs", "test_acc", "test_loss", "seconds"
+    );
+    for r in rows {
+        println!(
+            "{:<28} {:>7} {:>9.2}% {:>10.4} {:>9.1}",
+            r.method,
+            r.epochs,
+            100.0 * r.test_acc,
+            r.test_loss,
+            r.seconds
+        );
+    }
+    let json = serde_json::to_string(rows).expect("rows serialise");
+    twa::files::write_atomic(&out.join("results.json"), json.as_bytes())
 }

@@ -9,6 +9,7 @@ use crate::gpu::readback::AsyncReadback;
 use crate::gpu::{Dispatch, Gpu};
 use crate::nn::{Model, ModelConfig, Network, SgdConfig, StepState, Totals};
 use crate::rng::Rng;
+use crate::twa::{SampleInfo, SamplePlan, SampleStore};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -84,6 +85,8 @@ pub struct EpochMetrics {
 /// Progress reported while training.
 #[derive(Clone, Debug)]
 pub enum Event {
+    /// A phase of a pipeline begins (e.g. "SGD head", "TWA").
+    Phase(String),
     /// An epoch (1-based) begins with `steps` steps.
     EpochStart { epoch: usize, steps: usize },
     /// A step of the current epoch was submitted.
@@ -111,6 +114,11 @@ pub struct Trainer<'a> {
     test_gathers: Vec<(usize, Dispatch)>,
     rng: Rng,
     global_step: u64,
+    /// Applied to the gradient between backward and SGD (TWA's projection); empty
+    /// for plain SGD.
+    pub transform: Vec<Dispatch>,
+    /// Trajectory sampling, if asked for.
+    pub sampler: Option<(SamplePlan, SampleStore)>,
 }
 
 /// Batch sizes a split of `count` samples is cut into: the full size and, if the split
@@ -166,6 +174,8 @@ impl<'a> Trainer<'a> {
             train_gathers,
             test_gathers,
             global_step: 0,
+            transform: Vec::new(),
+            sampler: None,
         })
     }
 
@@ -228,13 +238,32 @@ impl<'a> Trainer<'a> {
             };
             self.net.set_step(gpu, state);
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            if let Some((_, store)) = self.sampler.as_mut().filter(|_| self.global_step == 0) {
+                store.record(
+                    &mut encoder,
+                    &self.net.params,
+                    SampleInfo {
+                        epoch: 0.0,
+                        step: 0,
+                    },
+                );
+            }
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 if self.global_step == 0 {
                     self.net.record_reset_velocity(&mut pass);
                 }
                 Self::gather_for(&self.train_gathers, size).record(&mut pass);
-                self.net.record_train_step(&mut pass, size, &[]);
+                self.net.record_train_step(&mut pass, size, &self.transform);
+            }
+            if let Some((plan, store)) = self.sampler.as_mut() {
+                if plan.takes(epoch, step, steps) {
+                    let info = SampleInfo {
+                        epoch: epoch as f64 + (step + 1) as f64 / steps as f64,
+                        step: self.global_step + 1,
+                    };
+                    store.record(&mut encoder, &self.net.params, info);
+                }
             }
             if step % READBACK_EVERY == READBACK_EVERY - 1 {
                 readback.copy_if_idle(&mut encoder, self.net.totals_buffer(true));
@@ -290,6 +319,37 @@ impl<'a> Trainer<'a> {
             gpu.queue.submit([encoder.finish()]);
         }
         self.net.read_totals(gpu, false)
+    }
+
+    /// Re-estimate the BatchNorm running statistics at the current parameters: reset,
+    /// then one pass over the training split in train mode, each batch's statistics
+    /// weighted equally (as `torch.optim.swa_utils.update_bn`).
+    pub fn recalibrate_bn(&mut self) -> Result<()> {
+        let gpu = self.gpu;
+        let n = self.train.count;
+        let batch = self.config.batch.min(n);
+        self.train
+            .set_order(gpu, &(0..n as u32).collect::<Vec<_>>());
+        self.net.set_state(gpu, &self.net.model.init_state());
+        for (t, start) in (0..n).step_by(batch).enumerate() {
+            let size = batch.min(n - start);
+            self.net.set_step(
+                gpu,
+                StepState {
+                    start: start as u32,
+                    step: t as u32,
+                    ..Default::default()
+                },
+            );
+            let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                Self::gather_for(&self.train_gathers, size).record(&mut pass);
+                self.net.record_recalibrate(&mut pass, size);
+            }
+            gpu.queue.submit([encoder.finish()]);
+        }
+        gpu.wait()
     }
 
     /// Train for the configured epochs, evaluating after each.

@@ -1,6 +1,12 @@
 //! Trainable Weight Averaging: sampled trajectories, their orthonormal subspace on the
 //! device, and projected SGD inside it (see shared TWA.md for the method).
 
+pub mod average;
+pub mod history;
+pub mod pipeline;
+pub mod sampler;
 pub mod subspace;
 
+pub use history::History;
+pub use sampler::{SampleInfo, SamplePlan, SampleStore};
 pub use subspace::Subspace;

@@ -138,7 +138,7 @@ impl Subspace {
         rows_per_chunk: usize,
     ) -> Result<Subspace> {
         assert!(
-            dim > 0 && samples.len() % dim == 0,
+            dim > 0 && samples.len().is_multiple_of(dim),
             "samples ({}) not a multiple of D = {dim}",
             samples.len()
         );
@@ -281,8 +281,8 @@ impl Subspace {
         row[index] = 1.0;
         for j in 0..m {
             let c = coef[j] as f64 + coef[n + j] as f64;
-            for l in 0..n {
-                row[l] -= c * self.transform[j * n + l];
+            for (r, t) in row.iter_mut().zip(&self.transform[j * n..(j + 1) * n]) {
+                *r -= c * t;
             }
         }
         row.iter_mut().for_each(|v| *v /= norm);
@@ -346,8 +346,8 @@ impl Subspace {
         let n = self.samples;
         let mut alpha = vec![0.0; n];
         for (j, b) in beta.iter().enumerate() {
-            for l in 0..n {
-                alpha[l] += self.transform[j * n + l] * b;
+            for (a, t) in alpha.iter_mut().zip(&self.transform[j * n..(j + 1) * n]) {
+                *a += t * b;
             }
         }
         alpha

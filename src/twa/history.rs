@@ -1,0 +1,143 @@
+//! A sampled trajectory as a file: `history.safetensors` holds one n × D tensor
+//! `samples` in the flat parameter order; its metadata holds the parameter table
+//! (names, shapes, offsets), where each sample was taken, and the run's config, so the
+//! averaging can run later in a separate command.
+
+use super::sampler::SampleInfo;
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+use crate::files::write_atomic;
+use crate::nn::{ParamEntry, ParamTable};
+use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A sampled trajectory.
+#[derive(Clone, Debug)]
+pub struct History {
+    /// The parameter table of the model the samples belong to.
+    pub table: ParamTable,
+    /// n × D, row-major.
+    pub samples: Vec<f32>,
+    pub infos: Vec<SampleInfo>,
+    /// The run that produced the samples.
+    pub config: RunConfig,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TableEntry {
+    name: String,
+    shape: Vec<usize>,
+    offset: usize,
+}
+
+impl History {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.infos.len()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.infos.is_empty()
+    }
+
+    /// D.
+    pub fn dim(&self) -> usize {
+        self.table.len
+    }
+
+    /// Sample i.
+    pub fn sample(&self, i: usize) -> &[f32] {
+        &self.samples[i * self.dim()..(i + 1) * self.dim()]
+    }
+
+    /// Write to `path` (atomically).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let table: Vec<TableEntry> = self
+            .table
+            .entries
+            .iter()
+            .map(|e| TableEntry {
+                name: e.name.clone(),
+                shape: e.shape.clone(),
+                offset: e.offset,
+            })
+            .collect();
+        let mut meta = HashMap::new();
+        meta.insert(
+            "format".to_string(),
+            "twa history: samples [n, D] in the flat parameter order".to_string(),
+        );
+        meta.insert(
+            "param_table".to_string(),
+            serde_json::to_string(&table).expect("table serialises"),
+        );
+        meta.insert(
+            "samples".to_string(),
+            serde_json::to_string(&self.infos).expect("infos serialise"),
+        );
+        meta.insert("config".to_string(), self.config.to_toml());
+        let bytes: &[u8] = bytemuck::cast_slice(&self.samples);
+        let view = TensorView::new(Dtype::F32, vec![self.len(), self.dim()], bytes).expect("n × D");
+        let data = safetensors::serialize([("samples", view)], Some(meta))
+            .map_err(|e| Error::write(path, format!("safetensors encoding: {e}")))?;
+        write_atomic(path, &data)
+    }
+
+    /// Read from `path`.
+    pub fn load(path: &Path) -> Result<History> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bad = |reason: String| Error::format(path, reason);
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let field = |name: &str| {
+            meta.get(name)
+                .ok_or_else(|| bad(format!("not a twa history (no `{name}` metadata)")))
+        };
+        let table: Vec<TableEntry> = serde_json::from_str(field("param_table")?)
+            .map_err(|e| bad(format!("bad parameter table: {e}")))?;
+        let infos: Vec<SampleInfo> = serde_json::from_str(field("samples")?)
+            .map_err(|e| bad(format!("bad sample list: {e}")))?;
+        let config = RunConfig::from_toml(field("config")?, &path.display().to_string())?;
+        let entries: Vec<ParamEntry> = table
+            .into_iter()
+            .map(|e| ParamEntry {
+                name: e.name,
+                shape: e.shape,
+                offset: e.offset,
+            })
+            .collect();
+        let len = entries
+            .iter()
+            .map(|e| e.offset + e.len())
+            .max()
+            .unwrap_or(0);
+        let file = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let t = file
+            .tensor("samples")
+            .map_err(|_| bad("no `samples` tensor".into()))?;
+        if t.dtype() != Dtype::F32 || t.shape() != [infos.len(), len] {
+            return Err(bad(format!(
+                "`samples` is {:?} {:?}, expected F32 [{}, {len}]",
+                t.dtype(),
+                t.shape(),
+                infos.len()
+            )));
+        }
+        let samples = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        Ok(History {
+            table: ParamTable { entries, len },
+            samples,
+            infos,
+            config,
+        })
+    }
+}

@@ -1,0 +1,129 @@
+//! Sampling the SGD trajectory during training: w_0 before the first step, then K
+//! evenly spaced samples per epoch over a range of epochs, each one buffer copy of the
+//! flat parameters into a device-side store (rows in bindable chunks).
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use serde::{Deserialize, Serialize};
+
+/// Which steps to sample.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SamplePlan {
+    /// Samples per epoch (K).
+    pub per_epoch: usize,
+    /// First and last epoch sampled, 1-based and inclusive.
+    pub first_epoch: usize,
+    pub last_epoch: usize,
+}
+
+impl SamplePlan {
+    /// Parse `A..B` (1-based, inclusive) as a range of epochs, checked against `epochs`.
+    pub fn parse_epochs(text: &str, epochs: usize) -> Result<(usize, usize)> {
+        let bad = || {
+            Error::Config(format!(
+                "--sample-epochs `{text}`: expected A..B with 1 ≤ A ≤ B ≤ {epochs}"
+            ))
+        };
+        let (a, b) = text.split_once("..").ok_or_else(bad)?;
+        let a: usize = a.trim().parse().map_err(|_| bad())?;
+        let b: usize = b.trim().parse().map_err(|_| bad())?;
+        if a == 0 || a > b || b > epochs {
+            return Err(bad());
+        }
+        Ok((a, b))
+    }
+
+    /// Whether to sample after step `step` (0-based) of `epoch` (0-based) with `steps`
+    /// steps per epoch: after steps ⌈j·steps/K⌉ − 1, j = 1..K.
+    pub fn takes(&self, epoch: usize, step: usize, steps: usize) -> bool {
+        let e = epoch + 1;
+        if self.per_epoch == 0 || e < self.first_epoch || e > self.last_epoch {
+            return false;
+        }
+        (1..=self.per_epoch).any(|j| (j * steps).div_ceil(self.per_epoch) == step + 1)
+    }
+
+    /// Total samples, w_0 included.
+    pub fn count(&self) -> usize {
+        1 + self.per_epoch * (self.last_epoch + 1 - self.first_epoch)
+    }
+}
+
+/// Where a sample was taken: after `step` global steps, `epoch` epochs (fractional).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleInfo {
+    pub epoch: f64,
+    pub step: u64,
+}
+
+/// The samples on the device.
+pub struct SampleStore {
+    dim: usize,
+    rows_per_chunk: usize,
+    chunks: Vec<wgpu::Buffer>,
+    capacity: usize,
+    /// One entry per sample taken so far.
+    pub infos: Vec<SampleInfo>,
+}
+
+impl SampleStore {
+    /// Room for `capacity` samples of `dim` parameters.
+    pub fn new(gpu: &Gpu, dim: usize, capacity: usize) -> Result<SampleStore> {
+        let rows_per_chunk = super::Subspace::rows_per_chunk(gpu, dim)?.min(capacity.max(1));
+        let chunks = (0..capacity.div_ceil(rows_per_chunk))
+            .map(|c| {
+                gpu.storage(
+                    rows_per_chunk.min(capacity - c * rows_per_chunk) * dim,
+                    "samples",
+                )
+            })
+            .collect();
+        Ok(SampleStore {
+            dim,
+            rows_per_chunk,
+            chunks,
+            capacity,
+            infos: Vec::new(),
+        })
+    }
+
+    /// Record a copy of `params` as the next sample into `encoder`.
+    #[track_caller]
+    pub fn record(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        params: &wgpu::Buffer,
+        info: SampleInfo,
+    ) {
+        let i = self.infos.len();
+        assert!(
+            i < self.capacity,
+            "sample store full ({} samples)",
+            self.capacity
+        );
+        let offset = ((i % self.rows_per_chunk) * self.dim * 4) as u64;
+        encoder.copy_buffer_to_buffer(
+            params,
+            0,
+            &self.chunks[i / self.rows_per_chunk],
+            offset,
+            (self.dim * 4) as u64,
+        );
+        self.infos.push(info);
+    }
+
+    /// All samples taken, n × D row-major (blocking readback).
+    pub fn read(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        let n = self.infos.len();
+        let mut out = Vec::with_capacity(n * self.dim);
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            let rows = self
+                .rows_per_chunk
+                .min(n.saturating_sub(c * self.rows_per_chunk));
+            if rows > 0 {
+                out.extend(gpu.read::<f32>(chunk, 0, rows * self.dim)?);
+            }
+        }
+        Ok(out)
+    }
+}
