@@ -25,7 +25,12 @@ fn toy(n: usize, seed: u64) -> Split {
         }
         labels.push(label as u8);
     }
-    Split { pixels, labels, count: n, features: 64 }
+    Split {
+        pixels,
+        labels,
+        count: n,
+        features: 64,
+    }
 }
 
 fn toy_data() -> Dataset {
@@ -33,13 +38,22 @@ fn toy_data() -> Dataset {
 }
 
 fn config(epochs: usize) -> TrainConfig {
-    TrainConfig { epochs, batch: 32, lr: 0.05, eval_batch: 50, ..TrainConfig::default() }
+    TrainConfig {
+        epochs,
+        batch: 32,
+        lr: 0.05,
+        eval_batch: 50,
+        ..TrainConfig::default()
+    }
 }
 
 #[test]
 fn batchnorm_recalibration_is_the_cumulative_average_of_batch_statistics() {
     let data = toy_data();
-    let model = ModelConfig { hidden: vec![6], batchnorm: true };
+    let model = ModelConfig {
+        hidden: vec![6],
+        batchnorm: true,
+    };
     let mut trainer = Trainer::new(gpu(), &data, &model, config(1)).unwrap();
     let mut rng = rng("recalibrate");
     let params = random(&mut rng, trainer.net.model.num_params());
@@ -49,7 +63,12 @@ fn batchnorm_recalibration_is_the_cumulative_average_of_batch_statistics() {
     let (inputs, hidden) = (64, 6);
     let w = f64s(&params[..hidden * inputs]);
     let b = f64s(&params[hidden * inputs..hidden * inputs + hidden]);
-    let x: Vec<f64> = data.train.pixels.iter().map(|&p| (p as f64 / 255.0 - data.mean as f64) / data.std as f64).collect();
+    let x: Vec<f64> = data
+        .train
+        .pixels
+        .iter()
+        .map(|&p| (p as f64 / 255.0 - data.mean as f64) / data.std as f64)
+        .collect();
     let (mut mean, mut var) = (vec![0.0; hidden], vec![0.0; hidden]);
     for (t, rows) in x.chunks(32 * inputs).enumerate() {
         let batch = rows.len() / inputs;
@@ -61,13 +80,29 @@ fn batchnorm_recalibration_is_the_cumulative_average_of_batch_statistics() {
             var[f] += momentum * (v[f] - var[f]);
         }
     }
-    assert_close("re-estimated running mean", &state[..hidden], &mean, 1e-5, 1e-4);
-    assert_close("re-estimated running var", &state[hidden..2 * hidden], &var, 1e-5, 1e-4);
+    assert_close(
+        "re-estimated running mean",
+        &state[..hidden],
+        &mean,
+        1e-5,
+        1e-4,
+    );
+    assert_close(
+        "re-estimated running var",
+        &state[hidden..2 * hidden],
+        &var,
+        1e-5,
+        1e-4,
+    );
 }
 
 #[test]
 fn sampling_takes_w0_and_k_evenly_spaced_samples_per_epoch() {
-    let plan = SamplePlan { per_epoch: 5, first_epoch: 2, last_epoch: 3 };
+    let plan = SamplePlan {
+        per_epoch: 5,
+        first_epoch: 2,
+        last_epoch: 3,
+    };
     assert_eq!(plan.count(), 11);
     let steps = 469;
     let taken: Vec<usize> = (0..steps).filter(|&s| plan.takes(1, s, steps)).collect();
@@ -83,24 +118,55 @@ fn sampling_takes_w0_and_k_evenly_spaced_samples_per_epoch() {
 fn projected_sgd_stays_in_the_span_and_alpha_rebuilds_the_iterate() {
     let gpu = gpu();
     let data = toy_data();
-    let model = ModelConfig { hidden: vec![32], batchnorm: true };
+    let model = ModelConfig {
+        hidden: vec![32],
+        batchnorm: true,
+    };
     // Sample a short SGD run: w_0 plus 4 per epoch over 2 epochs (13 steps each).
     let mut sgd = Trainer::new(gpu, &data, &model, config(2)).unwrap();
     let dim = sgd.net.model.num_params();
-    let plan = SamplePlan { per_epoch: 4, first_epoch: 1, last_epoch: 2 };
-    sgd.sampler = Some((plan.clone(), SampleStore::new(gpu, dim, plan.count()).unwrap()));
+    let plan = SamplePlan {
+        per_epoch: 4,
+        first_epoch: 1,
+        last_epoch: 2,
+    };
+    sgd.sampler = Some((
+        plan.clone(),
+        SampleStore::new(gpu, dim, plan.count()).unwrap(),
+    ));
     sgd.run(&mut |_| {}).unwrap();
     let (_, store) = sgd.sampler.take().unwrap();
     assert_eq!(store.infos.len(), 9);
     let samples = store.read(gpu).unwrap();
-    assert_eq!(&samples[..dim], &sgd.net.model.init_params(sgd.config.seed)[..], "sample 0 is w_0");
+    assert_eq!(
+        &samples[..dim],
+        &sgd.net.model.init_params(sgd.config.seed)[..],
+        "sample 0 is w_0"
+    );
     // 8 epochs of 13 steps: 104 projected steps from the last sample.
-    let twa = TwaConfig { epochs: 8, lr: 0.5, schedule: Schedule::Constant, start: Start::Last, ..TwaConfig::default() };
-    let mut trainer = Trainer::new(gpu, &data, &model, average::twa_train_config(&config(8), &twa)).unwrap();
+    let twa = TwaConfig {
+        epochs: 8,
+        lr: 0.5,
+        schedule: Schedule::Constant,
+        start: Start::Last,
+        ..TwaConfig::default()
+    };
+    let mut trainer = Trainer::new(
+        gpu,
+        &data,
+        &model,
+        average::twa_train_config(&config(8), &twa),
+    )
+    .unwrap();
     let run = average::train_twa(gpu, &mut trainer, &samples, &twa, &mut |_| {}).unwrap();
     let w = f64s(&run.outcome.params);
     let last = &samples[8 * dim..];
-    assert!(w.iter().zip(last).any(|(a, &b)| (a - b as f64).abs() > 1e-4), "TWA moved");
+    assert!(
+        w.iter()
+            .zip(last)
+            .any(|(a, &b)| (a - b as f64).abs() > 1e-4),
+        "TWA moved"
+    );
     let space = Subspace::build(gpu, &trainer.net.kernels, &samples, dim, 9).unwrap();
     let p = space.read_basis(gpu).unwrap();
     let mut in_span = vec![0.0f64; dim];
@@ -113,8 +179,18 @@ fn projected_sgd_stays_in_the_span_and_alpha_rebuilds_the_iterate() {
     let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
     let off = norm(&mut w.iter().zip(&in_span).map(|(a, b)| a - b)) / norm(&mut w.iter().copied());
     assert!(off <= 1e-5, "‖w − PᵀPw‖/‖w‖ = {off:e} after 104 steps");
-    let rebuilt: Vec<f64> = (0..dim).map(|d| (0..9).map(|i| run.outcome.alpha[i] * samples[i * dim + d] as f64).sum()).collect();
+    let rebuilt: Vec<f64> = (0..dim)
+        .map(|d| {
+            (0..9)
+                .map(|i| run.outcome.alpha[i] * samples[i * dim + d] as f64)
+                .sum()
+        })
+        .collect();
     let err = norm(&mut rebuilt.iter().zip(&w).map(|(a, b)| a - b)) / norm(&mut w.iter().copied());
     assert!(err <= 1e-4, "‖Σ αᵢwᵢ − w‖/‖w‖ = {err:e}");
-    assert!(run.outcome.test_acc > 0.9, "TWA on the toy set: {}", run.outcome.test_acc);
+    assert!(
+        run.outcome.test_acc > 0.9,
+        "TWA on the toy set: {}",
+        run.outcome.test_acc
+    );
 }

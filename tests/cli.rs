@@ -253,3 +253,133 @@ fn info_lists_adapters_with_limits() {
         "{text}"
     );
 }
+
+#[test]
+fn sampled_history_averages_with_swa_ema_and_twa() {
+    let dir = temp_dir("average");
+    write_toy_set(&dir);
+    let data = dir.display().to_string();
+    let run_dir = dir.join("run").display().to_string();
+    let o = twa(&[
+        "train",
+        "--data",
+        &data,
+        "--epochs",
+        "2",
+        "--batch",
+        "32",
+        "--lr",
+        "0.05",
+        "--samples-per-epoch",
+        "3",
+        "--out",
+        &run_dir,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let history = dir.join("run/history.safetensors").display().to_string();
+    let avg_dir = dir.join("avg").display().to_string();
+    let o = twa(&[
+        "average",
+        "--history",
+        &history,
+        "--twa-epochs",
+        "1",
+        "--twa-lr",
+        "0.5",
+        "--out",
+        &avg_dir,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let results = summary["results"].as_array().unwrap();
+    let methods: Vec<&str> = results
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["swa", "ema", "twa"]);
+    for r in results {
+        assert!(r["test_acc"].as_f64().unwrap() > 0.9, "{r}");
+        assert_eq!(
+            r["alpha"].as_array().unwrap().len(),
+            7,
+            "w_0 + 3 × 2 samples"
+        );
+    }
+    for name in ["swa", "ema", "twa"] {
+        assert!(dir.join(format!("avg/{name}.safetensors")).is_file());
+    }
+    // Bad selections and files: one line, non-zero, and nothing overwritten.
+    let before = std::fs::read(dir.join("avg/twa.safetensors")).unwrap();
+    for (range, needle) in [
+        ("5..2", "reversed"),
+        ("3..3", "at least 2"),
+        ("0..99", "past the last"),
+    ] {
+        assert_fails(
+            &twa(&[
+                "average",
+                "--history",
+                &history,
+                "--range",
+                range,
+                "--out",
+                &avg_dir,
+            ]),
+            3,
+            needle,
+        );
+    }
+    let not_st = dir.join("x.safetensors");
+    std::fs::write(&not_st, b"hello").unwrap();
+    assert_fails(
+        &twa(&[
+            "average",
+            "--history",
+            &not_st.display().to_string(),
+            "--out",
+            &avg_dir,
+        ]),
+        1,
+        "not a safetensors file",
+    );
+    // A history over a different model: data of 4×4 instead of 8×8 pixels.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    for (prefix, n) in [("train", 40), ("t10k", 8)] {
+        let images = IdxArray {
+            dims: vec![n, 4, 4],
+            data: (0..n * 16).map(|i| (i % 251) as u8).collect(),
+        };
+        let labels = IdxArray {
+            dims: vec![n],
+            data: (0..n).map(|i| (i % 4) as u8).collect(),
+        };
+        std::fs::write(
+            other.join(format!("{prefix}-images-idx3-ubyte")),
+            encode_idx(&images),
+        )
+        .unwrap();
+        std::fs::write(
+            other.join(format!("{prefix}-labels-idx1-ubyte")),
+            encode_idx(&labels),
+        )
+        .unwrap();
+    }
+    let err = twa(&[
+        "average",
+        "--history",
+        &history,
+        "--data",
+        &other.display().to_string(),
+        "--out",
+        &avg_dir,
+    ]);
+    assert_fails(&err, 1, "does not match the model");
+    assert_eq!(
+        std::fs::read(dir.join("avg/twa.safetensors")).unwrap(),
+        before,
+        "nothing overwritten"
+    );
+}
