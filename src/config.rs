@@ -113,6 +113,8 @@ pub const PRESETS: &[(&str, &str)] = &[
         "fashion-mnist",
         include_str!("../assets/presets/fashion-mnist.toml"),
     ),
+    ("head", include_str!("../assets/presets/head.toml")),
+    ("tail", include_str!("../assets/presets/tail.toml")),
 ];
 
 /// The shipped Fashion-MNIST subset (see `assets/fashion-mnist-subset/README.md`).
@@ -161,5 +163,22 @@ impl RunConfig {
     /// TOML with every field written out.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_parses_validates_and_round_trips() {
+        for (name, _) in PRESETS {
+            let config = RunConfig::preset(name).unwrap();
+            config.train.validate().unwrap();
+            config.twa.to_twa().unwrap();
+            assert_eq!(RunConfig::from_toml(&config.to_toml(), name).unwrap(), config, "{name}");
+        }
+        assert_eq!(RunConfig::preset("head").unwrap().pipeline.stage, Stage::Head);
+        assert_eq!(RunConfig::preset("tail").unwrap().pipeline.stage, Stage::Tail);
     }
 }
