@@ -146,6 +146,62 @@ fn synthetic(count: usize, rng: &mut Rng) -> Split {
     }
 }
 
+/// TWA's projection Pᵀ(Pg) for n = 50 rows of the MLP's D, beside a plain buffer copy
+/// of the same size: (projection GB/s, copy GB/s), bytes read + written per second.
+fn projection(gpu: &Gpu, k: &Kernels, quick: bool) -> Result<(f64, f64)> {
+    let dim = crate::nn::Model::mlp(&ModelConfig::default(), 784, 10).num_params();
+    let n = 50;
+    let mut rng = Rng::new(5);
+    let samples = random(&mut rng, n * dim);
+    let space = crate::twa::Subspace::build(
+        gpu,
+        k,
+        &samples,
+        dim,
+        crate::twa::Subspace::rows_per_chunk(gpu, dim)?,
+    )?;
+    // Validate: the projection of a sample is the sample.
+    let g = gpu.storage_init(&samples[..dim], "g");
+    let work = space.projection(gpu, k, &g);
+    kernels::submit(gpu, &work.iter().collect::<Vec<_>>());
+    let back: Vec<f32> = gpu.read(&g, 0, dim)?;
+    let err = back
+        .iter()
+        .zip(&samples)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    if err > 1e-4 {
+        return Err(Error::Gpu(format!(
+            "projection: a sample does not project onto itself (error {err:.1e})"
+        )));
+    }
+    let reps = if quick { 2 } else { 20 };
+    let batch: Vec<&Dispatch> = (0..reps).flat_map(|_| work.iter()).collect();
+    let bytes = (2 * n * dim * 4 + 3 * dim * 4) as f64 * reps as f64;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let started = Instant::now();
+        kernels::submit(gpu, &batch);
+        gpu.wait()?;
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    let src = gpu.storage(n * dim, "copy src");
+    let dst = gpu.storage(n * dim, "copy dst");
+    let mut copy_best = f64::INFINITY;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        for _ in 0..reps {
+            encoder.copy_buffer_to_buffer(&src, 0, &dst, 0, (n * dim * 4) as u64);
+        }
+        gpu.queue.submit([encoder.finish()]);
+        gpu.wait()?;
+        copy_best = copy_best.min(started.elapsed().as_secs_f64());
+    }
+    let copy_bytes = (2 * n * dim * 4) as f64 * reps as f64;
+    Ok((bytes / best / 1e9, copy_bytes / copy_best / 1e9))
+}
+
 /// Run the benchmark and print its table.
 pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
     println!("adapter: {}", gpu.describe());
@@ -181,6 +237,11 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
         ),
         None => println!("numpy sgemm 1024³: not measured (python3 with numpy not found)"),
     }
+    let (proj, copy) = projection(gpu, &k, quick)?;
+    println!(
+        "TWA projection Pᵀ(Pg), n = 50, D = 270346: {proj:.2} GB/s; buffer copy of P: {copy:.2} GB/s; ratio {:.2}",
+        proj / copy
+    );
     let mut rng = Rng::new(3);
     let count = if quick { 1024 } else { 8192 };
     let data = Dataset::from_splits(

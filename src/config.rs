@@ -176,9 +176,19 @@ mod tests {
             let config = RunConfig::preset(name).unwrap();
             config.train.validate().unwrap();
             config.twa.to_twa().unwrap();
-            assert_eq!(RunConfig::from_toml(&config.to_toml(), name).unwrap(), config, "{name}");
+            assert_eq!(
+                RunConfig::from_toml(&config.to_toml(), name).unwrap(),
+                config,
+                "{name}"
+            );
         }
-        assert_eq!(RunConfig::preset("head").unwrap().pipeline.stage, Stage::Head);
-        assert_eq!(RunConfig::preset("tail").unwrap().pipeline.stage, Stage::Tail);
+        assert_eq!(
+            RunConfig::preset("head").unwrap().pipeline.stage,
+            Stage::Head
+        );
+        assert_eq!(
+            RunConfig::preset("tail").unwrap().pipeline.stage,
+            Stage::Tail
+        );
     }
 }
