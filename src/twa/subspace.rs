@@ -10,7 +10,8 @@ use crate::gpu::{Dispatch, Gpu, Kernels};
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 struct TwaParams {
     rows: u32,
-    dim: u32,
+    /// vec4s per row: ⌈D/4⌉.
+    dim4: u32,
     out_off: u32,
     coef_off: u32,
     scale: f32,
@@ -52,6 +53,11 @@ pub struct Subspace {
     coef: wgpu::Buffer,
 }
 
+/// Words per basis row: D rounded up to whole vec4s (the padding holds zeros).
+fn row_stride(dim: usize) -> usize {
+    dim.next_multiple_of(4)
+}
+
 /// Residuals below this fraction of the sample's norm count as dependent.
 pub const DEPENDENCE_TOLERANCE: f64 = 1e-5;
 
@@ -65,7 +71,7 @@ fn params(
 ) -> TwaParams {
     TwaParams {
         rows: rows as u32,
-        dim: dim as u32,
+        dim4: dim.div_ceil(4) as u32,
         out_off: out_off as u32,
         coef_off: coef_off as u32,
         scale,
@@ -118,7 +124,7 @@ fn combine(
 impl Subspace {
     /// Rows per chunk for `dim`-long rows within the adapter's binding limit.
     pub fn rows_per_chunk(gpu: &Gpu, dim: usize) -> Result<usize> {
-        let rows = gpu.max_binding() as usize / (dim * 4);
+        let rows = gpu.max_binding() as usize / (row_stride(dim) * 4);
         if rows == 0 {
             return Err(Error::Limits(format!(
                 "one basis row of {dim} parameters exceeds the adapter's largest storage binding ({} bytes)",
@@ -150,7 +156,7 @@ impl Subspace {
                 let rows = rows_per_chunk.min(n - first_row);
                 // `rows` is the capacity; `Chunk::rows` counts the rows filled so far.
                 Chunk {
-                    buffer: gpu.storage(rows * dim, "basis chunk"),
+                    buffer: gpu.storage(rows * row_stride(dim), "basis chunk"),
                     first_row,
                     rows: 0,
                 }
@@ -305,13 +311,14 @@ impl Subspace {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             scale.record(&mut pass);
         }
-        let offset = ((m - self.chunks[chunk].first_row) * self.dim * 4) as u64;
+        let stride = row_stride(self.dim);
+        let offset = ((m - self.chunks[chunk].first_row) * stride * 4) as u64;
         encoder.copy_buffer_to_buffer(
             residual,
             0,
             &self.chunks[chunk].buffer,
             offset,
-            (self.dim * 4) as u64,
+            (stride * 4) as u64,
         );
         gpu.queue.submit([encoder.finish()]);
         self.chunks[chunk].rows += 1;
@@ -357,7 +364,10 @@ impl Subspace {
     pub fn read_basis(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(self.rank * self.dim);
         for c in &self.chunks {
-            out.extend(gpu.read::<f32>(&c.buffer, 0, c.rows * self.dim)?);
+            let rows: Vec<f32> = gpu.read(&c.buffer, 0, c.rows * row_stride(self.dim))?;
+            for row in rows.chunks(row_stride(self.dim)) {
+                out.extend_from_slice(&row[..self.dim]);
+            }
         }
         Ok(out)
     }
