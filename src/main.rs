@@ -163,7 +163,7 @@ struct RunArgs {
     /// Random seed [preset: 1].
     #[arg(long)]
     seed: Option<u64>,
-    /// TWA learning rate [preset: 2].
+    /// TWA learning rate [preset: head 2, tail 0.05].
     #[arg(long)]
     twa_lr: Option<f64>,
     /// TWA epochs [preset: 2].

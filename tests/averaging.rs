@@ -4,37 +4,15 @@
 mod common;
 
 use common::*;
-use twa::data::{Dataset, Split};
+use twa::data::Dataset;
 use twa::nn::ModelConfig;
 use twa::reference as cpu;
 use twa::train::{Schedule, TrainConfig, Trainer};
 use twa::twa::average::{self, Start, TwaConfig};
 use twa::twa::{SamplePlan, SampleStore, Subspace};
 
-/// A learnable toy set: 8×8 images whose bright row is the label (4 classes).
-fn toy(n: usize, seed: u64) -> Split {
-    let mut rng = twa::rng::Rng::new(seed);
-    let mut pixels = Vec::new();
-    let mut labels = Vec::new();
-    for _ in 0..n {
-        let label = rng.below(4);
-        for r in 0..8 {
-            for _ in 0..8 {
-                pixels.push(((if r == 2 * label { 200 } else { 30 }) + rng.below(50)) as u8);
-            }
-        }
-        labels.push(label as u8);
-    }
-    Split {
-        pixels,
-        labels,
-        count: n,
-        features: 64,
-    }
-}
-
 fn toy_data() -> Dataset {
-    Dataset::from_splits(toy(400, 1), toy(100, 2), "toy".into()).unwrap()
+    Dataset::from_splits(toy_split(400, 1), toy_split(100, 2), "toy".into()).unwrap()
 }
 
 fn config(epochs: usize) -> TrainConfig {

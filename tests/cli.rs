@@ -1,6 +1,9 @@
 //! The `twa` binary as users and scripts see it: JSON summary, metrics and weights
 //! files, reproducibility, and one clear line with a non-zero exit for bad input.
 
+mod common;
+
+use common::toy_split;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use twa::data::idx::{encode_idx, IdxArray};
@@ -12,36 +15,26 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A learnable toy set: 8×8 images whose bright row is the label (4 classes).
+/// The toy set of `common::toy_split` as IDX files (400 train, 100 test).
 fn write_toy_set(dir: &Path) {
-    let mut rng = twa::rng::Rng::new(11);
-    for (prefix, n) in [("train", 400), ("t10k", 100)] {
-        let mut pixels = Vec::new();
-        let mut labels = Vec::new();
-        for _ in 0..n {
-            let label = rng.below(4);
-            for r in 0..8 {
-                for _ in 0..8 {
-                    let base = if r == 2 * label { 200 } else { 30 };
-                    pixels.push((base + rng.below(50)) as u8);
-                }
-            }
-            labels.push(label as u8);
-        }
+    for (prefix, n, seed) in [("train", 400, 11), ("t10k", 100, 12)] {
+        let split = toy_split(n, seed);
+        let images = IdxArray {
+            dims: vec![n, 8, 8],
+            data: split.pixels,
+        };
+        let labels = IdxArray {
+            dims: vec![n],
+            data: split.labels,
+        };
         std::fs::write(
             dir.join(format!("{prefix}-images-idx3-ubyte")),
-            encode_idx(&IdxArray {
-                dims: vec![n, 8, 8],
-                data: pixels,
-            }),
+            encode_idx(&images),
         )
         .unwrap();
         std::fs::write(
             dir.join(format!("{prefix}-labels-idx1-ubyte")),
-            encode_idx(&IdxArray {
-                dims: vec![n],
-                data: labels,
-            }),
+            encode_idx(&labels),
         )
         .unwrap();
     }

@@ -91,3 +91,27 @@ pub fn numeric_grad(f: &dyn Fn(&[f64]) -> f64, x: &[f64], at: &[usize], h: f64) 
 pub fn sample_indices(rng: &mut Rng, n: usize, count: usize) -> Vec<usize> {
     (0..count.min(n)).map(|_| rng.below(n)).collect()
 }
+
+/// A learnable toy split: 8×8 images whose bright row (row 2·label) is the label,
+/// 4 classes.
+pub fn toy_split(n: usize, seed: u64) -> twa::data::Split {
+    let mut rng = Rng::new(seed);
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for _ in 0..n {
+        let label = rng.below(4);
+        for r in 0..8 {
+            for _ in 0..8 {
+                let base = if r == 2 * label { 200 } else { 30 };
+                pixels.push((base + rng.below(50)) as u8);
+            }
+        }
+        labels.push(label as u8);
+    }
+    twa::data::Split {
+        pixels,
+        labels,
+        count: n,
+        features: 64,
+    }
+}
