@@ -107,16 +107,24 @@ fn gemm(
             kernel.name, s.name
         )));
     }
-    // Best of five timed batches: the machine may be shared, the minimum is the kernel.
     let batch: Vec<&Dispatch> = std::iter::repeat_n(&d, reps).collect();
-    let mut seconds = f64::INFINITY;
-    for _ in 0..5 {
-        let started = Instant::now();
+    let seconds = best_of(5, || {
         kernels::submit(gpu, &batch);
-        gpu.wait()?;
-        seconds = seconds.min(started.elapsed().as_secs_f64());
-    }
+        gpu.wait()
+    })?;
     Ok((2.0 * (s.m * s.n * s.k * reps) as f64 / seconds / 1e9, worst))
+}
+
+/// Shortest wall time of `trials` runs of `work`: the machine may be shared, the
+/// minimum is the kernel.
+fn best_of(trials: usize, mut work: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..trials {
+        let started = Instant::now();
+        work()?;
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    Ok(best)
 }
 
 /// numpy's float32 matmul at 1024³ in GFLOP/s, if python3 and numpy are available.
@@ -178,26 +186,20 @@ fn projection(gpu: &Gpu, k: &Kernels, quick: bool) -> Result<(f64, f64)> {
     let reps = if quick { 2 } else { 20 };
     let batch: Vec<&Dispatch> = (0..reps).flat_map(|_| work.iter()).collect();
     let bytes = (2 * n * dim * 4 + 3 * dim * 4) as f64 * reps as f64;
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let started = Instant::now();
+    let best = best_of(3, || {
         kernels::submit(gpu, &batch);
-        gpu.wait()?;
-        best = best.min(started.elapsed().as_secs_f64());
-    }
+        gpu.wait()
+    })?;
     let src = gpu.storage(n * dim, "copy src");
     let dst = gpu.storage(n * dim, "copy dst");
-    let mut copy_best = f64::INFINITY;
-    for _ in 0..3 {
-        let started = Instant::now();
+    let copy_best = best_of(3, || {
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         for _ in 0..reps {
             encoder.copy_buffer_to_buffer(&src, 0, &dst, 0, (n * dim * 4) as u64);
         }
         gpu.queue.submit([encoder.finish()]);
-        gpu.wait()?;
-        copy_best = copy_best.min(started.elapsed().as_secs_f64());
-    }
+        gpu.wait()
+    })?;
     let copy_bytes = (2 * n * dim * 4) as f64 * reps as f64;
     Ok((bytes / best / 1e9, copy_bytes / copy_best / 1e9))
 }

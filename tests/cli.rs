@@ -15,28 +15,34 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Write one split (`prefix` train or t10k) as raw IDX files of `side`×`side` images.
+fn write_split(dir: &Path, prefix: &str, side: usize, pixels: Vec<u8>, labels: Vec<u8>) {
+    let n = labels.len();
+    let images = IdxArray {
+        dims: vec![n, side, side],
+        data: pixels,
+    };
+    let labels = IdxArray {
+        dims: vec![n],
+        data: labels,
+    };
+    std::fs::write(
+        dir.join(format!("{prefix}-images-idx3-ubyte")),
+        encode_idx(&images),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(format!("{prefix}-labels-idx1-ubyte")),
+        encode_idx(&labels),
+    )
+    .unwrap();
+}
+
 /// The toy set of `common::toy_split` as IDX files (400 train, 100 test).
 fn write_toy_set(dir: &Path) {
     for (prefix, n, seed) in [("train", 400, 11), ("t10k", 100, 12)] {
         let split = toy_split(n, seed);
-        let images = IdxArray {
-            dims: vec![n, 8, 8],
-            data: split.pixels,
-        };
-        let labels = IdxArray {
-            dims: vec![n],
-            data: split.labels,
-        };
-        std::fs::write(
-            dir.join(format!("{prefix}-images-idx3-ubyte")),
-            encode_idx(&images),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join(format!("{prefix}-labels-idx1-ubyte")),
-            encode_idx(&labels),
-        )
-        .unwrap();
+        write_split(dir, prefix, 8, split.pixels, split.labels);
     }
 }
 
@@ -341,24 +347,14 @@ fn sampled_history_averages_with_swa_ema_and_twa() {
     let other = dir.join("other");
     std::fs::create_dir_all(&other).unwrap();
     for (prefix, n) in [("train", 40), ("t10k", 8)] {
-        let images = IdxArray {
-            dims: vec![n, 4, 4],
-            data: (0..n * 16).map(|i| (i % 251) as u8).collect(),
-        };
-        let labels = IdxArray {
-            dims: vec![n],
-            data: (0..n).map(|i| (i % 4) as u8).collect(),
-        };
-        std::fs::write(
-            other.join(format!("{prefix}-images-idx3-ubyte")),
-            encode_idx(&images),
-        )
-        .unwrap();
-        std::fs::write(
-            other.join(format!("{prefix}-labels-idx1-ubyte")),
-            encode_idx(&labels),
-        )
-        .unwrap();
+        let pixels = (0..n * 16).map(|i| (i % 251) as u8).collect();
+        write_split(
+            &other,
+            prefix,
+            4,
+            pixels,
+            (0..n).map(|i| (i % 4) as u8).collect(),
+        );
     }
     let err = twa(&[
         "average",

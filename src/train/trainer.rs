@@ -295,61 +295,63 @@ impl<'a> Trainer<'a> {
         Ok((totals, lr))
     }
 
-    /// Evaluate the current parameters (BatchNorm in eval mode) on the test split.
-    pub fn evaluate(&mut self) -> Result<Totals> {
+    /// One submit per batch over a split of `n` samples in its current order: the
+    /// batch's gather, then what `record` adds. The step state carries the batch's
+    /// start and its index.
+    fn over_batches(
+        &self,
+        gathers: &[(usize, Dispatch)],
+        n: usize,
+        batch: usize,
+        record: impl Fn(&Network, &mut wgpu::ComputePass, usize),
+    ) {
         let gpu = self.gpu;
-        let n = self.test.count;
-        let batch = self.config.eval_batch.min(n);
-        self.net.reset_totals(gpu, false);
-        for start in (0..n).step_by(batch) {
+        for (t, start) in (0..n).step_by(batch).enumerate() {
             let size = batch.min(n - start);
-            self.net.set_step(
-                gpu,
-                StepState {
-                    start: start as u32,
-                    ..Default::default()
-                },
-            );
+            let state = StepState {
+                start: start as u32,
+                step: t as u32,
+                ..Default::default()
+            };
+            self.net.set_step(gpu, state);
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
-                Self::gather_for(&self.test_gathers, size).record(&mut pass);
-                self.net.record_eval(&mut pass, size);
+                Self::gather_for(gathers, size).record(&mut pass);
+                record(&self.net, &mut pass, size);
             }
             gpu.queue.submit([encoder.finish()]);
         }
-        self.net.read_totals(gpu, false)
+    }
+
+    /// Evaluate the current parameters (BatchNorm in eval mode) on the test split.
+    pub fn evaluate(&mut self) -> Result<Totals> {
+        let n = self.test.count;
+        self.net.reset_totals(self.gpu, false);
+        self.over_batches(
+            &self.test_gathers,
+            n,
+            self.config.eval_batch.min(n),
+            |net, pass, size| net.record_eval(pass, size),
+        );
+        self.net.read_totals(self.gpu, false)
     }
 
     /// Re-estimate the BatchNorm running statistics at the current parameters: reset,
     /// then one pass over the training split in train mode, each batch's statistics
     /// weighted equally (as `torch.optim.swa_utils.update_bn`).
     pub fn recalibrate_bn(&mut self) -> Result<()> {
-        let gpu = self.gpu;
         let n = self.train.count;
-        let batch = self.config.batch.min(n);
         self.train
-            .set_order(gpu, &(0..n as u32).collect::<Vec<_>>());
-        self.net.set_state(gpu, &self.net.model.init_state());
-        for (t, start) in (0..n).step_by(batch).enumerate() {
-            let size = batch.min(n - start);
-            self.net.set_step(
-                gpu,
-                StepState {
-                    start: start as u32,
-                    step: t as u32,
-                    ..Default::default()
-                },
-            );
-            let mut encoder = gpu.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                Self::gather_for(&self.train_gathers, size).record(&mut pass);
-                self.net.record_recalibrate(&mut pass, size);
-            }
-            gpu.queue.submit([encoder.finish()]);
-        }
-        gpu.wait()
+            .set_order(self.gpu, &(0..n as u32).collect::<Vec<_>>());
+        self.net.set_state(self.gpu, &self.net.model.init_state());
+        self.over_batches(
+            &self.train_gathers,
+            n,
+            self.config.batch.min(n),
+            |net, pass, size| net.record_recalibrate(pass, size),
+        );
+        self.gpu.wait()
     }
 
     /// Train for the configured epochs, evaluating after each.
