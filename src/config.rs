@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 pub struct DataConfig {
     /// An IDX directory (`train-images-idx3-ubyte[.gz]`, ...); empty: the shipped subset.
     pub dir: String,
+    /// A data set generated in code instead (`spirals`); empty: read `dir`.
+    pub generated: String,
 }
 
 /// Which stage of training `twa run` averages.
@@ -115,6 +117,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ),
     ("head", include_str!("../assets/presets/head.toml")),
     ("tail", include_str!("../assets/presets/tail.toml")),
+    ("spirals", include_str!("../assets/presets/spirals.toml")),
 ];
 
 /// The shipped Fashion-MNIST subset (see `assets/fashion-mnist-subset/README.md`).
@@ -157,6 +160,17 @@ impl RunConfig {
             shipped_data_dir()
         } else {
             PathBuf::from(&self.data.dir)
+        }
+    }
+
+    /// Load the data this config names: generated, or the IDX directory.
+    pub fn load_data(&self) -> Result<crate::data::Dataset> {
+        match self.data.generated.as_str() {
+            "" => crate::data::Dataset::load_idx_dir(&self.data_dir()),
+            "spirals" => crate::data::spirals::spirals(3000, 1500, 3, self.train.seed),
+            other => Err(Error::Config(format!(
+                "unknown generated data set `{other}` (known: spirals)"
+            ))),
         }
     }
 

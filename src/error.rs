@@ -35,6 +35,9 @@ pub enum Error {
     /// A device operation failed (lost device, out of memory, failed readback).
     #[error("GPU error: {0}")]
     Gpu(String),
+    /// The run was stopped on request (the app's Stop button).
+    #[error("stopped")]
+    Stopped,
     /// An output file or directory could not be written.
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },

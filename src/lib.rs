@@ -8,6 +8,7 @@ pub mod data;
 pub mod error;
 pub mod files;
 pub mod gpu;
+pub mod landscape;
 pub mod nn;
 pub mod reference;
 pub mod rng;

@@ -41,9 +41,11 @@ enum Command {
     Average(AverageArgs),
     /// One-command pipeline: SGD with sampling, then SWA vs TWA (presets head, tail).
     Run(RunArgs),
+    /// Loss over a plane of a history's coefficient space: OUT/landscape.csv and .png.
+    Landscape(LandscapeArgs),
     /// Print a preset (or the defaults) as TOML with every field written out.
     Config {
-        /// Preset name (quick, fashion-mnist, head, tail).
+        /// Preset name (quick, fashion-mnist, head, tail, spirals).
         #[arg(long, default_value = "quick")]
         preset: String,
     },
@@ -151,7 +153,8 @@ struct AverageArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Pipeline preset: head (average the first half of training) or tail (after an SWA phase).
+    /// Pipeline preset: head (average the first half of training), tail (after an SWA
+    /// phase) or spirals (the head stage on generated 2-D spirals, seconds on a CPU).
     #[arg(long, default_value = "head", conflicts_with = "config")]
     preset: String,
     /// TOML config with [pipeline] and [twa] sections; replaces the preset.
@@ -177,6 +180,41 @@ struct RunArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct LandscapeArgs {
+    /// A history written by `twa train --samples-per-epoch K` or `twa run`.
+    #[arg(long)]
+    history: PathBuf,
+    /// TWA weights (e.g. OUT/twa.safetensors of `twa run` or `twa average`).
+    #[arg(long)]
+    twa: Option<PathBuf>,
+    /// The plane: swa-twa-last (needs --twa) or pca [default: swa-twa-last with
+    /// --twa, else pca].
+    #[arg(long)]
+    plane: Option<String>,
+    /// Grid points per side (the coarse levels come first).
+    #[arg(long, default_value_t = 33)]
+    grid: usize,
+    /// What to show: train-loss, test-loss or test-error (on a fixed batch).
+    #[arg(long, default_value = "test-loss")]
+    metric: String,
+    /// Samples in the fixed evaluation batch (BatchNorm uses its statistics).
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+    /// Width of the PNG's heatmap in pixels.
+    #[arg(long, default_value_t = 512)]
+    size: usize,
+    /// IDX data directory [default: the one the history was trained on].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output directory.
+    #[arg(long, default_value = "runs/landscape")]
+    out: PathBuf,
+    /// Print a summary as one JSON object, the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -184,6 +222,7 @@ fn main() {
         Command::Train(args) => train(cli.adapter.as_deref(), args),
         Command::Average(args) => average_history(cli.adapter.as_deref(), args),
         Command::Run(args) => run_pipeline(cli.adapter.as_deref(), args),
+        Command::Landscape(args) => landscape(cli.adapter.as_deref(), args),
         Command::Config { preset } => RunConfig::preset(&preset).map(|c| print!("{}", c.to_toml())),
         Command::Bench { quick } => {
             Gpu::new(cli.adapter.as_deref()).and_then(|gpu| twa::bench::run(&gpu, quick))
@@ -248,6 +287,7 @@ fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
     }
     if let Some(dir) = &args.data {
         config.data.dir = dir.display().to_string();
+        config.data.generated.clear();
     }
     config.train.validate()?;
     Ok(config)
@@ -271,7 +311,7 @@ fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
         }
     };
     twa::files::ensure_writable_dir(&args.out)?;
-    let data = Dataset::load_idx_dir(&config.data_dir())?;
+    let data = config.load_data()?;
     let gpu = Gpu::new(adapter)?;
     describe_setup(&gpu, &data);
     let mut trainer = Trainer::new(&gpu, &data, &config.model, config.train.clone())?;
@@ -392,6 +432,36 @@ fn parse_range(text: &str, n: usize) -> Result<(usize, usize)> {
     Ok((a, b))
 }
 
+/// The run config a history was made with (its data directory replaced by `data`),
+/// the data loaded, and a check that the history's parameters fit that model.
+fn history_data(
+    history: &History,
+    path: &Path,
+    data: Option<&Path>,
+) -> Result<(RunConfig, Dataset)> {
+    let mut config = history.config.clone();
+    if let Some(dir) = data {
+        config.data.dir = dir.display().to_string();
+        config.data.generated.clear();
+    }
+    let data = config.load_data()?;
+    let model = twa::nn::Model::mlp(&config.model, data.train.features, data.classes);
+    if model.params != history.table {
+        return Err(Error::format(
+            path,
+            format!(
+                "the history's parameter table (D = {}) does not match the model for {} (D = {}): {:?} vs {:?}",
+                history.dim(),
+                data.source.display(),
+                model.num_params(),
+                history.table.entries.first().map(|e| (&e.name, &e.shape)),
+                model.params.entries.first().map(|e| (&e.name, &e.shape)),
+            ),
+        ));
+    }
+    Ok((config, data))
+}
+
 fn average_history(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
     let history = History::load(&args.history)?;
     let n = history.len();
@@ -420,26 +490,8 @@ fn average_history(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
             args.ema_decay
         )));
     }
-    let mut config = history.config.clone();
-    if let Some(dir) = &args.data {
-        config.data.dir = dir.display().to_string();
-    }
     twa::files::ensure_writable_dir(&args.out)?;
-    let data = Dataset::load_idx_dir(&config.data_dir())?;
-    let model = twa::nn::Model::mlp(&config.model, data.train.features, data.classes);
-    if model.params != history.table {
-        return Err(Error::format(
-            &args.history,
-            format!(
-                "the history's parameter table (D = {}) does not match the model for {} (D = {}): {:?} vs {:?}",
-                history.dim(),
-                data.source.display(),
-                model.num_params(),
-                history.table.entries.first().map(|e| (&e.name, &e.shape)),
-                model.params.entries.first().map(|e| (&e.name, &e.shape)),
-            ),
-        ));
-    }
+    let (config, data) = history_data(&history, &args.history, args.data.as_deref())?;
     let gpu = Gpu::new(adapter)?;
     describe_setup(&gpu, &data);
     let dim = history.dim();
@@ -551,6 +603,7 @@ fn run_pipeline(adapter: Option<&str>, args: RunArgs) -> Result<()> {
     };
     if let Some(dir) = &args.data {
         config.data.dir = dir.display().to_string();
+        config.data.generated.clear();
     }
     if let Some(seed) = args.seed {
         config.train.seed = seed;
@@ -564,11 +617,18 @@ fn run_pipeline(adapter: Option<&str>, args: RunArgs) -> Result<()> {
     config.train.validate()?;
     config.twa.to_twa()?;
     twa::files::ensure_writable_dir(&args.out)?;
-    let data = Dataset::load_idx_dir(&config.data_dir())?;
+    let data = config.load_data()?;
     let gpu = Gpu::new(adapter)?;
     describe_setup(&gpu, &data);
     let mut reporter = Reporter::new(Some(args.out.join("metrics.jsonl")));
-    let rows = twa::twa::pipeline::run(&gpu, &data, &config, &args.out, &mut |e| reporter.event(e));
+    let rows = twa::twa::pipeline::run(
+        &gpu,
+        &data,
+        &config,
+        &args.out,
+        &Default::default(),
+        &mut |e| reporter.event(e),
+    );
     reporter.finish();
     let rows = rows?;
     if let Some(e) = reporter.write_error.take() {
@@ -601,4 +661,102 @@ fn print_rows(rows: &[twa::twa::pipeline::Row], out: &Path) -> Result<()> {
     }
     let json = serde_json::to_string(rows).expect("rows serialise");
     twa::files::write_atomic(&out.join("results.json"), json.as_bytes())
+}
+
+fn landscape(adapter: Option<&str>, args: LandscapeArgs) -> Result<()> {
+    use twa::landscape::{self, Landscape, Metric, Plane, PlaneKind};
+    let metric: Metric = args.metric.parse().map_err(Error::Config)?;
+    let kind: PlaneKind = match &args.plane {
+        Some(p) => p.parse().map_err(Error::Config)?,
+        None if args.twa.is_some() => PlaneKind::SwaTwaLast,
+        None => PlaneKind::Pca,
+    };
+    if !(2..=257).contains(&args.grid) || args.batch == 0 || !(64..=4096).contains(&args.size) {
+        return Err(Error::Config(
+            "--grid must be in 2..=257, --batch at least 1, --size in 64..=4096".into(),
+        ));
+    }
+    let history = History::load(&args.history)?;
+    if history.len() < 2 {
+        return Err(Error::Config(format!(
+            "a landscape needs at least 2 samples, the history has {}",
+            history.len()
+        )));
+    }
+    twa::files::ensure_writable_dir(&args.out)?;
+    let (config, data) = history_data(&history, &args.history, args.data.as_deref())?;
+    let twa_params = match &args.twa {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            Some(twa::checkpoint::load_table(path, &bytes, &history.table)?)
+        }
+        None => None,
+    };
+    let gpu = Gpu::new(adapter)?;
+    describe_setup(&gpu, &data);
+    let started = Instant::now();
+    let mut land = Landscape::new(
+        &gpu,
+        &data,
+        &config.model,
+        &history.samples,
+        args.batch,
+        config.train.seed,
+    )?;
+    let twa_point = twa_params
+        .map(|p| land.coordinates_of(&p))
+        .transpose()?;
+    let anchors = land.anchors(twa_point);
+    let plane = Plane::build(kind, &anchors)?;
+    land.set_plane(&plane)?;
+    let subspace_seconds = started.elapsed().as_secs_f64();
+    let overlay = landscape::overlay(&plane, &anchors);
+    let spec = landscape::grid_around(&overlay, args.grid);
+    let bar = indicatif::ProgressBar::new((args.grid * args.grid) as u64);
+    let grid = land.evaluate(&spec, metric.part(), &mut |g| {
+        bar.set_position(g.loss.iter().filter(|v| !v.is_nan()).count() as u64);
+        true
+    })?;
+    bar.finish_and_clear();
+    let grid_seconds = started.elapsed().as_secs_f64() - subspace_seconds;
+    let csv = args.out.join("landscape.csv");
+    let png = args.out.join("landscape.png");
+    twa::files::write_atomic(&csv, grid.to_csv().as_bytes())?;
+    let picture = landscape::render::render_png(&grid, metric, &overlay, args.size);
+    twa::files::write_atomic(&png, &picture)?;
+    let at = |p: Option<[f64; 2]>| p.map(|[x, y]| serde_json::json!({ "x": x, "y": y }));
+    let summary = serde_json::json!({
+        "plane": kind.name(),
+        "metric": metric.label(),
+        "grid": args.grid,
+        "batch": args.batch,
+        "x": [spec.x.0, spec.x.1],
+        "y": [spec.y.0, spec.y.1],
+        "samples": overlay.samples,
+        "swa": at(overlay.swa),
+        "twa": at(overlay.twa),
+        "rank": land.space.rank,
+        "subspace_seconds": subspace_seconds,
+        "grid_seconds": grid_seconds,
+        "csv": csv,
+        "png": png,
+    });
+    twa::files::write_atomic(
+        &args.out.join("landscape.json"),
+        summary.to_string().as_bytes(),
+    )?;
+    let values = grid.values(metric);
+    let best = values.iter().copied().fold(f32::INFINITY, f32::min);
+    eprintln!(
+        "{} on the {} plane: {}² points in {grid_seconds:.1} s (subspace of rank {} in {subspace_seconds:.1} s); lowest {best:.4}",
+        metric.label(),
+        kind.name(),
+        args.grid,
+        land.space.rank,
+    );
+    eprintln!("wrote {} and {}", csv.display(), png.display());
+    if args.json {
+        println!("{summary}");
+    }
+    Ok(())
 }

@@ -79,6 +79,17 @@ impl Reporter {
                     self.write_error.get_or_insert(e);
                 }
             }
+            Event::Result {
+                method,
+                test_acc,
+                test_loss,
+                ..
+            } => eprintln!(
+                "   {method}: test acc {:.2}%  loss {test_loss:.4}",
+                100.0 * test_acc
+            ),
+            // The final table and the written files carry these.
+            Event::Coefficients { .. } | Event::Samples(_) => {}
         }
     }
 

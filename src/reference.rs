@@ -187,3 +187,36 @@ pub fn sgd_step(w: &mut [f64], v: &mut [f64], g: &[f64], lr: f64, momentum: f64,
         w[i] -= lr * v[i];
     }
 }
+
+/// A whole model's forward pass with BatchNorm normalising by the batch's own
+/// statistics (as the landscape probe does): (mean loss, accuracy) on `x` [batch, in].
+pub fn model_probe(
+    model: &crate::nn::Model,
+    params: &[f64],
+    x: &[f64],
+    labels: &[u32],
+) -> (f64, f64) {
+    use crate::nn::model::{LayerKind, BN_EPS};
+    let batch = labels.len();
+    let mut h = x.to_vec();
+    for layer in &model.layers {
+        let p = layer.param_off;
+        h = match layer.kind {
+            LayerKind::Linear { inputs, outputs } => {
+                let w = &params[p..p + inputs * outputs];
+                let b = &params[p + inputs * outputs..p + inputs * outputs + outputs];
+                linear_forward(&h, w, b, batch, inputs, outputs)
+            }
+            LayerKind::BatchNorm { features } => batchnorm_train(
+                &h,
+                &params[p..p + features],
+                &params[p + features..p + 2 * features],
+                batch,
+                BN_EPS as f64,
+            ),
+            LayerKind::Relu { .. } => relu(&h),
+        };
+    }
+    let (loss, correct, _) = cross_entropy(&h, labels, model.classes);
+    (loss / batch as f64, correct / batch as f64)
+}

@@ -371,4 +371,48 @@ fn sampled_history_averages_with_swa_ema_and_twa() {
         before,
         "nothing overwritten"
     );
+
+    // The landscape of the same history through SWA, TWA and the last sample.
+    let twa_weights = dir.join("avg/twa.safetensors").display().to_string();
+    let land_dir = dir.join("land").display().to_string();
+    let o = twa(&[
+        "landscape",
+        "--history",
+        &history,
+        "--twa",
+        &twa_weights,
+        "--grid",
+        "9",
+        "--batch",
+        "100",
+        "--out",
+        &land_dir,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["plane"], "swa-twa-last");
+    assert_eq!(summary["samples"].as_array().unwrap().len(), 7);
+    assert_eq!(summary["swa"]["x"], 0.0);
+    assert!(summary["twa"]["x"].as_f64().unwrap() > 0.0);
+    let csv = std::fs::read_to_string(dir.join("land/landscape.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "i,j,x,y,loss,accuracy");
+    assert_eq!(rows.len(), 1 + 81);
+    for row in &rows[1..] {
+        let loss: f64 = row.split(',').nth(4).unwrap().parse().unwrap();
+        assert!(loss.is_finite() && loss > 0.0, "{row}");
+    }
+    let png = std::fs::read(dir.join("land/landscape.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    for (args, code, needle) in [
+        (vec!["--plane", "swa-twa-last"], 3, "needs the TWA point"),
+        (vec!["--metric", "accuracy"], 3, "unknown metric"),
+        (vec!["--twa", &not_st.display().to_string()], 1, "not a safetensors file"),
+    ] {
+        let mut all = vec!["landscape", "--history", &history, "--out", &land_dir];
+        all.extend(args);
+        assert_fails(&twa(&all), code, needle);
+    }
 }

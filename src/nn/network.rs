@@ -62,6 +62,10 @@ struct BatchPlan {
     eval: Vec<Dispatch>,
     /// Forward re-estimating BatchNorm statistics (no loss).
     recalibrate: Vec<Dispatch>,
+    /// Forward with the batch's own BatchNorm statistics and loss, no gradient: the
+    /// first layer, then the rest and the loss.
+    probe_first: Vec<Dispatch>,
+    probe_rest: Vec<Dispatch>,
 }
 
 /// A model on a device. See the module doc.
@@ -185,9 +189,19 @@ impl Network {
     }
 
     fn forward_dispatches(&self, gpu: &Gpu, batch: usize, mode: Mode) -> Vec<Dispatch> {
+        self.forward_layers(gpu, batch, mode, 0..self.model.layers.len())
+    }
+
+    fn forward_layers(
+        &self,
+        gpu: &Gpu,
+        batch: usize,
+        mode: Mode,
+        range: std::ops::Range<usize>,
+    ) -> Vec<Dispatch> {
         let bufs = self.buffers();
         let mut out = Vec::new();
-        for (i, layer) in self.model.layers.iter().enumerate() {
+        for (i, layer) in self.model.layers.iter().enumerate().take(range.end).skip(range.start) {
             out.extend(layers::forward(
                 gpu,
                 &self.kernels,
@@ -247,10 +261,16 @@ impl Network {
         let mut eval = self.forward_dispatches(gpu, batch, Mode::Eval);
         eval.push(self.loss_dispatch(gpu, batch, false));
         let recalibrate = self.forward_dispatches(gpu, batch, Mode::Recalibrate);
+        let layers = self.model.layers.len();
+        let probe_first = self.forward_layers(gpu, batch, Mode::Train, 0..1);
+        let mut probe_rest = self.forward_layers(gpu, batch, Mode::Train, 1..layers);
+        probe_rest.push(self.loss_dispatch(gpu, batch, false));
         BatchPlan {
             train,
             eval,
             recalibrate,
+            probe_first,
+            probe_rest,
         }
     }
 
@@ -300,6 +320,28 @@ impl Network {
     /// running averages (the batch index comes from the per-step state).
     pub fn record_recalibrate(&self, pass: &mut wgpu::ComputePass, batch: usize) {
         for d in &self.plan(batch).recalibrate {
+            d.record(pass);
+        }
+    }
+
+    /// Record a loss evaluation with BatchNorm normalising by the batch's own
+    /// statistics (as in training), summed into the evaluation totals; no gradient.
+    /// The running statistics are updated as a side effect.
+    pub fn record_probe(&self, pass: &mut wgpu::ComputePass, batch: usize) {
+        self.record_probe_first(pass, batch);
+        self.record_probe_rest(pass, batch);
+    }
+
+    /// The first layer of [`Network::record_probe`] (its output lands in `acts[1]`).
+    pub fn record_probe_first(&self, pass: &mut wgpu::ComputePass, batch: usize) {
+        for d in &self.plan(batch).probe_first {
+            d.record(pass);
+        }
+    }
+
+    /// [`Network::record_probe`] after the first layer, from `acts[1]`.
+    pub fn record_probe_rest(&self, pass: &mut wgpu::ComputePass, batch: usize) {
+        for d in &self.plan(batch).probe_rest {
             d.record(pass);
         }
     }

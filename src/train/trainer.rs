@@ -12,6 +12,8 @@ use crate::rng::Rng;
 use crate::twa::{SampleInfo, SamplePlan, SampleStore};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Optimisation settings of a run.
@@ -95,6 +97,49 @@ pub enum Event {
     Running { loss: f64, acc: f64 },
     /// An epoch finished and was evaluated.
     Epoch(EpochMetrics),
+    /// TWA's current point as averaging coefficients α over the samples (read back
+    /// with the running loss while TWA trains).
+    Coefficients { alpha: Vec<f64> },
+    /// A result of the pipeline (SGD at some epoch, SWA, TWA), as soon as it is known.
+    Result {
+        method: String,
+        test_acc: f64,
+        test_loss: f64,
+        /// Averaging coefficients over the samples (SWA, TWA).
+        alpha: Option<Vec<f64>>,
+    },
+    /// The sampled solutions are ready (shared, not copied).
+    Samples(SharedSamples),
+}
+
+/// Sampled solutions handed to observers: `n × dim` floats, row-major.
+#[derive(Clone)]
+pub struct SharedSamples {
+    pub samples: Arc<Vec<f32>>,
+    pub dim: usize,
+}
+
+impl std::fmt::Debug for SharedSamples {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.samples.len() / self.dim.max(1);
+        write!(f, "{n} samples × {}", self.dim)
+    }
+}
+
+/// Device values read back every few steps together with the running loss and turned
+/// into an event (TWA's coordinates): dispatches that fill `source`, and the mapping.
+pub struct Watch<'a> {
+    pub dispatches: Vec<Dispatch>,
+    pub source: wgpu::Buffer,
+    pub words: usize,
+    pub to_event: Box<dyn Fn(&[f32]) -> Event + 'a>,
+}
+
+/// A split of the data set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Train,
+    Test,
 }
 
 /// Steps between asynchronous loss readbacks.
@@ -119,6 +164,10 @@ pub struct Trainer<'a> {
     pub transform: Vec<Dispatch>,
     /// Trajectory sampling, if asked for.
     pub sampler: Option<(SamplePlan, SampleStore)>,
+    /// Values to report while training, if any.
+    pub watch: Option<Watch<'a>>,
+    /// Set from another thread to stop training at the next step ([`Error::Stopped`]).
+    pub stop: Arc<AtomicBool>,
 }
 
 /// Batch sizes a split of `count` samples is cut into: the full size and, if the split
@@ -176,6 +225,8 @@ impl<'a> Trainer<'a> {
             global_step: 0,
             transform: Vec::new(),
             sampler: None,
+            watch: None,
+            stop: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -222,9 +273,16 @@ impl<'a> Trainer<'a> {
             steps,
         });
         let readback = AsyncReadback::new(gpu, 4);
+        let watched = self
+            .watch
+            .as_ref()
+            .map(|w| AsyncReadback::new(gpu, w.words));
         let mut in_flight = VecDeque::new();
         let mut lr = 0.0;
         for step in 0..steps {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(Error::Stopped);
+            }
             let size = batch.min(n - step * batch);
             lr = self
                 .config
@@ -267,9 +325,19 @@ impl<'a> Trainer<'a> {
             }
             if step % READBACK_EVERY == READBACK_EVERY - 1 {
                 readback.copy_if_idle(&mut encoder, self.net.totals_buffer(true));
+                if let (Some(w), Some(r)) = (&self.watch, &watched) {
+                    {
+                        let mut pass = encoder.begin_compute_pass(&Default::default());
+                        w.dispatches.iter().for_each(|d| d.record(&mut pass));
+                    }
+                    r.copy_if_idle(&mut encoder, &w.source);
+                }
             }
             in_flight.push_back(gpu.queue.submit([encoder.finish()]));
             readback.after_submit();
+            if let Some(r) = &watched {
+                r.after_submit();
+            }
             self.global_step += 1;
             if in_flight.len() > MAX_IN_FLIGHT {
                 let oldest = in_flight.pop_front().expect("non-empty");
@@ -287,6 +355,9 @@ impl<'a> Trainer<'a> {
                     loss: totals.mean_loss(),
                     acc: totals.accuracy(),
                 });
+            }
+            if let (Some(w), Some(words)) = (&self.watch, watched.as_ref().and_then(|r| r.try_take(gpu))) {
+                observer((w.to_event)(&words));
             }
             observer(Event::Step { step: step + 1 });
         }
@@ -322,6 +393,28 @@ impl<'a> Trainer<'a> {
             }
             gpu.queue.submit([encoder.finish()]);
         }
+    }
+
+    /// Gather a fixed batch into the network's input: the first samples of `part` in
+    /// the order shuffled by `seed`, as many as the part's batch size (the training
+    /// batch or the evaluation batch). Returns the batch size.
+    pub fn load_fixed_batch(&mut self, part: Part, seed: u64) -> usize {
+        let (split, gathers, batch) = match part {
+            Part::Train => (&self.train, &self.train_gathers, self.config.batch),
+            Part::Test => (&self.test, &self.test_gathers, self.config.eval_batch),
+        };
+        let size = batch.min(split.count);
+        let mut order: Vec<u32> = (0..split.count as u32).collect();
+        Rng::new(seed).shuffle(&mut order);
+        split.set_order(self.gpu, &order);
+        self.net.set_step(self.gpu, StepState::default());
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            Self::gather_for(gathers, size).record(&mut pass);
+        }
+        self.gpu.queue.submit([encoder.finish()]);
+        size
     }
 
     /// Evaluate the current parameters (BatchNorm in eval mode) on the test split.

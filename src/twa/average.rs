@@ -2,10 +2,11 @@
 //! samples' span, from the SWA point or a sample), each followed by BatchNorm
 //! re-estimation and an evaluation on the test split.
 
-use super::subspace::{Dropped, Subspace};
+use super::subspace::{self, Dropped, Subspace};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::Totals;
+use crate::train::trainer::Watch;
 use crate::train::{Event, Schedule, TrainConfig, Trainer};
 use serde::Serialize;
 
@@ -154,8 +155,28 @@ pub fn train_twa(
         Subspace::rows_per_chunk(gpu, dim)?,
     )?;
     trainer.transform = space.projection(gpu, &trainer.net.kernels, &trainer.net.grads);
+    let coordinates = gpu.storage(space.rank, "twa coordinates");
+    let (transform, samples) = (space.transform.clone(), space.samples);
+    trainer.watch = Some(Watch {
+        dispatches: space.coordinate_dispatches(
+            gpu,
+            &trainer.net.kernels,
+            &trainer.net.params,
+            &coordinates,
+        ),
+        source: coordinates,
+        words: space.rank,
+        to_event: Box::new(move |beta: &[f32]| {
+            let beta: Vec<f64> = beta.iter().map(|&b| b as f64).collect();
+            Event::Coefficients {
+                alpha: subspace::averaging_coefficients(&transform, samples, &beta),
+            }
+        }),
+    });
     trainer.net.set_params(gpu, &start);
-    trainer.run(observer)?;
+    let trained = trainer.run(observer);
+    trainer.watch = None;
+    trained?;
     trainer.recalibrate_bn()?;
     let totals = trainer.evaluate()?;
     let beta = space.coordinates(gpu, &trainer.net.kernels, &trainer.net.params)?;

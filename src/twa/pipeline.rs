@@ -10,9 +10,11 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::Totals;
-use crate::train::{EpochMetrics, Event, Schedule, Trainer};
+use crate::train::{EpochMetrics, Event, Schedule, SharedSamples, Trainer};
 use serde::Serialize;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// One line of the final table.
@@ -61,12 +63,14 @@ fn train_epochs(
 }
 
 /// Run the pipeline of `config`; writes `out/history.safetensors` and the averaged
-/// weights; returns the table rows.
+/// weights; returns the table rows. Every row is also reported as [`Event::Result`]
+/// when known. Setting `stop` ends the run at the next step with [`Error::Stopped`].
 pub fn run(
     gpu: &Gpu,
     data: &Dataset,
     config: &RunConfig,
     out: &Path,
+    stop: &Arc<AtomicBool>,
     observer: &mut dyn FnMut(Event),
 ) -> Result<Vec<Row>> {
     let p = &config.pipeline;
@@ -79,6 +83,15 @@ pub fn run(
     }
     let started = Instant::now();
     let mut trainer = Trainer::new(gpu, data, &config.model, config.train.clone())?;
+    trainer.stop = stop.clone();
+    let report = |observer: &mut dyn FnMut(Event), row: &Row, alpha: Option<Vec<f64>>| {
+        observer(Event::Result {
+            method: row.method.clone(),
+            test_acc: row.test_acc,
+            test_loss: row.test_loss,
+            alpha,
+        })
+    };
     let dim = trainer.net.model.num_params();
     let mut rows = Vec::new();
     let (sampled_epochs, sgd_row) = match p.stage {
@@ -138,6 +151,7 @@ pub fn run(
                 p.swa_epochs, p.swa_lr
             )));
             let at_swa_end = train_epochs(&mut trainer, 0..p.swa_epochs, observer)?;
+            report(observer, &sgd_row, None);
             rows.push(sgd_row);
             let label = format!("SGD (+{} SWA-phase epochs)", p.swa_epochs);
             (
@@ -151,6 +165,7 @@ pub fn run(
             )
         }
     };
+    report(observer, &sgd_row, None);
     rows.push(sgd_row);
     let (_, store) = trainer.sampler.take().expect("sampler attached above");
     let history = History {
@@ -160,6 +175,10 @@ pub fn run(
         config: config.clone(),
     };
     history.save(&out.join("history.safetensors"))?;
+    observer(Event::Samples(SharedSamples {
+        samples: Arc::new(history.samples.clone()),
+        dim,
+    }));
 
     // SWA and TWA on a second network, so that the SGD run can go on afterwards.
     let sampling_seconds = started.elapsed().as_secs_f64();
@@ -169,15 +188,18 @@ pub fn run(
         &config.model,
         twa_train_config(&config.train, &twa),
     )?;
+    averager.stop = stop.clone();
     let swa_started = Instant::now();
     let swa_params = mean(&history.samples, dim);
     let swa = evaluate_at(&mut averager, &swa_params)?;
-    rows.push(row(
+    let swa_row = row(
         "SWA",
         sampled_epochs as f64,
         &swa,
         sampling_seconds + swa_started.elapsed().as_secs_f64(),
-    ));
+    );
+    report(observer, &swa_row, Some(vec![1.0 / history.len() as f64; history.len()]));
+    rows.push(swa_row);
     crate::checkpoint::save(
         &out.join("swa.safetensors"),
         &averager.net.model,
@@ -194,13 +216,15 @@ pub fn run(
     )));
     let run = train_twa(gpu, &mut averager, &history.samples, &twa, observer)?;
     let t = &run.outcome;
-    rows.push(Row {
+    let twa_row = Row {
         method: "TWA".into(),
         epochs: (sampled_epochs + twa.epochs) as f64,
         test_acc: t.test_acc,
         test_loss: t.test_loss,
         seconds: sampling_seconds + t.seconds,
-    });
+    };
+    report(observer, &twa_row, Some(t.alpha.clone()));
+    rows.push(twa_row);
     crate::checkpoint::save(
         &out.join("twa.safetensors"),
         &averager.net.model,
@@ -225,12 +249,14 @@ pub fn run(
         let continued = Instant::now();
         let full = train_epochs(&mut trainer, p.head_epochs..sgd_epochs, observer)?;
         let seconds = sampling_seconds + continued.elapsed().as_secs_f64();
-        rows.push(row(
+        let full_row = row(
             &format!("SGD (epoch {sgd_epochs})"),
             sgd_epochs as f64,
             &full,
             seconds,
-        ));
+        );
+        report(observer, &full_row, None);
+        rows.push(full_row);
     }
     Ok(rows)
 }

@@ -48,13 +48,16 @@ pub struct Subspace {
     pub transform: Vec<f64>,
     /// Samples left out as numerically dependent.
     pub dropped: Vec<Dropped>,
+    /// Coordinates β_i = P·w_i of every sample (each `rank` long), accumulated while
+    /// orthogonalising: the CGS2 dot products, and ‖r‖ on the sample's own row.
+    pub sample_coordinates: Vec<Vec<f64>>,
     chunks: Vec<Chunk>,
     /// Coefficients P·x of the last projection (rank words).
     coef: wgpu::Buffer,
 }
 
 /// Words per basis row: D rounded up to whole vec4s (the padding holds zeros).
-fn row_stride(dim: usize) -> usize {
+pub(crate) fn row_stride(dim: usize) -> usize {
     dim.next_multiple_of(4)
 }
 
@@ -101,7 +104,7 @@ fn dots(
 }
 
 /// y ← scale·y + coef_scale·Σ_i coef[coef_off + i]·P_chunk[i] over the first `rows` rows.
-fn combine(
+pub(crate) fn combine(
     gpu: &Gpu,
     k: &Kernels,
     basis: &wgpu::Buffer,
@@ -168,6 +171,7 @@ impl Subspace {
             rank: 0,
             transform: Vec::new(),
             dropped: Vec::new(),
+            sample_coordinates: Vec::with_capacity(n),
             chunks,
             coef: gpu.storage(2 * n + 1, "coefficients"),
         };
@@ -176,6 +180,11 @@ impl Subspace {
             space.add_row(gpu, k, i, w, &residual, rows_per_chunk)?;
         }
         space.chunks.retain(|c| c.rows > 0);
+        let rank = space.rank;
+        space
+            .sample_coordinates
+            .iter_mut()
+            .for_each(|c| c.resize(rank, 0.0));
         Ok(space)
     }
 
@@ -269,6 +278,9 @@ impl Subspace {
         submit(gpu, &work.iter().collect::<Vec<_>>());
         let coef: Vec<f32> = gpu.read(&self.coef, 0, 2 * n + 1)?;
         let norm = (coef[2 * n] as f64).max(0.0).sqrt();
+        let mut beta: Vec<f64> = (0..self.rank)
+            .map(|j| coef[j] as f64 + coef[n + j] as f64)
+            .collect();
         let w_norm = w
             .iter()
             .map(|&v| (v as f64) * (v as f64))
@@ -279,6 +291,7 @@ impl Subspace {
                 sample: index,
                 relative_residual: norm / w_norm.max(f64::MIN_POSITIVE),
             });
+            self.sample_coordinates.push(beta);
             return Ok(());
         }
         // T row: p = (w_i − Σ_j c_j p_j)/‖r‖ with p_j = Σ_l T_jl w_l.
@@ -293,6 +306,8 @@ impl Subspace {
         }
         row.iter_mut().for_each(|v| *v /= norm);
         self.transform.extend(row);
+        beta.push(norm);
+        self.sample_coordinates.push(beta);
         // Scale the residual and append it as row m.
         let chunk = m / rows_per_chunk;
         let scale = combine(
@@ -327,6 +342,17 @@ impl Subspace {
     }
 }
 
+/// α = Tᵀβ for T (rank × `samples`, row-major).
+pub fn averaging_coefficients(transform: &[f64], samples: usize, beta: &[f64]) -> Vec<f64> {
+    let mut alpha = vec![0.0; samples];
+    for (b, row) in beta.iter().zip(transform.chunks(samples)) {
+        for (a, t) in alpha.iter_mut().zip(row) {
+            *a += t * b;
+        }
+    }
+    alpha
+}
+
 impl Subspace {
     /// Dispatches for g ← Pᵀ(P g) in place: the gradient transform of projected SGD.
     pub fn projection(&self, gpu: &Gpu, k: &Kernels, g: &wgpu::Buffer) -> Vec<Dispatch> {
@@ -350,14 +376,27 @@ impl Subspace {
     /// Pᵀβ = Σ_i α_i w_i.
     pub fn averaging_coefficients(&self, beta: &[f64]) -> Vec<f64> {
         assert_eq!(beta.len(), self.rank, "coordinates vs rank");
-        let n = self.samples;
-        let mut alpha = vec![0.0; n];
-        for (j, b) in beta.iter().enumerate() {
-            for (a, t) in alpha.iter_mut().zip(&self.transform[j * n..(j + 1) * n]) {
-                *a += t * b;
-            }
-        }
-        alpha
+        averaging_coefficients(&self.transform, self.samples, beta)
+    }
+
+    /// Dispatches writing the coordinates P·x into `out[0..rank]`.
+    pub fn coordinate_dispatches(
+        &self,
+        gpu: &Gpu,
+        k: &Kernels,
+        x: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> Vec<Dispatch> {
+        self.dots_into(gpu, k, x, out, 0)
+    }
+
+    /// Write β and return the dispatches computing y ← Pᵀβ (submit them before the
+    /// coefficient buffer is used again).
+    pub fn expand(&self, gpu: &Gpu, k: &Kernels, beta: &[f64], y: &wgpu::Buffer) -> Vec<Dispatch> {
+        assert_eq!(beta.len(), self.rank, "coordinates vs rank");
+        let words: Vec<f32> = beta.iter().map(|&b| b as f32).collect();
+        gpu.write(&self.coef, 0, &words);
+        self.combine_into(gpu, k, (&self.coef, 0), y, 0.0, 1.0)
     }
 
     /// P as rank × D floats (blocking; for tests and reports).

@@ -1,0 +1,38 @@
+//! `twa-app`: the desktop window. Sets up eframe and hands over to [`twa_app::TwaApp`].
+
+use twa_app::capture::Capture;
+use twa_app::TwaApp;
+
+fn main() -> eframe::Result {
+    let mut preset = twa_app::app::PRESETS[0].to_string();
+    let mut capture = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--preset", Some(p)) => preset = p,
+            ("--capture", Some(dir)) => capture = Some(Capture::new(dir.into())),
+            _ => {
+                eprintln!("usage: twa-app [--preset spirals|head|tail] [--capture DIR]");
+                std::process::exit(3);
+            }
+        }
+    }
+    let options = eframe::NativeOptions {
+        viewport: eframe::egui::ViewportBuilder::default()
+            .with_inner_size([1280.0, 820.0])
+            .with_title("twa — Trainable Weight Averaging"),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "twa",
+        options,
+        Box::new(move |cc| {
+            let mut app = TwaApp::new(&cc.egui_ctx, &preset);
+            if let Some(c) = capture {
+                app.start();
+                app.capture = Some(c);
+            }
+            Ok(Box::new(app))
+        }),
+    )
+}

@@ -1,0 +1,112 @@
+//! The training worker: a named thread that owns its own device, runs the `twa run`
+//! pipeline and sends every event over a channel. Pause blocks the worker between
+//! steps; Stop ends the run at the next step.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use twa::config::RunConfig;
+use twa::data::Dataset;
+use twa::error::Error;
+use twa::gpu::Gpu;
+use twa::train::Event;
+use twa::twa::pipeline::Row;
+
+/// What the worker reports.
+pub enum Msg {
+    /// The adapter the run uses.
+    Adapter(String),
+    /// The data set, loaded (shared with the landscape worker).
+    Data(Arc<Dataset>),
+    Event(Event),
+    /// The final table.
+    Finished(Vec<Row>),
+    Stopped,
+    /// One line saying what went wrong.
+    Failed(String),
+}
+
+/// Pause and stop switches shared with the worker.
+#[derive(Clone, Default)]
+pub struct Control {
+    pub pause: Arc<AtomicBool>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// A running worker.
+pub struct Run {
+    pub control: Control,
+    pub messages: Receiver<Msg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Run {
+    /// Start `config`, writing its files under `out`; `wake` is called after each message.
+    pub fn start(config: RunConfig, out: PathBuf, wake: impl Fn() + Send + 'static) -> Run {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let control = Control::default();
+        let shared = control.clone();
+        let thread = std::thread::Builder::new()
+            .name("twa-train".into())
+            .spawn(move || {
+                let send = |m: Msg| {
+                    let _ = tx.send(m);
+                    wake();
+                };
+                match work(&config, &out, &shared, &send) {
+                    Ok(rows) => send(Msg::Finished(rows)),
+                    Err(Error::Stopped) => send(Msg::Stopped),
+                    Err(e) => send(Msg::Failed(e.to_string())),
+                }
+            })
+            .expect("spawn the training thread");
+        Run {
+            control,
+            messages: rx,
+            thread: Some(thread),
+        }
+    }
+
+    /// Whether the worker thread has ended.
+    pub fn finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.control.stop.store(true, Ordering::Relaxed);
+        self.control.pause.store(false, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn work(
+    config: &RunConfig,
+    out: &std::path::Path,
+    control: &Control,
+    send: &dyn Fn(Msg),
+) -> twa::error::Result<Vec<Row>> {
+    twa::files::ensure_writable_dir(out)?;
+    let gpu = Gpu::new(None)?;
+    send(Msg::Adapter(gpu.describe()));
+    let data = Arc::new(config.load_data()?);
+    send(Msg::Data(data.clone()));
+    let mut observer = |e: Event| {
+        while control.pause.load(Ordering::Relaxed) && !control.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        send(Msg::Event(e));
+    };
+    twa::twa::pipeline::run(&gpu, &data, config, out, &control.stop, &mut observer)
+}
+
+/// Pending messages of a channel, without blocking.
+pub fn drain<T>(rx: &Receiver<T>) -> Vec<T> {
+    rx.try_iter().collect()
+}

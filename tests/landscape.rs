@@ -1,0 +1,146 @@
+//! The loss landscape on the device: grid points against models built directly from
+//! their weights on the CPU, and TWA's coefficients reported while it trains.
+
+mod common;
+
+use common::*;
+use twa::data::Dataset;
+use twa::landscape::{GridSpec, Landscape, Plane, PlaneKind};
+use twa::nn::{Model, ModelConfig};
+use twa::reference as cpu;
+use twa::train::{Event, Part, TrainConfig, Trainer};
+use twa::twa::average::{self, Start, TwaConfig};
+use twa::twa::subspace::averaging_coefficients;
+
+fn toy_data() -> Dataset {
+    Dataset::from_splits(toy_split(400, 1), toy_split(100, 2), "toy".into()).unwrap()
+}
+
+fn model_config() -> ModelConfig {
+    ModelConfig {
+        hidden: vec![12, 8],
+        batchnorm: true,
+    }
+}
+
+/// The test split normalised as the device does, and its labels.
+fn test_inputs(data: &Dataset) -> (Vec<f64>, Vec<u32>) {
+    let (mean, std) = (data.mean as f64, data.std as f64);
+    let x = data
+        .test
+        .pixels
+        .iter()
+        .map(|&p| (p as f64 / 255.0 - mean) / std)
+        .collect();
+    (x, data.test.labels.iter().map(|&l| l as u32).collect())
+}
+
+/// Σ_i α_i w_i in f64.
+fn combination(samples: &[Vec<f64>], alpha: &[f64]) -> Vec<f64> {
+    let mut w = vec![0.0; samples[0].len()];
+    for (a, s) in alpha.iter().zip(samples) {
+        w.iter_mut().zip(s).for_each(|(w, v)| *w += a * v);
+    }
+    w
+}
+
+#[test]
+fn grid_points_match_models_built_from_their_weights_on_the_cpu() {
+    let data = toy_data();
+    let model = Model::mlp(&model_config(), data.train.features, data.classes);
+    let dim = model.num_params();
+    let mut rng = rng("landscape");
+    let base = model.init_params(3);
+    let n = 6;
+    let samples: Vec<Vec<f64>> = (0..n)
+        .map(|_| {
+            let noise = random(&mut rng, dim);
+            base.iter().zip(noise).map(|(&b, e)| (b + 0.3 * e) as f64).collect()
+        })
+        .collect();
+    let flat: Vec<f32> = samples.iter().flatten().map(|&v| v as f32).collect();
+    // The whole test split is the fixed batch, so its order does not matter.
+    let mut land = Landscape::new(gpu(), &data, &model_config(), &flat, 100, 5).unwrap();
+    assert_eq!(land.space.rank, n);
+    let alpha = [0.4, -0.2, 0.1, 0.3, 0.5, -0.1];
+    let twa = land.anchors(None).combine(&alpha);
+    let anchors = land.anchors(Some(twa.clone()));
+    let plane = Plane::build(PlaneKind::SwaTwaLast, &anchors).unwrap();
+    land.set_plane(&plane).unwrap();
+    let (x, labels) = test_inputs(&data);
+    let check = |what: &str, got: (f32, f32), weights: &[f64]| {
+        let (loss, acc) = cpu::model_probe(&model, weights, &x, &labels);
+        let err = (got.0 as f64 - loss).abs();
+        assert!(err <= 1e-4 * loss + 1e-5, "{what}: loss {} vs CPU {loss}", got.0);
+        assert!((got.1 as f64 - acc).abs() <= 0.011, "{what}: acc {} vs CPU {acc}", got.1);
+    };
+    // The three anchors, built from their definitions.
+    let swa = combination(&samples, &[1.0 / n as f64; 6]);
+    let anchor_weights = [
+        ("SWA", &anchors.swa, swa),
+        ("TWA", &twa, combination(&samples, &alpha)),
+        ("last sample", &anchors.samples[n - 1], samples[n - 1].clone()),
+    ];
+    for (what, beta, weights) in &anchor_weights {
+        let [px, py] = plane.project(beta);
+        check(what, land.evaluate_point(Part::Test, px, py).unwrap(), weights);
+    }
+    // A whole grid, each point against Σ α_i(x, y) w_i with α = Tᵀβ(x, y).
+    let side = 17;
+    let spec = GridSpec::around(&[plane.project(&twa), [0.0, 0.0]], side, 0.5);
+    let mut reports = 0;
+    let grid = land
+        .evaluate(&spec, Part::Test, &mut |_| {
+            reports += 1;
+            true
+        })
+        .unwrap();
+    assert!(grid.complete() && reports >= 2, "coarse to fine: {reports} reports");
+    for j in 0..side {
+        for i in 0..side {
+            let [gx, gy] = spec.coord(i, j);
+            let a = averaging_coefficients(&land.space.transform, n, &plane.point(gx, gy));
+            let k = j * side + i;
+            check(&format!("grid ({i}, {j})"), (grid.loss[k], grid.acc[k]), &combination(&samples, &a));
+        }
+    }
+}
+
+#[test]
+fn twa_reports_its_coefficients_while_training() {
+    let data = toy_data();
+    let config = TrainConfig {
+        epochs: 1,
+        batch: 8,
+        eval_batch: 50,
+        ..TrainConfig::default()
+    };
+    // A learning rate so small that TWA stays at its start, the SWA point: α = 1/n.
+    let twa = TwaConfig {
+        epochs: 1,
+        lr: 1e-7,
+        start: Start::Swa,
+        ..TwaConfig::default()
+    };
+    let config = average::twa_train_config(&config, &twa);
+    let mut trainer = Trainer::new(gpu(), &data, &model_config(), config).unwrap();
+    let dim = trainer.net.model.num_params();
+    let mut rng = rng("coefficients");
+    let n = 5;
+    let samples: Vec<f32> = (0..n).flat_map(|_| random(&mut rng, dim)).collect();
+    let mut reported = Vec::new();
+    average::train_twa(gpu(), &mut trainer, &samples, &twa, &mut |e| {
+        if let Event::Coefficients { alpha } = e {
+            reported.push(alpha);
+        }
+    })
+    .unwrap();
+    // 50 steps, a copy every 25 while the previous readback is not pending.
+    assert!(!reported.is_empty(), "no coefficients reported");
+    for alpha in &reported {
+        assert_eq!(alpha.len(), n);
+        for a in alpha {
+            assert!((a - 0.2).abs() < 1e-4, "{alpha:?}");
+        }
+    }
+}
