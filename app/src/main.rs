@@ -6,13 +6,15 @@ use twa_app::TwaApp;
 fn main() -> eframe::Result {
     let mut preset = twa_app::app::PRESETS[0].to_string();
     let mut capture = None;
+    let mut data = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
             ("--preset", Some(p)) => preset = p,
             ("--capture", Some(dir)) => capture = Some(Capture::new(dir.into())),
+            ("--data", Some(dir)) => data = Some(dir),
             _ => {
-                eprintln!("usage: twa-app [--preset spirals|head|tail] [--capture DIR]");
+                eprintln!("usage: twa-app [--preset spirals|head|tail] [--data DIR] [--capture DIR]");
                 std::process::exit(3);
             }
         }
@@ -28,6 +30,9 @@ fn main() -> eframe::Result {
         options,
         Box::new(move |cc| {
             let mut app = TwaApp::new(&cc.egui_ctx, &preset);
+            if let Some(dir) = data {
+                app.settings.data_dir = dir;
+            }
             if let Some(c) = capture {
                 app.start();
                 app.capture = Some(c);

@@ -47,10 +47,15 @@ fn status_bar(app: &TwaApp, ui: &mut egui::Ui) {
     });
 }
 
-fn number<T: egui::emath::Numeric>(ui: &mut egui::Ui, label: &str, value: &mut T, speed: f64) {
-    ui.label(label);
-    ui.add(egui::DragValue::new(value).speed(speed));
+/// A labelled row of the settings grid.
+fn row(ui: &mut egui::Ui, label: &str, widget: impl egui::Widget) {
+    let label = ui.label(label);
+    ui.add(widget).labelled_by(label.id);
     ui.end_row();
+}
+
+fn number<T: egui::emath::Numeric>(ui: &mut egui::Ui, label: &str, value: &mut T, speed: f64) {
+    row(ui, label, egui::DragValue::new(value).speed(speed));
 }
 
 fn run_panel(app: &mut TwaApp, ui: &mut egui::Ui) {
@@ -74,16 +79,10 @@ fn run_panel(app: &mut TwaApp, ui: &mut egui::Ui) {
         let s = &mut app.settings;
         egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
             if s.preset != "spirals" {
-                ui.label("data");
-                ui.text_edit_singleline(&mut s.data_dir);
-                ui.end_row();
+                row(ui, "data", egui::TextEdit::singleline(&mut s.data_dir));
             }
-            ui.label("hidden");
-            ui.text_edit_singleline(&mut s.hidden);
-            ui.end_row();
-            ui.label("BatchNorm");
-            ui.checkbox(&mut s.batchnorm, "");
-            ui.end_row();
+            row(ui, "hidden", egui::TextEdit::singleline(&mut s.hidden));
+            row(ui, "BatchNorm", egui::Checkbox::without_text(&mut s.batchnorm));
             number(ui, "epochs", &mut s.epochs, 0.2);
             number(ui, "LR", &mut s.lr, 0.001);
             number(ui, "head epochs", &mut s.head_epochs, 0.2);
@@ -135,7 +134,7 @@ fn curves(app: &TwaApp, ui: &mut egui::Ui) {
     Plot::new("loss")
         .height(170.0)
         .legend(Legend::default())
-        .x_axis_label("epoch")
+        .x_axis_label("epochs run (all phases)")
         .show(ui, |plot| {
             plot.line(Line::new("running (train)", c.running_loss.clone()));
             plot.line(Line::new("train", c.train_loss.clone()));
@@ -147,7 +146,7 @@ fn curves(app: &TwaApp, ui: &mut egui::Ui) {
     Plot::new("accuracy")
         .height(170.0)
         .legend(Legend::default())
-        .x_axis_label("epoch")
+        .x_axis_label("epochs run (all phases)")
         .show(ui, |plot| {
             plot.line(Line::new("running (train)", c.running_acc.clone()));
             plot.line(Line::new("train", c.train_acc.clone()));
@@ -205,7 +204,7 @@ pub fn trajectory_points(app: &TwaApp, view: &View) -> Vec<[f64; 2]> {
 
 fn landscape_controls(app: &mut TwaApp, ui: &mut egui::Ui) {
     let (plane, metric, grid) = (app.plane, app.metric, app.grid);
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         egui::ComboBox::from_label("plane")
             .selected_text(match app.plane {
                 PlaneKind::SwaTwaLast => "SWA · TWA · last",
@@ -263,7 +262,6 @@ fn landscape(app: &mut TwaApp, ui: &mut egui::Ui) {
             .width(size - 70.0)
             .height(size - 70.0)
             .data_aspect(1.0)
-            .legend(Legend::default())
             .allow_double_click_reset(true)
             .show(ui, |plot| {
                 let centre = PlotPoint::new((spec.x.0 + spec.x.1) / 2.0, (spec.y.0 + spec.y.1) / 2.0);
@@ -327,6 +325,10 @@ fn landscape(app: &mut TwaApp, ui: &mut egui::Ui) {
         spec.n * spec.n,
         v.seconds
     ));
+    ui.label(
+        RichText::new("white dots: samples (large: the last) · blue square: SWA · red: TWA and its path · blue dots: evaluated points")
+            .small(),
+    );
     if let Some(note) = &v.note {
         ui.label(RichText::new(note).italics());
     }

@@ -14,7 +14,7 @@ fn split(count: usize, classes: usize, noise: f64, rng: &mut Rng) -> Split {
         let class = rng.below(classes);
         let r = 0.08 + 0.92 * rng.next_f64();
         let angle = class as f64 * std::f64::consts::TAU / classes as f64
-            + 1.75 * std::f64::consts::PI * r
+            + 2.5 * std::f64::consts::PI * r
             + noise * (rng.next_f64() - 0.5);
         pixels.push(byte(r * angle.cos()));
         pixels.push(byte(r * angle.sin()));
@@ -31,7 +31,7 @@ fn split(count: usize, classes: usize, noise: f64, rng: &mut Rng) -> Split {
 /// `classes` spiral arms: `train` and `test` points, seeded.
 pub fn spirals(train: usize, test: usize, classes: usize, seed: u64) -> Result<Dataset> {
     let mut rng = Rng::new(seed);
-    let train = split(train, classes, 0.6, &mut rng);
-    let test = split(test, classes, 0.6, &mut rng);
+    let train = split(train, classes, 1.0, &mut rng);
+    let test = split(test, classes, 1.0, &mut rng);
     Dataset::from_splits(train, test, "spirals (generated)".into())
 }
