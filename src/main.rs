@@ -199,7 +199,7 @@ struct LandscapeArgs {
     #[arg(long, default_value = "test-loss")]
     metric: String,
     /// Samples in the fixed evaluation batch (BatchNorm uses its statistics).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 256)]
     batch: usize,
     /// Width of the PNG's heatmap in pixels.
     #[arg(long, default_value_t = 512)]
@@ -703,9 +703,7 @@ fn landscape(adapter: Option<&str>, args: LandscapeArgs) -> Result<()> {
         args.batch,
         config.train.seed,
     )?;
-    let twa_point = twa_params
-        .map(|p| land.coordinates_of(&p))
-        .transpose()?;
+    let twa_point = twa_params.map(|p| land.coordinates_of(&p)).transpose()?;
     let anchors = land.anchors(twa_point);
     let plane = Plane::build(kind, &anchors)?;
     land.set_plane(&plane)?;

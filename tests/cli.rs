@@ -409,7 +409,11 @@ fn sampled_history_averages_with_swa_ema_and_twa() {
     for (args, code, needle) in [
         (vec!["--plane", "swa-twa-last"], 3, "needs the TWA point"),
         (vec!["--metric", "accuracy"], 3, "unknown metric"),
-        (vec!["--twa", &not_st.display().to_string()], 1, "not a safetensors file"),
+        (
+            vec!["--twa", &not_st.display().to_string()],
+            1,
+            "not a safetensors file",
+        ),
     ] {
         let mut all = vec!["landscape", "--history", &history, "--out", &land_dir];
         all.extend(args);

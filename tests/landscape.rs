@@ -55,7 +55,10 @@ fn grid_points_match_models_built_from_their_weights_on_the_cpu() {
     let samples: Vec<Vec<f64>> = (0..n)
         .map(|_| {
             let noise = random(&mut rng, dim);
-            base.iter().zip(noise).map(|(&b, e)| (b + 0.3 * e) as f64).collect()
+            base.iter()
+                .zip(noise)
+                .map(|(&b, e)| (b + 0.3 * e) as f64)
+                .collect()
         })
         .collect();
     let flat: Vec<f32> = samples.iter().flatten().map(|&v| v as f32).collect();
@@ -71,19 +74,35 @@ fn grid_points_match_models_built_from_their_weights_on_the_cpu() {
     let check = |what: &str, got: (f32, f32), weights: &[f64]| {
         let (loss, acc) = cpu::model_probe(&model, weights, &x, &labels);
         let err = (got.0 as f64 - loss).abs();
-        assert!(err <= 1e-4 * loss + 1e-5, "{what}: loss {} vs CPU {loss}", got.0);
-        assert!((got.1 as f64 - acc).abs() <= 0.011, "{what}: acc {} vs CPU {acc}", got.1);
+        assert!(
+            err <= 1e-4 * loss + 1e-5,
+            "{what}: loss {} vs CPU {loss}",
+            got.0
+        );
+        assert!(
+            (got.1 as f64 - acc).abs() <= 0.011,
+            "{what}: acc {} vs CPU {acc}",
+            got.1
+        );
     };
     // The three anchors, built from their definitions.
     let swa = combination(&samples, &[1.0 / n as f64; 6]);
     let anchor_weights = [
         ("SWA", &anchors.swa, swa),
         ("TWA", &twa, combination(&samples, &alpha)),
-        ("last sample", &anchors.samples[n - 1], samples[n - 1].clone()),
+        (
+            "last sample",
+            &anchors.samples[n - 1],
+            samples[n - 1].clone(),
+        ),
     ];
     for (what, beta, weights) in &anchor_weights {
         let [px, py] = plane.project(beta);
-        check(what, land.evaluate_point(Part::Test, px, py).unwrap(), weights);
+        check(
+            what,
+            land.evaluate_point(Part::Test, px, py).unwrap(),
+            weights,
+        );
     }
     // A whole grid, each point against Σ α_i(x, y) w_i with α = Tᵀβ(x, y).
     let side = 17;
@@ -95,13 +114,20 @@ fn grid_points_match_models_built_from_their_weights_on_the_cpu() {
             true
         })
         .unwrap();
-    assert!(grid.complete() && reports >= 2, "coarse to fine: {reports} reports");
+    assert!(
+        grid.complete() && reports >= 2,
+        "coarse to fine: {reports} reports"
+    );
     for j in 0..side {
         for i in 0..side {
             let [gx, gy] = spec.coord(i, j);
             let a = averaging_coefficients(&land.space.transform, n, &plane.point(gx, gy));
             let k = j * side + i;
-            check(&format!("grid ({i}, {j})"), (grid.loss[k], grid.acc[k]), &combination(&samples, &a));
+            check(
+                &format!("grid ({i}, {j})"),
+                (grid.loss[k], grid.acc[k]),
+                &combination(&samples, &a),
+            );
         }
     }
 }

@@ -283,16 +283,17 @@ impl TwaApp {
             return;
         }
         self.requested = self.landscape.next_generation();
-        let _ = self.landscape.requests.send(Request::Compute(
-            landscape_worker::Compute {
+        let _ = self
+            .landscape
+            .requests
+            .send(Request::Compute(landscape_worker::Compute {
                 generation: self.requested,
                 plane: self.plane,
                 twa: self.alpha.clone(),
                 metric: self.metric,
                 grid: self.grid,
                 trajectory: self.trajectory.clone(),
-            },
-        ));
+            }));
     }
 
     /// Evaluate the model at a plane point (the result arrives later as a mark).

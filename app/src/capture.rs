@@ -56,8 +56,18 @@ pub fn step(app: &mut TwaApp, ctx: &egui::Context) {
         return;
     }
     capture.requested = true;
-    let busy: Vec<f32> = app.frames_seen.iter().filter(|f| f.1).map(|f| f.0).collect();
-    let idle: Vec<f32> = app.frames_seen.iter().filter(|f| !f.1).map(|f| f.0).collect();
+    let busy: Vec<f32> = app
+        .frames_seen
+        .iter()
+        .filter(|f| f.1)
+        .map(|f| f.0)
+        .collect();
+    let idle: Vec<f32> = app
+        .frames_seen
+        .iter()
+        .filter(|f| !f.1)
+        .map(|f| f.0)
+        .collect();
     let report = serde_json::json!({
         "during_landscape": summary(&busy),
         "otherwise": summary(&idle),
@@ -67,7 +77,11 @@ pub fn step(app: &mut TwaApp, ctx: &egui::Context) {
     });
     let (dir, done) = (capture.dir.clone(), capture.done.clone());
     let write = move |image: Arc<egui::ColorImage>| {
-        let rgb: Vec<u8> = image.pixels.iter().flat_map(|p| [p.r(), p.g(), p.b()]).collect();
+        let rgb: Vec<u8> = image
+            .pixels
+            .iter()
+            .flat_map(|p| [p.r(), p.g(), p.b()])
+            .collect();
         let png = twa::landscape::render::encode_png(image.size[0], image.size[1], &rgb);
         let written = twa::files::ensure_writable_dir(&dir)
             .and_then(|_| twa::files::write_atomic(&dir.join("app.png"), &png))
@@ -79,8 +93,8 @@ pub fn step(app: &mut TwaApp, ctx: &egui::Context) {
         }
         done.store(true, Ordering::Release);
     };
-    ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(egui::ScreenshotCallback::new(
-        write,
-    )));
+    ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(
+        egui::ScreenshotCallback::new(write),
+    ));
     ctx.request_repaint();
 }

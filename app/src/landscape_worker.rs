@@ -59,9 +59,17 @@ pub struct View {
 pub enum Reply {
     Adapter(String),
     /// The subspace is built.
-    Ready { rank: usize, seconds: f64 },
+    Ready {
+        rank: usize,
+        seconds: f64,
+    },
     View(Box<View>),
-    Point { x: f64, y: f64, loss: f64, acc: f64 },
+    Point {
+        x: f64,
+        y: f64,
+        loss: f64,
+        acc: f64,
+    },
     Failed(String),
 }
 
@@ -73,7 +81,7 @@ pub struct Worker {
 }
 
 /// Fixed-batch size for grid points.
-pub const BATCH: usize = 512;
+pub const BATCH: usize = 256;
 
 impl Worker {
     /// Start the thread; `wake` is called after each reply.

@@ -14,7 +14,9 @@ fn main() -> eframe::Result {
             ("--capture", Some(dir)) => capture = Some(Capture::new(dir.into())),
             ("--data", Some(dir)) => data = Some(dir),
             _ => {
-                eprintln!("usage: twa-app [--preset spirals|head|tail] [--data DIR] [--capture DIR]");
+                eprintln!(
+                    "usage: twa-app [--preset spirals|head|tail] [--data DIR] [--capture DIR]"
+                );
                 std::process::exit(3);
             }
         }

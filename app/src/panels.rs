@@ -4,7 +4,9 @@
 use crate::app::{TwaApp, PRESETS};
 use crate::landscape_worker::View;
 use eframe::egui::{self, Color32, RichText};
-use egui_plot::{Bar, BarChart, HLine, Legend, Line, MarkerShape, Plot, PlotImage, PlotPoint, Points, VLine};
+use egui_plot::{
+    Bar, BarChart, HLine, Legend, Line, MarkerShape, Plot, PlotImage, PlotPoint, Points, VLine,
+};
 use twa::landscape::render::colormap;
 use twa::landscape::{Metric, PlaneKind};
 
@@ -82,7 +84,11 @@ fn run_panel(app: &mut TwaApp, ui: &mut egui::Ui) {
                 row(ui, "data", egui::TextEdit::singleline(&mut s.data_dir));
             }
             row(ui, "hidden", egui::TextEdit::singleline(&mut s.hidden));
-            row(ui, "BatchNorm", egui::Checkbox::without_text(&mut s.batchnorm));
+            row(
+                ui,
+                "BatchNorm",
+                egui::Checkbox::without_text(&mut s.batchnorm),
+            );
             number(ui, "epochs", &mut s.epochs, 0.2);
             number(ui, "LR", &mut s.lr, 0.001);
             number(ui, "head epochs", &mut s.head_epochs, 0.2);
@@ -93,7 +99,10 @@ fn run_panel(app: &mut TwaApp, ui: &mut egui::Ui) {
         });
     });
     ui.horizontal(|ui| {
-        if ui.add_enabled(!running, egui::Button::new("Start")).clicked() {
+        if ui
+            .add_enabled(!running, egui::Button::new("Start"))
+            .clicked()
+        {
             app.start();
         }
         let pause = if app.paused() { "Resume" } else { "Pause" };
@@ -256,7 +265,10 @@ fn landscape(app: &mut TwaApp, ui: &mut egui::Ui) {
     let trajectory = trajectory_points(app, v);
     let mut clicked = None;
     let mut hover = None;
-    let size = ui.available_width().min(ui.available_height() - 120.0).max(120.0);
+    let size = ui
+        .available_width()
+        .min(ui.available_height() - 120.0)
+        .max(120.0);
     ui.horizontal(|ui| {
         let response = Plot::new("landscape")
             .width(size - 70.0)
@@ -264,12 +276,22 @@ fn landscape(app: &mut TwaApp, ui: &mut egui::Ui) {
             .data_aspect(1.0)
             .allow_double_click_reset(true)
             .show(ui, |plot| {
-                let centre = PlotPoint::new((spec.x.0 + spec.x.1) / 2.0, (spec.y.0 + spec.y.1) / 2.0);
+                let centre =
+                    PlotPoint::new((spec.x.0 + spec.x.1) / 2.0, (spec.y.0 + spec.y.1) / 2.0);
                 let extent = [(spec.x.1 - spec.x.0) as f32, (spec.y.1 - spec.y.0) as f32];
-                plot.image(PlotImage::new("landscape", shown.texture.id(), centre, extent));
+                plot.image(PlotImage::new(
+                    "landscape",
+                    shown.texture.id(),
+                    centre,
+                    extent,
+                ));
                 let samples: Vec<[f64; 2]> = v.overlay.samples.clone();
                 if let Some(last) = samples.last().copied() {
-                    plot.points(Points::new("samples", samples).color(Color32::WHITE).radius(2.0));
+                    plot.points(
+                        Points::new("samples", samples)
+                            .color(Color32::WHITE)
+                            .radius(2.0),
+                    );
                     plot.points(
                         Points::new("last sample", vec![last])
                             .color(Color32::WHITE)
@@ -286,21 +308,31 @@ fn landscape(app: &mut TwaApp, ui: &mut egui::Ui) {
                     );
                 }
                 if trajectory.len() > 1 {
-                    plot.line(Line::new("TWA path", trajectory.clone()).color(TWA_COLOUR).width(2.0));
+                    plot.line(
+                        Line::new("TWA path", trajectory.clone())
+                            .color(TWA_COLOUR)
+                            .width(2.0),
+                    );
                 }
                 if let Some(twa) = trajectory.last().copied().or(v.overlay.twa) {
                     plot.points(Points::new("TWA", vec![twa]).color(TWA_COLOUR).radius(6.0));
                 }
                 let marks: Vec<[f64; 2]> = app.marks.iter().map(|m| [m.x, m.y]).collect();
                 if !marks.is_empty() {
-                    plot.points(Points::new("evaluated", marks).color(MARK_COLOUR).radius(4.0));
+                    plot.points(
+                        Points::new("evaluated", marks)
+                            .color(MARK_COLOUR)
+                            .radius(4.0),
+                    );
                 }
                 hover = plot.pointer_coordinate();
                 if plot.response().clicked() {
                     clicked = hover;
                 }
             });
-        response.response.on_hover_cursor(egui::CursorIcon::Crosshair);
+        response
+            .response
+            .on_hover_cursor(egui::CursorIcon::Crosshair);
         colour_bar(ui, shown.scale, size - 70.0);
     });
     let value_at = |p: PlotPoint| {
@@ -308,10 +340,18 @@ fn landscape(app: &mut TwaApp, ui: &mut egui::Ui) {
         let fx = (p.x - spec.x.0) / (spec.x.1 - spec.x.0) * (n - 1) as f64;
         let fy = (p.y - spec.y.0) / (spec.y.1 - spec.y.0) * (n - 1) as f64;
         let inside = (0.0..=(n - 1) as f64).contains(&fx) && (0.0..=(n - 1) as f64).contains(&fy);
-        inside.then(|| v.grid.value(v.metric, fx.round() as usize, fy.round() as usize))
+        inside.then(|| {
+            v.grid
+                .value(v.metric, fx.round() as usize, fy.round() as usize)
+        })
     };
     match hover.and_then(|p| value_at(p).map(|val| (p, val))) {
-        Some((p, val)) => ui.label(format!("x {:.3}  y {:.3}  {} {val:.4}", p.x, p.y, v.metric.label())),
+        Some((p, val)) => ui.label(format!(
+            "x {:.3}  y {:.3}  {} {val:.4}",
+            p.x,
+            p.y,
+            v.metric.label()
+        )),
         None => ui.label("Hover for the value; click to evaluate the model there."),
     };
     let done = v.grid.loss.iter().filter(|x| !x.is_nan()).count();
@@ -359,7 +399,10 @@ fn landscape(app: &mut TwaApp, ui: &mut egui::Ui) {
 fn colour_bar(ui: &mut egui::Ui, scale: twa::landscape::ColorScale, height: f32) {
     let (rect, _) = ui.allocate_exact_size(egui::vec2(64.0, height), egui::Sense::hover());
     let painter = ui.painter_at(rect);
-    let bar = egui::Rect::from_min_size(rect.min + egui::vec2(0.0, 8.0), egui::vec2(14.0, height - 16.0));
+    let bar = egui::Rect::from_min_size(
+        rect.min + egui::vec2(0.0, 8.0),
+        egui::vec2(14.0, height - 16.0),
+    );
     let steps = 64;
     for k in 0..steps {
         let t = k as f32 / (steps - 1) as f32;

@@ -55,15 +55,25 @@ fn a_demo_run_started_by_clicking_fills_every_panel() {
     let methods: Vec<&str> = app.curves.results.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(methods, ["SGD (epoch 10)", "SWA", "TWA", "SGD (epoch 20)"]);
     assert_eq!(app.curves.test_acc.len(), 20 + 2, "SGD and TWA epochs");
-    assert_eq!(app.alpha.as_ref().map(Vec::len), Some(51), "α over w₀ + 10 × 5 samples");
-    assert!(!app.trajectory.is_empty(), "TWA's path was reported while it trained");
+    assert_eq!(
+        app.alpha.as_ref().map(Vec::len),
+        Some(51),
+        "α over w₀ + 10 × 5 samples"
+    );
+    assert!(
+        !app.trajectory.is_empty(),
+        "TWA's path was reported while it trained"
+    );
     let shown = app.shown.as_ref().unwrap();
     assert_eq!(shown.view.grid.spec.n, 33);
     assert!(shown.view.grid.loss.iter().all(|v| v.is_finite()));
     assert!(app.status.starts_with("Finished"), "{}", app.status);
     // Timings, the adapter name and the asynchronously read running loss vary between
     // runs and machines; panels that fail to render would change far more pixels.
-    h.snapshot_options("finished", &SnapshotOptions::new().max_failed_pixels(60_000));
+    h.snapshot_options(
+        "finished",
+        &SnapshotOptions::new().max_failed_pixels(60_000),
+    );
 }
 
 #[test]
@@ -72,7 +82,9 @@ fn a_worker_error_shows_as_a_message_and_the_app_keeps_running() {
     h.state_mut().settings.data_dir = "/nonexistent/fashion-mnist".into();
     h.run_steps(2);
     h.get_by_label("Start").click();
-    step_until(&mut h, Duration::from_secs(60), |app| !app.running() && app.error.is_some());
+    step_until(&mut h, Duration::from_secs(60), |app| {
+        !app.running() && app.error.is_some()
+    });
     let error = h.state().error.clone().unwrap();
     assert!(error.contains("data directory not found"), "{error}");
     h.get_by_label_contains("data directory not found");

@@ -246,7 +246,11 @@ impl<'a> Landscape<'a> {
                     let k = j * n + i;
                     let totals = Network::decode_totals(&words[4 * k..4 * k + 4]);
                     let loss = totals.mean_loss() as f32;
-                    grid.loss[k] = if loss.is_finite() { loss } else { f32::INFINITY };
+                    grid.loss[k] = if loss.is_finite() {
+                        loss
+                    } else {
+                        f32::INFINITY
+                    };
                     grid.acc[k] = totals.accuracy() as f32;
                 }
                 if chunk.len() == CHUNK && !progress(&grid) {

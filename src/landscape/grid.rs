@@ -173,7 +173,9 @@ impl Grid {
     /// Every value of `metric`, row-major, coarse levels standing in for missing points.
     pub fn values(&self, metric: Metric) -> Vec<f32> {
         let n = self.spec.n;
-        (0..n * n).map(|k| self.value(metric, k % n, k / n)).collect()
+        (0..n * n)
+            .map(|k| self.value(metric, k % n, k / n))
+            .collect()
     }
 
     /// CSV with a header: x, y, loss, accuracy per evaluated point.

@@ -152,8 +152,7 @@ impl Plane {
                 let (values, vectors) = symmetric_eigen(cov, dim);
                 let mut order: Vec<usize> = (0..dim).collect();
                 order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
-                if dim < 2 || values[order[1]] <= 1e-18 * values[order[0]].max(f64::MIN_POSITIVE)
-                {
+                if dim < 2 || values[order[1]] <= 1e-18 * values[order[0]].max(f64::MIN_POSITIVE) {
                     return Err(Error::Config(
                         "the samples span fewer than 2 directions; no PCA plane".into(),
                     ));
@@ -162,12 +161,7 @@ impl Plane {
                 (column(order[0]), column(order[1]))
             }
         };
-        Ok(Plane {
-            kind,
-            origin,
-            u,
-            v,
-        })
+        Ok(Plane { kind, origin, u, v })
     }
 
     /// Plane coordinates of the orthogonal projection of `beta` onto the plane.
@@ -249,7 +243,11 @@ mod tests {
         for i in 0..n {
             for j in 0..n {
                 let r: f64 = (0..n).map(|k| v[i * n + k] * w[k] * v[j * n + k]).sum();
-                assert!((r - a[i * n + j]).abs() < 1e-9, "({i},{j}): {r} vs {}", a[i * n + j]);
+                assert!(
+                    (r - a[i * n + j]).abs() < 1e-9,
+                    "({i},{j}): {r} vs {}",
+                    a[i * n + j]
+                );
             }
         }
     }
@@ -271,7 +269,10 @@ mod tests {
             assert_eq!(p.project(&anchors.swa), [0.0, 0.0]);
         }
         let p = Plane::build(PlaneKind::SwaTwaLast, &anchors).unwrap();
-        for anchor in [anchors.twa.as_ref().unwrap(), anchors.samples.last().unwrap()] {
+        for anchor in [
+            anchors.twa.as_ref().unwrap(),
+            anchors.samples.last().unwrap(),
+        ] {
             let [x, y] = p.project(anchor);
             let back = p.point(x, y);
             assert!(back.iter().zip(anchor).all(|(a, b)| (a - b).abs() < 1e-12));

@@ -44,7 +44,10 @@ impl ColorScale {
         let mut v: Vec<f32> = values.iter().copied().filter(|x| x.is_finite()).collect();
         v.sort_by(f32::total_cmp);
         let log = metric.logarithmic() && v.first().is_some_and(|&lo| lo > 0.0);
-        let (lo, hi) = match (v.first(), v.get(((v.len() as f32 * 0.95) as usize).min(v.len().saturating_sub(1)))) {
+        let (lo, hi) = match (
+            v.first(),
+            v.get(((v.len() as f32 * 0.95) as usize).min(v.len().saturating_sub(1))),
+        ) {
             (Some(&lo), Some(&hi)) if hi > lo => (lo, hi),
             (Some(&lo), _) => (lo, lo + 1e-6_f32.max(lo.abs() * 1e-3)),
             _ => (0.0, 1.0),
@@ -180,7 +183,11 @@ impl Canvas {
         let (cx, cy) = (p[0].round() as i64, p[1].round() as i64);
         for dy in -r..=r {
             for dx in -r..=r {
-                let c = if dx.abs() == r || dy.abs() == r { edge } else { fill };
+                let c = if dx.abs() == r || dy.abs() == r {
+                    edge
+                } else {
+                    fill
+                };
                 self.put(cx + dx, cy + dy, c);
             }
         }
@@ -297,7 +304,12 @@ pub fn render_png(grid: &Grid, metric: Metric, overlay: &Overlay, size: usize) -
     };
     for (k, s) in overlay.samples.iter().enumerate() {
         let last = k + 1 == overlay.samples.len();
-        canvas.disc(plane_to_pixel(*s), if last { 5.0 } else { 2.5 }, WHITE, BLACK);
+        canvas.disc(
+            plane_to_pixel(*s),
+            if last { 5.0 } else { 2.5 },
+            WHITE,
+            BLACK,
+        );
     }
     for w in overlay.trajectory.windows(2) {
         canvas.line(plane_to_pixel(w[0]), plane_to_pixel(w[1]), TWA_COLOUR);
@@ -323,8 +335,18 @@ pub fn render_png(grid: &Grid, metric: Metric, overlay: &Overlay, size: usize) -
         let t = k as f32 / 4.0;
         let py = ((1.0 - t) * (size - 1) as f32) as i64;
         let y = (py - 5).clamp(0, size as i64 - 10);
-        canvas.line([(bx + bw) as f32, py as f32], [(bx + bw + 3) as f32, py as f32], BLACK);
-        canvas.text((bx + bw + 6) as i64, y.max(0), &label(scale.value_at(t)), 2, BLACK);
+        canvas.line(
+            [(bx + bw) as f32, py as f32],
+            [(bx + bw + 3) as f32, py as f32],
+            BLACK,
+        );
+        canvas.text(
+            (bx + bw + 6) as i64,
+            y.max(0),
+            &label(scale.value_at(t)),
+            2,
+            BLACK,
+        );
     }
     encode_png(canvas.width, canvas.height, &canvas.rgb)
 }
@@ -336,7 +358,9 @@ pub fn encode_png(width: usize, height: usize, rgb: &[u8]) -> Vec<u8> {
         let mut encoder = png::Encoder::new(&mut out, width as u32, height as u32);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().expect("PNG header of a non-empty image");
+        let mut writer = encoder
+            .write_header()
+            .expect("PNG header of a non-empty image");
         writer
             .write_image_data(rgb)
             .expect("PNG data matching the header");

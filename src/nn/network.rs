@@ -201,7 +201,14 @@ impl Network {
     ) -> Vec<Dispatch> {
         let bufs = self.buffers();
         let mut out = Vec::new();
-        for (i, layer) in self.model.layers.iter().enumerate().take(range.end).skip(range.start) {
+        for (i, layer) in self
+            .model
+            .layers
+            .iter()
+            .enumerate()
+            .take(range.end)
+            .skip(range.start)
+        {
             out.extend(layers::forward(
                 gpu,
                 &self.kernels,

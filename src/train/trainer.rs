@@ -126,13 +126,16 @@ impl std::fmt::Debug for SharedSamples {
     }
 }
 
+/// Turns watched values into an event.
+pub type ToEvent<'a> = Box<dyn Fn(&[f32]) -> Event + 'a>;
+
 /// Device values read back every few steps together with the running loss and turned
 /// into an event (TWA's coordinates): dispatches that fill `source`, and the mapping.
 pub struct Watch<'a> {
     pub dispatches: Vec<Dispatch>,
     pub source: wgpu::Buffer,
     pub words: usize,
-    pub to_event: Box<dyn Fn(&[f32]) -> Event + 'a>,
+    pub to_event: ToEvent<'a>,
 }
 
 /// A split of the data set.
@@ -356,7 +359,9 @@ impl<'a> Trainer<'a> {
                     acc: totals.accuracy(),
                 });
             }
-            if let (Some(w), Some(words)) = (&self.watch, watched.as_ref().and_then(|r| r.try_take(gpu))) {
+            if let (Some(w), Some(words)) =
+                (&self.watch, watched.as_ref().and_then(|r| r.try_take(gpu)))
+            {
                 observer((w.to_event)(&words));
             }
             observer(Event::Step { step: step + 1 });

@@ -198,7 +198,11 @@ pub fn run(
         &swa,
         sampling_seconds + swa_started.elapsed().as_secs_f64(),
     );
-    report(observer, &swa_row, Some(vec![1.0 / history.len() as f64; history.len()]));
+    report(
+        observer,
+        &swa_row,
+        Some(vec![1.0 / history.len() as f64; history.len()]),
+    );
     rows.push(swa_row);
     crate::checkpoint::save(
         &out.join("swa.safetensors"),
