@@ -711,8 +711,18 @@ fn landscape(adapter: Option<&str>, args: LandscapeArgs) -> Result<()> {
     let overlay = landscape::overlay(&plane, &anchors);
     let spec = landscape::grid_around(&overlay, args.grid);
     let bar = indicatif::ProgressBar::new((args.grid * args.grid) as u64);
+    let grid_started = Instant::now();
+    let mut levels = Vec::new();
     let grid = land.evaluate(&spec, metric.part(), &mut |g| {
-        bar.set_position(g.loss.iter().filter(|v| !v.is_nan()).count() as u64);
+        let done = g.loss.iter().filter(|v| !v.is_nan()).count();
+        bar.set_position(done as u64);
+        if levels
+            .last()
+            .is_none_or(|&(stride, _, _)| stride != g.stride)
+            && g.stride != usize::MAX
+        {
+            levels.push((g.stride, done, grid_started.elapsed().as_secs_f64()));
+        }
         true
     })?;
     bar.finish_and_clear();
@@ -736,6 +746,10 @@ fn landscape(adapter: Option<&str>, args: LandscapeArgs) -> Result<()> {
         "rank": land.space.rank,
         "subspace_seconds": subspace_seconds,
         "grid_seconds": grid_seconds,
+        "levels": levels
+            .iter()
+            .map(|(_, points, seconds)| serde_json::json!({ "points": points, "seconds": seconds }))
+            .collect::<Vec<_>>(),
         "csv": csv,
         "png": png,
     });

@@ -161,12 +161,51 @@ fn twa_reports_its_coefficients_while_training() {
         }
     })
     .unwrap();
-    // 50 steps, a copy every 25 while the previous readback is not pending.
-    assert!(!reported.is_empty(), "no coefficients reported");
+    // The start, then 50 steps with a copy every 25 while no readback is pending.
+    assert!(
+        reported.len() >= 2,
+        "start and at least one step: {}",
+        reported.len()
+    );
     for alpha in &reported {
         assert_eq!(alpha.len(), n);
         for a in alpha {
             assert!((a - 0.2).abs() < 1e-4, "{alpha:?}");
         }
     }
+}
+
+#[test]
+fn a_clicked_point_is_evaluated_like_an_averaged_model() {
+    let data = toy_data();
+    let model = Model::mlp(&model_config(), data.train.features, data.classes);
+    let dim = model.num_params();
+    let mut rng = rng("click");
+    let base = model.init_params(4);
+    let samples: Vec<f32> = (0..4)
+        .flat_map(|_| {
+            let noise = random(&mut rng, dim);
+            base.iter()
+                .zip(noise)
+                .map(|(&b, e)| b + 0.2 * e)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut land = Landscape::new(gpu(), &data, &model_config(), &samples, 50, 5).unwrap();
+    let anchors = land.anchors(None);
+    let plane = Plane::build(PlaneKind::Pca, &anchors).unwrap();
+    land.set_plane(&plane).unwrap();
+    let [x, y] = plane.project(&anchors.swa);
+    let clicked = land.evaluate_model(x, y).unwrap();
+    // The same model through the averaging path: SWA weights, BN re-estimated, test split.
+    let config = TrainConfig {
+        batch: 50,
+        eval_batch: 50,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(gpu(), &data, &model_config(), config).unwrap();
+    let swa = average::evaluate_at(&mut trainer, &average::mean(&samples, dim)).unwrap();
+    let (a, b) = (clicked.mean_loss(), swa.mean_loss());
+    assert!((a - b).abs() <= 1e-4 * b, "clicked {a} vs SWA {b}");
+    assert_eq!(clicked.accuracy(), swa.accuracy());
 }

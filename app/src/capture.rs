@@ -75,7 +75,7 @@ pub fn step(app: &mut TwaApp, ctx: &egui::Context) {
         "status": app.status,
         "error": app.error,
     });
-    let (dir, done) = (capture.dir.clone(), capture.done.clone());
+    let (dir, done, wake) = (capture.dir.clone(), capture.done.clone(), ctx.clone());
     let write = move |image: Arc<egui::ColorImage>| {
         let rgb: Vec<u8> = image
             .pixels
@@ -92,6 +92,7 @@ pub fn step(app: &mut TwaApp, ctx: &egui::Context) {
             eprintln!("error: {e}");
         }
         done.store(true, Ordering::Release);
+        wake.request_repaint();
     };
     ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(
         egui::ScreenshotCallback::new(write),

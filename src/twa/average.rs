@@ -113,6 +113,13 @@ pub fn evaluate_at(trainer: &mut Trainer, params: &[f32]) -> Result<Totals> {
     trainer.evaluate()
 }
 
+/// Coefficients selecting sample `i` of `n`.
+fn unit(n: usize, i: usize) -> Vec<f64> {
+    let mut a = vec![0.0; n];
+    a[i] = 1.0;
+    a
+}
+
 /// Result of [`train_twa`]: the outcome and the samples Gram–Schmidt left out.
 pub struct TwaRun {
     pub outcome: Averaged,
@@ -137,10 +144,10 @@ pub fn train_twa(
             "TWA needs at least 2 samples, got {n}"
         )));
     }
-    let start = match twa.start {
-        Start::Swa => mean(samples, dim),
-        Start::Last => samples[(n - 1) * dim..].to_vec(),
-        Start::Sample(i) if i < n => samples[i * dim..(i + 1) * dim].to_vec(),
+    let (start, start_alpha) = match twa.start {
+        Start::Swa => (mean(samples, dim), vec![1.0 / n as f64; n]),
+        Start::Last => (samples[(n - 1) * dim..].to_vec(), unit(n, n - 1)),
+        Start::Sample(i) if i < n => (samples[i * dim..(i + 1) * dim].to_vec(), unit(n, i)),
         Start::Sample(i) => {
             return Err(Error::Config(format!(
                 "--start {i}: only {n} samples are selected"
@@ -174,6 +181,7 @@ pub fn train_twa(
         }),
     });
     trainer.net.set_params(gpu, &start);
+    observer(Event::Coefficients { alpha: start_alpha });
     let trained = trainer.run(observer);
     trainer.watch = None;
     trained?;
