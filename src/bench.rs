@@ -209,8 +209,8 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
     println!("adapter: {}", gpu.describe());
     let k = Kernels::new(gpu);
     println!(
-        "{:<30} {:>14} {:>14} {:>14} {:>12}",
-        "GEMM (GFLOP/s)", "lanes", "vec4", "tiled", "max rel err"
+        "{:<30} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "GEMM (GFLOP/s)", "lanes", "vec4", "tiled", "subgroup", "max rel err"
     );
     let mut square = 0.0;
     for s in SHAPES {
@@ -223,13 +223,21 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
         let (lanes, err_lanes) = gemm(gpu, &k.matmul, layers::MATMUL_TILE, s, reps)?;
         let (vec4, err_vec4) = gemm(gpu, &k.matmul_vec4, layers::MATMUL_VEC4_TILE, s, reps)?;
         let (tiled, err_tiled) = gemm(gpu, &k.matmul_tiled, layers::MATMUL_TILED_TILE, s, reps)?;
-        let worst = err_lanes.max(err_vec4).max(err_tiled);
+        let (subgroup, err_subgroup) = match &k.matmul_subgroup {
+            Some(sg) => gemm(gpu, sg, layers::MATMUL_SUBGROUP_TILE, s, reps)?,
+            None => (f64::NAN, 0.0),
+        };
+        let worst = err_lanes.max(err_vec4).max(err_tiled).max(err_subgroup);
         println!(
-            "{:<30} {lanes:>14.2} {vec4:>14.2} {tiled:>14.2} {worst:>12.1e}",
+            "{:<30} {lanes:>10.2} {vec4:>10.2} {tiled:>10.2} {subgroup:>10.2} {worst:>12.1e}",
             s.name
         );
         if s.m == 1024 {
-            square = if k.prefer_tiled { tiled } else { vec4 };
+            square = match &k.matmul_subgroup {
+                _ if k.prefer_tiled => tiled,
+                Some(_) => subgroup,
+                None => vec4,
+            };
         }
     }
     match numpy_sgemm() {

@@ -34,11 +34,16 @@ fn matmul_variants_match_reference_with_offsets_strides_and_bias() {
     let mut rng = rng("matmul");
     let k = kernels();
     // (kernel, workgroup tile, B offset, whether B's row stride is padded to vec4s)
-    let variants = [
-        (&k.matmul, (8, 256), 5, false),
-        (&k.matmul_vec4, (16, 256), 8, true),
-        (&k.matmul, (8, 256), 4, true),
+    let mut variants = vec![
+        (&k.matmul, layers::MATMUL_TILE, 5, false),
+        (&k.matmul_vec4, layers::MATMUL_VEC4_TILE, 8, true),
+        (&k.matmul, layers::MATMUL_TILE, 4, true),
+        (&k.matmul_tiled, layers::MATMUL_TILED_TILE, 3, false),
     ];
+    // lavapipe offers subgroups of 8, so CI runs this variant too.
+    if let Some(sg) = &k.matmul_subgroup {
+        variants.push((sg, layers::MATMUL_SUBGROUP_TILE, 12, true));
+    }
     // Odd sizes so that partial workgroups in both directions are exercised.
     for &(m, n, kk) in &[
         (37, 300, 129),

@@ -17,6 +17,8 @@ use Binding::{Read, ReadWrite as Rw, Uniform};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shader {
     Linear,
+    /// `linear.wgsl` plus the subgroup matrix product (devices with subgroups ≥ 8).
+    LinearSubgroup,
     Activation,
     BatchNorm,
     Loss,
@@ -27,8 +29,9 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and translation tests.
-    pub const ALL: [Shader; 7] = [
+    pub const ALL: [Shader; 8] = [
         Shader::Linear,
+        Shader::LinearSubgroup,
         Shader::Activation,
         Shader::BatchNorm,
         Shader::Loss,
@@ -41,6 +44,7 @@ impl Shader {
     pub fn file(self) -> &'static str {
         match self {
             Shader::Linear => "linear.wgsl",
+            Shader::LinearSubgroup => "linear.wgsl + linear_subgroup.wgsl",
             Shader::Activation => "activation.wgsl",
             Shader::BatchNorm => "batchnorm.wgsl",
             Shader::Loss => "loss.wgsl",
@@ -54,6 +58,10 @@ impl Shader {
     pub fn source(self) -> &'static str {
         match self {
             Shader::Linear => include_str!("../../shaders/linear.wgsl"),
+            Shader::LinearSubgroup => concat!(
+                include_str!("../../shaders/linear.wgsl"),
+                include_str!("../../shaders/linear_subgroup.wgsl")
+            ),
             Shader::Activation => include_str!("../../shaders/activation.wgsl"),
             Shader::BatchNorm => include_str!("../../shaders/batchnorm.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
@@ -66,7 +74,7 @@ impl Shader {
     /// Bindings of group 0, in binding order.
     pub fn bindings(self) -> &'static [Binding] {
         match self {
-            Shader::Linear => &[Read, Read, Read, Rw, Uniform],
+            Shader::Linear | Shader::LinearSubgroup => &[Read, Read, Read, Rw, Uniform],
             Shader::Activation => &[Read, Read, Rw, Uniform],
             Shader::BatchNorm => &[Read, Read, Read, Rw, Rw, Rw, Uniform, Uniform],
             Shader::Loss => &[Read, Read, Rw, Rw, Uniform, Uniform],
@@ -86,6 +94,7 @@ impl Shader {
                 "transpose",
                 "bias_grad",
             ],
+            Shader::LinearSubgroup => &["matmul_subgroup"],
             Shader::Activation => &["relu_forward", "relu_backward"],
             Shader::BatchNorm => &["forward_train", "forward_eval", "recalibrate", "backward"],
             Shader::Loss => &["cross_entropy", "evaluate"],
@@ -110,6 +119,8 @@ pub struct Kernels {
     pub matmul: Kernel,
     pub matmul_vec4: Kernel,
     pub matmul_tiled: Kernel,
+    /// The subgroup variant, where the device has subgroups of at least 8 invocations.
+    pub matmul_subgroup: Option<Kernel>,
     /// Use `matmul_tiled` (real GPUs) rather than the register-blocked variants (CPU
     /// rasterisers such as lavapipe, where workgroup-memory tiling does not pay).
     pub prefer_tiled: bool,
@@ -191,10 +202,16 @@ fn compile(device: &wgpu::Device, shader: Shader) -> Vec<Kernel> {
 impl Kernels {
     /// Compile every shader for `gpu`'s device.
     pub fn new(gpu: &Gpu) -> Kernels {
+        let subgroups = gpu.has_subgroups(8);
         let mut all: Vec<Kernel> = Shader::ALL
             .iter()
+            .filter(|&&s| s != Shader::LinearSubgroup || subgroups)
             .flat_map(|&s| compile(&gpu.device, s))
             .collect();
+        let matmul_subgroup = all
+            .iter()
+            .position(|k| k.name == "matmul_subgroup")
+            .map(|i| all.swap_remove(i));
         let mut take = |name: &str| {
             let i = all
                 .iter()
@@ -206,6 +223,7 @@ impl Kernels {
             matmul: take("matmul"),
             matmul_vec4: take("matmul_vec4"),
             matmul_tiled: take("matmul_tiled"),
+            matmul_subgroup,
             prefer_tiled: gpu.info.device_type != wgpu::DeviceType::Cpu,
             transpose: take("transpose"),
             bias_grad: take("bias_grad"),

@@ -31,6 +31,9 @@ pub const MATMUL_TILED_TILE: (usize, usize) = (64, 64);
 /// (rows, columns) a workgroup of `matmul_vec4` covers (`VEC_ROWS`, 8·`VEC_WG`).
 pub const MATMUL_VEC4_TILE: (usize, usize) = (16, 256);
 
+/// (rows, columns) a workgroup of `matmul_subgroup` covers.
+pub const MATMUL_SUBGROUP_TILE: (usize, usize) = (24, 256);
+
 /// Whether `p` can use `matmul_vec4` (B rows start on 16-byte boundaries).
 pub fn vec4_aligned(p: &LinearParams) -> bool {
     p.ldb.is_multiple_of(4) && p.b_off.is_multiple_of(4)
@@ -77,12 +80,13 @@ pub fn matmul(
     bias: &wgpu::Buffer,
     c: &wgpu::Buffer,
 ) -> Dispatch {
-    let (kernel, (rows, cols)) = if vec4_aligned(&p) {
-        (&k.matmul_vec4, MATMUL_VEC4_TILE)
-    } else {
-        (&k.matmul, MATMUL_TILE)
+    let (kernel, tile) = match &k.matmul_subgroup {
+        _ if k.prefer_tiled => (&k.matmul_tiled, MATMUL_TILED_TILE),
+        Some(sg) if vec4_aligned(&p) => (sg, MATMUL_SUBGROUP_TILE),
+        None if vec4_aligned(&p) => (&k.matmul_vec4, MATMUL_VEC4_TILE),
+        _ => (&k.matmul, MATMUL_TILE),
     };
-    matmul_with(gpu, kernel, (rows, cols), p, a, b, bias, c)
+    matmul_with(gpu, kernel, tile, p, a, b, bias, c)
 }
 
 /// `c = a·b (+ bias)` with a given variant and its workgroup tile (rows, columns).
