@@ -163,9 +163,13 @@ impl RunConfig {
         }
     }
 
-    /// Load the data this config names: generated, or the IDX directory.
+    /// Load the data this config names: generated, a CIFAR binary directory, or an
+    /// IDX directory.
     pub fn load_data(&self) -> Result<crate::data::Dataset> {
         match self.data.generated.as_str() {
+            "" if crate::data::cifar::is_cifar_dir(&self.data_dir()) => {
+                crate::data::cifar::load_cifar_dir(&self.data_dir())
+            }
             "" => crate::data::Dataset::load_idx_dir(&self.data_dir()),
             "spirals" => crate::data::spirals::spirals(3000, 1500, 3, self.train.seed),
             other => Err(Error::Config(format!(

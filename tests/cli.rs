@@ -420,3 +420,33 @@ fn sampled_history_averages_with_swa_ema_and_twa() {
         assert_fails(&twa(&all), code, needle);
     }
 }
+
+#[test]
+fn trains_on_a_cifar_binary_directory_and_names_a_broken_file() {
+    let dir = temp_dir("cifar");
+    // CIFAR-10 layout: label byte, then 3072 pixel bytes; the class sets the red plane.
+    let record = |i: usize| {
+        let label = (i % 10) as u8;
+        let mut r = vec![label];
+        r.extend((0..3072).map(|p| if p < 1024 { label * 20 } else { ((i + p) % 7) as u8 }));
+        r
+    };
+    for b in 1..=5 {
+        let bytes: Vec<u8> = (0..20).flat_map(|i| record(b * 20 + i)).collect();
+        std::fs::write(dir.join(format!("data_batch_{b}.bin")), bytes).unwrap();
+    }
+    let test: Vec<u8> = (0..20).flat_map(record).collect();
+    std::fs::write(dir.join("test_batch.bin"), &test).unwrap();
+    let data = dir.display().to_string();
+    let out = dir.join("run").display().to_string();
+    let args = ["train", "--data", &data, "--epochs", "1", "--batch", "25", "--out", &out, "--json"];
+    let o = twa(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    // 3072 → 256 → 256 → 10 with BatchNorm.
+    let params = 3072 * 256 + 256 + 2 * 256 + 256 * 256 + 256 + 2 * 256 + 256 * 10 + 10;
+    assert_eq!(summary["params"], params);
+    std::fs::write(dir.join("test_batch.bin"), &test[..test.len() - 1]).unwrap();
+    assert_fails(&twa(&args), 1, "test_batch.bin");
+}

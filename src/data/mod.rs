@@ -1,5 +1,6 @@
-//! Data: the IDX reader, generated spirals, in-memory data sets and their device copies.
+//! Data: the IDX and CIFAR binary readers, generated spirals, in-memory data sets and their device copies.
 
+pub mod cifar;
 pub mod dataset;
 pub mod idx;
 pub mod spirals;
