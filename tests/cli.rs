@@ -428,7 +428,13 @@ fn trains_on_a_cifar_binary_directory_and_names_a_broken_file() {
     let record = |i: usize| {
         let label = (i % 10) as u8;
         let mut r = vec![label];
-        r.extend((0..3072).map(|p| if p < 1024 { label * 20 } else { ((i + p) % 7) as u8 }));
+        r.extend((0..3072).map(|p| {
+            if p < 1024 {
+                label * 20
+            } else {
+                ((i + p) % 7) as u8
+            }
+        }));
         r
     };
     for b in 1..=5 {
@@ -439,7 +445,9 @@ fn trains_on_a_cifar_binary_directory_and_names_a_broken_file() {
     std::fs::write(dir.join("test_batch.bin"), &test).unwrap();
     let data = dir.display().to_string();
     let out = dir.join("run").display().to_string();
-    let args = ["train", "--data", &data, "--epochs", "1", "--batch", "25", "--out", &out, "--json"];
+    let args = [
+        "train", "--data", &data, "--epochs", "1", "--batch", "25", "--out", &out, "--json",
+    ];
     let o = twa(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8(o.stdout).unwrap();

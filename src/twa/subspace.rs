@@ -83,6 +83,9 @@ fn params(
     }
 }
 
+/// Rows of P per workgroup of `dots` (`DOT_ROWS` in the shader).
+const DOT_ROWS: usize = 4;
+
 /// out[out_off + i] = P_chunk[i]·x for the first `rows` rows of a chunk.
 fn dots(
     gpu: &Gpu,
@@ -99,7 +102,7 @@ fn dots(
         gpu,
         &k.dots,
         &[basis, x, out, &u],
-        [rows.max(1) as u32, 1, 1],
+        [rows.div_ceil(DOT_ROWS).max(1) as u32, 1, 1],
     )
 }
 
