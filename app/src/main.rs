@@ -3,7 +3,7 @@
 use twa_app::capture::Capture;
 use twa_app::TwaApp;
 
-fn main() -> eframe::Result {
+fn main() {
     let mut preset = twa_app::app::PRESETS[0].to_string();
     let mut capture = None;
     let mut data = None;
@@ -27,7 +27,7 @@ fn main() -> eframe::Result {
             .with_title("twa — Trainable Weight Averaging"),
         ..Default::default()
     };
-    eframe::run_native(
+    let opened = eframe::run_native(
         "twa",
         options,
         Box::new(move |cc| {
@@ -41,5 +41,11 @@ fn main() -> eframe::Result {
             }
             Ok(Box::new(app))
         }),
-    )
+    );
+    if let Err(e) = opened {
+        eprintln!(
+            "error: cannot open the window: {e} (a display is needed; without one, run it under xvfb-run)"
+        );
+        std::process::exit(2);
+    }
 }
