@@ -36,7 +36,8 @@ pub struct Landscape<'a> {
     pub space: Subspace,
     /// Seed of the fixed batches' order.
     pub seed: u64,
-    plane: Option<Plane>,
+    /// Whether a plane was set.
+    has_plane: bool,
     /// C, U, V: three rows of `row_stride(D)` words.
     plane_rows: wgpu::Buffer,
     scratch: wgpu::Buffer,
@@ -85,7 +86,7 @@ impl<'a> Landscape<'a> {
             trainer,
             space,
             seed,
-            plane: None,
+            has_plane: false,
             plane_rows,
             point,
             to_params,
@@ -128,13 +129,8 @@ impl<'a> Landscape<'a> {
             gpu.queue.submit([encoder.finish()]);
         }
         gpu.wait()?;
-        self.plane = Some(plane.clone());
+        self.has_plane = true;
         Ok(())
-    }
-
-    /// The current plane.
-    pub fn plane(&self) -> Option<&Plane> {
-        self.plane.as_ref()
     }
 
     /// The first layer at C, U and V on the loaded batch, if it is a Linear.
@@ -226,7 +222,7 @@ impl<'a> Landscape<'a> {
         part: Part,
         progress: &mut dyn FnMut(&Grid) -> bool,
     ) -> Result<Grid> {
-        assert!(self.plane.is_some(), "set_plane before evaluate");
+        assert!(self.has_plane, "set_plane before evaluate");
         let gpu = self.gpu();
         let batch = self.load_batch(part);
         let first = self.first_layer(batch);
@@ -285,13 +281,5 @@ impl<'a> Landscape<'a> {
         submit(gpu, &[&self.to_params]);
         self.trainer.recalibrate_bn()?;
         self.trainer.evaluate()
-    }
-
-    /// The weights at plane point (x, y) (blocking readback; for exports and tests).
-    pub fn weights_at(&self, x: f64, y: f64) -> Result<Vec<f32>> {
-        let gpu = self.gpu();
-        gpu.write(&self.point, 0, &[1.0f32, x as f32, y as f32, 0.0]);
-        submit(gpu, &[&self.to_params]);
-        self.trainer.net.read_params(gpu)
     }
 }
