@@ -65,7 +65,8 @@ struct TrainArgs {
     /// TOML config file (see `twa config` for every field); replaces the preset.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// IDX data directory, e.g. /usr/share/datasets/fashion-mnist [default: the shipped subset].
+    /// IDX or CIFAR binary data directory, e.g. /usr/share/datasets/fashion-mnist
+    /// [default: the shipped subset].
     #[arg(long)]
     data: Option<PathBuf>,
     /// Epochs [preset: 8 quick, 20 fashion-mnist].

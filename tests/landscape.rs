@@ -35,6 +35,26 @@ fn test_inputs(data: &Dataset) -> (Vec<f64>, Vec<u32>) {
     (x, data.test.labels.iter().map(|&l| l as u32).collect())
 }
 
+/// `n` samples scattered around the model's initialisation (seed `seed`).
+fn samples_around_init(
+    model: &Model,
+    seed: u64,
+    n: usize,
+    spread: f32,
+    rng: &mut twa::rng::Rng,
+) -> Vec<Vec<f32>> {
+    let base = model.init_params(seed);
+    (0..n)
+        .map(|_| {
+            let noise = random(rng, base.len());
+            base.iter()
+                .zip(noise)
+                .map(|(&b, e)| b + spread * e)
+                .collect()
+        })
+        .collect()
+}
+
 /// Σ_i α_i w_i in f64.
 fn combination(samples: &[Vec<f64>], alpha: &[f64]) -> Vec<f64> {
     let mut w = vec![0.0; samples[0].len()];
@@ -48,20 +68,10 @@ fn combination(samples: &[Vec<f64>], alpha: &[f64]) -> Vec<f64> {
 fn grid_points_match_models_built_from_their_weights_on_the_cpu() {
     let data = toy_data();
     let model = Model::mlp(&model_config(), data.train.features, data.classes);
-    let dim = model.num_params();
-    let mut rng = rng("landscape");
-    let base = model.init_params(3);
     let n = 6;
-    let samples: Vec<Vec<f64>> = (0..n)
-        .map(|_| {
-            let noise = random(&mut rng, dim);
-            base.iter()
-                .zip(noise)
-                .map(|(&b, e)| (b + 0.3 * e) as f64)
-                .collect()
-        })
-        .collect();
-    let flat: Vec<f32> = samples.iter().flatten().map(|&v| v as f32).collect();
+    let drawn = samples_around_init(&model, 3, n, 0.3, &mut rng("landscape"));
+    let flat: Vec<f32> = drawn.concat();
+    let samples: Vec<Vec<f64>> = drawn.iter().map(|s| f64s(s)).collect();
     // The whole test split is the fixed batch, so its order does not matter.
     let mut land = Landscape::new(gpu(), &data, &model_config(), &flat, 100, 5).unwrap();
     assert_eq!(land.space.rank, n);
@@ -180,17 +190,7 @@ fn a_clicked_point_is_evaluated_like_an_averaged_model() {
     let data = toy_data();
     let model = Model::mlp(&model_config(), data.train.features, data.classes);
     let dim = model.num_params();
-    let mut rng = rng("click");
-    let base = model.init_params(4);
-    let samples: Vec<f32> = (0..4)
-        .flat_map(|_| {
-            let noise = random(&mut rng, dim);
-            base.iter()
-                .zip(noise)
-                .map(|(&b, e)| b + 0.2 * e)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let samples = samples_around_init(&model, 4, 4, 0.2, &mut rng("click")).concat();
     let mut land = Landscape::new(gpu(), &data, &model_config(), &samples, 50, 5).unwrap();
     let anchors = land.anchors(None);
     let plane = Plane::build(PlaneKind::Pca, &anchors).unwrap();

@@ -137,33 +137,39 @@ fn phase_lines(app: &TwaApp, plot: &mut egui_plot::PlotUi) {
     }
 }
 
+/// One curve plot: running (per step), train and test series per epoch, optionally the
+/// LR, with the phases and the SWA/TWA results (`value` picks accuracy or loss).
+fn curve_plot(
+    app: &TwaApp,
+    ui: &mut egui::Ui,
+    title: &str,
+    series: [&[[f64; 2]]; 3],
+    lr: Option<&[[f64; 2]]>,
+    value: impl Fn(&(String, f64, f64)) -> f64,
+) {
+    ui.label(RichText::new(title).strong());
+    Plot::new(title)
+        .height(170.0)
+        .legend(Legend::default())
+        .x_axis_label("epochs run (all phases)")
+        .show(ui, |plot| {
+            for (name, points) in ["running (train)", "train", "test"].into_iter().zip(series) {
+                plot.line(Line::new(name, points.to_vec()));
+            }
+            if let Some(lr) = lr {
+                plot.line(Line::new("LR", lr.to_vec()).style(egui_plot::LineStyle::dashed_dense()));
+            }
+            phase_lines(app, plot);
+            reference_lines(app, plot, value);
+        });
+}
+
 fn curves(app: &TwaApp, ui: &mut egui::Ui) {
     let c = &app.curves;
-    ui.label(RichText::new("Loss").strong());
-    Plot::new("loss")
-        .height(170.0)
-        .legend(Legend::default())
-        .x_axis_label("epochs run (all phases)")
-        .show(ui, |plot| {
-            plot.line(Line::new("running (train)", c.running_loss.clone()));
-            plot.line(Line::new("train", c.train_loss.clone()));
-            plot.line(Line::new("test", c.test_loss.clone()));
-            phase_lines(app, plot);
-            reference_lines(app, plot, |(_, _, loss)| *loss);
-        });
-    ui.label(RichText::new("Accuracy and LR").strong());
-    Plot::new("accuracy")
-        .height(170.0)
-        .legend(Legend::default())
-        .x_axis_label("epochs run (all phases)")
-        .show(ui, |plot| {
-            plot.line(Line::new("running (train)", c.running_acc.clone()));
-            plot.line(Line::new("train", c.train_acc.clone()));
-            plot.line(Line::new("test", c.test_acc.clone()));
-            plot.line(Line::new("LR", c.lr.clone()).style(egui_plot::LineStyle::dashed_dense()));
-            phase_lines(app, plot);
-            reference_lines(app, plot, |(_, acc, _)| *acc);
-        });
+    let losses = [&c.running_loss[..], &c.train_loss, &c.test_loss];
+    curve_plot(app, ui, "Loss", losses, None, |r| r.2);
+    let accuracies = [&c.running_acc[..], &c.train_acc, &c.test_acc];
+    curve_plot(app, ui, "Accuracy and LR", accuracies, Some(&c.lr), |r| r.1);
 }
 
 fn reference_lines(
