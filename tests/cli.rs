@@ -53,6 +53,13 @@ fn twa(args: &[&str]) -> Output {
         .expect("run twa")
 }
 
+/// The JSON summary a successful `--json` run prints as its last line of stdout.
+fn json_summary(out: Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -83,10 +90,7 @@ fn train_writes_metrics_weights_and_json_and_is_reproducible() {
             "train", "--data", &data, "--epochs", "3", "--batch", "32", "--lr", "0.05", "--seed",
             "3", "--out", &out_dir, "--json",
         ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let stdout = String::from_utf8(o.stdout).unwrap();
-        let summary: serde_json::Value =
-            serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        let summary = json_summary(o);
         let metrics = std::fs::read_to_string(dir.join(out).join("metrics.jsonl")).unwrap();
         (summary, metrics)
     };
@@ -289,9 +293,7 @@ fn sampled_history_averages_with_swa_ema_and_twa() {
         &avg_dir,
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let stdout = String::from_utf8(o.stdout).unwrap();
-    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let summary = json_summary(o);
     let results = summary["results"].as_array().unwrap();
     let methods: Vec<&str> = results
         .iter()
@@ -389,9 +391,7 @@ fn sampled_history_averages_with_swa_ema_and_twa() {
         &land_dir,
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let stdout = String::from_utf8(o.stdout).unwrap();
-    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let summary = json_summary(o);
     assert_eq!(summary["plane"], "swa-twa-last");
     assert_eq!(summary["samples"].as_array().unwrap().len(), 7);
     assert_eq!(summary["swa"]["x"], 0.0);
@@ -449,9 +449,7 @@ fn trains_on_a_cifar_binary_directory_and_names_a_broken_file() {
         "train", "--data", &data, "--epochs", "1", "--batch", "25", "--out", &out, "--json",
     ];
     let o = twa(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let stdout = String::from_utf8(o.stdout).unwrap();
-    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let summary = json_summary(o);
     // 3072 → 256 → 256 → 10 with BatchNorm.
     let params = 3072 * 256 + 256 + 2 * 256 + 256 * 256 + 256 + 2 * 256 + 256 * 10 + 10;
     assert_eq!(summary["params"], params);
