@@ -1,4 +1,6 @@
-// Element-wise activations over a flat range of `len` values.
+// Element-wise ops over a flat range of `len` values: ReLU, and the residual
+// addition with the copy/accumulate pair that sums gradients where an activation has
+// several readers.
 //
 // relu_forward   y = max(x, 0)
 // relu_backward  dx = dy · [y > 0]        (d max(x,0)/dx = 1 where x > 0, else 0;
@@ -25,5 +27,29 @@ fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     for (var i = gid.x; i < p.len; i += nwg.x * 256u) {
         out[i] = select(0.0, dy[i], x[i] > 0.0);
+    }
+}
+
+// Residual addition: out = x + dy (here `dy` is the second summand).
+@compute @workgroup_size(256)
+fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var i = gid.x; i < p.len; i += nwg.x * 256u) {
+        out[i] = x[i] + dy[i];
+    }
+}
+
+// out = x: the first gradient to reach an activation.
+@compute @workgroup_size(256)
+fn copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var i = gid.x; i < p.len; i += nwg.x * 256u) {
+        out[i] = x[i];
+    }
+}
+
+// out += x: a further gradient reaching an activation that has several readers.
+@compute @workgroup_size(256)
+fn accumulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var i = gid.x; i < p.len; i += nwg.x * 256u) {
+        out[i] = out[i] + x[i];
     }
 }

@@ -1,12 +1,22 @@
 // Batch assembly on the device: the whole data set stays on the GPU as bytes, and a
 // step gathers its batch through the epoch's shuffled order.
 //
-// gather  for b < batch, j < features, with i = order[start + b]:
-//           x[b, j] = (pixel(i, j)/255 − mean) · inv_std,   y[b] = labels[i]
-//         pixel bytes are packed four to a u32, little-endian.
+// gather  for b < batch and each value (y, x, c) of a channels-last h × w × ch image,
+//         with i = order[start + b]:
+//           x[b, y, x, c] = (pixel(i, sy, sx, c)/255 − mean[c]) · inv_std[c],
+//           labels[b] = labels[i];
+//         without augmentation (sy, sx) = (y, x). With it, per sample a hash of
+//         (seed, step, b) draws offsets oy, ox ∈ [0, 8] and a flip bit: the image is
+//         cropped from its 4-pixel zero padding and then flipped horizontally,
+//           sy = y + oy − 4,  sx = (flip ? w − 1 − x : x) + ox − 4,
+//         as torchvision's RandomCrop(padding = 4) + RandomHorizontalFlip; pixels
+//         outside the image are 0 (before normalisation).
+//         Pixel bytes are packed four to a u32, little-endian.
 
 struct GatherParams {
-    batch: u32, features: u32, mean: f32, inv_std: f32,
+    batch: u32, h: u32, w: u32, ch: u32,
+    augment: u32, seed: u32, _pad0: u32, _pad1: u32,
+    mean: vec4<f32>, inv_std: vec4<f32>,
 }
 
 struct StepState {
@@ -21,17 +31,40 @@ struct StepState {
 @group(0) @binding(5) var<uniform> p: GatherParams;
 @group(0) @binding(6) var<uniform> step: StepState;
 
+// PCG hash (Jarzynski & Olano 2020).
+fn pcg(v: u32) -> u32 {
+    let state = v * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+    return (word >> 22u) ^ word;
+}
+
 @compute @workgroup_size(256)
 fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = p.batch * p.features;
+    let features = p.h * p.w * p.ch;
+    let total = p.batch * features;
     for (var t = gid.x; t < total; t += nwg.x * 256u) {
-        let b = t / p.features;
-        let j = t - b * p.features;
+        let b = t / features;
+        let j = t - b * features;
+        let c = j % p.ch;
+        let pix = j / p.ch;
+        var sx = i32(pix % p.w);
+        var sy = i32(pix / p.w);
+        if (p.augment != 0u) {
+            let r = pcg(pcg(p.seed ^ pcg(step.step)) + b);
+            if ((r / 81u) % 2u == 1u) {
+                sx = i32(p.w) - 1 - sx;
+            }
+            sx += i32(r % 9u) - 4;
+            sy += i32((r / 9u) % 9u) - 4;
+        }
         let i = order[step.start + b];
-        let byte_index = i * p.features + j;
-        let word = pixels[byte_index / 4u];
-        let value = f32((word >> ((byte_index % 4u) * 8u)) & 0xffu) / 255.0;
-        x[t] = (value - p.mean) * p.inv_std;
+        var value = 0.0;
+        if (sx >= 0 && sy >= 0 && sx < i32(p.w) && sy < i32(p.h)) {
+            let byte_index = i * features + (u32(sy) * p.w + u32(sx)) * p.ch + c;
+            let word = pixels[byte_index / 4u];
+            value = f32((word >> ((byte_index % 4u) * 8u)) & 0xffu) / 255.0;
+        }
+        x[t] = (value - p.mean[c]) * p.inv_std[c];
         if (j == 0u) {
             y[b] = labels[i];
         }

@@ -150,7 +150,7 @@ fn synthetic(count: usize, rng: &mut Rng) -> Split {
         pixels,
         labels,
         count,
-        features,
+        shape: crate::nn::model::Shape::image(28, 28, 1),
     }
 }
 

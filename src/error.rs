@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-/// What a user can cause. Programmer errors (shapes that do not chain) panic instead.
+/// What a user can cause. Programmer errors (kernels bound to buffers of the wrong size) panic.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No GPU adapter could be found or opened.
@@ -22,6 +22,9 @@ pub enum Error {
     /// A configuration value or flag is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The model's layers do not fit the data (or each other); names the layer.
+    #[error("the model does not fit: {0}")]
+    Shape(String),
     /// Training produced a NaN or infinite loss.
     #[error("training diverged: the loss became {value} at step {step} (epoch {epoch}); try a lower learning rate (--lr)")]
     Diverged {
@@ -76,7 +79,7 @@ impl Error {
         match self {
             Error::NoAdapter(_) | Error::Device { .. } => 2,
             Error::Diverged { .. } => 4,
-            Error::Config(_) => 3,
+            Error::Config(_) | Error::Shape(_) => 3,
             _ => 1,
         }
     }

@@ -446,7 +446,7 @@ fn history_data(
         config.data.generated.clear();
     }
     let data = config.load_data()?;
-    let model = twa::nn::Model::mlp(&config.model, data.train.features, data.classes);
+    let model = twa::nn::Model::build(&config.model, data.train.shape, data.classes)?;
     if model.params != history.table {
         return Err(Error::format(
             path,

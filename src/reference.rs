@@ -1,6 +1,9 @@
 //! Plain-Rust twins of every kernel, in f64, for tests and for validating benchmarks.
-//! Shapes follow the shaders: activations batch-major [batch, features], weights
-//! [out, in] as nn.Linear.
+//! Shapes follow the shaders: activations batch-major and channels-last
+//! [batch, h, w, c] ([batch, features] for vectors), weights as PyTorch's
+//! ([out, in] for nn.Linear, [out, c, kh, kw] for nn.Conv2d).
+
+use crate::nn::model::{LayerKind, Model, Shape, Window, BN_EPS};
 
 /// C[m, n] = Σ_k A[m, k]·B[k, n], all row-major.
 pub fn matmul(a: &[f64], b: &[f64], m: usize, n: usize, k: usize) -> Vec<f64> {
@@ -188,35 +191,338 @@ pub fn sgd_step(w: &mut [f64], v: &mut [f64], g: &[f64], lr: f64, momentum: f64,
     }
 }
 
-/// A whole model's forward pass with BatchNorm normalising by the batch's own
-/// statistics (as the landscape probe does): (mean loss, accuracy) on `x` [batch, in].
-pub fn model_probe(
-    model: &crate::nn::Model,
-    params: &[f64],
+/// im2col of x [batch, h, w, c] (channels-last): [batch·oh·ow, c·kh·kw], columns in
+/// PyTorch's weight order (c, ky, kx); pixels outside the image are 0.
+pub fn im2col(x: &[f64], batch: usize, win: &Window) -> Vec<f64> {
+    let Shape {
+        height: h,
+        width: w,
+        channels: c,
+    } = win.input;
+    let (oh, ow) = win.out_hw();
+    let (kh, kw) = win.kernel;
+    let k = c * kh * kw;
+    let mut cols = vec![0.0; batch * oh * ow * k];
+    for b in 0..batch {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let row = (b * oh + oy) * ow + ox;
+                for ci in 0..c {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = (oy * win.stride + ky) as isize - win.padding as isize;
+                            let ix = (ox * win.stride + kx) as isize - win.padding as isize;
+                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                cols[row * k + (ci * kh + ky) * kw + kx] =
+                                    x[((b * h + iy as usize) * w + ix as usize) * c + ci];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cols
+}
+
+/// The adjoint of [`im2col`]: every column entry added back to the pixel it came from.
+pub fn col2im(dcols: &[f64], batch: usize, win: &Window) -> Vec<f64> {
+    let Shape {
+        height: h,
+        width: w,
+        channels: c,
+    } = win.input;
+    let (oh, ow) = win.out_hw();
+    let (kh, kw) = win.kernel;
+    let k = c * kh * kw;
+    let mut dx = vec![0.0; batch * h * w * c];
+    for b in 0..batch {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let row = (b * oh + oy) * ow + ox;
+                for ci in 0..c {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = (oy * win.stride + ky) as isize - win.padding as isize;
+                            let ix = (ox * win.stride + kx) as isize - win.padding as isize;
+                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                dx[((b * h + iy as usize) * w + ix as usize) * c + ci] +=
+                                    dcols[row * k + (ci * kh + ky) * kw + kx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// 2-D convolution of x [batch, h, w, c] with W [outputs, c, kh, kw] (+ b): y
+/// [batch, oh, ow, outputs].
+pub fn conv_forward(
     x: &[f64],
-    labels: &[u32],
-) -> (f64, f64) {
-    use crate::nn::model::{LayerKind, BN_EPS};
-    let batch = labels.len();
-    let mut h = x.to_vec();
+    w: &[f64],
+    b: Option<&[f64]>,
+    batch: usize,
+    win: &Window,
+    outputs: usize,
+) -> Vec<f64> {
+    let cols = im2col(x, batch, win);
+    let zeros = vec![0.0; outputs];
+    let rows = cols.len() / (w.len() / outputs);
+    linear_forward(
+        &cols,
+        w,
+        b.unwrap_or(&zeros),
+        rows,
+        w.len() / outputs,
+        outputs,
+    )
+}
+
+/// (dx, dW, db) of a convolution given dy [batch, oh, ow, outputs].
+pub fn conv_backward(
+    x: &[f64],
+    w: &[f64],
+    dy: &[f64],
+    batch: usize,
+    win: &Window,
+    outputs: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let cols = im2col(x, batch, win);
+    let k = w.len() / outputs;
+    let (dcols, dw, db) = linear_backward(&cols, w, dy, cols.len() / k, k, outputs);
+    (col2im(&dcols, batch, win), dw, db)
+}
+
+/// Visit every (output index, input index of each window element) of a pooling window.
+fn pool_windows(batch: usize, win: &Window, mut visit: impl FnMut(usize, &[usize])) {
+    let Shape {
+        height: h,
+        width: w,
+        channels: c,
+    } = win.input;
+    let (oh, ow) = win.out_hw();
+    let mut idx = Vec::new();
+    for b in 0..batch {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ci in 0..c {
+                    idx.clear();
+                    for ky in 0..win.kernel.0 {
+                        for kx in 0..win.kernel.1 {
+                            let (iy, ix) = (oy * win.stride + ky, ox * win.stride + kx);
+                            idx.push(((b * h + iy) * w + ix) * c + ci);
+                        }
+                    }
+                    visit(((b * oh + oy) * ow + ox) * c + ci, &idx);
+                }
+            }
+        }
+    }
+}
+
+/// Index (into `idx`) of the first maximum of x over `idx`.
+fn first_max(x: &[f64], idx: &[usize]) -> usize {
+    let mut at = 0;
+    for (j, &i) in idx.iter().enumerate() {
+        if x[i] > x[idx[at]] {
+            at = j;
+        }
+    }
+    at
+}
+
+/// Max pooling (no padding) of x [batch, h, w, c].
+pub fn max_pool(x: &[f64], batch: usize, win: &Window) -> Vec<f64> {
+    let (oh, ow) = win.out_hw();
+    let mut y = vec![0.0; batch * oh * ow * win.input.channels];
+    pool_windows(batch, win, |o, idx| y[o] = x[idx[first_max(x, idx)]]);
+    y
+}
+
+/// Gradient of [`max_pool`]: dy to each window's first maximum.
+pub fn max_pool_backward(x: &[f64], dy: &[f64], batch: usize, win: &Window) -> Vec<f64> {
+    let mut dx = vec![0.0; x.len()];
+    pool_windows(batch, win, |o, idx| dx[idx[first_max(x, idx)]] += dy[o]);
+    dx
+}
+
+/// Average pooling (no padding) of x [batch, h, w, c].
+pub fn avg_pool(x: &[f64], batch: usize, win: &Window) -> Vec<f64> {
+    let (oh, ow) = win.out_hw();
+    let mut y = vec![0.0; batch * oh * ow * win.input.channels];
+    pool_windows(batch, win, |o, idx| {
+        y[o] = idx.iter().map(|&i| x[i]).sum::<f64>() / idx.len() as f64
+    });
+    y
+}
+
+/// Gradient of [`avg_pool`].
+pub fn avg_pool_backward(dy: &[f64], batch: usize, win: &Window) -> Vec<f64> {
+    let mut dx = vec![0.0; batch * win.input.len()];
+    pool_windows(batch, win, |o, idx| {
+        for &i in idx {
+            dx[i] += dy[o] / idx.len() as f64;
+        }
+    });
+    dx
+}
+
+/// Channels-last [batch, h, w, c] to PyTorch's flatten order [batch, c·h·w].
+pub fn flatten(x: &[f64], batch: usize, shape: Shape) -> Vec<f64> {
+    let (hw, c) = (shape.spatial(), shape.channels);
+    let mut y = vec![0.0; x.len()];
+    for b in 0..batch {
+        for p in 0..hw {
+            for ci in 0..c {
+                y[b * hw * c + ci * hw + p] = x[b * hw * c + p * c + ci];
+            }
+        }
+    }
+    y
+}
+
+/// The inverse permutation of [`flatten`] (its gradient).
+pub fn unflatten(dy: &[f64], batch: usize, shape: Shape) -> Vec<f64> {
+    let (hw, c) = (shape.spatial(), shape.channels);
+    let mut dx = vec![0.0; dy.len()];
+    for b in 0..batch {
+        for p in 0..hw {
+            for ci in 0..c {
+                dx[b * hw * c + p * c + ci] = dy[b * hw * c + ci * hw + p];
+            }
+        }
+    }
+    dx
+}
+
+/// Every activation of a whole model's forward pass on `x` [batch, input], BatchNorm
+/// normalising by the batch's own statistics (train mode): `acts[0]` = x, `acts[i + 1]`
+/// = layer i's output.
+pub fn model_forward(model: &Model, params: &[f64], x: &[f64], batch: usize) -> Vec<Vec<f64>> {
+    let mut acts = vec![x.to_vec()];
     for layer in &model.layers {
         let p = layer.param_off;
-        h = match layer.kind {
+        let h = &acts[layer.input];
+        let y = match layer.kind {
             LayerKind::Linear { inputs, outputs } => {
                 let w = &params[p..p + inputs * outputs];
                 let b = &params[p + inputs * outputs..p + inputs * outputs + outputs];
-                linear_forward(&h, w, b, batch, inputs, outputs)
+                linear_forward(h, w, b, batch, inputs, outputs)
             }
-            LayerKind::BatchNorm { features } => batchnorm_train(
-                &h,
+            LayerKind::Conv {
+                window,
+                outputs,
+                bias,
+            } => {
+                let k = window.input.channels * window.kernel.0 * window.kernel.1;
+                let w = &params[p..p + outputs * k];
+                let b = bias.then(|| &params[p + outputs * k..p + outputs * k + outputs]);
+                conv_forward(h, w, b, batch, &window, outputs)
+            }
+            LayerKind::BatchNorm { features, spatial } => batchnorm_train(
+                h,
                 &params[p..p + features],
                 &params[p + features..p + 2 * features],
-                batch,
+                batch * spatial,
                 BN_EPS as f64,
             ),
-            LayerKind::Relu { .. } => relu(&h),
+            LayerKind::Relu { .. } => relu(h),
+            LayerKind::MaxPool { window } => max_pool(h, batch, &window),
+            LayerKind::AvgPool { window } => avg_pool(h, batch, &window),
+            LayerKind::Flatten { input } => flatten(h, batch, input),
+            LayerKind::Add { other, .. } => {
+                h.iter().zip(&acts[other]).map(|(a, b)| a + b).collect()
+            }
         };
+        acts.push(y);
     }
-    let (loss, correct, _) = cross_entropy(&h, labels, model.classes);
+    acts
+}
+
+/// Gradients of every parameter (length D) by backpropagating `dlogits` through the
+/// activations of [`model_forward`]; activations read by several layers sum their
+/// gradients.
+pub fn model_backward(
+    model: &Model,
+    params: &[f64],
+    acts: &[Vec<f64>],
+    dlogits: &[f64],
+    batch: usize,
+) -> Vec<f64> {
+    let mut grads = vec![0.0; params.len()];
+    let mut dacts: Vec<Vec<f64>> = acts.iter().map(|a| vec![0.0; a.len()]).collect();
+    *dacts.last_mut().expect("a model has layers") = dlogits.to_vec();
+    let add_into = |d: &mut Vec<f64>, g: &[f64]| d.iter_mut().zip(g).for_each(|(a, b)| *a += b);
+    for (i, layer) in model.layers.iter().enumerate().rev() {
+        let p = layer.param_off;
+        let (x, y) = (&acts[layer.input], &acts[i + 1]);
+        let dy = dacts[i + 1].clone();
+        let dx = match layer.kind {
+            LayerKind::Linear { inputs, outputs } => {
+                let (dx, dw, db) = linear_backward(
+                    x,
+                    &params[p..p + inputs * outputs],
+                    &dy,
+                    batch,
+                    inputs,
+                    outputs,
+                );
+                grads[p..p + inputs * outputs].copy_from_slice(&dw);
+                grads[p + inputs * outputs..p + inputs * outputs + outputs].copy_from_slice(&db);
+                dx
+            }
+            LayerKind::Conv {
+                window,
+                outputs,
+                bias,
+            } => {
+                let k = window.input.channels * window.kernel.0 * window.kernel.1;
+                let (dx, dw, db) =
+                    conv_backward(x, &params[p..p + outputs * k], &dy, batch, &window, outputs);
+                grads[p..p + outputs * k].copy_from_slice(&dw);
+                if bias {
+                    grads[p + outputs * k..p + outputs * k + outputs].copy_from_slice(&db);
+                }
+                dx
+            }
+            LayerKind::BatchNorm { features, spatial } => {
+                let (dx, dg, db) = batchnorm_backward(
+                    x,
+                    &params[p..p + features],
+                    &dy,
+                    batch * spatial,
+                    BN_EPS as f64,
+                );
+                grads[p..p + features].copy_from_slice(&dg);
+                grads[p + features..p + 2 * features].copy_from_slice(&db);
+                dx
+            }
+            LayerKind::Relu { .. } => relu_backward(y, &dy),
+            LayerKind::MaxPool { window } => max_pool_backward(x, &dy, batch, &window),
+            LayerKind::AvgPool { window } => avg_pool_backward(&dy, batch, &window),
+            LayerKind::Flatten { input } => unflatten(&dy, batch, input),
+            LayerKind::Add { other, .. } => {
+                add_into(&mut dacts[other], &dy);
+                dy
+            }
+        };
+        add_into(&mut dacts[layer.input], &dx);
+    }
+    grads
+}
+
+/// A whole model's forward pass with BatchNorm normalising by the batch's own
+/// statistics (as the landscape probe does): (mean loss, accuracy) on `x` [batch, in].
+pub fn model_probe(model: &Model, params: &[f64], x: &[f64], labels: &[u32]) -> (f64, f64) {
+    let batch = labels.len();
+    let acts = model_forward(model, params, x, batch);
+    let (loss, correct, _) = cross_entropy(
+        acts.last().expect("a model has layers"),
+        labels,
+        model.classes,
+    );
     (loss / batch as f64, correct / batch as f64)
 }

@@ -31,6 +31,7 @@ fn batchnorm_recalibration_is_the_cumulative_average_of_batch_statistics() {
     let model = ModelConfig {
         hidden: vec![6],
         batchnorm: true,
+        ..Default::default()
     };
     let mut trainer = Trainer::new(gpu(), &data, &model, config(1)).unwrap();
     let mut rng = rng("recalibrate");
@@ -45,7 +46,7 @@ fn batchnorm_recalibration_is_the_cumulative_average_of_batch_statistics() {
         .train
         .pixels
         .iter()
-        .map(|&p| (p as f64 / 255.0 - data.mean as f64) / data.std as f64)
+        .map(|&p| (p as f64 / 255.0 - data.mean[0] as f64) / data.std[0] as f64)
         .collect();
     let (mut mean, mut var) = (vec![0.0; hidden], vec![0.0; hidden]);
     for (t, rows) in x.chunks(32 * inputs).enumerate() {
@@ -99,6 +100,7 @@ fn projected_sgd_stays_in_the_span_and_alpha_rebuilds_the_iterate() {
     let model = ModelConfig {
         hidden: vec![32],
         batchnorm: true,
+        ..Default::default()
     };
     // Sample a short SGD run: w_0 plus 4 per epoch over 2 epochs (13 steps each).
     let mut sgd = Trainer::new(gpu, &data, &model, config(2)).unwrap();

@@ -13,6 +13,7 @@ fn weights_round_trip_and_mismatches_are_refused() {
         &ModelConfig {
             hidden: vec![7, 5],
             batchnorm: true,
+            ..Default::default()
         },
         12,
         3,
@@ -35,6 +36,7 @@ fn weights_round_trip_and_mismatches_are_refused() {
         &ModelConfig {
             hidden: vec![8, 5],
             batchnorm: true,
+            ..Default::default()
         },
         12,
         3,

@@ -5,8 +5,9 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use twa::data::idx::{encode_idx, parse_idx, read_idx, IdxArray};
-use twa::data::{Dataset, DeviceSplit};
+use twa::data::{Dataset, DeviceSplit, Split};
 use twa::error::Error;
+use twa::nn::model::Shape;
 use twa::nn::{Model, ModelConfig, Network, SgdConfig, StepState};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -90,7 +91,7 @@ fn dataset_loads_and_reports_missing_and_mismatched_files() {
         (
             data.train.count,
             data.test.count,
-            data.train.features,
+            data.train.features(),
             data.classes
         ),
         (10, 4, 12, 3)
@@ -125,7 +126,7 @@ fn shipped_subset_is_class_balanced() {
         (
             data.train.count,
             data.test.count,
-            data.train.features,
+            data.train.features(),
             data.classes
         ),
         (10_000, 2_000, 784, 10)
@@ -146,6 +147,7 @@ fn gather_normalises_pixels_in_the_given_order() {
         &ModelConfig {
             hidden: vec![],
             batchnorm: false,
+            ..Default::default()
         },
         12,
         3,
@@ -165,7 +167,7 @@ fn gather_normalises_pixels_in_the_given_order() {
     let split = DeviceSplit::upload(g, &data.train, &data).unwrap();
     let order: Vec<u32> = vec![8, 3, 0, 7, 1, 2, 6, 5, 4];
     split.set_order(g, &order);
-    let gather = split.gather(g, &net, 3);
+    let gather = split.gather(g, &net, 3, None);
     net.set_step(
         g,
         StepState {
@@ -183,10 +185,147 @@ fn gather_normalises_pixels_in_the_given_order() {
         want_x.extend(
             data.train.pixels[i * 12..(i + 1) * 12]
                 .iter()
-                .map(|&p| (p as f64 / 255.0 - data.mean as f64) / data.std as f64),
+                .map(|&p| (p as f64 / 255.0 - data.mean[0] as f64) / data.std[0] as f64),
         );
         want_y.push(data.train.labels[i] as u32);
     }
     assert_close("gathered pixels", &x, &want_x, 1e-5, 1e-5);
     assert_eq!(y, want_y);
+}
+
+/// The image `i` of `split` cropped at (oy, ox) from its 4-pixel zero padding and
+/// optionally flipped, normalised per channel (the CPU twin of the gather kernel).
+fn crop_flip(data: &Dataset, i: usize, oy: usize, ox: usize, flip: bool) -> Vec<f64> {
+    let s = data.train.shape;
+    let (h, w, c) = (s.height as isize, s.width as isize, s.channels);
+    let image = &data.train.pixels[i * s.len()..(i + 1) * s.len()];
+    let mut out = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            let xs = if flip { w - 1 - x } else { x };
+            let (sy, sx) = (y + oy as isize - 4, xs + ox as isize - 4);
+            for ch in 0..c {
+                let v = if sy >= 0 && sx >= 0 && sy < h && sx < w {
+                    image[((sy * w + sx) as usize) * c + ch] as f64 / 255.0
+                } else {
+                    0.0
+                };
+                out.push((v - data.mean[ch] as f64) / data.std[ch] as f64);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn gather_normalises_per_channel_and_augments_with_seeded_crops_and_flips() {
+    let mut rng = rng("augment");
+    let shape = Shape::image(6, 7, 3);
+    let count = 16;
+    // Channel c has its own brightness range, so per-channel statistics differ.
+    let pixels: Vec<u8> = (0..count * shape.len())
+        .map(|i| (60 * (i % 3) + rng.below(60)) as u8)
+        .collect();
+    let split = Split {
+        pixels,
+        labels: (0..count).map(|i| (i % 4) as u8).collect(),
+        count,
+        shape,
+    };
+    let data = Dataset::from_splits(split.clone(), split, "in memory".into()).unwrap();
+    for ch in 0..3 {
+        let values: Vec<f64> = data
+            .train
+            .pixels
+            .iter()
+            .skip(ch)
+            .step_by(3)
+            .map(|&p| p as f64 / 255.0)
+            .collect();
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64;
+        assert!(
+            (data.mean[ch] as f64 - mean).abs() < 1e-6,
+            "channel {ch} mean"
+        );
+        assert!(
+            (data.std[ch] as f64 - var.sqrt()).abs() < 1e-6,
+            "channel {ch} std"
+        );
+    }
+    let g = gpu();
+    let model = Model::mlp(
+        &ModelConfig {
+            hidden: vec![],
+            batchnorm: false,
+            ..Default::default()
+        },
+        shape.len(),
+        4,
+    );
+    let net = Network::new(
+        g,
+        model.clone(),
+        count,
+        &model.init_params(1),
+        SgdConfig {
+            momentum: 0.0,
+            weight_decay: 0.0,
+        },
+    )
+    .unwrap();
+    let device = DeviceSplit::upload(g, &data.train, &data).unwrap();
+    let seed = rng.below(1 << 30) as u64;
+    let gathered = |augment: Option<u64>, step: u32| -> Vec<f32> {
+        let gather = device.gather(g, &net, count, augment);
+        net.set_step(
+            g,
+            StepState {
+                step,
+                ..Default::default()
+            },
+        );
+        twa::gpu::kernels::submit(g, &[&gather]);
+        g.read(&net.acts[0], 0, count * shape.len()).unwrap()
+    };
+    let plain = gathered(None, 0);
+    for i in 0..count {
+        let want = crop_flip(&data, i, 4, 4, false);
+        assert_close(
+            "plain gather",
+            &plain[i * shape.len()..(i + 1) * shape.len()],
+            &want,
+            1e-5,
+            1e-5,
+        );
+    }
+    let first = gathered(Some(seed), 3);
+    assert_eq!(
+        first,
+        gathered(Some(seed), 3),
+        "same seed and step, same batch"
+    );
+    assert_ne!(
+        first,
+        gathered(Some(seed), 4),
+        "another step draws other crops"
+    );
+    let mut transforms = std::collections::HashSet::new();
+    for i in 0..count {
+        let got = &first[i * shape.len()..(i + 1) * shape.len()];
+        let found = (0..9)
+            .flat_map(|oy| (0..9).flat_map(move |ox| [(oy, ox, false), (oy, ox, true)]))
+            .find(|&(oy, ox, flip)| {
+                crop_flip(&data, i, oy, ox, flip)
+                    .iter()
+                    .zip(got)
+                    .all(|(w, &g)| (w - g as f64).abs() < 1e-4)
+            });
+        let t = found.unwrap_or_else(|| panic!("sample {i} is no crop/flip of its image"));
+        transforms.insert(t);
+    }
+    assert!(
+        transforms.len() > count / 2,
+        "crops vary across the batch: {transforms:?}"
+    );
 }

@@ -44,6 +44,7 @@ fn three_sgd_steps_and_eval_match_pytorch() {
         &ModelConfig {
             hidden: vec![16, 8],
             batchnorm: true,
+            ..Default::default()
         },
         12,
         5,

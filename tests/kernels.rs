@@ -9,7 +9,7 @@ use common::*;
 use twa::gpu::kernels::submit;
 use twa::gpu::{Dispatch, Kernels};
 use twa::nn::layers::{self, LayerBuffers, LinearParams};
-use twa::nn::model::{Layer, LayerKind, BN_EPS, BN_MOMENTUM};
+use twa::nn::model::{Layer, LayerKind, Shape, Window, BN_EPS, BN_MOMENTUM};
 use twa::reference as cpu;
 
 const ATOL: f64 = 1e-5;
@@ -134,10 +134,32 @@ struct LayerRun {
     state: Vec<f32>,
 }
 
+/// Shape of `kind`'s output (as the model builder computes it).
+fn output_shape(kind: LayerKind) -> Shape {
+    match kind {
+        LayerKind::Linear { outputs, .. } => Shape::flat(outputs),
+        LayerKind::Conv {
+            window, outputs, ..
+        } => {
+            let (h, w) = window.out_hw();
+            Shape::image(h, w, outputs)
+        }
+        LayerKind::MaxPool { window } | LayerKind::AvgPool { window } => {
+            let (h, w) = window.out_hw();
+            Shape::image(h, w, window.input.channels)
+        }
+        other => Shape::flat(other.input_len()),
+    }
+}
+
+/// Run `kind`'s forward (train or eval mode) on `x` (and `other` for Add), then with
+/// `train` its backward with upstream gradient `dy`.
+#[allow(clippy::too_many_arguments)]
 fn run_layer(
     kind: LayerKind,
     batch: usize,
     x: &[f32],
+    other: Option<&[f32]>,
     params: &[f32],
     state: &[f32],
     dy: &[f32],
@@ -146,15 +168,22 @@ fn run_layer(
     let g = gpu();
     let layer = Layer {
         kind,
+        input: 0,
+        output: output_shape(kind),
         param_off: 0,
         state_off: 0,
     };
-    let (inputs, outputs) = match kind {
-        LayerKind::Linear { inputs, outputs } => (inputs, outputs),
-        LayerKind::BatchNorm { features } | LayerKind::Relu { features } => (features, features),
+    let (inputs, outputs) = (kind.input_len(), layer.outputs());
+    let cols = match kind {
+        LayerKind::Conv { window, .. } => {
+            let (rows, k) = layers::im2col_shape(batch, &window);
+            rows * k
+        }
+        _ => 1,
     };
-    let (xb, yb, dyb, dxb) = (
+    let (xb, ob, yb, dyb, dxb) = (
         g.storage_init(x, "x"),
+        g.storage_init(other.unwrap_or(&[0.0]), "other"),
         g.storage(batch * outputs, "y"),
         g.storage_init(dy, "dy"),
         g.storage(batch * inputs, "dx"),
@@ -164,7 +193,12 @@ fn run_layer(
         g.storage(params.len(), "grads"),
         g.storage_init(state, "state"),
         g.storage(1, "unused"),
-        g.storage(inputs * layers::padded(outputs), "wt"),
+        g.storage(layers::transposed_len(&layer).unwrap_or(1), "wt"),
+    );
+    let (partials, colsb, dcolsb) = (
+        g.storage(2 * layers::BN_MAX_CHUNKS * inputs, "partials"),
+        g.storage(cols, "cols"),
+        g.storage(cols, "dcols"),
     );
     let step = g.uniform(&twa::nn::StepState::default(), "step");
     let bufs = LayerBuffers {
@@ -173,18 +207,24 @@ fn run_layer(
         state: &sb,
         step: &step,
         unused: &unused,
+        partials: &partials,
+        cols: &colsb,
+        dcols: &dcolsb,
     };
+    let mode = if train {
+        layers::Mode::Train
+    } else {
+        layers::Mode::Eval
+    };
+    let other = other.map(|_| &ob);
     run(&layers::forward(
         g,
         kernels(),
         &layer,
         batch,
-        if train {
-            layers::Mode::Train
-        } else {
-            layers::Mode::Eval
-        },
+        mode,
         &xb,
+        other,
         &yb,
         Some(&wt),
         &bufs,
@@ -248,6 +288,7 @@ fn linear_forward_backward_and_gradient_check() {
         LayerKind::Linear { inputs, outputs },
         batch,
         &x,
+        None,
         &params,
         &[0.0],
         &dy,
@@ -312,6 +353,7 @@ fn relu_forward_backward_and_gradient_check() {
         LayerKind::Relu { features },
         batch,
         &x,
+        None,
         &[0.0],
         &[0.0],
         &dy,
@@ -337,10 +379,287 @@ fn relu_forward_backward_and_gradient_check() {
     );
 }
 
+/// A convolution's forward, input/weight/bias gradients vs the reference, and both
+/// backward paths (im2col → dW, dcols → col2im) vs finite differences.
+fn check_conv(
+    name: &str,
+    batch: usize,
+    input: Shape,
+    outputs: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    bias: bool,
+) {
+    let mut rng = rng(name);
+    let window = Window {
+        input,
+        kernel: (kernel, kernel),
+        stride,
+        padding,
+    };
+    let kind = LayerKind::Conv {
+        window,
+        outputs,
+        bias,
+    };
+    let k = input.channels * kernel * kernel;
+    let (oh, ow) = window.out_hw();
+    let x = random(&mut rng, batch * input.len());
+    let params = random(&mut rng, outputs * k + if bias { outputs } else { 0 });
+    let dy = random(&mut rng, batch * oh * ow * outputs);
+    let out = run_layer(kind, batch, &x, None, &params, &[0.0], &dy, true);
+    let (xd, p) = (f64s(&x), f64s(&params));
+    let b = bias.then(|| &p[outputs * k..]);
+    let want = cpu::conv_forward(&xd, &p[..outputs * k], b, batch, &window, outputs);
+    assert_close(&format!("{name} forward"), &out.y, &want, ATOL, RTOL);
+    let (dx, dw, db) =
+        cpu::conv_backward(&xd, &p[..outputs * k], &f64s(&dy), batch, &window, outputs);
+    assert_close(&format!("{name} grad x"), &out.dx, &dx, ATOL, RTOL);
+    assert_close(
+        &format!("{name} grad W"),
+        &out.grads[..outputs * k],
+        &dw,
+        ATOL,
+        RTOL,
+    );
+    if bias {
+        assert_close(
+            &format!("{name} grad b"),
+            &out.grads[outputs * k..],
+            &db,
+            ATOL,
+            RTOL,
+        );
+    }
+    let pc = p.clone();
+    check_gradient(
+        &format!("{name} dx"),
+        &|v| {
+            cpu::conv_forward(
+                v,
+                &pc[..outputs * k],
+                bias.then(|| &pc[outputs * k..]),
+                batch,
+                &window,
+                outputs,
+            )
+        },
+        &xd,
+        &dy,
+        &out.dx,
+        &mut rng,
+    );
+    check_gradient(
+        &format!("{name} dW, db"),
+        &|v| {
+            cpu::conv_forward(
+                &xd,
+                &v[..outputs * k],
+                bias.then(|| &v[outputs * k..]),
+                batch,
+                &window,
+                outputs,
+            )
+        },
+        &p,
+        &dy,
+        &out.grads,
+        &mut rng,
+    );
+}
+
+#[test]
+fn conv_3x3_same_padding_with_bias() {
+    check_conv("conv3x3", 3, Shape::image(9, 7, 5), 12, 3, 1, 1, true);
+}
+
+#[test]
+fn conv_3x3_stride_2_without_bias() {
+    check_conv("conv3x3s2", 2, Shape::image(8, 9, 4), 6, 3, 2, 1, false);
+}
+
+#[test]
+fn conv_1x1_stride_2_shortcut() {
+    check_conv("conv1x1s2", 4, Shape::image(6, 6, 8), 16, 1, 2, 0, false);
+}
+
+/// Single-channel input (K = 9, not a multiple of 4: the unaligned matmul path).
+#[test]
+fn conv_first_layer_one_channel() {
+    check_conv("conv1ch", 5, Shape::image(10, 10, 1), 8, 3, 1, 1, false);
+}
+
+#[test]
+fn max_and_average_pooling_forward_backward_and_gradient_check() {
+    let mut rng = rng("pool");
+    let batch = 3;
+    for (input, kernel) in [
+        (Shape::image(8, 6, 5), (2, 2)),
+        (Shape::image(5, 5, 7), (5, 5)),
+    ] {
+        let window = Window {
+            input,
+            kernel,
+            stride: if kernel.0 == 2 { 2 } else { 1 },
+            padding: 0,
+        };
+        let (oh, ow) = window.out_hw();
+        let x = random(&mut rng, batch * input.len());
+        let dy = random(&mut rng, batch * oh * ow * input.channels);
+        let xd = f64s(&x);
+        let max = run_layer(
+            LayerKind::MaxPool { window },
+            batch,
+            &x,
+            None,
+            &[0.0],
+            &[0.0],
+            &dy,
+            true,
+        );
+        assert_close(
+            "max pool forward",
+            &max.y,
+            &cpu::max_pool(&xd, batch, &window),
+            0.0,
+            0.0,
+        );
+        assert_close(
+            "max pool backward",
+            &max.dx,
+            &cpu::max_pool_backward(&xd, &f64s(&dy), batch, &window),
+            0.0,
+            0.0,
+        );
+        check_gradient(
+            "max pool dx",
+            &|v| cpu::max_pool(v, batch, &window),
+            &xd,
+            &dy,
+            &max.dx,
+            &mut rng,
+        );
+        let avg = run_layer(
+            LayerKind::AvgPool { window },
+            batch,
+            &x,
+            None,
+            &[0.0],
+            &[0.0],
+            &dy,
+            true,
+        );
+        assert_close(
+            "avg pool forward",
+            &avg.y,
+            &cpu::avg_pool(&xd, batch, &window),
+            ATOL,
+            RTOL,
+        );
+        assert_close(
+            "avg pool backward",
+            &avg.dx,
+            &cpu::avg_pool_backward(&f64s(&dy), batch, &window),
+            ATOL,
+            RTOL,
+        );
+        check_gradient(
+            "avg pool dx",
+            &|v| cpu::avg_pool(v, batch, &window),
+            &xd,
+            &dy,
+            &avg.dx,
+            &mut rng,
+        );
+    }
+}
+
+#[test]
+fn flatten_permutes_to_channel_major_and_back() {
+    let mut rng = rng("flatten");
+    let (batch, input) = (3, Shape::image(4, 5, 6));
+    let x = random(&mut rng, batch * input.len());
+    let dy = random(&mut rng, batch * input.len());
+    let out = run_layer(
+        LayerKind::Flatten { input },
+        batch,
+        &x,
+        None,
+        &[0.0],
+        &[0.0],
+        &dy,
+        true,
+    );
+    let xd = f64s(&x);
+    assert_close(
+        "flatten",
+        &out.y,
+        &cpu::flatten(&xd, batch, input),
+        0.0,
+        0.0,
+    );
+    assert_close(
+        "unflatten",
+        &out.dx,
+        &cpu::unflatten(&f64s(&dy), batch, input),
+        0.0,
+        0.0,
+    );
+    check_gradient(
+        "flatten dx",
+        &|v| cpu::flatten(v, batch, input),
+        &xd,
+        &dy,
+        &out.dx,
+        &mut rng,
+    );
+}
+
+#[test]
+fn residual_add_forward_and_backward() {
+    let mut rng = rng("add");
+    let (batch, features) = (4, 300);
+    let (a, b, dy) = (
+        random(&mut rng, batch * features),
+        random(&mut rng, batch * features),
+        random(&mut rng, batch * features),
+    );
+    let out = run_layer(
+        LayerKind::Add { features, other: 1 },
+        batch,
+        &a,
+        Some(&b),
+        &[0.0],
+        &[0.0],
+        &dy,
+        true,
+    );
+    let sum: Vec<f64> = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| *x as f64 + *y as f64)
+        .collect();
+    assert_close("add forward", &out.y, &sum, 0.0, 1e-7);
+    assert_close("add backward (main input)", &out.dx, &f64s(&dy), 0.0, 0.0);
+}
+
 #[test]
 fn batchnorm_train_eval_backward_and_gradient_check() {
-    let mut rng = rng("batchnorm");
-    let (batch, features) = (24, 40);
+    check_batchnorm("batchnorm1d", 24, 1, 40);
+}
+
+/// BatchNorm2d: each channel over samples × pixels; 315 rows make 10 chunks, so the
+/// chunk merge is exercised.
+#[test]
+fn batchnorm2d_train_eval_backward_and_gradient_check() {
+    check_batchnorm("batchnorm2d", 5, 63, 6);
+}
+
+fn check_batchnorm(name: &str, samples: usize, spatial: usize, features: usize) {
+    let mut rng = rng(name);
+    // Rows, as the CPU reference sees them.
+    let batch = samples * spatial;
     let x: Vec<f32> = random(&mut rng, batch * features)
         .iter()
         .map(|v| 3.0 * v + 0.5)
@@ -357,8 +676,8 @@ fn batchnorm_train_eval_backward_and_gradient_check() {
         *s = r.abs() + 0.5;
     }
     let dy = random(&mut rng, batch * features);
-    let kind = LayerKind::BatchNorm { features };
-    let out = run_layer(kind, batch, &x, &params, &state, &dy, true);
+    let kind = LayerKind::BatchNorm { features, spatial };
+    let out = run_layer(kind, samples, &x, None, &params, &state, &dy, true);
     let (xd, gamma, beta) = (
         f64s(&x),
         f64s(&params[..features]),
@@ -427,7 +746,7 @@ fn batchnorm_train_eval_backward_and_gradient_check() {
         &out.grads,
         &mut rng,
     );
-    let eval = run_layer(kind, batch, &x, &params, &state, &dy, false);
+    let eval = run_layer(kind, samples, &x, None, &params, &state, &dy, false);
     let (rm, rv) = (
         f64s(&state[..features]),
         f64s(&state[features..2 * features]),

@@ -20,12 +20,13 @@ fn model_config() -> ModelConfig {
     ModelConfig {
         hidden: vec![12, 8],
         batchnorm: true,
+        ..Default::default()
     }
 }
 
 /// The test split normalised as the device does, and its labels.
 fn test_inputs(data: &Dataset) -> (Vec<f64>, Vec<u32>) {
-    let (mean, std) = (data.mean as f64, data.std as f64);
+    let (mean, std) = (data.mean[0] as f64, data.std[0] as f64);
     let x = data
         .test
         .pixels
@@ -67,7 +68,7 @@ fn combination(samples: &[Vec<f64>], alpha: &[f64]) -> Vec<f64> {
 #[test]
 fn grid_points_match_models_built_from_their_weights_on_the_cpu() {
     let data = toy_data();
-    let model = Model::mlp(&model_config(), data.train.features, data.classes);
+    let model = Model::mlp(&model_config(), data.train.features(), data.classes);
     let n = 6;
     let drawn = samples_around_init(&model, 3, n, 0.3, &mut rng("landscape"));
     let flat: Vec<f32> = drawn.concat();
@@ -188,7 +189,7 @@ fn twa_reports_its_coefficients_while_training() {
 #[test]
 fn a_clicked_point_is_evaluated_like_an_averaged_model() {
     let data = toy_data();
-    let model = Model::mlp(&model_config(), data.train.features, data.classes);
+    let model = Model::mlp(&model_config(), data.train.features(), data.classes);
     let dim = model.num_params();
     let samples = samples_around_init(&model, 4, 4, 0.2, &mut rng("click")).concat();
     let mut land = Landscape::new(gpu(), &data, &model_config(), &samples, 50, 5).unwrap();

@@ -2,10 +2,11 @@
 //! and a fine label byte (CIFAR-100), then 3072 pixel bytes — the red, green and blue
 //! 32×32 planes, each row-major. CIFAR-10 ships `data_batch_1.bin` … `data_batch_5.bin`
 //! and `test_batch.bin`; CIFAR-100 ships `train.bin` and `test.bin` (the fine labels are
-//! used). Images are kept channel-major as in the file.
+//! used). Images are stored channels-last (32 × 32 × 3), as the convolutions read them.
 
 use super::dataset::{Dataset, Split};
 use crate::error::{Error, Result};
+use crate::nn::model::Shape;
 use std::path::Path;
 
 /// Bytes of one image: 3 planes of 32 × 32.
@@ -62,7 +63,12 @@ fn read_records(path: &Path, variant: Variant, split: &mut Split) -> Result<()> 
             ));
         }
         split.labels.push(label);
-        split.pixels.extend_from_slice(&r[variant.label_bytes()..]);
+        let planes = &r[variant.label_bytes()..];
+        for pixel in 0..1024 {
+            split
+                .pixels
+                .extend((0..3).map(|channel| planes[channel * 1024 + pixel]));
+        }
         split.count += 1;
     }
     Ok(())
@@ -73,7 +79,7 @@ fn read_split(dir: &Path, names: &[String], variant: Variant) -> Result<Split> {
         pixels: Vec::new(),
         labels: Vec::new(),
         count: 0,
-        features: IMAGE_BYTES,
+        shape: Shape::image(32, 32, 3),
     };
     for name in names {
         read_records(&dir.join(name), variant, &mut split)?;
@@ -159,13 +165,19 @@ mod tests {
             (data.train.count, data.test.count, data.classes),
             (15, 2, 10)
         );
-        assert_eq!(data.train.features, 3072);
+        assert_eq!(data.train.shape, Shape::image(32, 32, 3));
         assert_eq!(&data.train.labels[..4], &[1, 2, 3, 2]);
         assert_eq!(data.test.labels, vec![9, 0]);
-        // Image 1 of the test split: red plane first, pixel p = (7 + p) mod 256.
+        // Image 1 of the test split: file byte p (plane p / 1024, pixel p % 1024) is
+        // (7 + p) mod 256, stored channels-last.
         let image = &data.test.pixels[IMAGE_BYTES..2 * IMAGE_BYTES];
-        assert_eq!(image[0], 7);
-        assert_eq!(image[1024], ((7 + 1024) % 256) as u8, "green plane");
+        assert_eq!(image[0], 7, "red of pixel 0");
+        assert_eq!(image[1], ((7 + 1024) % 256) as u8, "green of pixel 0");
+        assert_eq!(
+            image[3 * 5 + 2],
+            ((7 + 2048 + 5) % 256) as u8,
+            "blue of pixel 5"
+        );
         // A truncated batch: one clear error naming the file.
         let mut cut = records(Variant::Cifar10, &[1, 2]);
         cut.pop();

@@ -4,17 +4,28 @@
 use super::idx::read_idx;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu};
+use crate::nn::model::Shape;
 use crate::nn::Network;
 use std::path::{Path, PathBuf};
 
-/// One split: `count` images of `features` bytes each, and their labels.
+/// One split: `count` images of `shape` (channels-last bytes), and their labels.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Split {
     pub pixels: Vec<u8>,
     pub labels: Vec<u8>,
     pub count: usize,
-    pub features: usize,
+    pub shape: Shape,
 }
+
+impl Split {
+    /// Bytes per image.
+    pub fn features(&self) -> usize {
+        self.shape.len()
+    }
+}
+
+/// Most channels an image may have (the gather kernel's per-channel statistics).
+pub const MAX_CHANNELS: usize = 4;
 
 /// A data set with train and test splits.
 #[derive(Clone, Debug)]
@@ -22,9 +33,9 @@ pub struct Dataset {
     pub train: Split,
     pub test: Split,
     pub classes: usize,
-    /// Mean and standard deviation of the training pixels (in [0, 1]).
-    pub mean: f32,
-    pub std: f32,
+    /// Per-channel mean and standard deviation of the training pixels (in [0, 1]).
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
     pub source: PathBuf,
 }
 
@@ -80,12 +91,15 @@ fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
         ));
     }
     let count = images.dims[0];
-    let features = images.dims[1..].iter().product();
+    let (height, width) = match images.dims[1..] {
+        [h, w] => (h, w),
+        _ => (1, images.dims[1..].iter().product()),
+    };
     Ok(Split {
         pixels: images.data,
         labels: labels.data,
         count,
-        features,
+        shape: Shape::image(height, width, 1),
     })
 }
 
@@ -100,15 +114,23 @@ impl Dataset {
         Dataset::from_splits(train, test, dir.to_path_buf())
     }
 
-    /// Build from splits, checking they agree and computing normalisation statistics.
+    /// Build from splits, checking they agree and computing per-channel
+    /// normalisation statistics.
     pub fn from_splits(train: Split, test: Split, source: PathBuf) -> Result<Dataset> {
-        if train.features != test.features {
+        if train.shape != test.shape {
             return Err(Error::format(
                 &source,
                 format!(
-                    "train images have {} pixels but test images {}",
-                    train.features, test.features
+                    "train images are {} but test images {}",
+                    train.shape, test.shape
                 ),
+            ));
+        }
+        let channels = train.shape.channels;
+        if !(1..=MAX_CHANNELS).contains(&channels) {
+            return Err(Error::format(
+                &source,
+                format!("images have {channels} channels; 1 to {MAX_CHANNELS} are supported"),
             ));
         }
         if train.count == 0 || test.count == 0 {
@@ -122,17 +144,26 @@ impl Dataset {
             .max()
             .unwrap_or(0) as usize
             + 1;
-        let n = train.pixels.len() as f64;
-        let sum: f64 = train.pixels.iter().map(|&p| p as f64).sum();
-        let sq: f64 = train.pixels.iter().map(|&p| (p as f64) * (p as f64)).sum();
-        let mean = sum / n / 255.0;
-        let var = (sq / n / (255.0 * 255.0) - mean * mean).max(1e-12);
+        let mut sum = vec![0.0f64; channels];
+        let mut sq = vec![0.0f64; channels];
+        for (i, &p) in train.pixels.iter().enumerate() {
+            let v = p as f64 / 255.0;
+            sum[i % channels] += v;
+            sq[i % channels] += v * v;
+        }
+        let n = (train.pixels.len() / channels) as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+        let std = sq
+            .iter()
+            .zip(&mean)
+            .map(|(q, m)| ((q / n - m * m).max(1e-12)).sqrt() as f32)
+            .collect();
         Ok(Dataset {
             train,
             test,
             classes,
-            mean: mean as f32,
-            std: var.sqrt() as f32,
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            std,
             source,
         })
     }
@@ -142,20 +173,25 @@ impl Dataset {
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 struct GatherParams {
     batch: u32,
-    features: u32,
-    mean: f32,
-    inv_std: f32,
+    height: u32,
+    width: u32,
+    channels: u32,
+    augment: u32,
+    seed: u32,
+    pad: [u32; 2],
+    mean: [f32; 4],
+    inv_std: [f32; 4],
 }
 
 /// A split on the device: packed pixels, labels and the current epoch's order.
 pub struct DeviceSplit {
     pub count: usize,
-    pub features: usize,
+    pub shape: Shape,
     pixels: wgpu::Buffer,
     labels: wgpu::Buffer,
     order: wgpu::Buffer,
-    mean: f32,
-    inv_std: f32,
+    mean: [f32; 4],
+    inv_std: [f32; 4],
 }
 
 impl DeviceSplit {
@@ -174,14 +210,20 @@ impl DeviceSplit {
         }
         let labels: Vec<u32> = split.labels.iter().map(|&l| l as u32).collect();
         let order: Vec<u32> = (0..split.count as u32).collect();
+        let mut mean = [0.0; 4];
+        let mut inv_std = [1.0; 4];
+        for c in 0..data.mean.len() {
+            mean[c] = data.mean[c];
+            inv_std[c] = 1.0 / data.std[c];
+        }
         Ok(DeviceSplit {
             count: split.count,
-            features: split.features,
+            shape: split.shape,
             pixels: gpu.storage_init(&words, "pixels"),
             labels: gpu.storage_init(&labels, "labels"),
             order: gpu.storage_init(&order, "order"),
-            mean: data.mean,
-            inv_std: 1.0 / data.std,
+            mean,
+            inv_std,
         })
     }
 
@@ -192,11 +234,18 @@ impl DeviceSplit {
     }
 
     /// The dispatch that fills `net`'s input and label buffers with `batch` samples
-    /// starting at the step's `start` position of the order.
-    pub fn gather(&self, gpu: &Gpu, net: &Network, batch: usize) -> Dispatch {
+    /// starting at the step's `start` position of the order, normalised per channel;
+    /// with `augment`, each image is randomly cropped from its 4-pixel zero padding and
+    /// flipped horizontally (seeded by `seed` and the step number).
+    pub fn gather(&self, gpu: &Gpu, net: &Network, batch: usize, augment: Option<u64>) -> Dispatch {
         let p = GatherParams {
             batch: batch as u32,
-            features: self.features as u32,
+            height: self.shape.height as u32,
+            width: self.shape.width as u32,
+            channels: self.shape.channels as u32,
+            augment: augment.is_some() as u32,
+            seed: augment.unwrap_or(0) as u32,
+            pad: [0; 2],
             mean: self.mean,
             inv_std: self.inv_std,
         };
@@ -213,7 +262,7 @@ impl DeviceSplit {
                 &u,
                 &net.step,
             ],
-            crate::gpu::kernels::groups_1d(batch * self.features, 256),
+            crate::gpu::kernels::groups_1d(batch * self.shape.len(), 256),
         )
     }
 }

@@ -4,6 +4,7 @@
 
 use super::dataset::{Dataset, Split};
 use crate::error::Result;
+use crate::nn::model::Shape;
 use crate::rng::Rng;
 
 fn split(count: usize, classes: usize, noise: f64, rng: &mut Rng) -> Split {
@@ -24,7 +25,7 @@ fn split(count: usize, classes: usize, noise: f64, rng: &mut Rng) -> Split {
         pixels,
         labels,
         count,
-        features: 2,
+        shape: Shape::flat(2),
     }
 }
 

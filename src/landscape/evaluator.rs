@@ -4,7 +4,7 @@
 //! pass over a fixed batch with BatchNorm using that batch's statistics, its totals
 //! copied into a results buffer. One submit per point, one readback per chunk.
 //!
-//! The first layer (a Linear) is linear in its parameters, so its output at
+//! The first layer (a Linear or Conv) is linear in its parameters, so its output at
 //! C + x·U + y·V is out(C) + x·out(U) + y·out(V): those three are computed once per
 //! batch and each point only combines them, which skips the widest matrix product.
 
@@ -133,14 +133,19 @@ impl<'a> Landscape<'a> {
         Ok(())
     }
 
-    /// The first layer at C, U and V on the loaded batch, if it is a Linear.
+    /// The first layer at C, U and V on the loaded batch, if it is a Linear or Conv
+    /// (linear in its parameters).
     fn first_layer(&self, batch: usize) -> Option<FirstLayer> {
         let gpu = self.gpu();
         let net = &self.trainer.net;
-        let LayerKind::Linear { outputs, .. } = net.model.layers.first()?.kind else {
+        let layer = net.model.layers.first()?;
+        if !matches!(
+            layer.kind,
+            LayerKind::Linear { .. } | LayerKind::Conv { .. }
+        ) {
             return None;
-        };
-        let len = batch * outputs;
+        }
+        let len = batch * layer.outputs();
         let stride = row_stride(len);
         let rows = gpu.storage(3 * stride, "first layer at C, U, V");
         for k in 0..3 {

@@ -2,7 +2,7 @@
 //! pass (train or eval) and of its backward pass, bound to the buffers they use.
 //! Called once when a batch plan is built; the dispatches are then replayed every step.
 
-use super::model::{Layer, LayerKind, BN_EPS, BN_MOMENTUM};
+use super::model::{Layer, LayerKind, Window, BN_EPS, BN_MOMENTUM};
 use crate::gpu::kernels::groups_1d;
 use crate::gpu::{Dispatch, Gpu, Kernels};
 
@@ -49,13 +49,87 @@ struct ActivationParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 struct BatchNormParams {
-    batch: u32,
+    rows: u32,
     features: u32,
     g_off: u32,
     s_off: u32,
     momentum: f32,
     eps: f32,
-    pad: [u32; 2],
+    chunk_rows: u32,
+    chunks: u32,
+}
+
+/// Most chunks a BatchNorm reduction cuts its rows into (see `batchnorm.wgsl`).
+pub const BN_MAX_CHUNKS: usize = 256;
+
+/// (rows per chunk, chunks) of a BatchNorm reduction over `rows` rows.
+fn bn_chunks(rows: usize) -> (usize, usize) {
+    let chunk_rows = rows.div_ceil(BN_MAX_CHUNKS).max(32);
+    (chunk_rows, rows.div_ceil(chunk_rows))
+}
+
+/// Uniform of `conv.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct WindowParams {
+    batch: u32,
+    h: u32,
+    w: u32,
+    c: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    pad_: [u32; 2],
+}
+
+impl WindowParams {
+    fn new(batch: usize, window: &Window) -> WindowParams {
+        let (oh, ow) = window.out_hw();
+        let i = window.input;
+        WindowParams {
+            batch: batch as u32,
+            h: i.height as u32,
+            w: i.width as u32,
+            c: i.channels as u32,
+            oh: oh as u32,
+            ow: ow as u32,
+            kh: window.kernel.0 as u32,
+            kw: window.kernel.1 as u32,
+            stride: window.stride as u32,
+            pad: window.padding as u32,
+            pad_: [0; 2],
+        }
+    }
+}
+
+/// A `conv.wgsl` kernel over `window` for `batch` samples, writing `len` values.
+fn window_op(
+    gpu: &Gpu,
+    kernel: &crate::gpu::Kernel,
+    batch: usize,
+    window: &Window,
+    len: usize,
+    bufs: [&wgpu::Buffer; 3],
+) -> Dispatch {
+    let u = gpu.uniform(&WindowParams::new(batch, window), kernel.name);
+    Dispatch::new(
+        gpu,
+        kernel,
+        &[bufs[0], bufs[1], bufs[2], &u],
+        groups_1d(len, 256),
+    )
+}
+
+/// Rows of the im2col matrix of a convolution and its columns (c·kh·kw).
+pub fn im2col_shape(batch: usize, window: &Window) -> (usize, usize) {
+    let (oh, ow) = window.out_hw();
+    (
+        batch * oh * ow,
+        window.input.channels * window.kernel.0 * window.kernel.1,
+    )
 }
 
 /// The buffers a layer binds besides its input and output activations.
@@ -67,6 +141,11 @@ pub struct LayerBuffers<'a> {
     pub step: &'a wgpu::Buffer,
     /// Bound where a kernel's layout has a slot the entry point does not use.
     pub unused: &'a wgpu::Buffer,
+    /// BatchNorm's per-chunk partial sums (2 × `BN_MAX_CHUNKS` × widest feature count).
+    pub partials: &'a wgpu::Buffer,
+    /// Convolution scratch: the im2col matrix and its gradient (largest conv layer).
+    pub cols: &'a wgpu::Buffer,
+    pub dcols: &'a wgpu::Buffer,
 }
 
 /// `c = a·b (+ bias)` as described in `linear.wgsl`, with the variant that suits the
@@ -138,7 +217,8 @@ pub fn transpose(
     Dispatch::new(gpu, &k.transpose, &[a.0, unused, unused, c.0, &u], groups)
 }
 
-fn activation(
+/// An `activation.wgsl` kernel over `len` values.
+pub fn elementwise(
     gpu: &Gpu,
     kernel: &crate::gpu::Kernel,
     len: usize,
@@ -159,17 +239,58 @@ fn activation(
     )
 }
 
-fn batchnorm_uniform(gpu: &Gpu, layer: &Layer, batch: usize, features: usize) -> wgpu::Buffer {
+/// The dispatches of one BatchNorm pass: `entries` in order, each over (chunk,
+/// feature) pairs, features, or all R·F values as its name says.
+fn batchnorm(
+    gpu: &Gpu,
+    layer: &Layer,
+    rows: usize,
+    features: usize,
+    entries: &[&crate::gpu::Kernel],
+    io: [&wgpu::Buffer; 3],
+    bufs: &LayerBuffers,
+) -> Vec<Dispatch> {
+    let (chunk_rows, chunks) = bn_chunks(rows);
     let p = BatchNormParams {
-        batch: batch as u32,
+        rows: rows as u32,
         features: features as u32,
         g_off: layer.param_off as u32,
         s_off: layer.state_off as u32,
         momentum: BN_MOMENTUM,
         eps: BN_EPS,
-        pad: [0; 2],
+        chunk_rows: chunk_rows as u32,
+        chunks: chunks as u32,
     };
-    gpu.uniform(&p, "batchnorm")
+    let u = gpu.uniform(&p, "batchnorm");
+    let [x, dy, out] = io;
+    entries
+        .iter()
+        .map(|kernel| {
+            let groups = if kernel.name.starts_with("partial") {
+                groups_1d(chunks * features, 64)
+            } else if kernel.name.starts_with("finish") {
+                groups_1d(features, 64)
+            } else {
+                groups_1d(rows * features, 256)
+            };
+            Dispatch::new(
+                gpu,
+                kernel,
+                &[
+                    x,
+                    bufs.params,
+                    dy,
+                    out,
+                    bufs.state,
+                    bufs.grads,
+                    bufs.partials,
+                    &u,
+                    bufs.step,
+                ],
+                groups,
+            )
+        })
+        .collect()
 }
 
 /// How a forward pass treats BatchNorm.
@@ -183,8 +304,147 @@ pub enum Mode {
     Recalibrate,
 }
 
-/// Forward dispatches of `layer` from `x` [batch, in] to `y` [batch, out]. A Linear
-/// layer needs `wt`, scratch for its transposed weight.
+/// A matrix product layer on `rows` rows: y[rows, outputs] = x[rows, inputs]·Wᵀ (+ b),
+/// W [outputs, inputs] at `param_off` (bias after it), via `wt` (W transposed).
+struct Gemm {
+    rows: usize,
+    inputs: usize,
+    outputs: usize,
+    param_off: usize,
+    bias: bool,
+}
+
+impl Gemm {
+    fn forward(
+        &self,
+        gpu: &Gpu,
+        k: &Kernels,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        wt: &wgpu::Buffer,
+        bufs: &LayerBuffers,
+    ) -> Vec<Dispatch> {
+        let p = LinearParams {
+            m: self.rows as u32,
+            n: self.outputs as u32,
+            k: self.inputs as u32,
+            has_bias: self.bias as u32,
+            a_rs: self.inputs as u32,
+            a_cs: 1,
+            ldb: padded(self.outputs) as u32,
+            ldc: self.outputs as u32,
+            bias_off: (self.param_off + self.inputs * self.outputs) as u32,
+            ..Default::default()
+        };
+        vec![
+            transpose(
+                gpu,
+                k,
+                self.outputs,
+                self.inputs,
+                (bufs.params, self.param_off),
+                (wt, 0),
+                bufs.unused,
+            ),
+            matmul(gpu, k, p, x, wt, bufs.params, y),
+        ]
+    }
+
+    /// dW (and db) into the gradient store; dx when given.
+    fn backward(
+        &self,
+        gpu: &Gpu,
+        k: &Kernels,
+        x: &wgpu::Buffer,
+        dy: &wgpu::Buffer,
+        dx: Option<&wgpu::Buffer>,
+        bufs: &LayerBuffers,
+    ) -> Vec<Dispatch> {
+        let (rows, inputs, outputs) = (self.rows, self.inputs, self.outputs);
+        let w_off = self.param_off;
+        // dW[out, in] = dYᵀ · X: A(m = o, k = r) = dY[r·out + o].
+        let grad_w = LinearParams {
+            m: outputs as u32,
+            n: inputs as u32,
+            k: rows as u32,
+            a_rs: 1,
+            a_cs: outputs as u32,
+            ldb: inputs as u32,
+            c_off: w_off as u32,
+            ldc: inputs as u32,
+            ..Default::default()
+        };
+        let mut out = vec![matmul(gpu, k, grad_w, dy, x, bufs.unused, bufs.grads)];
+        if self.bias {
+            let grad_b = LinearParams {
+                m: rows as u32,
+                n: outputs as u32,
+                c_off: (w_off + inputs * outputs) as u32,
+                ..Default::default()
+            };
+            let u = gpu.uniform(&grad_b, "bias_grad");
+            out.push(Dispatch::new(
+                gpu,
+                &k.bias_grad,
+                &[dy, bufs.unused, bufs.unused, bufs.grads, &u],
+                groups_1d(outputs, 64),
+            ));
+        }
+        if let Some(dx) = dx {
+            // dX[rows, in] = dY[rows, out] · W[out, in].
+            let grad_x = LinearParams {
+                m: rows as u32,
+                n: inputs as u32,
+                k: outputs as u32,
+                a_rs: outputs as u32,
+                a_cs: 1,
+                b_off: w_off as u32,
+                ldb: inputs as u32,
+                ldc: inputs as u32,
+                ..Default::default()
+            };
+            out.push(matmul(gpu, k, grad_x, dy, bufs.params, bufs.unused, dx));
+        }
+        out
+    }
+}
+
+/// The matrix product of a Linear or Conv layer (a convolution multiplies its im2col
+/// matrix).
+fn gemm_of(layer: &Layer, batch: usize) -> Option<Gemm> {
+    match layer.kind {
+        LayerKind::Linear { inputs, outputs } => Some(Gemm {
+            rows: batch,
+            inputs,
+            outputs,
+            param_off: layer.param_off,
+            bias: true,
+        }),
+        LayerKind::Conv {
+            window,
+            outputs,
+            bias,
+        } => {
+            let (rows, inputs) = im2col_shape(batch, &window);
+            Some(Gemm {
+                rows,
+                inputs,
+                outputs,
+                param_off: layer.param_off,
+                bias,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Length of the transposed-weight scratch a Linear or Conv layer needs.
+pub fn transposed_len(layer: &Layer) -> Option<usize> {
+    gemm_of(layer, 1).map(|g| g.inputs * padded(g.outputs))
+}
+
+/// Forward dispatches of `layer` for `batch` samples from `x` (and, for `Add`, `other`)
+/// to `y`. Linear and Conv layers need `wt`, scratch for their transposed weight.
 pub fn forward(
     gpu: &Gpu,
     k: &Kernels,
@@ -192,75 +452,105 @@ pub fn forward(
     batch: usize,
     mode: Mode,
     x: &wgpu::Buffer,
+    other: Option<&wgpu::Buffer>,
     y: &wgpu::Buffer,
     wt: Option<&wgpu::Buffer>,
     bufs: &LayerBuffers,
 ) -> Vec<Dispatch> {
+    let len = batch * layer.outputs();
     match layer.kind {
-        LayerKind::Linear { inputs, outputs } => {
-            let wt =
-                wt.expect("a Linear layer needs transpose scratch of inputs × padded(outputs)");
-            let p = LinearParams {
-                m: batch as u32,
-                n: outputs as u32,
-                k: inputs as u32,
-                has_bias: 1,
-                a_rs: inputs as u32,
-                a_cs: 1,
-                ldb: padded(outputs) as u32,
-                ldc: outputs as u32,
-                bias_off: (layer.param_off + inputs * outputs) as u32,
-                ..Default::default()
-            };
-            vec![
-                transpose(
-                    gpu,
-                    k,
-                    outputs,
-                    inputs,
-                    (bufs.params, layer.param_off),
-                    (wt, 0),
-                    bufs.unused,
-                ),
-                matmul(gpu, k, p, x, wt, bufs.params, y),
-            ]
+        LayerKind::Linear { .. } => {
+            let wt = wt.expect("a Linear layer needs transposed-weight scratch");
+            gemm_of(layer, batch)
+                .expect("Linear is a GEMM")
+                .forward(gpu, k, x, y, wt, bufs)
         }
-        LayerKind::BatchNorm { features } => {
-            let u = batchnorm_uniform(gpu, layer, batch, features);
-            let kernel = match mode {
-                Mode::Train => &k.bn_forward_train,
-                Mode::Eval => &k.bn_forward_eval,
-                Mode::Recalibrate => &k.bn_recalibrate,
-            };
-            vec![Dispatch::new(
+        LayerKind::Conv { window, .. } => {
+            let wt = wt.expect("a Conv layer needs transposed-weight scratch");
+            let gemm = gemm_of(layer, batch).expect("Conv is a GEMM");
+            let mut out = vec![window_op(
                 gpu,
-                kernel,
-                &[
-                    x,
-                    bufs.params,
-                    bufs.unused,
-                    y,
-                    bufs.state,
-                    bufs.grads,
-                    &u,
-                    bufs.step,
+                &k.im2col,
+                batch,
+                &window,
+                gemm.rows * gemm.inputs,
+                [x, bufs.unused, bufs.cols],
+            )];
+            out.extend(gemm.forward(gpu, k, bufs.cols, y, wt, bufs));
+            out
+        }
+        LayerKind::BatchNorm { features, spatial } => {
+            let entries: &[&crate::gpu::Kernel] = match mode {
+                Mode::Train => &[&k.bn_partial_stats, &k.bn_finish_train, &k.bn_normalise],
+                Mode::Recalibrate => &[
+                    &k.bn_partial_stats,
+                    &k.bn_finish_recalibrate,
+                    &k.bn_normalise,
                 ],
-                groups_1d(features, 64),
-            )]
-        }
-        LayerKind::Relu { features } => {
-            vec![activation(
+                Mode::Eval => &[&k.bn_normalise_running],
+            };
+            batchnorm(
                 gpu,
-                &k.relu_forward,
-                batch * features,
+                layer,
+                batch * spatial,
+                features,
+                entries,
+                [x, bufs.unused, y],
+                bufs,
+            )
+        }
+        LayerKind::Relu { .. } => vec![elementwise(gpu, &k.relu_forward, len, [x, bufs.unused, y])],
+        LayerKind::MaxPool { window } => {
+            vec![window_op(
+                gpu,
+                &k.max_forward,
+                batch,
+                &window,
+                len,
                 [x, bufs.unused, y],
             )]
         }
+        LayerKind::AvgPool { window } => {
+            vec![window_op(
+                gpu,
+                &k.avg_forward,
+                batch,
+                &window,
+                len,
+                [x, bufs.unused, y],
+            )]
+        }
+        LayerKind::Flatten { input } => {
+            let window = whole_image(input);
+            vec![window_op(
+                gpu,
+                &k.flatten,
+                batch,
+                &window,
+                len,
+                [x, bufs.unused, y],
+            )]
+        }
+        LayerKind::Add { .. } => {
+            let other = other.expect("Add needs its second summand");
+            vec![elementwise(gpu, &k.add, len, [x, other, y])]
+        }
+    }
+}
+
+/// A window covering the whole of `input` (for the flatten kernels' geometry).
+fn whole_image(input: crate::nn::model::Shape) -> Window {
+    Window {
+        input,
+        kernel: (input.height, input.width),
+        stride: 1,
+        padding: 0,
     }
 }
 
 /// Backward dispatches of `layer`: parameter gradients into `bufs.grads`, and the
 /// input gradient into `dx` when given. `x` and `y` are the forward input and output.
+/// An `Add` passes `dy` on unchanged (its second summand's gradient is the caller's).
 pub fn backward(
     gpu: &Gpu,
     k: &Kernels,
@@ -272,81 +562,87 @@ pub fn backward(
     dx: Option<&wgpu::Buffer>,
     bufs: &LayerBuffers,
 ) -> Vec<Dispatch> {
+    let in_len = batch * layer.kind.input_len();
+    let needs_dx = || dx.unwrap_or_else(|| panic!("{} backward needs dx", layer.kind.describe()));
     match layer.kind {
-        LayerKind::Linear { inputs, outputs } => {
-            let w_off = layer.param_off;
-            // dW[out, in] = dYᵀ · X: A(m = o, k = b) = dY[b·out + o].
-            let grad_w = LinearParams {
-                m: outputs as u32,
-                n: inputs as u32,
-                k: batch as u32,
-                a_rs: 1,
-                a_cs: outputs as u32,
-                ldb: inputs as u32,
-                c_off: w_off as u32,
-                ldc: inputs as u32,
-                ..Default::default()
-            };
-            let grad_b = LinearParams {
-                m: batch as u32,
-                n: outputs as u32,
-                c_off: (w_off + inputs * outputs) as u32,
-                ..Default::default()
-            };
-            let u = gpu.uniform(&grad_b, "bias_grad");
-            let mut out = vec![
-                matmul(gpu, k, grad_w, dy, x, bufs.unused, bufs.grads),
-                Dispatch::new(
-                    gpu,
-                    &k.bias_grad,
-                    &[dy, bufs.unused, bufs.unused, bufs.grads, &u],
-                    groups_1d(outputs, 64),
-                ),
-            ];
+        LayerKind::Linear { .. } => gemm_of(layer, batch)
+            .expect("Linear is a GEMM")
+            .backward(gpu, k, x, dy, dx, bufs),
+        LayerKind::Conv { window, .. } => {
+            let gemm = gemm_of(layer, batch).expect("Conv is a GEMM");
+            let cols_len = gemm.rows * gemm.inputs;
+            let mut out = vec![window_op(
+                gpu,
+                &k.im2col,
+                batch,
+                &window,
+                cols_len,
+                [x, bufs.unused, bufs.cols],
+            )];
+            out.extend(gemm.backward(gpu, k, bufs.cols, dy, dx.map(|_| bufs.dcols), bufs));
             if let Some(dx) = dx {
-                // dX[B, in] = dY[B, out] · W[out, in].
-                let grad_x = LinearParams {
-                    m: batch as u32,
-                    n: inputs as u32,
-                    k: outputs as u32,
-                    a_rs: outputs as u32,
-                    a_cs: 1,
-                    b_off: w_off as u32,
-                    ldb: inputs as u32,
-                    ldc: inputs as u32,
-                    ..Default::default()
-                };
-                out.push(matmul(gpu, k, grad_x, dy, bufs.params, bufs.unused, dx));
+                out.push(window_op(
+                    gpu,
+                    &k.col2im,
+                    batch,
+                    &window,
+                    in_len,
+                    [bufs.unused, bufs.dcols, dx],
+                ));
             }
             out
         }
-        LayerKind::BatchNorm { features } => {
-            let u = batchnorm_uniform(gpu, layer, batch, features);
-            let dx = dx.expect("BatchNorm backward needs an input-gradient buffer");
-            vec![Dispatch::new(
+        LayerKind::BatchNorm { features, spatial } => batchnorm(
+            gpu,
+            layer,
+            batch * spatial,
+            features,
+            &[&k.bn_partial_grads, &k.bn_finish_grads, &k.bn_backward_dx],
+            [x, dy, needs_dx()],
+            bufs,
+        ),
+        LayerKind::Relu { .. } => vec![elementwise(
+            gpu,
+            &k.relu_backward,
+            in_len,
+            [y, dy, needs_dx()],
+        )],
+        LayerKind::MaxPool { window } => {
+            vec![window_op(
                 gpu,
-                &k.bn_backward,
-                &[
-                    x,
-                    bufs.params,
-                    dy,
-                    dx,
-                    bufs.state,
-                    bufs.grads,
-                    &u,
-                    bufs.step,
-                ],
-                groups_1d(features, 64),
+                &k.max_backward,
+                batch,
+                &window,
+                in_len,
+                [x, dy, needs_dx()],
             )]
         }
-        LayerKind::Relu { features } => {
-            let dx = dx.expect("ReLU backward needs an input-gradient buffer");
-            vec![activation(
+        LayerKind::AvgPool { window } => {
+            vec![window_op(
                 gpu,
-                &k.relu_backward,
-                batch * features,
-                [y, dy, dx],
+                &k.avg_backward,
+                batch,
+                &window,
+                in_len,
+                [x, dy, needs_dx()],
             )]
         }
+        LayerKind::Flatten { input } => {
+            let window = whole_image(input);
+            vec![window_op(
+                gpu,
+                &k.unflatten,
+                batch,
+                &window,
+                in_len,
+                [bufs.unused, dy, needs_dx()],
+            )]
+        }
+        LayerKind::Add { .. } => vec![elementwise(
+            gpu,
+            &k.copy,
+            in_len,
+            [dy, bufs.unused, needs_dx()],
+        )],
     }
 }

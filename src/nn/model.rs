@@ -1,30 +1,126 @@
 //! The model description: a sequence of layers over one flat parameter store, built
-//! from a config, with PyTorch's initialisation. Nothing here touches the GPU.
+//! from a config and the data's image shape, with PyTorch's initialisation. Nothing
+//! here touches the GPU.
 //!
-//! MLP: input → [Linear → (BatchNorm) → ReLU] per hidden width → Linear → logits.
-//! Layer i is named `i` as in `nn.Sequential`, so `0.weight` is the first Linear's
-//! [out, in] weight and checkpoints load into PyTorch unchanged.
+//! Activations are batch-major and channels-last: one sample is an H × W × C block
+//! (an MLP's features are a 1 × 1 × F image). Layer i writes activation i + 1 and
+//! reads activation `input` (usually i); a residual `Add` also reads `other`.
+//! Parameters are named `i.weight`, `i.bias` (layer index i as in `nn.Sequential`)
+//! with PyTorch's shapes: Linear [out, in], Conv2d [out, in, k, k], so checkpoints of
+//! the sequential models (`mlp`, `cnn`) load into PyTorch unchanged.
 
 use super::params::ParamTable;
+use crate::error::{Error, Result};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
-/// The network to build. `input` and `classes` come from the data.
+/// Which network family to build.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// Linear → (BatchNorm) → ReLU per hidden width, then a Linear head.
+    #[default]
+    Mlp,
+    /// Two conv–BN–ReLU–max-pool stages for 28 × 28 grey images, then 3136 → 256 → classes.
+    Cnn,
+    /// Pre-activation ResNet (depth 6n + 2) for 32 × 32 images.
+    Resnet,
+}
+
+/// The network to build. Input shape and `classes` come from the data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Widths of the hidden layers.
+    pub arch: Arch,
+    /// MLP: widths of the hidden layers.
     pub hidden: Vec<usize>,
-    /// BatchNorm after every hidden Linear.
+    /// MLP: BatchNorm after every hidden Linear.
     pub batchnorm: bool,
+    /// ResNet: depth 6n + 2 (8, 14, 20, 32, …).
+    pub depth: usize,
+    /// ResNet: channels of the first stage (doubled at each of the next two).
+    pub width: usize,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
+            arch: Arch::Mlp,
             hidden: vec![256, 256],
             batchnorm: true,
+            depth: 20,
+            width: 16,
         }
+    }
+}
+
+/// One sample's activation: height × width × channels, channels fastest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shape {
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+}
+
+impl Shape {
+    /// An H × W × C image.
+    pub fn image(height: usize, width: usize, channels: usize) -> Shape {
+        Shape {
+            height,
+            width,
+            channels,
+        }
+    }
+
+    /// A flat vector of `features` (1 × 1 × features).
+    pub fn flat(features: usize) -> Shape {
+        Shape::image(1, 1, features)
+    }
+
+    /// Values per sample.
+    pub fn len(&self) -> usize {
+        self.height * self.width * self.channels
+    }
+
+    /// Whether the shape holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Pixels per channel.
+    pub fn spatial(&self) -> usize {
+        self.height * self.width
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.height == 1 && self.width == 1 {
+            write!(f, "{} features", self.channels)
+        } else {
+            write!(f, "{}×{}×{}", self.height, self.width, self.channels)
+        }
+    }
+}
+
+/// Geometry of a 2-D window op (convolution or pooling) on an input image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub input: Shape,
+    /// Window height and width.
+    pub kernel: (usize, usize),
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Window {
+    /// Output height and width.
+    pub fn out_hw(&self) -> (usize, usize) {
+        let o = |n: usize, k: usize| (n + 2 * self.padding - k) / self.stride + 1;
+        (
+            o(self.input.height, self.kernel.0),
+            o(self.input.width, self.kernel.1),
+        )
     }
 }
 
@@ -33,28 +129,81 @@ impl Default for ModelConfig {
 pub enum LayerKind {
     /// y = x·Wᵀ + b; weight [outputs, inputs] at `param_off`, bias [outputs] after it.
     Linear { inputs: usize, outputs: usize },
-    /// BatchNorm1d over `features`; γ, β at `param_off`; running stats and saved
-    /// batch statistics (4 × features) at `state_off`.
-    BatchNorm { features: usize },
-    /// y = max(x, 0).
+    /// 2-D convolution to `outputs` channels (im2col, then the Linear product):
+    /// weight [outputs, channels, k, k] at `param_off`, bias [outputs] after it if `bias`.
+    Conv {
+        window: Window,
+        outputs: usize,
+        bias: bool,
+    },
+    /// BatchNorm over `features` channels, each normalised over batch × `spatial`
+    /// values (BatchNorm1d for spatial = 1, BatchNorm2d otherwise); γ, β at
+    /// `param_off`; running and saved batch statistics (4 × features) at `state_off`.
+    BatchNorm { features: usize, spatial: usize },
+    /// y = max(x, 0) over `features` values per sample.
     Relu { features: usize },
+    /// Maximum over each window (no padding).
+    MaxPool { window: Window },
+    /// Mean over each window (no padding); a global average pool is the whole image.
+    AvgPool { window: Window },
+    /// H × W × C to C·H·W features in PyTorch's (channel-major) order.
+    Flatten { input: Shape },
+    /// y = x + activation `other` (a residual connection), `features` values per sample.
+    Add { features: usize, other: usize },
 }
 
-/// One layer and where its parameters and state live.
+impl LayerKind {
+    /// Values per sample of the activation the layer reads.
+    pub fn input_len(&self) -> usize {
+        match *self {
+            LayerKind::Linear { inputs, .. } => inputs,
+            LayerKind::Conv { window, .. }
+            | LayerKind::MaxPool { window }
+            | LayerKind::AvgPool { window } => window.input.len(),
+            LayerKind::BatchNorm { features, spatial } => features * spatial,
+            LayerKind::Relu { features } | LayerKind::Add { features, .. } => features,
+            LayerKind::Flatten { input } => input.len(),
+        }
+    }
+
+    /// A short description for messages, e.g. `Conv2d 1→32 3×3`.
+    pub fn describe(&self) -> String {
+        match *self {
+            LayerKind::Linear { inputs, outputs } => format!("Linear {inputs}→{outputs}"),
+            LayerKind::Conv {
+                window, outputs, ..
+            } => format!(
+                "Conv2d {}→{outputs} {}×{} stride {}",
+                window.input.channels, window.kernel.0, window.kernel.1, window.stride
+            ),
+            LayerKind::BatchNorm { features, spatial } => {
+                format!("BatchNorm{}d {features}", if spatial > 1 { 2 } else { 1 })
+            }
+            LayerKind::Relu { .. } => "ReLU".into(),
+            LayerKind::MaxPool { window } => format!("MaxPool {}", window.kernel.0),
+            LayerKind::AvgPool { window } => format!("AvgPool {}", window.kernel.0),
+            LayerKind::Flatten { .. } => "Flatten".into(),
+            LayerKind::Add { other, .. } => format!("Add (activation {other})"),
+        }
+    }
+}
+
+/// One layer, the activation it reads, its output shape, and where its parameters
+/// and state live.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layer {
     pub kind: LayerKind,
+    /// Index of the activation this layer reads (0 = the input batch).
+    pub input: usize,
+    pub output: Shape,
     pub param_off: usize,
     pub state_off: usize,
 }
 
 impl Layer {
-    /// Width of the layer's output.
+    /// Values per sample of the layer's output.
     pub fn outputs(&self) -> usize {
-        match self.kind {
-            LayerKind::Linear { outputs, .. } => outputs,
-            LayerKind::BatchNorm { features } | LayerKind::Relu { features } => features,
-        }
+        self.output.len()
     }
 }
 
@@ -66,7 +215,8 @@ pub const BN_MOMENTUM: f32 = 0.1;
 /// A built model: layers, the parameter table and the state (running-stat) table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
-    pub inputs: usize,
+    /// Shape of one input sample.
+    pub input: Shape,
     pub classes: usize,
     pub layers: Vec<Layer>,
     /// Trainable parameters (length D).
@@ -75,57 +225,349 @@ pub struct Model {
     pub state: ParamTable,
 }
 
-impl Model {
-    /// An MLP for `inputs` features and `classes` classes.
-    pub fn mlp(config: &ModelConfig, inputs: usize, classes: usize) -> Model {
-        let mut model = Model {
-            inputs,
-            classes,
-            layers: Vec::new(),
-            params: ParamTable::default(),
-            state: ParamTable::default(),
-        };
-        let mut width = inputs;
-        for &hidden in &config.hidden {
-            model.push_linear(width, hidden);
-            if config.batchnorm {
-                model.push_batchnorm(hidden);
-            }
-            model.push(LayerKind::Relu { features: hidden }, 0, 0);
-            width = hidden;
+/// Appends layers, tracking the current activation and its shape, and checks that
+/// every layer's declared input matches what reaches it.
+struct Builder {
+    model: Model,
+    arch: &'static str,
+    /// The activation the next layer reads, and its shape.
+    current: usize,
+    shape: Shape,
+}
+
+impl Builder {
+    fn new(arch: &'static str, input: Shape, classes: usize) -> Builder {
+        Builder {
+            model: Model {
+                input,
+                classes,
+                layers: Vec::new(),
+                params: ParamTable::default(),
+                state: ParamTable::default(),
+            },
+            arch,
+            current: 0,
+            shape: input,
         }
-        model.push_linear(width, classes);
-        model
     }
 
-    fn push(&mut self, kind: LayerKind, param_off: usize, state_off: usize) {
-        self.layers.push(Layer {
+    /// The shape of activation `index`.
+    fn shape_of(&self, index: usize) -> Shape {
+        match index {
+            0 => self.model.input,
+            i => self.model.layers[i - 1].output,
+        }
+    }
+
+    fn mismatch(&self, kind: &LayerKind, expected: String) -> Error {
+        Error::Shape(format!(
+            "model {}: layer {} ({}) expects {expected} but gets {}",
+            self.arch,
+            self.model.layers.len(),
+            kind.describe(),
+            self.shape
+        ))
+    }
+
+    fn push(&mut self, kind: LayerKind, output: Shape, param_off: usize, state_off: usize) {
+        self.model.layers.push(Layer {
             kind,
+            input: self.current,
+            output,
             param_off,
             state_off,
         });
+        self.current = self.model.layers.len();
+        self.shape = output;
     }
 
-    fn push_linear(&mut self, inputs: usize, outputs: usize) {
-        let name = self.layers.len();
+    fn name(&self) -> usize {
+        self.model.layers.len()
+    }
+
+    fn linear(&mut self, inputs: usize, outputs: usize) -> Result<()> {
+        let kind = LayerKind::Linear { inputs, outputs };
+        if self.shape != Shape::flat(inputs) {
+            return Err(self.mismatch(&kind, format!("{inputs} features")));
+        }
+        let name = self.name();
         let off = self
+            .model
             .params
             .push(format!("{name}.weight"), vec![outputs, inputs]);
-        self.params.push(format!("{name}.bias"), vec![outputs]);
-        self.push(LayerKind::Linear { inputs, outputs }, off, 0);
+        self.model
+            .params
+            .push(format!("{name}.bias"), vec![outputs]);
+        self.push(kind, Shape::flat(outputs), off, 0);
+        Ok(())
     }
 
-    fn push_batchnorm(&mut self, features: usize) {
-        let name = self.layers.len();
-        let off = self.params.push(format!("{name}.weight"), vec![features]);
-        self.params.push(format!("{name}.bias"), vec![features]);
+    fn conv(
+        &mut self,
+        channels: usize,
+        outputs: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<()> {
+        let window = Window {
+            input: self.shape,
+            kernel: (kernel, kernel),
+            stride,
+            padding,
+        };
+        let kind = LayerKind::Conv {
+            window,
+            outputs,
+            bias: false,
+        };
+        let fits =
+            self.shape.height + 2 * padding >= kernel && self.shape.width + 2 * padding >= kernel;
+        if self.shape.channels != channels || !fits {
+            // Described as declared (with `channels` inputs).
+            let declared = LayerKind::Conv {
+                window: Window {
+                    input: Shape {
+                        channels,
+                        ..self.shape
+                    },
+                    ..window
+                },
+                outputs,
+                bias: false,
+            };
+            return Err(self.mismatch(
+                &declared,
+                format!(
+                    "{channels} channels of at least {kernel}×{kernel} (with padding {padding})"
+                ),
+            ));
+        }
+        let name = self.name();
+        let off = self.model.params.push(
+            format!("{name}.weight"),
+            vec![outputs, channels, kernel, kernel],
+        );
+        let (h, w) = window.out_hw();
+        self.push(kind, Shape::image(h, w, outputs), off, 0);
+        Ok(())
+    }
+
+    fn batchnorm(&mut self) {
+        let (features, spatial) = (self.shape.channels, self.shape.spatial());
+        let name = self.name();
+        let off = self
+            .model
+            .params
+            .push(format!("{name}.weight"), vec![features]);
+        self.model
+            .params
+            .push(format!("{name}.bias"), vec![features]);
         let state_off = self
+            .model
             .state
             .push(format!("{name}.running_mean"), vec![features]);
-        self.state
+        self.model
+            .state
             .push(format!("{name}.running_var"), vec![features]);
-        self.state.reserve(2 * features);
-        self.push(LayerKind::BatchNorm { features }, off, state_off);
+        self.model.state.reserve(2 * features);
+        let shape = self.shape;
+        self.push(
+            LayerKind::BatchNorm { features, spatial },
+            shape,
+            off,
+            state_off,
+        );
+    }
+
+    fn relu(&mut self) {
+        let shape = self.shape;
+        self.push(
+            LayerKind::Relu {
+                features: shape.len(),
+            },
+            shape,
+            0,
+            0,
+        );
+    }
+
+    fn pool(&mut self, kernel: usize, max: bool) -> Result<()> {
+        let window = Window {
+            input: self.shape,
+            kernel: (kernel, kernel),
+            stride: kernel,
+            padding: 0,
+        };
+        let kind = if max {
+            LayerKind::MaxPool { window }
+        } else {
+            LayerKind::AvgPool { window }
+        };
+        if self.shape.height < kernel || self.shape.width < kernel {
+            return Err(self.mismatch(&kind, format!("an image of at least {kernel}×{kernel}")));
+        }
+        let (h, w) = window.out_hw();
+        self.push(kind, Shape::image(h, w, self.shape.channels), 0, 0);
+        Ok(())
+    }
+
+    fn global_avg_pool(&mut self) {
+        let window = Window {
+            input: self.shape,
+            kernel: (self.shape.height, self.shape.width),
+            stride: 1,
+            padding: 0,
+        };
+        let shape = Shape::flat(self.shape.channels);
+        self.push(LayerKind::AvgPool { window }, shape, 0, 0);
+    }
+
+    fn flatten(&mut self) {
+        let input = self.shape;
+        self.push(LayerKind::Flatten { input }, Shape::flat(input.len()), 0, 0);
+    }
+
+    /// y = current + activation `other`.
+    fn add(&mut self, other: usize) -> Result<()> {
+        let kind = LayerKind::Add {
+            features: self.shape.len(),
+            other,
+        };
+        let other_shape = self.shape_of(other);
+        if other_shape != self.shape {
+            return Err(self.mismatch(&kind, format!("{other_shape} (activation {other})")));
+        }
+        let shape = self.shape;
+        self.push(kind, shape, 0, 0);
+        Ok(())
+    }
+
+    /// Read activation `index` next (a branch of a residual block).
+    fn branch_from(&mut self, index: usize) {
+        self.current = index;
+        self.shape = self.shape_of(index);
+    }
+
+    /// One pre-activation basic block: BN → ReLU → conv(stride) → BN → ReLU → conv,
+    /// plus the identity, or a 1×1 conv(stride) of the pre-activation where the shape
+    /// changes.
+    fn preact_block(&mut self, outputs: usize, stride: usize) -> Result<()> {
+        let block_input = self.current;
+        let channels = self.shape.channels;
+        self.batchnorm();
+        self.relu();
+        let preact = self.current;
+        self.conv(channels, outputs, 3, stride, 1)?;
+        self.batchnorm();
+        self.relu();
+        self.conv(outputs, outputs, 3, 1, 1)?;
+        let main = self.current;
+        let shortcut = if stride != 1 || channels != outputs {
+            self.branch_from(preact);
+            self.conv(channels, outputs, 1, stride, 0)?;
+            self.current
+        } else {
+            block_input
+        };
+        self.branch_from(main);
+        self.add(shortcut)
+    }
+
+    fn finish(self) -> Result<Model> {
+        if self.shape != Shape::flat(self.model.classes) {
+            return Err(Error::Shape(format!(
+                "model {}: the last layer gives {} but the data has {} classes",
+                self.arch, self.shape, self.model.classes
+            )));
+        }
+        Ok(self.model)
+    }
+}
+
+impl Model {
+    /// The model `config` describes for samples of shape `input` and `classes`
+    /// classes; an error names the first layer whose input does not fit.
+    pub fn build(config: &ModelConfig, input: Shape, classes: usize) -> Result<Model> {
+        match config.arch {
+            Arch::Mlp => Model::build_mlp(config, input, classes),
+            Arch::Cnn => Model::build_cnn(input, classes),
+            Arch::Resnet => Model::build_resnet(config, input, classes),
+        }
+    }
+
+    /// An MLP for `inputs` features and `classes` classes.
+    pub fn mlp(config: &ModelConfig, inputs: usize, classes: usize) -> Model {
+        Model::build_mlp(config, Shape::flat(inputs), classes)
+            .expect("an MLP chains for any input width")
+    }
+
+    fn build_mlp(config: &ModelConfig, input: Shape, classes: usize) -> Result<Model> {
+        if config.hidden.contains(&0) {
+            return Err(Error::Config("hidden widths must be at least 1".into()));
+        }
+        let mut b = Builder::new("mlp", Shape::flat(input.len()), classes);
+        b.model.input = input;
+        let mut width = input.len();
+        for &hidden in &config.hidden {
+            b.linear(width, hidden)?;
+            if config.batchnorm {
+                b.batchnorm();
+            }
+            b.relu();
+            width = hidden;
+        }
+        b.linear(width, classes)?;
+        b.finish()
+    }
+
+    /// The `cnn` of the conv-nets issue, as PyTorch would declare it: Conv2d(1, 32, 3,
+    /// padding 1) → BN → ReLU → MaxPool(2) → Conv2d(32, 64, 3, padding 1) → BN → ReLU →
+    /// MaxPool(2) → Flatten → Linear(3136, 256) → BN → ReLU → Linear(256, classes).
+    fn build_cnn(input: Shape, classes: usize) -> Result<Model> {
+        let mut b = Builder::new("cnn", input, classes);
+        b.conv(1, 32, 3, 1, 1)?;
+        b.batchnorm();
+        b.relu();
+        b.pool(2, true)?;
+        b.conv(32, 64, 3, 1, 1)?;
+        b.batchnorm();
+        b.relu();
+        b.pool(2, true)?;
+        b.flatten();
+        b.linear(3136, 256)?;
+        b.batchnorm();
+        b.relu();
+        b.linear(256, classes)?;
+        b.finish()
+    }
+
+    /// Pre-activation ResNet-(6n + 2): conv 3×3 → `width`, three stages of n blocks
+    /// (`width`, 2·`width`, 4·`width` channels, stride 2 into the last two), BN → ReLU →
+    /// global average pool → Linear.
+    fn build_resnet(config: &ModelConfig, input: Shape, classes: usize) -> Result<Model> {
+        if config.depth < 8 || !(config.depth - 2).is_multiple_of(6) || config.width == 0 {
+            return Err(Error::Config(format!(
+                "resnet depth must be 6n + 2 with n ≥ 1 (8, 14, 20, …) and width ≥ 1; got depth {} width {}",
+                config.depth, config.width
+            )));
+        }
+        let blocks = (config.depth - 2) / 6;
+        let mut b = Builder::new("resnet", input, classes);
+        b.conv(input.channels, config.width, 3, 1, 1)?;
+        for stage in 0..3 {
+            let outputs = config.width << stage;
+            for block in 0..blocks {
+                let stride = if stage > 0 && block == 0 { 2 } else { 1 };
+                b.preact_block(outputs, stride)?;
+            }
+        }
+        b.batchnorm();
+        b.relu();
+        b.global_avg_pool();
+        let features = b.shape.len();
+        b.linear(features, classes)?;
+        b.finish()
     }
 
     /// Number of trainable parameters D.
@@ -133,24 +575,40 @@ impl Model {
         self.params.len
     }
 
-    /// Initial parameters as PyTorch initialises them: Linear weight and bias
-    /// U(−1/√in, 1/√in) (Kaiming-uniform with a = √5), BatchNorm γ = 1, β = 0.
+    /// Shape of activation `index` (0 = the input).
+    pub fn act_shape(&self, index: usize) -> Shape {
+        match index {
+            0 => self.input,
+            i => self.layers[i - 1].output,
+        }
+    }
+
+    /// Initial parameters as PyTorch initialises them: Linear and Conv2d weight and
+    /// bias U(−1/√fan_in, 1/√fan_in) (Kaiming-uniform with a = √5), BatchNorm γ = 1,
+    /// β = 0.
     pub fn init_params(&self, seed: u64) -> Vec<f32> {
         let mut rng = Rng::new(seed);
         let mut w = vec![0.0f32; self.params.len];
         for layer in &self.layers {
-            match layer.kind {
-                LayerKind::Linear { inputs, outputs } => {
-                    let bound = 1.0 / (inputs as f32).sqrt();
-                    let len = outputs * inputs + outputs;
-                    for v in &mut w[layer.param_off..layer.param_off + len] {
-                        *v = rng.uniform(-bound, bound);
-                    }
+            let (fan_in, len) = match layer.kind {
+                LayerKind::Linear { inputs, outputs } => (inputs, outputs * inputs + outputs),
+                LayerKind::Conv {
+                    window,
+                    outputs,
+                    bias,
+                } => {
+                    let fan_in = window.input.channels * window.kernel.0 * window.kernel.1;
+                    (fan_in, outputs * fan_in + if bias { outputs } else { 0 })
                 }
-                LayerKind::BatchNorm { features } => {
+                LayerKind::BatchNorm { features, .. } => {
                     w[layer.param_off..layer.param_off + features].fill(1.0);
+                    continue;
                 }
-                LayerKind::Relu { .. } => {}
+                _ => continue,
+            };
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            for v in &mut w[layer.param_off..layer.param_off + len] {
+                *v = rng.uniform(-bound, bound);
             }
         }
         w
@@ -160,10 +618,76 @@ impl Model {
     pub fn init_state(&self) -> Vec<f32> {
         let mut s = vec![0.0f32; self.state.len];
         for layer in &self.layers {
-            if let LayerKind::BatchNorm { features } = layer.kind {
+            if let LayerKind::BatchNorm { features, .. } = layer.kind {
                 s[layer.state_off + features..layer.state_off + 2 * features].fill(1.0);
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cnn_shapes_chain_on_28x28_and_name_the_layer_otherwise() {
+        let config = ModelConfig {
+            arch: Arch::Cnn,
+            ..Default::default()
+        };
+        let m = Model::build(&config, Shape::image(28, 28, 1), 10).unwrap();
+        assert_eq!(m.layers.len(), 13);
+        assert_eq!(m.act_shape(8), Shape::image(7, 7, 64));
+        assert_eq!(m.params.entries[0].shape, vec![32, 1, 3, 3]);
+        let err = Model::build(&config, Shape::image(32, 32, 1), 10)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layer 9 (Linear 3136→256)") && err.contains("4096 features"),
+            "{err}"
+        );
+        let err = Model::build(&config, Shape::image(32, 32, 3), 10)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layer 0 (Conv2d 1→32") && err.contains("32×32×3"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn resnet_blocks_add_matching_shapes() {
+        let config = ModelConfig {
+            arch: Arch::Resnet,
+            depth: 8,
+            ..Default::default()
+        };
+        let m = Model::build(&config, Shape::image(32, 32, 3), 10).unwrap();
+        let adds: Vec<_> = m
+            .layers
+            .iter()
+            .filter(|l| matches!(l.kind, LayerKind::Add { .. }))
+            .collect();
+        assert_eq!(adds.len(), 3);
+        assert_eq!(m.layers.last().unwrap().output, Shape::flat(10));
+        assert_eq!(adds[2].output, Shape::image(8, 8, 64));
+        // ResNet-20 on CIFAR-10 has about 0.27 M parameters.
+        let r20 = Model::build(
+            &ModelConfig {
+                depth: 20,
+                ..config.clone()
+            },
+            Shape::image(32, 32, 3),
+            10,
+        )
+        .unwrap();
+        assert!(
+            (260_000..280_000).contains(&r20.num_params()),
+            "{}",
+            r20.num_params()
+        );
+        let bad = ModelConfig { depth: 9, ..config };
+        assert!(Model::build(&bad, Shape::image(32, 32, 3), 10).is_err());
     }
 }

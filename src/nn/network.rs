@@ -89,6 +89,11 @@ pub struct Network {
     transposed: Vec<Option<wgpu::Buffer>>,
     unused: wgpu::Buffer,
     scratch_rw: wgpu::Buffer,
+    partials: wgpu::Buffer,
+    cols: wgpu::Buffer,
+    dcols: wgpu::Buffer,
+    /// A layer's input gradient when another reader already wrote that activation's.
+    dscratch: wgpu::Buffer,
     sgd: Dispatch,
     zero_velocity: Dispatch,
     max_batch: usize,
@@ -109,28 +114,43 @@ impl Network {
             model.num_params(),
             "initial parameters vs the model's D"
         );
-        let widest = model
+        let mut widths = vec![model.input.len()];
+        widths.extend(model.layers.iter().map(|l| l.outputs()));
+        let widest = widths.iter().copied().max().unwrap_or(1);
+        let cols_len = model
             .layers
             .iter()
-            .map(|l| l.outputs())
-            .chain([model.inputs])
+            .filter_map(|l| match l.kind {
+                LayerKind::Conv { window, .. } => {
+                    let (rows, cols) = layers::im2col_shape(max_batch, &window);
+                    Some(rows * cols)
+                }
+                _ => None,
+            })
             .max()
             .unwrap_or(1);
-        let largest = (max_batch * widest).max(model.num_params()) as u64 * 4;
+        let largest = (max_batch * widest).max(model.num_params()).max(cols_len) as u64 * 4;
         if largest > gpu.max_binding() {
             return Err(Error::Limits(format!(
-                "a buffer of {largest} bytes exceeds the adapter's largest storage binding ({} bytes); use a smaller batch or model",
+                "a buffer of {largest} bytes (activations, parameters or a convolution's im2col matrix) exceeds the adapter's largest storage binding ({} bytes); use a smaller batch or model",
                 gpu.max_binding()
             )));
         }
+        let bn_features = model
+            .layers
+            .iter()
+            .filter_map(|l| match l.kind {
+                LayerKind::BatchNorm { features, .. } => Some(features),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(1);
         let kernels = Kernels::new(gpu);
         let d = model.num_params();
         let params = gpu.storage_init(init, "params");
         let grads = gpu.storage(d, "grads");
         let velocity = gpu.storage(d, "velocity");
         let state = gpu.storage_init(&model.init_state(), "state");
-        let mut widths = vec![model.inputs];
-        widths.extend(model.layers.iter().map(|l| l.outputs()));
         let acts = widths
             .iter()
             .map(|w| gpu.storage(max_batch * w, "activation"))
@@ -142,12 +162,7 @@ impl Network {
         let transposed = model
             .layers
             .iter()
-            .map(|l| match l.kind {
-                LayerKind::Linear { inputs, outputs } => {
-                    Some(gpu.storage(inputs * layers::padded(outputs), "transposed weight"))
-                }
-                _ => None,
-            })
+            .map(|l| layers::transposed_len(l).map(|len| gpu.storage(len, "transposed weight")))
             .collect();
         let step = gpu.uniform(&StepState::default(), "step");
         let unused = gpu.storage(1, "unused");
@@ -171,6 +186,13 @@ impl Network {
             transposed,
             unused,
             scratch_rw,
+            partials: gpu.storage(
+                2 * layers::BN_MAX_CHUNKS * bn_features,
+                "batchnorm partials",
+            ),
+            cols: gpu.storage(cols_len, "im2col"),
+            dcols: gpu.storage(cols_len, "im2col grad"),
+            dscratch: gpu.storage(max_batch * widest, "activation grad scratch"),
             sgd: sgd_dispatch,
             zero_velocity,
             max_batch,
@@ -185,6 +207,9 @@ impl Network {
             state: &self.state,
             step: &self.step,
             unused: &self.unused,
+            partials: &self.partials,
+            cols: &self.cols,
+            dcols: &self.dcols,
         }
     }
 
@@ -209,13 +234,18 @@ impl Network {
             .take(range.end)
             .skip(range.start)
         {
+            let other = match layer.kind {
+                LayerKind::Add { other, .. } => Some(&self.acts[other]),
+                _ => None,
+            };
             out.extend(layers::forward(
                 gpu,
                 &self.kernels,
                 layer,
                 batch,
                 mode,
-                &self.acts[i],
+                &self.acts[layer.input],
+                other,
                 &self.acts[i + 1],
                 self.transposed[i].as_ref(),
                 &bufs,
@@ -250,20 +280,46 @@ impl Network {
         let bufs = self.buffers();
         let mut train = self.forward_dispatches(gpu, batch, Mode::Train);
         train.push(self.loss_dispatch(gpu, batch, true));
+        // An activation read by several layers gets its gradient from the last reader
+        // first (backward runs in reverse), then the others add theirs.
+        let mut last_reader = vec![usize::MAX; self.acts.len()];
+        for (i, layer) in self.model.layers.iter().enumerate() {
+            last_reader[layer.input] = i;
+            if let LayerKind::Add { other, .. } = layer.kind {
+                last_reader[other] = i;
+            }
+        }
+        let k = &self.kernels;
         for (i, layer) in self.model.layers.iter().enumerate().rev() {
-            // The first layer's input gradient is never needed.
-            let dx = (i > 0).then(|| &self.dacts[i]);
+            let t = layer.input;
+            let dy = &self.dacts[i + 1];
+            // The input batch's gradient is never needed.
+            let direct = last_reader[t] == i;
+            let dx = (t > 0).then(|| {
+                if direct {
+                    &self.dacts[t]
+                } else {
+                    &self.dscratch
+                }
+            });
             train.extend(layers::backward(
                 gpu,
-                &self.kernels,
+                k,
                 layer,
                 batch,
-                &self.acts[i],
+                &self.acts[t],
                 &self.acts[i + 1],
-                &self.dacts[i + 1],
+                dy,
                 dx,
                 &bufs,
             ));
+            let len = batch * layer.kind.input_len();
+            if t > 0 && !direct {
+                train.push(self.add_gradient(gpu, len, &self.dscratch, t, false));
+            }
+            if let LayerKind::Add { other, .. } = layer.kind {
+                train.push(self.add_gradient(gpu, len, dy, other, last_reader[other] == i));
+            }
         }
         let mut eval = self.forward_dispatches(gpu, batch, Mode::Eval);
         eval.push(self.loss_dispatch(gpu, batch, false));
@@ -279,6 +335,23 @@ impl Network {
             probe_first,
             probe_rest,
         }
+    }
+
+    /// Copy (`first`) or add `len` values of `grad` into the gradient of activation `t`.
+    fn add_gradient(
+        &self,
+        gpu: &Gpu,
+        len: usize,
+        grad: &wgpu::Buffer,
+        t: usize,
+        first: bool,
+    ) -> Dispatch {
+        let kernel = if first {
+            &self.kernels.copy
+        } else {
+            &self.kernels.accumulate
+        };
+        layers::elementwise(gpu, kernel, len, [grad, &self.unused, &self.dacts[t]])
     }
 
     /// Build (once) the plan for `batch`.

@@ -29,6 +29,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Batch size for evaluation (any size gives the same result).
     pub eval_batch: usize,
+    /// Random crop (4-pixel padding) and horizontal flip of training images.
+    pub augment: bool,
 }
 
 impl Default for TrainConfig {
@@ -42,6 +44,7 @@ impl Default for TrainConfig {
             schedule: Schedule::Step,
             seed: 1,
             eval_batch: 1000,
+            augment: false,
         }
     }
 }
@@ -192,10 +195,7 @@ impl<'a> Trainer<'a> {
         config: TrainConfig,
     ) -> Result<Trainer<'a>> {
         config.validate()?;
-        if model.hidden.contains(&0) {
-            return Err(Error::Config("hidden widths must be at least 1".into()));
-        }
-        let model = Model::mlp(model, data.train.features, data.classes);
+        let model = Model::build(model, data.train.shape, data.classes)?;
         let init = model.init_params(config.seed);
         let max_batch = config.batch.max(config.eval_batch);
         let sgd = SgdConfig {
@@ -205,17 +205,18 @@ impl<'a> Trainer<'a> {
         let mut net = Network::new(gpu, model, max_batch, &init, sgd)?;
         let train = DeviceSplit::upload(gpu, &data.train, data)?;
         let test = DeviceSplit::upload(gpu, &data.test, data)?;
-        let mut gathers = |split: &DeviceSplit, batch: usize| {
+        let mut gathers = |split: &DeviceSplit, batch: usize, augment: Option<u64>| {
             batch_sizes(split.count, batch)
                 .into_iter()
                 .map(|b| {
                     net.prepare(gpu, b);
-                    (b, split.gather(gpu, &net, b))
+                    (b, split.gather(gpu, &net, b, augment))
                 })
                 .collect::<Vec<_>>()
         };
-        let train_gathers = gathers(&train, config.batch);
-        let test_gathers = gathers(&test, config.eval_batch);
+        let augment = config.augment.then_some(config.seed);
+        let train_gathers = gathers(&train, config.batch, augment);
+        let test_gathers = gathers(&test, config.eval_batch, None);
         Ok(Trainer {
             gpu,
             net,

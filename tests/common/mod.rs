@@ -112,6 +112,6 @@ pub fn toy_split(n: usize, seed: u64) -> twa::data::Split {
         pixels,
         labels,
         count: n,
-        features: 64,
+        shape: twa::nn::model::Shape::image(8, 8, 1),
     }
 }
