@@ -9,11 +9,13 @@
 //
 // im2col        cols[(b, oy, ox), k] = x[b, iy, ix, ci] with k = (ci·kh + ky)·kw + kx,
 //               the column order of a PyTorch weight [out, c, kh, kw] flattened to
-//               [out, c·kh·kw]; so y = cols·Wᵀ.
+//               [out, c·kh·kw]; so y = cols·Wᵀ. Rows are `ldc` apart (c·kh·kw rounded
+//               up to whole vec4s, so the matrix products can load them as vec4).
 // col2im        dx[b, iy, ix, ci] = Σ over (ky, kx) whose output pixel exists of
 //               dcols[(b, oy, ox), k]  (the adjoint of im2col).
 // max_forward   y = max over the window (no padding); ties go to the first element.
-// max_backward  dx[i] = Σ over windows whose first maximum is i of dy[window].
+// max_backward  dx[i] = Σ over windows whose first maximum is i of dy[window]
+//               (max_backward_tiled: the same where the windows tile the image).
 // avg_forward   y = mean over the window (no padding).
 // avg_backward  dx[i] = Σ over windows containing i of dy[window]/(kh·kw).
 // flatten       y[b, ci·h·w + pixel] = x[b, pixel·c + ci];  unflatten is its inverse
@@ -22,7 +24,7 @@
 struct WindowParams {
     batch: u32, h: u32, w: u32, c: u32,
     oh: u32, ow: u32, kh: u32, kw: u32,
-    stride: u32, pad: u32, _pad0: u32, _pad1: u32,
+    stride: u32, pad: u32, ldc: u32, _pad0: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -46,36 +48,46 @@ fn pixel(b: u32, iy: i32, ix: i32, ci: u32) -> f32 {
 // Output coordinate that reads input coordinate i at window offset k, or −1.
 fn reader_of(i: u32, k: u32, extent: u32) -> i32 {
     let num = i32(i + p.pad) - i32(k);
-    if (num < 0 || (u32(num) % p.stride) != 0u) {
+    if (num < 0) {
         return -1;
     }
-    let o = u32(num) / p.stride;
+    var o = u32(num);
+    if (p.stride != 1u) {
+        if (o % p.stride != 0u) {
+            return -1;
+        }
+        o /= p.stride;
+    }
     return select(-1, i32(o), o < extent);
 }
 
+// One invocation per (row, ci): its kh·kw columns, so the index arithmetic is paid once
+// per window rather than per element. Columns run to `ldc` (≥ c·kh·kw; the padding
+// columns are never written and stay 0).
 @compute @workgroup_size(256)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let kk = p.c * p.kh * p.kw;
-    let total = p.batch * p.oh * p.ow * kk;
+    let total = p.batch * p.oh * p.ow * p.c;
     for (var t = gid.x; t < total; t += nwg.x * 256u) {
-        let row = t / kk;
-        let k = t - row * kk;
-        let ci = k / (p.kh * p.kw);
-        let kr = k - ci * p.kh * p.kw;
-        let ky = kr / p.kw;
-        let kx = kr - ky * p.kw;
+        let ci = t % p.c;
+        let row = t / p.c;
         let b = row / (p.oh * p.ow);
         let pix = row - b * p.oh * p.ow;
         let oy = pix / p.ow;
         let ox = pix - oy * p.ow;
-        out[t] = pixel(b, source(oy, ky), source(ox, kx), ci);
+        var at = row * p.ldc + ci * p.kh * p.kw;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let iy = source(oy, ky);
+            for (var kx = 0u; kx < p.kw; kx++) {
+                out[at] = pixel(b, iy, source(ox, kx), ci);
+                at++;
+            }
+        }
     }
 }
 
-// Here `dy` holds dcols [batch·oh·ow, c·kh·kw].
+// Here `dy` holds dcols [batch·oh·ow, c·kh·kw], rows `ldc` apart.
 @compute @workgroup_size(256)
 fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let kk = p.c * p.kh * p.kw;
     let total = p.batch * p.h * p.w * p.c;
     for (var t = gid.x; t < total; t += nwg.x * 256u) {
         let ci = t % p.c;
@@ -95,7 +107,7 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
                     continue;
                 }
                 let row = (b * p.oh + u32(oy)) * p.ow + u32(ox);
-                sum += dy[row * kk + (ci * p.kh + ky) * p.kw + kx];
+                sum += dy[row * p.ldc + (ci * p.kh + ky) * p.kw + kx];
             }
         }
         out[t] = sum;
@@ -187,6 +199,25 @@ fn pool_backward(t: u32, max: bool) -> f32 {
 fn max_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     for (var t = gid.x; t < p.batch * p.h * p.w * p.c; t += nwg.x * 256u) {
         out[t] = pool_backward(t, true);
+    }
+}
+
+// Windows that tile the image exactly (stride = kernel, no remainder): one invocation
+// per output element writes its whole window (dy at the first maximum, 0 elsewhere).
+@compute @workgroup_size(256)
+fn max_backward_tiled(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let total = p.batch * p.oh * p.ow * p.c;
+    for (var t = gid.x; t < total; t += nwg.x * 256u) {
+        let o = output_index(t);
+        let at = argmax(o.x, o.y, o.z, o.w);
+        for (var ky = 0u; ky < p.kh; ky++) {
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let iy = o.y * p.stride + ky;
+                let ix = o.z * p.stride + kx;
+                let i = ((o.x * p.h + iy) * p.w + ix) * p.c + o.w;
+                out[i] = select(0.0, dy[t], ky * p.kw + kx == at);
+            }
+        }
     }
 }
 

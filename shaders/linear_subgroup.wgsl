@@ -12,6 +12,12 @@
 fn matmul_subgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
     let m0 = wg.y * 24u;
     let col = (wg.x * 32u + lid.x) * 8u;
+    // Groups of 8 invocations whose columns all lie past n have nothing to do (narrow
+    // products such as a convolution's 64 outputs); they leave together, so the group
+    // that shares A through subgroupBroadcast stays whole.
+    if ((wg.x * 32u + (lid.x & ~7u)) * 8u >= p.n) {
+        return;
+    }
     let row_vec4s = p.ldb / 4u;
     let q0 = p.b_off / 4u + min(col / 4u + 0u, row_vec4s - 1u);
     let q1 = p.b_off / 4u + min(col / 4u + 1u, row_vec4s - 1u);

@@ -204,6 +204,70 @@ fn projection(gpu: &Gpu, k: &Kernels, quick: bool) -> Result<(f64, f64)> {
     Ok((bytes / best / 1e9, copy_bytes / copy_best / 1e9))
 }
 
+/// Time every dispatch of one `cnn` training step (batch 128, Fashion-MNIST shapes)
+/// alone, and print the time per kernel and the step's total.
+fn profile_cnn_step(gpu: &Gpu, quick: bool) -> Result<()> {
+    let config = ModelConfig {
+        arch: crate::nn::model::Arch::Cnn,
+        ..ModelConfig::default()
+    };
+    let model = crate::nn::Model::build(&config, crate::nn::model::Shape::image(28, 28, 1), 10)?;
+    let init = model.init_params(1);
+    let batch = 128;
+    let mut net = crate::nn::Network::new(
+        gpu,
+        model,
+        batch,
+        &init,
+        crate::nn::SgdConfig {
+            momentum: 0.9,
+            weight_decay: 1e-4,
+        },
+    )?;
+    net.prepare(gpu, batch);
+    let mut rng = Rng::new(11);
+    gpu.write(&net.acts[0], 0, &random(&mut rng, batch * 784));
+    gpu.write(
+        &net.labels,
+        0,
+        &(0..batch as u32).map(|i| i % 10).collect::<Vec<_>>(),
+    );
+    let reps = if quick { 1 } else { 5 };
+    let mut by_kernel: Vec<(&'static str, f64, usize)> = Vec::new();
+    let mut total = 0.0;
+    for d in net.train_dispatches(batch) {
+        let seconds = best_of(3, || {
+            kernels::submit(gpu, &vec![d; reps]);
+            gpu.wait()
+        })? / reps as f64;
+        total += seconds;
+        match by_kernel.iter_mut().find(|(n, _, _)| *n == d.name) {
+            Some(entry) => {
+                entry.1 += seconds;
+                entry.2 += 1;
+            }
+            None => by_kernel.push((d.name, seconds, 1)),
+        }
+    }
+    by_kernel.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!(
+        "cnn training step, batch 128 (each dispatch timed alone): {:.1} ms",
+        total * 1e3
+    );
+    println!(
+        "{:<24} {:>8} {:>10} {:>8}",
+        "kernel", "launches", "ms", "share"
+    );
+    for (name, seconds, count) in by_kernel {
+        println!(
+            "{name:<24} {count:>8} {:>10.2} {:>7.1}%",
+            seconds * 1e3,
+            100.0 * seconds / total
+        );
+    }
+    Ok(())
+}
+
 /// Run the benchmark and print its table.
 pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
     println!("adapter: {}", gpu.describe());
@@ -247,6 +311,7 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
         ),
         None => println!("numpy sgemm 1024³: not measured (python3 with numpy not found)"),
     }
+    profile_cnn_step(gpu, quick)?;
     let (proj, copy) = projection(gpu, &k, quick)?;
     println!(
         "TWA projection Pᵀ(Pg), n = 50, D = 270346: {proj:.2} GB/s; buffer copy of P: {copy:.2} GB/s; ratio {:.2}",

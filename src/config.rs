@@ -118,6 +118,9 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("head", include_str!("../assets/presets/head.toml")),
     ("tail", include_str!("../assets/presets/tail.toml")),
     ("spirals", include_str!("../assets/presets/spirals.toml")),
+    ("cnn", include_str!("../assets/presets/cnn.toml")),
+    ("head-cnn", include_str!("../assets/presets/head-cnn.toml")),
+    ("resnet", include_str!("../assets/presets/resnet.toml")),
 ];
 
 /// The shipped Fashion-MNIST subset (see `assets/fashion-mnist-subset/README.md`).
@@ -163,9 +166,15 @@ impl RunConfig {
         }
     }
 
-    /// Load the data this config names: generated, a CIFAR binary directory, or an
-    /// IDX directory.
+    /// Load the data this config names (generated, a CIFAR binary directory, or an
+    /// IDX directory) and check that the model fits its images, before any GPU work.
     pub fn load_data(&self) -> Result<crate::data::Dataset> {
+        let data = self.read_data()?;
+        crate::nn::Model::build(&self.model, data.train.shape, data.classes)?;
+        Ok(data)
+    }
+
+    fn read_data(&self) -> Result<crate::data::Dataset> {
         match self.data.generated.as_str() {
             "" if crate::data::cifar::is_cifar_dir(&self.data_dir()) => {
                 crate::data::cifar::load_cifar_dir(&self.data_dir())

@@ -45,7 +45,7 @@ enum Command {
     Landscape(LandscapeArgs),
     /// Print a preset (or the defaults) as TOML with every field written out.
     Config {
-        /// Preset name (quick, fashion-mnist, head, tail, spirals).
+        /// Preset name (quick, fashion-mnist, head, tail, spirals, cnn, head-cnn, resnet).
         #[arg(long, default_value = "quick")]
         preset: String,
     },
@@ -59,7 +59,7 @@ enum Command {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Preset from assets/presets (quick: shipped subset, 8 epochs; fashion-mnist: full set, 20 epochs).
+    /// Preset from assets/presets (quick: shipped subset, 8 epochs; fashion-mnist: full set, 20 epochs; cnn: the conv net on the full set; resnet: pre-act ResNet-20 on a CIFAR-10 directory).
     #[arg(long, default_value = "quick", conflicts_with = "config")]
     preset: String,
     /// TOML config file (see `twa config` for every field); replaces the preset.
@@ -155,7 +155,8 @@ struct AverageArgs {
 #[derive(Args)]
 struct RunArgs {
     /// Pipeline preset: head (average the first half of training), tail (after an SWA
-    /// phase) or spirals (the head stage on generated 2-D spirals, seconds on a CPU).
+    /// phase), head-cnn (the head stage on the conv net) or spirals (the head stage on
+    /// generated 2-D spirals, seconds on a CPU).
     #[arg(long, default_value = "head", conflicts_with = "config")]
     preset: String,
     /// TOML config with [pipeline] and [twa] sections; replaces the preset.

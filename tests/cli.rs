@@ -453,6 +453,35 @@ fn trains_on_a_cifar_binary_directory_and_names_a_broken_file() {
     // 3072 → 256 → 256 → 10 with BatchNorm.
     let params = 3072 * 256 + 256 + 2 * 256 + 256 * 256 + 256 + 2 * 256 + 256 * 10 + 10;
     assert_eq!(summary["params"], params);
+    // The 28×28 grey `cnn` does not fit 32×32 colour images: one line naming the layer.
+    let cnn = ["train", "--preset", "cnn", "--data", &data, "--out", &out];
+    assert_fails(
+        &twa(&cnn),
+        3,
+        "layer 0 (Conv2d 1→32 3×3 stride 1) expects 1 channels",
+    );
+    // A pre-activation ResNet-8 with augmentation trains on it.
+    let config = dir.join("resnet.toml");
+    let text = twa(&["config", "--preset", "resnet"]).stdout;
+    let text = String::from_utf8(text)
+        .unwrap()
+        .replace("depth = 20", "depth = 8")
+        .replace("width = 16", "width = 4")
+        .replace("epochs = 160", "epochs = 1")
+        .replace("batch = 128", "batch = 25");
+    std::fs::write(&config, text).unwrap();
+    let resnet = [
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        &data,
+        "--out",
+        &out,
+        "--json",
+    ];
+    let summary = json_summary(twa(&resnet));
+    assert!(summary["test_acc"].as_f64().unwrap() > 0.0, "{summary}");
     std::fs::write(dir.join("test_batch.bin"), &test[..test.len() - 1]).unwrap();
     assert_fails(&twa(&args), 1, "test_batch.bin");
 }

@@ -177,7 +177,7 @@ fn run_layer(
     let cols = match kind {
         LayerKind::Conv { window, .. } => {
             let (rows, k) = layers::im2col_shape(batch, &window);
-            rows * k
+            rows * layers::padded(k)
         }
         _ => 1,
     };

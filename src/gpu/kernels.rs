@@ -115,6 +115,7 @@ impl Shader {
                 "col2im",
                 "max_forward",
                 "max_backward",
+                "max_backward_tiled",
                 "avg_forward",
                 "avg_backward",
                 "flatten",
@@ -166,6 +167,7 @@ pub struct Kernels {
     pub col2im: Kernel,
     pub max_forward: Kernel,
     pub max_backward: Kernel,
+    pub max_backward_tiled: Kernel,
     pub avg_forward: Kernel,
     pub avg_backward: Kernel,
     pub flatten: Kernel,
@@ -282,6 +284,7 @@ impl Kernels {
             col2im: take("col2im"),
             max_forward: take("max_forward"),
             max_backward: take("max_backward"),
+            max_backward_tiled: take("max_backward_tiled"),
             avg_forward: take("avg_forward"),
             avg_backward: take("avg_backward"),
             flatten: take("flatten"),
@@ -301,6 +304,8 @@ impl Kernels {
 /// and replayed every step.
 #[derive(Clone, Debug)]
 pub struct Dispatch {
+    /// The kernel's entry point (for profiles).
+    pub name: &'static str,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
@@ -338,6 +343,7 @@ impl Dispatch {
             entries: &entries,
         });
         Dispatch {
+            name: kernel.name,
             pipeline: kernel.pipeline.clone(),
             bind_group,
             groups,

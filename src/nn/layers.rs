@@ -82,7 +82,8 @@ struct WindowParams {
     kw: u32,
     stride: u32,
     pad: u32,
-    pad_: [u32; 2],
+    ldc: u32,
+    pad_: u32,
 }
 
 impl WindowParams {
@@ -100,7 +101,8 @@ impl WindowParams {
             kw: window.kernel.1 as u32,
             stride: window.stride as u32,
             pad: window.padding as u32,
-            pad_: [0; 2],
+            ldc: padded(im2col_shape(1, window).1) as u32,
+            pad_: 0,
         }
     }
 }
@@ -123,7 +125,8 @@ fn window_op(
     )
 }
 
-/// Rows of the im2col matrix of a convolution and its columns (c·kh·kw).
+/// Rows of the im2col matrix of a convolution and its columns (c·kh·kw); rows are
+/// `padded(columns)` apart.
 pub fn im2col_shape(batch: usize, window: &Window) -> (usize, usize) {
     let (oh, ow) = window.out_hw();
     (
@@ -309,6 +312,8 @@ pub enum Mode {
 struct Gemm {
     rows: usize,
     inputs: usize,
+    /// Row stride of x (and dx): `inputs`, or the im2col matrix's padded width.
+    x_stride: usize,
     outputs: usize,
     param_off: usize,
     bias: bool,
@@ -329,7 +334,7 @@ impl Gemm {
             n: self.outputs as u32,
             k: self.inputs as u32,
             has_bias: self.bias as u32,
-            a_rs: self.inputs as u32,
+            a_rs: self.x_stride as u32,
             a_cs: 1,
             ldb: padded(self.outputs) as u32,
             ldc: self.outputs as u32,
@@ -369,7 +374,7 @@ impl Gemm {
             k: rows as u32,
             a_rs: 1,
             a_cs: outputs as u32,
-            ldb: inputs as u32,
+            ldb: self.x_stride as u32,
             c_off: w_off as u32,
             ldc: inputs as u32,
             ..Default::default()
@@ -400,7 +405,7 @@ impl Gemm {
                 a_cs: 1,
                 b_off: w_off as u32,
                 ldb: inputs as u32,
-                ldc: inputs as u32,
+                ldc: self.x_stride as u32,
                 ..Default::default()
             };
             out.push(matmul(gpu, k, grad_x, dy, bufs.params, bufs.unused, dx));
@@ -416,6 +421,7 @@ fn gemm_of(layer: &Layer, batch: usize) -> Option<Gemm> {
         LayerKind::Linear { inputs, outputs } => Some(Gemm {
             rows: batch,
             inputs,
+            x_stride: inputs,
             outputs,
             param_off: layer.param_off,
             bias: true,
@@ -429,6 +435,7 @@ fn gemm_of(layer: &Layer, batch: usize) -> Option<Gemm> {
             Some(Gemm {
                 rows,
                 inputs,
+                x_stride: padded(inputs),
                 outputs,
                 param_off: layer.param_off,
                 bias,
@@ -473,7 +480,7 @@ pub fn forward(
                 &k.im2col,
                 batch,
                 &window,
-                gemm.rows * gemm.inputs,
+                gemm.rows * window.input.channels,
                 [x, bufs.unused, bufs.cols],
             )];
             out.extend(gemm.forward(gpu, k, bufs.cols, y, wt, bufs));
@@ -538,6 +545,16 @@ pub fn forward(
     }
 }
 
+/// Whether `window`'s windows tile its input exactly (stride = kernel, no remainder).
+fn tiles(window: &Window) -> bool {
+    let (kh, kw) = window.kernel;
+    window.stride == kh
+        && kh == kw
+        && window.padding == 0
+        && window.input.height.is_multiple_of(kh)
+        && window.input.width.is_multiple_of(kw)
+}
+
 /// A window covering the whole of `input` (for the flatten kernels' geometry).
 fn whole_image(input: crate::nn::model::Shape) -> Window {
     Window {
@@ -570,13 +587,12 @@ pub fn backward(
             .backward(gpu, k, x, dy, dx, bufs),
         LayerKind::Conv { window, .. } => {
             let gemm = gemm_of(layer, batch).expect("Conv is a GEMM");
-            let cols_len = gemm.rows * gemm.inputs;
             let mut out = vec![window_op(
                 gpu,
                 &k.im2col,
                 batch,
                 &window,
-                cols_len,
+                gemm.rows * window.input.channels,
                 [x, bufs.unused, bufs.cols],
             )];
             out.extend(gemm.backward(gpu, k, bufs.cols, dy, dx.map(|_| bufs.dcols), bufs));
@@ -606,6 +622,14 @@ pub fn backward(
             &k.relu_backward,
             in_len,
             [y, dy, needs_dx()],
+        )],
+        LayerKind::MaxPool { window } if tiles(&window) => vec![window_op(
+            gpu,
+            &k.max_backward_tiled,
+            batch,
+            &window,
+            batch * layer.outputs(),
+            [x, dy, needs_dx()],
         )],
         LayerKind::MaxPool { window } => {
             vec![window_op(

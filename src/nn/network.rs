@@ -123,7 +123,7 @@ impl Network {
             .filter_map(|l| match l.kind {
                 LayerKind::Conv { window, .. } => {
                     let (rows, cols) = layers::im2col_shape(max_batch, &window);
-                    Some(rows * cols)
+                    Some(rows * layers::padded(cols))
                 }
                 _ => None,
             })
@@ -387,6 +387,12 @@ impl Network {
             d.record(pass);
         }
         self.sgd.record(pass);
+    }
+
+    /// The dispatches of one training step on `batch` (forward, loss, backward), for
+    /// profiling.
+    pub fn train_dispatches(&self, batch: usize) -> &[Dispatch] {
+        &self.plan(batch).train
     }
 
     /// Record an evaluation (eval-mode forward and loss, no gradient) into `pass`.

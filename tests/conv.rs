@@ -1,0 +1,122 @@
+//! Whole conv nets against the CPU reference: one training step of `cnn` (28×28) and
+//! of a pre-activation ResNet-8 (with its residual additions, 1×1 shortcut
+//! convolutions and global pooling) on a small random batch — the loss, every
+//! parameter gradient and the updated parameters — and the shape errors users see.
+
+mod common;
+
+use common::*;
+use twa::nn::model::{Arch, Shape};
+use twa::nn::{Model, ModelConfig, Network, SgdConfig, StepState};
+use twa::reference as cpu;
+
+/// One GPU training step of `model` vs the reference forward/backward and SGD step.
+fn check_step(name: &str, model: Model, batch: usize) {
+    let mut rng = rng(name);
+    let g = gpu();
+    let init = model.init_params(rng.below(1000) as u64);
+    let x = random(&mut rng, batch * model.input.len());
+    let labels: Vec<u32> = (0..batch)
+        .map(|_| rng.below(model.classes) as u32)
+        .collect();
+    let (lr, momentum, wd) = (0.05, 0.9, 1e-4);
+    let sgd = SgdConfig {
+        momentum,
+        weight_decay: wd,
+    };
+    let mut net = Network::new(g, model.clone(), batch, &init, sgd).unwrap();
+    net.prepare(g, batch);
+    g.write(&net.acts[0], 0, &x);
+    g.write(&net.labels, 0, &labels);
+    net.set_step(
+        g,
+        StepState {
+            lr,
+            ..Default::default()
+        },
+    );
+    net.reset_totals(g, true);
+    let mut encoder = g.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        net.record_train_step(&mut pass, batch, &[]);
+    }
+    g.queue.submit([encoder.finish()]);
+    let totals = net.read_totals(g, true).unwrap();
+    let grads = net.read_grads(g).unwrap();
+    let params = net.read_params(g).unwrap();
+
+    let p = f64s(&init);
+    let acts = cpu::model_forward(&model, &p, &f64s(&x), batch);
+    let (loss, _, dlogits) = cpu::cross_entropy(acts.last().unwrap(), &labels, model.classes);
+    assert_close(
+        &format!("{name} loss"),
+        &[totals.mean_loss() as f32],
+        &[loss / batch as f64],
+        1e-5,
+        1e-4,
+    );
+    let want = cpu::model_backward(&model, &p, &acts, &dlogits, batch);
+    for e in &model.params.entries {
+        assert_close(
+            &format!("{name} grad {}", e.name),
+            &grads[e.range()],
+            &want[e.range()],
+            1e-5,
+            2e-3,
+        );
+    }
+    let (mut w, mut v) = (p.clone(), vec![0.0; p.len()]);
+    cpu::sgd_step(&mut w, &mut v, &want, lr as f64, momentum as f64, wd as f64);
+    assert_close(
+        &format!("{name} parameters after the step"),
+        &params,
+        &w,
+        1e-5,
+        1e-4,
+    );
+}
+
+#[test]
+fn cnn_training_step_matches_the_cpu_reference() {
+    let config = ModelConfig {
+        arch: Arch::Cnn,
+        ..Default::default()
+    };
+    let model = Model::build(&config, Shape::image(28, 28, 1), 10).unwrap();
+    check_step("cnn", model, 6);
+}
+
+#[test]
+fn resnet8_training_step_matches_the_cpu_reference() {
+    let config = ModelConfig {
+        arch: Arch::Resnet,
+        depth: 8,
+        width: 4,
+        ..Default::default()
+    };
+    let model = Model::build(&config, Shape::image(8, 8, 3), 5).unwrap();
+    check_step("resnet8", model, 4);
+}
+
+#[test]
+fn shapes_that_do_not_chain_name_the_layer() {
+    let cnn = ModelConfig {
+        arch: Arch::Cnn,
+        ..Default::default()
+    };
+    let err = Model::build(&cnn, Shape::image(32, 32, 3), 10)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("layer 0 (Conv2d 1→32 3×3") && err.contains("32×32×3"),
+        "{err}"
+    );
+    let err = Model::build(&cnn, Shape::image(32, 32, 1), 10)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("layer 9 (Linear 3136→256)") && err.contains("4096 features"),
+        "{err}"
+    );
+}
