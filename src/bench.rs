@@ -1,6 +1,7 @@
 //! `twa bench`: validate, then time, the kernels on the current adapter. GEMM GFLOP/s
 //! for the MLP's shapes and 1024³ (next to numpy's sgemm when python3 + numpy exist,
-//! measured in the same run), and end-to-end training samples/s.
+//! measured in the same run), convolution GFLOP/s at the conv nets' shapes, a per-kernel
+//! profile of one `cnn` training step, and end-to-end training samples/s.
 
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
@@ -204,6 +205,165 @@ fn projection(gpu: &Gpu, k: &Kernels, quick: bool) -> Result<(f64, f64)> {
     Ok((bytes / best / 1e9, copy_bytes / copy_best / 1e9))
 }
 
+/// A convolution the models use: input image, output channels, kernel, stride.
+struct ConvShape {
+    name: &'static str,
+    input: (usize, usize, usize),
+    outputs: usize,
+    kernel: usize,
+    stride: usize,
+}
+
+const CONV_SHAPES: &[ConvShape] = &[
+    ConvShape {
+        name: "cnn conv1 28×28×1→32 3×3",
+        input: (28, 28, 1),
+        outputs: 32,
+        kernel: 3,
+        stride: 1,
+    },
+    ConvShape {
+        name: "cnn conv2 14×14×32→64 3×3",
+        input: (14, 14, 32),
+        outputs: 64,
+        kernel: 3,
+        stride: 1,
+    },
+    ConvShape {
+        name: "resnet 32×32×16→16 3×3",
+        input: (32, 32, 16),
+        outputs: 16,
+        kernel: 3,
+        stride: 1,
+    },
+    ConvShape {
+        name: "resnet 16×16×32→32 3×3",
+        input: (16, 16, 32),
+        outputs: 32,
+        kernel: 3,
+        stride: 1,
+    },
+    ConvShape {
+        name: "resnet 8×8×64→64 3×3",
+        input: (8, 8, 64),
+        outputs: 64,
+        kernel: 3,
+        stride: 1,
+    },
+];
+
+/// Validate one convolution (sampled outputs against a direct CPU sum), then time its
+/// forward (im2col + product) and backward (im2col, dW, dcols, col2im) on `batch` images:
+/// (forward GFLOP/s, backward GFLOP/s), counting 2·rows·k·outputs per product.
+fn conv(gpu: &Gpu, k: &Kernels, s: &ConvShape, batch: usize) -> Result<(f64, f64)> {
+    use crate::nn::model::{Layer, LayerKind, Shape as Image, Window};
+    let (h, w, c) = s.input;
+    let window = Window {
+        input: Image::image(h, w, c),
+        kernel: (s.kernel, s.kernel),
+        stride: s.stride,
+        padding: s.kernel / 2,
+    };
+    let (oh, ow) = window.out_hw();
+    let layer = Layer {
+        kind: LayerKind::Conv {
+            window,
+            outputs: s.outputs,
+            bias: false,
+        },
+        input: 0,
+        output: Image::image(oh, ow, s.outputs),
+        param_off: 0,
+        state_off: 0,
+    };
+    let (rows, cols) = layers::im2col_shape(batch, &window);
+    let mut rng = Rng::new(13);
+    let x = random(&mut rng, batch * h * w * c);
+    let weights = random(&mut rng, s.outputs * cols);
+    let storage = |len: usize, name| gpu.storage(len, name);
+    let (xb, yb, dyb, dxb) = (
+        gpu.storage_init(&x, "x"),
+        storage(rows * s.outputs, "y"),
+        gpu.storage_init(&random(&mut rng, rows * s.outputs), "dy"),
+        storage(batch * h * w * c, "dx"),
+    );
+    let (params, grads, one) = (
+        gpu.storage_init(&weights, "w"),
+        storage(weights.len(), "dw"),
+        storage(1, "unused"),
+    );
+    let (wt, colsb, dcols) = (
+        storage(layers::transposed_len(&layer).unwrap_or(1), "wt"),
+        storage(rows * layers::padded(cols), "cols"),
+        storage(rows * layers::padded(cols), "dcols"),
+    );
+    let step = gpu.uniform(&crate::nn::StepState::default(), "step");
+    let bufs = layers::LayerBuffers {
+        params: &params,
+        grads: &grads,
+        state: &one,
+        step: &step,
+        unused: &one,
+        partials: &one,
+        cols: &colsb,
+        dcols: &dcols,
+    };
+    let mode = layers::Mode::Train;
+    let forward = layers::forward(
+        gpu,
+        k,
+        &layer,
+        batch,
+        mode,
+        &xb,
+        None,
+        &yb,
+        Some(&wt),
+        &bufs,
+    );
+    let backward = layers::backward(gpu, k, &layer, batch, &xb, &yb, &dyb, Some(&dxb), &bufs);
+    kernels::submit(gpu, &forward.iter().collect::<Vec<_>>());
+    let y: Vec<f32> = gpu.read(&yb, 0, rows * s.outputs)?;
+    for t in 0..64 {
+        let (row, o) = ((t * 7919) % rows, (t * 104729) % s.outputs);
+        let (b, pix) = (row / (oh * ow), row % (oh * ow));
+        let (oy, ox) = (pix / ow, pix % ow);
+        let mut exact = 0.0f64;
+        for ci in 0..c {
+            for ky in 0..s.kernel {
+                for kx in 0..s.kernel {
+                    let iy = (oy * s.stride + ky) as isize - window.padding as isize;
+                    let ix = (ox * s.stride + kx) as isize - window.padding as isize;
+                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                        let xv = x[((b * h + iy as usize) * w + ix as usize) * c + ci];
+                        let wv = weights[o * cols + (ci * s.kernel + ky) * s.kernel + kx];
+                        exact += xv as f64 * wv as f64;
+                    }
+                }
+            }
+        }
+        let err = (y[row * s.outputs + o] as f64 - exact).abs() / (1.0 + exact.abs());
+        if err > 1e-4 {
+            return Err(Error::Gpu(format!(
+                "convolution {}: result differs from the CPU reference (relative error {err:.1e})",
+                s.name
+            )));
+        }
+    }
+    let flops = 2.0 * (rows * cols * s.outputs) as f64;
+    let time = |work: &[Dispatch]| {
+        let refs: Vec<&Dispatch> = work.iter().collect();
+        best_of(3, || {
+            kernels::submit(gpu, &refs);
+            gpu.wait()
+        })
+    };
+    Ok((
+        flops / time(&forward)? / 1e9,
+        2.0 * flops / time(&backward)? / 1e9,
+    ))
+}
+
 /// Time every dispatch of one `cnn` training step (batch 128, Fashion-MNIST shapes)
 /// alone, and print the time per kernel and the step's total.
 fn profile_cnn_step(gpu: &Gpu, quick: bool) -> Result<()> {
@@ -310,6 +470,17 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
             square / np
         ),
         None => println!("numpy sgemm 1024³: not measured (python3 with numpy not found)"),
+    }
+    let batch = if quick { 16 } else { 128 };
+    println!(
+        "{:<30} {:>10} {:>10}",
+        format!("convolution, batch {batch}"),
+        "fwd GFLOP/s",
+        "bwd GFLOP/s"
+    );
+    for s in CONV_SHAPES {
+        let (fwd, bwd) = conv(gpu, &k, s, batch)?;
+        println!("{:<30} {fwd:>11.2} {bwd:>11.2}", s.name);
     }
     profile_cnn_step(gpu, quick)?;
     let (proj, copy) = projection(gpu, &k, quick)?;
