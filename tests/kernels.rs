@@ -931,3 +931,81 @@ fn sgd_step_and_zero_match_reference() {
     );
     assert_eq!(zeroed[len - 1], v_after[len - 1], "zero stops at len");
 }
+
+/// BatchNorm2d re-estimation (TWA's BN update): after batches t = 0, 1, 2 in
+/// `Recalibrate` mode the running statistics are the plain average of the batches'
+/// mean and unbiased variance over samples × pixels, whatever they were before.
+#[test]
+fn batchnorm2d_recalibration_averages_batch_statistics() {
+    let mut rng = rng("bn2d recalibrate");
+    let g = gpu();
+    let (samples, spatial, features) = (3, 25, 5);
+    let rows = samples * spatial;
+    let kind = LayerKind::BatchNorm { features, spatial };
+    let layer = Layer {
+        kind,
+        input: 0,
+        output: Shape::image(5, 5, features),
+        param_off: 0,
+        state_off: 0,
+    };
+    let params = random(&mut rng, 2 * features);
+    let (pb, gb, sb, unused, xb, yb) = (
+        g.storage_init(&params, "params"),
+        g.storage(2 * features, "grads"),
+        g.storage_init(&random(&mut rng, 4 * features), "state"),
+        g.storage(1, "unused"),
+        g.storage(rows * features, "x"),
+        g.storage(rows * features, "y"),
+    );
+    let partials = g.storage(2 * layers::BN_MAX_CHUNKS * features, "partials");
+    let step = g.uniform(&twa::nn::StepState::default(), "step");
+    let bufs = LayerBuffers {
+        params: &pb,
+        grads: &gb,
+        state: &sb,
+        step: &step,
+        unused: &unused,
+        partials: &partials,
+        cols: &unused,
+        dcols: &unused,
+    };
+    let work = layers::forward(
+        g,
+        kernels(),
+        &layer,
+        samples,
+        layers::Mode::Recalibrate,
+        &xb,
+        None,
+        &yb,
+        None,
+        &bufs,
+    );
+    let (mut mean, mut var) = (vec![0.0; features], vec![0.0; features]);
+    let batches = 3;
+    for t in 0..batches {
+        let x: Vec<f32> = random(&mut rng, rows * features)
+            .iter()
+            .map(|v| 2.0 * v + t as f32)
+            .collect();
+        g.write(&xb, 0, &x);
+        g.write(
+            &step,
+            0,
+            &[twa::nn::StepState {
+                step: t,
+                ..Default::default()
+            }],
+        );
+        run(&work);
+        let (m, _, v) = cpu::batch_stats(&f64s(&x), rows, features);
+        for f in 0..features {
+            mean[f] += m[f] / batches as f64;
+            var[f] += v[f] / batches as f64;
+        }
+    }
+    let state = read(&sb, 2 * features);
+    assert_close("recalibrated mean", &state[..features], &mean, 1e-5, 1e-4);
+    assert_close("recalibrated var", &state[features..], &var, 1e-5, 1e-4);
+}
