@@ -14,12 +14,14 @@ use twa::landscape::{ColorScale, Metric, PlaneKind};
 use twa::train::Event;
 
 /// Presets offered in the run panel: the teaching demo first.
-pub const PRESETS: [&str; 3] = ["spirals", "head", "tail"];
+pub const PRESETS: [&str; 4] = ["spirals", "head", "tail", "head-cnn"];
 
 /// The editable settings of the next run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub preset: String,
+    /// The preset's network family (hidden widths and BatchNorm apply to the MLP).
+    pub arch: twa::nn::model::Arch,
     pub data_dir: String,
     pub hidden: String,
     pub batchnorm: bool,
@@ -39,6 +41,7 @@ impl Settings {
         let hidden: Vec<String> = c.model.hidden.iter().map(|h| h.to_string()).collect();
         Ok(Settings {
             preset: name.into(),
+            arch: c.model.arch,
             data_dir: c.data.dir.clone(),
             hidden: hidden.join(", "),
             batchnorm: c.model.batchnorm,

@@ -15,7 +15,7 @@ fn main() {
             ("--data", Some(dir)) => data = Some(dir),
             _ => {
                 eprintln!(
-                    "usage: twa-app [--preset spirals|head|tail] [--data DIR] [--capture DIR]"
+                    "usage: twa-app [--preset spirals|head|tail|head-cnn] [--data DIR] [--capture DIR]"
                 );
                 std::process::exit(3);
             }

@@ -83,12 +83,20 @@ fn run_panel(app: &mut TwaApp, ui: &mut egui::Ui) {
             if s.preset != "spirals" {
                 row(ui, "data", egui::TextEdit::singleline(&mut s.data_dir));
             }
-            row(ui, "hidden", egui::TextEdit::singleline(&mut s.hidden));
-            row(
-                ui,
-                "BatchNorm",
-                egui::Checkbox::without_text(&mut s.batchnorm),
-            );
+            if s.arch == twa::nn::model::Arch::Mlp {
+                row(ui, "hidden", egui::TextEdit::singleline(&mut s.hidden));
+                row(
+                    ui,
+                    "BatchNorm",
+                    egui::Checkbox::without_text(&mut s.batchnorm),
+                );
+            } else {
+                row(
+                    ui,
+                    "model",
+                    egui::Label::new(format!("{:?}", s.arch).to_lowercase()),
+                );
+            }
             number(ui, "epochs", &mut s.epochs, 0.2);
             number(ui, "LR", &mut s.lr, 0.001);
             number(ui, "head epochs", &mut s.head_epochs, 0.2);
