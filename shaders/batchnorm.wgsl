@@ -3,7 +3,8 @@
 // the batch and every pixel). Reductions run in two stages so that every core works:
 // the R rows are cut into `chunks` of `chunk_rows`; one invocation reduces one
 // (chunk, feature) pair into `partials`, then one invocation per feature combines the
-// chunks. The element-wise passes are grid-stride loops over R·F.
+// chunks. The element-wise passes are grid-stride loops over R·F whose stride is a
+// multiple of F, so each invocation loads its feature's constants once.
 //
 // Parameters (flat store, at g_off):  γ[F] then β[F].
 // State buffer (at s_off):  running_mean[F], running_var[F], saved_mean[F], saved_invstd[F].
@@ -114,23 +115,41 @@ fn finish_stats(f: u32, momentum: f32) {
     state[s + 3u * nf + f] = inverseSqrt(var_biased + p.eps);
 }
 
+// Grid stride of the element-wise passes: the largest multiple of F not above the
+// number of invocations, so an invocation keeps one feature (loaded once) throughout.
+fn feature_stride(lanes: u32) -> u32 {
+    return lanes - lanes % p.features;
+}
+
 @compute @workgroup_size(256)
 fn normalise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let nf = p.features;
-    for (var t = gid.x; t < p.rows * nf; t += nwg.x * 256u) {
-        let f = t % nf;
-        let xhat = (x[t] - state[p.s_off + 2u * nf + f]) * state[p.s_off + 3u * nf + f];
-        out[t] = params[p.g_off + f] * xhat + params[p.g_off + nf + f];
+    let stride = feature_stride(nwg.x * 256u);
+    if (gid.x >= stride) {
+        return;
+    }
+    let f = gid.x % nf;
+    let mean = state[p.s_off + 2u * nf + f];
+    let scale = params[p.g_off + f] * state[p.s_off + 3u * nf + f];
+    let beta = params[p.g_off + nf + f];
+    for (var t = gid.x; t < p.rows * nf; t += stride) {
+        out[t] = (x[t] - mean) * scale + beta;
     }
 }
 
 @compute @workgroup_size(256)
 fn normalise_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let nf = p.features;
-    for (var t = gid.x; t < p.rows * nf; t += nwg.x * 256u) {
-        let f = t % nf;
-        let invstd = inverseSqrt(state[p.s_off + nf + f] + p.eps);
-        out[t] = params[p.g_off + f] * (x[t] - state[p.s_off + f]) * invstd + params[p.g_off + nf + f];
+    let stride = feature_stride(nwg.x * 256u);
+    if (gid.x >= stride) {
+        return;
+    }
+    let f = gid.x % nf;
+    let mean = state[p.s_off + f];
+    let scale = params[p.g_off + f] * inverseSqrt(state[p.s_off + nf + f] + p.eps);
+    let beta = params[p.g_off + nf + f];
+    for (var t = gid.x; t < p.rows * nf; t += stride) {
+        out[t] = (x[t] - mean) * scale + beta;
     }
 }
 
@@ -176,13 +195,19 @@ fn finish_grads(@builtin(global_invocation_id) gid: vec3<u32>) {
 @compute @workgroup_size(256)
 fn backward_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let nf = p.features;
+    let stride = feature_stride(nwg.x * 256u);
+    if (gid.x >= stride) {
+        return;
+    }
+    let f = gid.x % nf;
     let nr = f32(p.rows);
-    for (var t = gid.x; t < p.rows * nf; t += nwg.x * 256u) {
-        let f = t % nf;
-        let invstd = state[p.s_off + 3u * nf + f];
-        let xhat = (x[t] - state[p.s_off + 2u * nf + f]) * invstd;
-        let dgamma = grads[p.g_off + f];
-        let dbeta = grads[p.g_off + nf + f];
-        out[t] = params[p.g_off + f] * invstd / nr * (nr * dy[t] - dbeta - xhat * dgamma);
+    let mean = state[p.s_off + 2u * nf + f];
+    let invstd = state[p.s_off + 3u * nf + f];
+    let scale = params[p.g_off + f] * invstd / nr;
+    let dgamma = grads[p.g_off + f];
+    let dbeta = grads[p.g_off + nf + f];
+    for (var t = gid.x; t < p.rows * nf; t += stride) {
+        let xhat = (x[t] - mean) * invstd;
+        out[t] = scale * (nr * dy[t] - dbeta - xhat * dgamma);
     }
 }
