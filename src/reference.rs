@@ -191,9 +191,9 @@ pub fn sgd_step(w: &mut [f64], v: &mut [f64], g: &[f64], lr: f64, momentum: f64,
     }
 }
 
-/// im2col of x [batch, h, w, c] (channels-last): [batch·oh·ow, c·kh·kw], columns in
-/// PyTorch's weight order (c, ky, kx); pixels outside the image are 0.
-pub fn im2col(x: &[f64], batch: usize, win: &Window) -> Vec<f64> {
+/// Visit every (im2col entry, input index) pair of a convolution window whose input
+/// pixel lies inside the image (padding taps read 0 and are skipped).
+fn conv_taps(batch: usize, win: &Window, mut visit: impl FnMut(usize, usize)) {
     let Shape {
         height: h,
         width: w,
@@ -202,7 +202,6 @@ pub fn im2col(x: &[f64], batch: usize, win: &Window) -> Vec<f64> {
     let (oh, ow) = win.out_hw();
     let (kh, kw) = win.kernel;
     let k = c * kh * kw;
-    let mut cols = vec![0.0; batch * oh * ow * k];
     for b in 0..batch {
         for oy in 0..oh {
             for ox in 0..ow {
@@ -213,8 +212,10 @@ pub fn im2col(x: &[f64], batch: usize, win: &Window) -> Vec<f64> {
                             let iy = (oy * win.stride + ky) as isize - win.padding as isize;
                             let ix = (ox * win.stride + kx) as isize - win.padding as isize;
                             if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                cols[row * k + (ci * kh + ky) * kw + kx] =
-                                    x[((b * h + iy as usize) * w + ix as usize) * c + ci];
+                                visit(
+                                    row * k + (ci * kh + ky) * kw + kx,
+                                    ((b * h + iy as usize) * w + ix as usize) * c + ci,
+                                );
                             }
                         }
                     }
@@ -222,39 +223,22 @@ pub fn im2col(x: &[f64], batch: usize, win: &Window) -> Vec<f64> {
             }
         }
     }
+}
+
+/// im2col of x [batch, h, w, c] (channels-last): [batch·oh·ow, c·kh·kw], columns in
+/// PyTorch's weight order (c, ky, kx); pixels outside the image are 0.
+pub fn im2col(x: &[f64], batch: usize, win: &Window) -> Vec<f64> {
+    let (oh, ow) = win.out_hw();
+    let k = win.input.channels * win.kernel.0 * win.kernel.1;
+    let mut cols = vec![0.0; batch * oh * ow * k];
+    conv_taps(batch, win, |col, i| cols[col] = x[i]);
     cols
 }
 
 /// The adjoint of [`im2col`]: every column entry added back to the pixel it came from.
 pub fn col2im(dcols: &[f64], batch: usize, win: &Window) -> Vec<f64> {
-    let Shape {
-        height: h,
-        width: w,
-        channels: c,
-    } = win.input;
-    let (oh, ow) = win.out_hw();
-    let (kh, kw) = win.kernel;
-    let k = c * kh * kw;
-    let mut dx = vec![0.0; batch * h * w * c];
-    for b in 0..batch {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let row = (b * oh + oy) * ow + ox;
-                for ci in 0..c {
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let iy = (oy * win.stride + ky) as isize - win.padding as isize;
-                            let ix = (ox * win.stride + kx) as isize - win.padding as isize;
-                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                dx[((b * h + iy as usize) * w + ix as usize) * c + ci] +=
-                                    dcols[row * k + (ci * kh + ky) * kw + kx];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let mut dx = vec![0.0; batch * win.input.len()];
+    conv_taps(batch, win, |col, i| dx[i] += dcols[col]);
     dx
 }
 

@@ -1,7 +1,8 @@
 //! Whole conv nets against the CPU reference: one training step of `cnn` (28×28) and
 //! of a pre-activation ResNet-8 (with its residual additions, 1×1 shortcut
 //! convolutions and global pooling) on a small random batch — the loss, every
-//! parameter gradient and the updated parameters — and the shape errors users see.
+//! parameter gradient and the updated parameters. (Shape errors: `nn::model`'s unit
+//! tests and the CLI test.)
 
 mod common;
 
@@ -97,26 +98,4 @@ fn resnet8_training_step_matches_the_cpu_reference() {
     };
     let model = Model::build(&config, Shape::image(8, 8, 3), 5).unwrap();
     check_step("resnet8", model, 4);
-}
-
-#[test]
-fn shapes_that_do_not_chain_name_the_layer() {
-    let cnn = ModelConfig {
-        arch: Arch::Cnn,
-        ..Default::default()
-    };
-    let err = Model::build(&cnn, Shape::image(32, 32, 3), 10)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("layer 0 (Conv2d 1→32 3×3") && err.contains("32×32×3"),
-        "{err}"
-    );
-    let err = Model::build(&cnn, Shape::image(32, 32, 1), 10)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("layer 9 (Linear 3136→256)") && err.contains("4096 features"),
-        "{err}"
-    );
 }
