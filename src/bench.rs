@@ -152,6 +152,7 @@ fn synthetic(count: usize, rng: &mut Rng) -> Split {
         labels,
         count,
         shape: crate::nn::model::Shape::image(28, 28, 1),
+        labels_file: "synthetic".into(),
     }
 }
 
@@ -494,6 +495,7 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
         synthetic(count, &mut rng),
         synthetic(1000, &mut rng),
         "synthetic".into(),
+        Some(10),
     )?;
     let config = TrainConfig {
         epochs: 1,

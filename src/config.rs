@@ -15,6 +15,15 @@ pub struct DataConfig {
     pub dir: String,
     /// A data set generated in code instead (`spirals`); empty: read `dir`.
     pub generated: String,
+    /// The number of classes; 0: one more than the largest label (CIFAR: 10 or 100).
+    pub classes: usize,
+}
+
+impl DataConfig {
+    /// The stated class count, if any.
+    pub fn declared_classes(&self) -> Option<usize> {
+        (self.classes > 0).then_some(self.classes)
+    }
 }
 
 /// Which stage of training `twa run` averages.
@@ -177,9 +186,11 @@ impl RunConfig {
     fn read_data(&self) -> Result<crate::data::Dataset> {
         match self.data.generated.as_str() {
             "" if crate::data::cifar::is_cifar_dir(&self.data_dir()) => {
-                crate::data::cifar::load_cifar_dir(&self.data_dir())
+                crate::data::cifar::load_cifar_dir(&self.data_dir(), self.data.declared_classes())
             }
-            "" => crate::data::Dataset::load_idx_dir(&self.data_dir()),
+            "" => {
+                crate::data::Dataset::load_idx_dir(&self.data_dir(), self.data.declared_classes())
+            }
             "spirals" => crate::data::spirals::spirals(3000, 1500, 3, self.train.seed),
             other => Err(Error::Config(format!(
                 "unknown generated data set `{other}` (known: spirals)"

@@ -38,7 +38,7 @@ pub enum Error {
     /// A device operation failed (lost device, out of memory, failed readback).
     #[error("GPU error: {0}")]
     Gpu(String),
-    /// The run was stopped on request (the app's Stop button).
+    /// The run was stopped on request (the app's Stop button, Ctrl-C).
     #[error("stopped")]
     Stopped,
     /// An output file or directory could not be written.
@@ -80,6 +80,8 @@ impl Error {
             Error::NoAdapter(_) | Error::Device { .. } => 2,
             Error::Diverged { .. } => 4,
             Error::Config(_) | Error::Shape(_) => 3,
+            // As a shell reports a command ended by SIGINT.
+            Error::Stopped => 130,
             _ => 1,
         }
     }

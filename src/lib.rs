@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod confusion;
 pub mod data;
 pub mod error;
 pub mod files;
@@ -11,6 +12,7 @@ pub mod gpu;
 pub mod landscape;
 pub mod nn;
 pub mod reference;
+pub mod resume;
 pub mod rng;
 pub mod train;
 pub mod twa;

@@ -1,11 +1,12 @@
-//! The headless command line: `twa info`, `twa train`, `twa config`, `twa bench`.
-//! It only sets up; the engine reports progress as events and errors as one line.
+//! The headless command line: `twa info`, `twa train`, `twa run`, `twa average`,
+//! `twa eval`, `twa history`, `twa landscape`, `twa config`, `twa bench`. It only
+//! parses and dispatches; the engine reports progress as events and errors as one line.
 
+mod cli;
 mod progress;
 
 use clap::{Args, Parser, Subcommand};
 use progress::Reporter;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use twa::config::RunConfig;
@@ -14,7 +15,7 @@ use twa::error::{Error, Result};
 use twa::gpu::Gpu;
 use twa::train::{Schedule, Trainer};
 use twa::twa::average::{self, Start, TwaConfig};
-use twa::twa::{History, SamplePlan, SampleStore};
+use twa::twa::History;
 
 #[derive(Parser)]
 #[command(
@@ -36,11 +37,18 @@ enum Command {
     /// List every adapter with backend, driver and the limits that matter.
     Info,
     /// Train a model; writes OUT/metrics.jsonl and OUT/model.safetensors.
-    Train(TrainArgs),
+    Train(cli::train::TrainArgs),
     /// Average a sampled history: SWA, EMA and/or TWA, each with BatchNorm re-estimated.
     Average(AverageArgs),
     /// One-command pipeline: SGD with sampling, then SWA vs TWA (presets head, tail).
-    Run(RunArgs),
+    Run(cli::run::RunArgs),
+    /// Evaluate a saved model: accuracy, per-class accuracy, confusion matrix.
+    Eval(cli::eval::EvalArgs),
+    /// Work with sampled histories (import a trajectory saved by PyTorch).
+    History {
+        #[command(subcommand)]
+        command: cli::history::HistoryCommand,
+    },
     /// Loss over a plane of a history's coefficient space: OUT/landscape.csv and .png.
     Landscape(LandscapeArgs),
     /// Print a preset (or the defaults) as TOML with every field written out.
@@ -55,53 +63,6 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
-}
-
-#[derive(Args)]
-struct TrainArgs {
-    /// Preset from assets/presets (quick: shipped subset, 8 epochs; fashion-mnist: full set, 20 epochs; cnn: the conv net on the full set; resnet: pre-act ResNet-20 on a CIFAR-10 directory).
-    #[arg(long, default_value = "quick", conflicts_with = "config")]
-    preset: String,
-    /// TOML config file (see `twa config` for every field); replaces the preset.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// IDX or CIFAR binary data directory, e.g. /usr/share/datasets/fashion-mnist
-    /// [default: the shipped subset].
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Epochs [preset: 8 quick, 20 fashion-mnist].
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Base learning rate [preset: 0.1].
-    #[arg(long)]
-    lr: Option<f64>,
-    /// SGD momentum [preset: 0.9].
-    #[arg(long)]
-    momentum: Option<f64>,
-    /// Weight decay [preset: 1e-4].
-    #[arg(long)]
-    wd: Option<f64>,
-    /// Batch size [preset: 128].
-    #[arg(long)]
-    batch: Option<usize>,
-    /// LR schedule [preset: step].
-    #[arg(long, value_enum)]
-    schedule: Option<Schedule>,
-    /// Random seed for initialisation and shuffling [preset: 1].
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Keep w_0 and K evenly spaced samples per epoch as OUT/history.safetensors (0: none).
-    #[arg(long, default_value_t = 0)]
-    samples_per_epoch: usize,
-    /// Epochs to sample, A..B (1-based, inclusive) [default: all].
-    #[arg(long)]
-    sample_epochs: Option<String>,
-    /// Output directory.
-    #[arg(long, default_value = "runs/train")]
-    out: PathBuf,
-    /// Print a JSON summary as the last line of stdout.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -153,36 +114,6 @@ struct AverageArgs {
 }
 
 #[derive(Args)]
-struct RunArgs {
-    /// Pipeline preset: head (average the first half of training), tail (after an SWA
-    /// phase), head-cnn (the head stage on the conv net) or spirals (the head stage on
-    /// generated 2-D spirals, seconds on a CPU).
-    #[arg(long, default_value = "head", conflicts_with = "config")]
-    preset: String,
-    /// TOML config with [pipeline] and [twa] sections; replaces the preset.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// IDX data directory [preset: /usr/share/datasets/fashion-mnist].
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Random seed [preset: 1].
-    #[arg(long)]
-    seed: Option<u64>,
-    /// TWA learning rate [preset: head 2, tail 0.05].
-    #[arg(long)]
-    twa_lr: Option<f64>,
-    /// TWA epochs [preset: 2].
-    #[arg(long)]
-    twa_epochs: Option<usize>,
-    /// Output directory.
-    #[arg(long, default_value = "runs/run")]
-    out: PathBuf,
-    /// Print the table as one JSON object, the last line of stdout.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Args)]
 struct LandscapeArgs {
     /// A history written by `twa train --samples-per-epoch K` or `twa run`.
     #[arg(long)]
@@ -218,17 +149,18 @@ struct LandscapeArgs {
 }
 
 fn main() {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let parsed = Cli::parse();
+    let adapter = parsed.adapter.as_deref();
+    let result = match parsed.command {
         Command::Info => info(),
-        Command::Train(args) => train(cli.adapter.as_deref(), args),
-        Command::Average(args) => average_history(cli.adapter.as_deref(), args),
-        Command::Run(args) => run_pipeline(cli.adapter.as_deref(), args),
-        Command::Landscape(args) => landscape(cli.adapter.as_deref(), args),
+        Command::Train(args) => cli::train::train(adapter, args),
+        Command::Average(args) => average_history(adapter, args),
+        Command::Run(args) => cli::run::run(adapter, args),
+        Command::Eval(args) => cli::eval::eval(adapter, args),
+        Command::History { command } => cli::history::history(command),
+        Command::Landscape(args) => landscape(adapter, args),
         Command::Config { preset } => RunConfig::preset(&preset).map(|c| print!("{}", c.to_toml())),
-        Command::Bench { quick } => {
-            Gpu::new(cli.adapter.as_deref()).and_then(|gpu| twa::bench::run(&gpu, quick))
-        }
+        Command::Bench { quick } => Gpu::new(adapter).and_then(|gpu| twa::bench::run(&gpu, quick)),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -258,160 +190,6 @@ fn info() -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
-    let mut config = match &args.config {
-        Some(path) => RunConfig::load(path)?,
-        None => RunConfig::preset(&args.preset)?,
-    };
-    let t = &mut config.train;
-    if let Some(v) = args.epochs {
-        t.epochs = v;
-    }
-    if let Some(v) = args.lr {
-        t.lr = v;
-    }
-    if let Some(v) = args.momentum {
-        t.momentum = v;
-    }
-    if let Some(v) = args.wd {
-        t.weight_decay = v;
-    }
-    if let Some(v) = args.batch {
-        t.batch = v;
-    }
-    if let Some(v) = args.schedule {
-        t.schedule = v;
-    }
-    if let Some(v) = args.seed {
-        t.seed = v;
-    }
-    if let Some(dir) = &args.data {
-        config.data.dir = dir.display().to_string();
-        config.data.generated.clear();
-    }
-    config.train.validate()?;
-    Ok(config)
-}
-
-fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
-    let started = Instant::now();
-    let config = resolve_config(&args)?;
-    let sample_plan = match args.samples_per_epoch {
-        0 => None,
-        k => {
-            let (first_epoch, last_epoch) = match &args.sample_epochs {
-                Some(text) => SamplePlan::parse_epochs(text, config.train.epochs)?,
-                None => (1, config.train.epochs),
-            };
-            Some(SamplePlan {
-                per_epoch: k,
-                first_epoch,
-                last_epoch,
-            })
-        }
-    };
-    twa::files::ensure_writable_dir(&args.out)?;
-    let data = config.load_data()?;
-    let gpu = Gpu::new(adapter)?;
-    describe_setup(&gpu, &data);
-    let mut trainer = Trainer::new(&gpu, &data, &config.model, config.train.clone())?;
-    eprintln!(
-        "model: MLP {:?}, {} parameters",
-        config.model.hidden,
-        trainer.net.model.num_params()
-    );
-    if let Some(plan) = sample_plan {
-        let store = SampleStore::new(&gpu, trainer.net.model.num_params(), plan.count())?;
-        trainer.sampler = Some((plan, store));
-    }
-    let mut reporter = Reporter::new(Some(args.out.join("metrics.jsonl")));
-    let result = trainer.run(&mut |e| reporter.event(e));
-    reporter.finish();
-    let history = result?;
-    if let Some(e) = reporter.write_error.take() {
-        return Err(e);
-    }
-    let params = trainer.net.read_params(&gpu)?;
-    let state = trainer.net.read_state(&gpu)?;
-    let mut meta = HashMap::new();
-    meta.insert(
-        "format".into(),
-        "twa model: PyTorch nn.Sequential state_dict names".into(),
-    );
-    meta.insert("config".into(), config.to_toml());
-    twa::checkpoint::save(
-        &args.out.join("model.safetensors"),
-        &trainer.net.model,
-        &params,
-        &state,
-        meta,
-    )?;
-    if let Some((_, store)) = trainer.sampler.take() {
-        let history = History {
-            table: trainer.net.model.params.clone(),
-            samples: store.read(&gpu)?,
-            infos: store.infos,
-            config: config.clone(),
-        };
-        history.save(&args.out.join("history.safetensors"))?;
-        eprintln!(
-            "sampled {} solutions into {}",
-            history.len(),
-            args.out.join("history.safetensors").display()
-        );
-    }
-    let last = history.last().expect("at least one epoch");
-    let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "{:<6} {:>10} {:>10} {:>10} {:>10} {:>8}",
-        "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"
-    );
-    for m in &history {
-        println!(
-            "{:<6} {:>10.4} {:>9.2}% {:>10.4} {:>9.2}% {:>8.1}",
-            m.epoch,
-            m.train_loss,
-            100.0 * m.train_acc,
-            m.test_loss,
-            100.0 * m.test_acc,
-            m.seconds
-        );
-    }
-    println!(
-        "final test accuracy {:.2}% (loss {:.4}) after {} epochs, {seconds:.1}s; wrote {}",
-        100.0 * last.test_acc,
-        last.test_loss,
-        history.len(),
-        args.out.display()
-    );
-    if args.json {
-        let summary = serde_json::json!({
-            "test_acc": last.test_acc,
-            "test_loss": last.test_loss,
-            "train_loss": last.train_loss,
-            "train_acc": last.train_acc,
-            "epochs": history.len(),
-            "seconds": seconds,
-            "params": trainer.net.model.num_params(),
-            "adapter": gpu.describe(),
-            "out": args.out.display().to_string(),
-        });
-        println!("{summary}");
-    }
-    Ok(())
-}
-
-fn describe_setup(gpu: &Gpu, data: &Dataset) {
-    eprintln!(
-        "adapter: {}\ndata: {} ({} train, {} test, {} classes)",
-        gpu.describe(),
-        data.source.display(),
-        data.train.count,
-        data.test.count,
-        data.classes
-    );
 }
 
 /// Parse `I..J` (0-based, inclusive) over `n` samples.
@@ -495,7 +273,7 @@ fn average_history(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
     twa::files::ensure_writable_dir(&args.out)?;
     let (config, data) = history_data(&history, &args.history, args.data.as_deref())?;
     let gpu = Gpu::new(adapter)?;
-    describe_setup(&gpu, &data);
+    cli::describe_setup(&gpu, &data);
     let dim = history.dim();
     let samples = &history.samples[first * dim..(last + 1) * dim];
     eprintln!(
@@ -566,7 +344,7 @@ fn average_history(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
             &trainer.net.model,
             &r.params,
             &r.state,
-            HashMap::new(),
+            twa::checkpoint::describe(&config, &data),
         )?;
     }
     println!(
@@ -596,73 +374,6 @@ fn average_history(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
         println!("{json}");
     }
     Ok(())
-}
-
-fn run_pipeline(adapter: Option<&str>, args: RunArgs) -> Result<()> {
-    let mut config = match &args.config {
-        Some(path) => RunConfig::load(path)?,
-        None => RunConfig::preset(&args.preset)?,
-    };
-    if let Some(dir) = &args.data {
-        config.data.dir = dir.display().to_string();
-        config.data.generated.clear();
-    }
-    if let Some(seed) = args.seed {
-        config.train.seed = seed;
-    }
-    if let Some(lr) = args.twa_lr {
-        config.twa.lr = lr;
-    }
-    if let Some(epochs) = args.twa_epochs {
-        config.twa.epochs = epochs;
-    }
-    config.train.validate()?;
-    config.twa.to_twa()?;
-    twa::files::ensure_writable_dir(&args.out)?;
-    let data = config.load_data()?;
-    let gpu = Gpu::new(adapter)?;
-    describe_setup(&gpu, &data);
-    let mut reporter = Reporter::new(Some(args.out.join("metrics.jsonl")));
-    let rows = twa::twa::pipeline::run(
-        &gpu,
-        &data,
-        &config,
-        &args.out,
-        &Default::default(),
-        &mut |e| reporter.event(e),
-    );
-    reporter.finish();
-    let rows = rows?;
-    if let Some(e) = reporter.write_error.take() {
-        return Err(e);
-    }
-    print_rows(&rows, &args.out)?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({ "stage": format!("{:?}", config.pipeline.stage).to_lowercase(), "seed": config.train.seed, "rows": rows })
-        );
-    }
-    Ok(())
-}
-
-fn print_rows(rows: &[twa::twa::pipeline::Row], out: &Path) -> Result<()> {
-    println!(
-        "{:<28} {:>7} {:>10} {:>10} {:>9}",
-        "method", "epochs", "test_acc", "test_loss", "seconds"
-    );
-    for r in rows {
-        println!(
-            "{:<28} {:>7} {:>9.2}% {:>10.4} {:>9.1}",
-            r.method,
-            r.epochs,
-            100.0 * r.test_acc,
-            r.test_loss,
-            r.seconds
-        );
-    }
-    let json = serde_json::to_string(rows).expect("rows serialise");
-    twa::files::write_atomic(&out.join("results.json"), json.as_bytes())
 }
 
 fn landscape(adapter: Option<&str>, args: LandscapeArgs) -> Result<()> {
@@ -695,7 +406,7 @@ fn landscape(adapter: Option<&str>, args: LandscapeArgs) -> Result<()> {
         None => None,
     };
     let gpu = Gpu::new(adapter)?;
-    describe_setup(&gpu, &data);
+    cli::describe_setup(&gpu, &data);
     let started = Instant::now();
     let mut land = Landscape::new(
         &gpu,

@@ -93,6 +93,15 @@ impl Reporter {
         }
     }
 
+    /// Continue a resumed run's metrics: `history` replaces what was seen and the
+    /// metrics file is rewritten to hold exactly it.
+    pub fn resume(&mut self, history: Vec<(String, EpochMetrics)>) {
+        self.history = history;
+        if let Err(e) = self.write_metrics() {
+            self.write_error.get_or_insert(e);
+        }
+    }
+
     fn write_metrics(&self) -> Result<()> {
         let Some(path) = &self.metrics_path else {
             return Ok(());

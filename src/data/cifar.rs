@@ -80,6 +80,7 @@ fn read_split(dir: &Path, names: &[String], variant: Variant) -> Result<Split> {
         labels: Vec::new(),
         count: 0,
         shape: Shape::image(32, 32, 3),
+        labels_file: dir.join(names.join(", ")),
     };
     for name in names {
         read_records(&dir.join(name), variant, &mut split)?;
@@ -93,8 +94,8 @@ pub fn is_cifar_dir(dir: &Path) -> bool {
 }
 
 /// Load CIFAR-10 (`data_batch_*.bin`, `test_batch.bin`) or CIFAR-100 (`train.bin`,
-/// `test.bin`) from `dir`.
-pub fn load_cifar_dir(dir: &Path) -> Result<Dataset> {
+/// `test.bin`) from `dir`; `classes` replaces the variant's 10 or 100 if given.
+pub fn load_cifar_dir(dir: &Path, classes: Option<usize>) -> Result<Dataset> {
     if !dir.is_dir() {
         return Err(Error::io(dir, "data directory not found"));
     }
@@ -115,9 +116,8 @@ pub fn load_cifar_dir(dir: &Path) -> Result<Dataset> {
     };
     let train = read_split(dir, &train, variant)?;
     let test = read_split(dir, &test, variant)?;
-    let mut data = Dataset::from_splits(train, test, dir.to_path_buf())?;
-    data.classes = variant.classes();
-    Ok(data)
+    let classes = classes.unwrap_or(variant.classes());
+    Dataset::from_splits(train, test, dir.to_path_buf(), Some(classes))
 }
 
 #[cfg(test)]
@@ -160,7 +160,7 @@ mod tests {
             records(Variant::Cifar10, &[9, 0]),
         )
         .unwrap();
-        let data = load_cifar_dir(&dir).unwrap();
+        let data = load_cifar_dir(&dir, None).unwrap();
         assert_eq!(
             (data.train.count, data.test.count, data.classes),
             (15, 2, 10)
@@ -182,7 +182,7 @@ mod tests {
         let mut cut = records(Variant::Cifar10, &[1, 2]);
         cut.pop();
         std::fs::write(dir.join("data_batch_3.bin"), cut).unwrap();
-        let err = load_cifar_dir(&dir).unwrap_err().to_string();
+        let err = load_cifar_dir(&dir, None).unwrap_err().to_string();
         assert!(
             err.contains("data_batch_3.bin") && err.contains("3073-byte"),
             "{err}"
@@ -198,17 +198,17 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("test.bin"), records(Variant::Cifar100, &[5])).unwrap();
-        let data = load_cifar_dir(&dir).unwrap();
+        let data = load_cifar_dir(&dir, None).unwrap();
         assert_eq!(data.classes, 100);
         assert_eq!(data.train.labels, vec![99, 42, 7]);
         let mut bad = records(Variant::Cifar100, &[3]);
         bad[1] = 200;
         std::fs::write(dir.join("test.bin"), bad).unwrap();
-        let err = load_cifar_dir(&dir).unwrap_err().to_string();
+        let err = load_cifar_dir(&dir, None).unwrap_err().to_string();
         assert!(
             err.contains("test.bin") && err.contains("label 200"),
             "{err}"
         );
-        assert!(load_cifar_dir(&dir.join("missing")).is_err());
+        assert!(load_cifar_dir(&dir.join("missing"), None).is_err());
     }
 }

@@ -15,6 +15,8 @@ pub struct Split {
     pub labels: Vec<u8>,
     pub count: usize,
     pub shape: Shape,
+    /// Where the labels came from (named in label errors).
+    pub labels_file: PathBuf,
 }
 
 impl Split {
@@ -100,23 +102,32 @@ fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
         labels: labels.data,
         count,
         shape: Shape::image(height, width, 1),
+        labels_file: labels_path,
     })
 }
 
 impl Dataset {
-    /// Load `train-*` and `t10k-*` IDX files from `dir`.
-    pub fn load_idx_dir(dir: &Path) -> Result<Dataset> {
+    /// Load `train-*` and `t10k-*` IDX files from `dir`; `classes` as in
+    /// [`Dataset::from_splits`].
+    pub fn load_idx_dir(dir: &Path, classes: Option<usize>) -> Result<Dataset> {
         if !dir.is_dir() {
             return Err(Error::io(dir, "data directory not found"));
         }
         let train = load_split(dir, "train")?;
         let test = load_split(dir, "t10k")?;
-        Dataset::from_splits(train, test, dir.to_path_buf())
+        Dataset::from_splits(train, test, dir.to_path_buf(), classes)
     }
 
     /// Build from splits, checking they agree and computing per-channel
-    /// normalisation statistics.
-    pub fn from_splits(train: Split, test: Split, source: PathBuf) -> Result<Dataset> {
+    /// normalisation statistics. The class count is `classes` if stated, else one more
+    /// than the largest label; every label must be below it and every class must have
+    /// a training sample.
+    pub fn from_splits(
+        train: Split,
+        test: Split,
+        source: PathBuf,
+        classes: Option<usize>,
+    ) -> Result<Dataset> {
         if train.shape != test.shape {
             return Err(Error::format(
                 &source,
@@ -136,14 +147,7 @@ impl Dataset {
         if train.count == 0 || test.count == 0 {
             return Err(Error::format(&source, "a split holds no images"));
         }
-        let classes = train
-            .labels
-            .iter()
-            .chain(&test.labels)
-            .copied()
-            .max()
-            .unwrap_or(0) as usize
-            + 1;
+        let classes = check_labels(&train, &test, classes)?;
         let mut sum = vec![0.0f64; channels];
         let mut sq = vec![0.0f64; channels];
         for (i, &p) in train.pixels.iter().enumerate() {
@@ -167,6 +171,57 @@ impl Dataset {
             source,
         })
     }
+}
+
+/// The class count (`declared`, or one more than the largest label), after checking
+/// that every label is below it and every class has a training sample.
+fn check_labels(train: &Split, test: &Split, declared: Option<usize>) -> Result<usize> {
+    let largest = |s: &Split| {
+        s.labels
+            .iter()
+            .enumerate()
+            .max_by_key(|&(i, &l)| (l, std::cmp::Reverse(i)))
+            .map(|(i, &l)| (i, l as usize))
+    };
+    let classes = match declared {
+        Some(0) => return Err(Error::Config("the class count must be at least 1".into())),
+        Some(n) => n,
+        None => [largest(train), largest(test)]
+            .into_iter()
+            .flatten()
+            .map(|(_, l)| l + 1)
+            .max()
+            .unwrap_or(1),
+    };
+    for split in [train, test] {
+        if let Some(i) = split.labels.iter().position(|&l| l as usize >= classes) {
+            return Err(Error::format(
+                &split.labels_file,
+                format!(
+                    "label {} at index {i} is outside the {classes} classes (0..={}); state the class count with --classes N",
+                    split.labels[i],
+                    classes - 1
+                ),
+            ));
+        }
+    }
+    let mut seen = vec![false; classes];
+    train.labels.iter().for_each(|&l| seen[l as usize] = true);
+    if let Some(empty) = seen.iter().position(|s| !s) {
+        let (i, top) = largest(train).expect("a split holds images");
+        let hint = if declared.is_none() && top > empty {
+            format!(
+                " — the largest label, {top} at index {i}, looks corrupt; state the class count with --classes N"
+            )
+        } else {
+            String::new()
+        };
+        return Err(Error::format(
+            &train.labels_file,
+            format!("class {empty} of {classes} has no training sample{hint}"),
+        ));
+    }
+    Ok(classes)
 }
 
 #[repr(C)]

@@ -26,6 +26,7 @@ fn split(count: usize, classes: usize, noise: f64, rng: &mut Rng) -> Split {
         labels,
         count,
         shape: Shape::flat(2),
+        labels_file: "spirals (generated)".into(),
     }
 }
 
@@ -34,5 +35,5 @@ pub fn spirals(train: usize, test: usize, classes: usize, seed: u64) -> Result<D
     let mut rng = Rng::new(seed);
     let train = split(train, classes, 1.0, &mut rng);
     let test = split(test, classes, 1.0, &mut rng);
-    Dataset::from_splits(train, test, "spirals (generated)".into())
+    Dataset::from_splits(train, test, "spirals (generated)".into(), Some(classes))
 }

@@ -18,20 +18,28 @@ pub struct Gpu {
     failure: Arc<Mutex<Option<String>>>,
 }
 
-/// The backends to look at: `WGPU_BACKEND` if set, else every native backend.
+/// The backends to look at: `WGPU_BACKEND` if set, else the primary ones (Vulkan,
+/// Metal, DX12) and, only where none of them has an adapter, GL — probing GL without
+/// a display prints noise (EGL, XDG_RUNTIME_DIR) on headless machines.
 fn backends() -> wgpu::Backends {
-    wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY | wgpu::Backends::GL)
+    wgpu::Backends::from_env().unwrap_or_else(|| {
+        if adapters_of(wgpu::Backends::PRIMARY).is_empty() {
+            wgpu::Backends::GL
+        } else {
+            wgpu::Backends::PRIMARY
+        }
+    })
 }
 
-fn instance() -> wgpu::Instance {
+fn adapters_of(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    desc.backends = backends();
-    wgpu::Instance::new(desc)
+    desc.backends = backends;
+    pollster::block_on(wgpu::Instance::new(desc).enumerate_adapters(backends))
 }
 
 /// Every adapter wgpu can see, in enumeration order (the indices `--adapter` takes).
 pub fn list_adapters() -> Vec<wgpu::Adapter> {
-    pollster::block_on(instance().enumerate_adapters(backends()))
+    adapters_of(backends())
 }
 
 fn rank(kind: wgpu::DeviceType) -> u8 {

@@ -131,15 +131,16 @@ pub struct Overlay {
     pub marks: Vec<[f64; 2]>,
 }
 
-/// An RGB raster.
-struct Canvas {
-    width: usize,
-    height: usize,
-    rgb: Vec<u8>,
+/// An RGB raster (white when new).
+pub struct Canvas {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: Vec<u8>,
 }
 
 impl Canvas {
-    fn new(width: usize, height: usize) -> Canvas {
+    /// A white `width` × `height` raster.
+    pub fn new(width: usize, height: usize) -> Canvas {
         Canvas {
             width,
             height,
@@ -147,7 +148,8 @@ impl Canvas {
         }
     }
 
-    fn put(&mut self, x: i64, y: i64, c: [u8; 3]) {
+    /// Set one pixel (outside the raster: ignored).
+    pub fn put(&mut self, x: i64, y: i64, c: [u8; 3]) {
         if x >= 0 && y >= 0 && (x as usize) < self.width && (y as usize) < self.height {
             let k = (y as usize * self.width + x as usize) * 3;
             self.rgb[k..k + 3].copy_from_slice(&c);
@@ -194,7 +196,7 @@ impl Canvas {
     }
 
     /// Text in a 3×5 pixel font scaled by `scale` (digits and . - e + only).
-    fn text(&mut self, x: i64, y: i64, s: &str, scale: i64, c: [u8; 3]) {
+    pub fn text(&mut self, x: i64, y: i64, s: &str, scale: i64, c: [u8; 3]) {
         for (k, ch) in s.chars().enumerate() {
             let rows = glyph(ch);
             for (r, bits) in rows.iter().enumerate() {

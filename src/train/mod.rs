@@ -4,4 +4,4 @@ pub mod schedule;
 pub mod trainer;
 
 pub use schedule::Schedule;
-pub use trainer::{EpochMetrics, Event, Part, SharedSamples, TrainConfig, Trainer};
+pub use trainer::{EpochMetrics, Event, Part, SharedSamples, TrainConfig, Trainer, TrainerState};

@@ -164,6 +164,12 @@ pub struct Trainer<'a> {
     train_gathers: Vec<(usize, Dispatch)>,
     test_gathers: Vec<(usize, Dispatch)>,
     rng: Rng,
+    /// The generator as it was before the current (or next) epoch's shuffle.
+    epoch_rng: Rng,
+    /// The next step to run: (epoch, step within it), both 0-based.
+    position: (usize, usize),
+    /// Steps of the next epoch already done (set when a saved state is restored).
+    resume_step: usize,
     global_step: u64,
     /// Applied to the gradient between backward and SGD (TWA's projection); empty
     /// for plain SGD.
@@ -221,6 +227,9 @@ impl<'a> Trainer<'a> {
             gpu,
             net,
             rng: Rng::new(config.seed),
+            epoch_rng: Rng::new(config.seed),
+            position: (0, 0),
+            resume_step: 0,
             config,
             train,
             test,
@@ -269,9 +278,13 @@ impl<'a> Trainer<'a> {
         let batch = self.config.batch.min(n);
         let steps = n.div_ceil(batch);
         let mut order: Vec<u32> = (0..n as u32).collect();
+        self.epoch_rng = self.rng.clone();
         self.rng.shuffle(&mut order);
         self.train.set_order(gpu, &order);
-        self.net.reset_totals(gpu, true);
+        let first_step = std::mem::take(&mut self.resume_step).min(steps);
+        if first_step == 0 {
+            self.net.reset_totals(gpu, true);
+        }
         observer(Event::EpochStart {
             epoch: epoch + 1,
             steps,
@@ -283,7 +296,8 @@ impl<'a> Trainer<'a> {
             .map(|w| AsyncReadback::new(gpu, w.words));
         let mut in_flight = VecDeque::new();
         let mut lr = 0.0;
-        for step in 0..steps {
+        for step in first_step..steps {
+            self.position = (epoch, step);
             if self.stop.load(Ordering::Relaxed) {
                 return Err(Error::Stopped);
             }
@@ -369,19 +383,22 @@ impl<'a> Trainer<'a> {
         }
         let totals = self.net.read_totals(gpu, true)?;
         self.diverged(&totals, epoch + 1)?;
+        self.position = (epoch + 1, 0);
+        self.epoch_rng = self.rng.clone();
         Ok((totals, lr))
     }
 
     /// One submit per batch over a split of `n` samples in its current order: the
-    /// batch's gather, then what `record` adds. The step state carries the batch's
-    /// start and its index.
+    /// batch's gather, then what `record` adds; `after` sees (start, size) of each
+    /// batch once submitted. The step state carries the batch's start and its index.
     fn over_batches(
         &self,
         gathers: &[(usize, Dispatch)],
         n: usize,
         batch: usize,
         record: impl Fn(&Network, &mut wgpu::ComputePass, usize),
-    ) {
+        mut after: impl FnMut(usize, usize) -> Result<()>,
+    ) -> Result<()> {
         let gpu = self.gpu;
         for (t, start) in (0..n).step_by(batch).enumerate() {
             let size = batch.min(n - start);
@@ -398,7 +415,9 @@ impl<'a> Trainer<'a> {
                 record(&self.net, &mut pass, size);
             }
             gpu.queue.submit([encoder.finish()]);
+            after(start, size)?;
         }
+        Ok(())
     }
 
     /// Gather a fixed batch into the network's input: the first samples of `part` in
@@ -432,8 +451,36 @@ impl<'a> Trainer<'a> {
             n,
             self.config.eval_batch.min(n),
             |net, pass, size| net.record_eval(pass, size),
-        );
+            |_, _| Ok(()),
+        )?;
         self.net.read_totals(self.gpu, false)
+    }
+
+    /// The predicted class (arg max of the logits, BatchNorm in eval mode) of every
+    /// test sample, in the split's file order; one readback per batch.
+    pub fn predict(&mut self) -> Result<Vec<usize>> {
+        let n = self.test.count;
+        let classes = self.net.model.classes;
+        self.test
+            .set_order(self.gpu, &(0..n as u32).collect::<Vec<_>>());
+        let logits = &self.net.acts[self.net.model.layers.len()];
+        let mut predicted = Vec::with_capacity(n);
+        self.over_batches(
+            &self.test_gathers,
+            n,
+            self.config.eval_batch.min(n),
+            |net, pass, size| net.record_eval(pass, size),
+            |_, size| {
+                let values = self.gpu.read::<f32>(logits, 0, size * classes)?;
+                predicted.extend(values.chunks_exact(classes).map(|row| {
+                    (0..classes)
+                        .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
+                        .expect("at least one class")
+                }));
+                Ok(())
+            },
+        )?;
+        Ok(predicted)
     }
 
     /// Re-estimate the BatchNorm running statistics at the current parameters: reset,
@@ -449,29 +496,143 @@ impl<'a> Trainer<'a> {
             n,
             self.config.batch.min(n),
             |net, pass, size| net.record_recalibrate(pass, size),
-        );
+            |_, _| Ok(()),
+        )?;
         self.gpu.wait()
     }
 
-    /// Train for the configured epochs, evaluating after each.
-    pub fn run(&mut self, observer: &mut dyn FnMut(Event)) -> Result<Vec<EpochMetrics>> {
-        let mut history = Vec::new();
-        for epoch in 0..self.config.epochs {
+    /// Train epochs `range` (0-based) of the schedule, evaluating after each and
+    /// reporting it as [`Event::Epoch`]; `after_epoch` then sees the trainer (to save a
+    /// checkpoint). Returns the last epoch's test totals.
+    pub fn train_epochs(
+        &mut self,
+        range: std::ops::Range<usize>,
+        observer: &mut dyn FnMut(Event),
+        after_epoch: &mut dyn FnMut(&Trainer, &EpochMetrics) -> Result<()>,
+    ) -> Result<Totals> {
+        if range.is_empty() {
+            return self.evaluate();
+        }
+        let mut last = Totals::default();
+        for epoch in range {
             let started = Instant::now();
             let (train, lr) = self.train_epoch(epoch, observer)?;
-            let test = self.evaluate()?;
+            last = self.evaluate()?;
             let metrics = EpochMetrics {
                 epoch: epoch + 1,
                 lr,
                 train_loss: train.mean_loss(),
                 train_acc: train.accuracy(),
-                test_loss: test.mean_loss(),
-                test_acc: test.accuracy(),
+                test_loss: last.mean_loss(),
+                test_acc: last.accuracy(),
                 seconds: started.elapsed().as_secs_f64(),
             };
             observer(Event::Epoch(metrics.clone()));
-            history.push(metrics);
+            after_epoch(self, &metrics)?;
         }
+        Ok(last)
+    }
+
+    /// Train for the configured epochs, evaluating after each.
+    pub fn run(&mut self, observer: &mut dyn FnMut(Event)) -> Result<Vec<EpochMetrics>> {
+        let mut history = Vec::new();
+        self.train_epochs(0..self.config.epochs, observer, &mut |_, m| {
+            history.push(m.clone());
+            Ok(())
+        })?;
         Ok(history)
     }
+
+    /// The next step to run: (epoch, step within it), both 0-based. After an epoch,
+    /// (that epoch + 1, 0); after a stop, the step that was not run.
+    pub fn position(&self) -> (usize, usize) {
+        self.position
+    }
+
+    /// Everything needed to continue this run bit for bit from [`Trainer::position`]
+    /// (blocking readbacks).
+    pub fn save_state(&self) -> Result<TrainerState> {
+        let gpu = self.gpu;
+        let (samples, sample_infos) = match &self.sampler {
+            Some((_, store)) => (store.read(gpu)?, store.infos.clone()),
+            None => (Vec::new(), Vec::new()),
+        };
+        let totals = gpu.read::<f32>(self.net.totals_buffer(true), 0, 4)?;
+        Ok(TrainerState {
+            epoch: self.position.0,
+            step: self.position.1,
+            global_step: self.global_step,
+            rng: self.epoch_rng.state(),
+            params: self.net.read_params(gpu)?,
+            velocity: gpu.read(&self.net.velocity, 0, self.net.model.num_params())?,
+            state: self.net.read_state(gpu)?,
+            train_totals: totals.try_into().expect("4 words"),
+            samples,
+            sample_infos,
+        })
+    }
+
+    /// Continue from a saved state: the next [`Trainer::train_epoch`] call must be for
+    /// `saved.epoch`. A sampler, if saved with samples, must be attached first.
+    #[track_caller]
+    pub fn restore_state(&mut self, saved: &TrainerState) {
+        let gpu = self.gpu;
+        self.net.set_params(gpu, &saved.params);
+        assert_eq!(saved.velocity.len(), self.net.model.num_params());
+        gpu.write(&self.net.velocity, 0, &saved.velocity);
+        self.net.set_state(gpu, &saved.state);
+        gpu.write(self.net.totals_buffer(true), 0, &saved.train_totals);
+        self.rng = Rng::from_state(saved.rng);
+        self.epoch_rng = self.rng.clone();
+        self.global_step = saved.global_step;
+        self.position = (saved.epoch, saved.step);
+        self.resume_step = saved.step;
+        if let Some((_, store)) = self.sampler.as_mut() {
+            store.restore(gpu, &saved.samples, &saved.sample_infos);
+        }
+    }
+}
+
+impl TrainerState {
+    /// Check that this state fits `trainer`'s model and sampler (a clear error if the
+    /// data or the model changed since it was saved).
+    pub fn check_fits(&self, trainer: &Trainer) -> Result<()> {
+        let model = &trainer.net.model;
+        let capacity = trainer.sampler.as_ref().map_or(0, |(plan, _)| plan.count());
+        if self.params.len() != model.num_params()
+            || self.velocity.len() != model.num_params()
+            || self.state.len() != model.state.len
+            || self.sample_infos.len() > capacity
+        {
+            return Err(Error::Config(format!(
+                "the checkpoint holds a model of {} parameters, {} state values and {} samples; this run has {}, {} and room for {capacity}",
+                self.params.len(),
+                self.state.len(),
+                self.sample_infos.len(),
+                model.num_params(),
+                model.state.len,
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A trainer's whole state at a step boundary (see [`Trainer::save_state`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainerState {
+    /// The next step to run: epoch (0-based) and steps of it already done.
+    pub epoch: usize,
+    pub step: usize,
+    pub global_step: u64,
+    /// The shuffling generator before that epoch's shuffle.
+    pub rng: u64,
+    pub params: Vec<f32>,
+    pub velocity: Vec<f32>,
+    /// BatchNorm running statistics (and scratch).
+    pub state: Vec<f32>,
+    /// The epoch's training totals so far (loss sum, correct, count, first bad step).
+    pub train_totals: [f32; 4],
+    /// Samples taken so far, n × D, and where.
+    pub samples: Vec<f32>,
+    pub sample_infos: Vec<SampleInfo>,
 }

@@ -81,8 +81,7 @@ impl History {
         meta.insert("config".to_string(), self.config.to_toml());
         let bytes: &[u8] = bytemuck::cast_slice(&self.samples);
         let view = TensorView::new(Dtype::F32, vec![self.len(), self.dim()], bytes).expect("n × D");
-        let data = safetensors::serialize([("samples", view)], Some(meta))
-            .map_err(|e| Error::write(path, format!("safetensors encoding: {e}")))?;
+        let data = crate::checkpoint::serialize(vec![("samples", view)], meta)?;
         write_atomic(path, &data)
     }
 

@@ -10,15 +10,16 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::Totals;
-use crate::train::{EpochMetrics, Event, Schedule, SharedSamples, Trainer};
-use serde::Serialize;
+use crate::resume::{train_epochs, Progress, SaveCheckpoint};
+use crate::train::{Event, Schedule, SharedSamples, Trainer, TrainerState};
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// One line of the final table.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     pub method: String,
     /// Epochs of training behind the result (sampling run + averaging).
@@ -38,33 +39,17 @@ fn row(method: &str, epochs: f64, totals: &Totals, seconds: f64) -> Row {
     }
 }
 
-/// Train epochs `range` (0-based) of `trainer`'s schedule, evaluating after each.
-fn train_epochs(
-    trainer: &mut Trainer,
-    range: std::ops::Range<usize>,
-    observer: &mut dyn FnMut(Event),
-) -> Result<Totals> {
-    let mut last = Totals::default();
-    for epoch in range {
-        let started = Instant::now();
-        let (train, lr) = trainer.train_epoch(epoch, observer)?;
-        last = trainer.evaluate()?;
-        observer(Event::Epoch(EpochMetrics {
-            epoch: epoch + 1,
-            lr,
-            train_loss: train.mean_loss(),
-            train_acc: train.accuracy(),
-            test_loss: last.mean_loss(),
-            test_acc: last.accuracy(),
-            seconds: started.elapsed().as_secs_f64(),
-        }));
-    }
-    Ok(last)
+/// Where to continue a stopped run: its trainer state and progress.
+pub struct Resume {
+    pub trainer: TrainerState,
+    pub progress: Progress,
 }
 
 /// Run the pipeline of `config`; writes `out/history.safetensors` and the averaged
 /// weights; returns the table rows. Every row is also reported as [`Event::Result`]
 /// when known. Setting `stop` ends the run at the next step with [`Error::Stopped`].
+/// `save` is handed a checkpoint after every SGD epoch and at a stop during SGD;
+/// `resume` continues from one.
 pub fn run(
     gpu: &Gpu,
     data: &Dataset,
@@ -72,16 +57,21 @@ pub fn run(
     out: &Path,
     stop: &Arc<AtomicBool>,
     observer: &mut dyn FnMut(Event),
+    resume: Option<Resume>,
+    save: &mut SaveCheckpoint,
 ) -> Result<Vec<Row>> {
     let p = &config.pipeline;
-    let twa = config.twa.to_twa()?;
+    config.twa.to_twa()?;
     let sgd_epochs = config.train.epochs;
     if p.samples_per_epoch == 0 {
         return Err(Error::Config(
             "pipeline.samples_per_epoch must be at least 1".into(),
         ));
     }
-    let started = Instant::now();
+    let before = resume.as_ref().map_or(0.0, |r| r.progress.seconds);
+    let started = Instant::now()
+        .checked_sub(std::time::Duration::from_secs_f64(before))
+        .unwrap_or_else(Instant::now);
     let mut trainer = Trainer::new(gpu, data, &config.model, config.train.clone())?;
     trainer.stop = stop.clone();
     let report = |observer: &mut dyn FnMut(Event), row: &Row, alpha: Option<Vec<f64>>| {
@@ -93,35 +83,84 @@ pub fn run(
         })
     };
     let dim = trainer.net.model.num_params();
-    let mut rows = Vec::new();
-    let (sampled_epochs, sgd_row) = match p.stage {
+    let progress = |phase: &str, rows: &[Row], averaging_seconds: f64| Progress {
+        phase: phase.into(),
+        rows: rows.to_vec(),
+        seconds: started.elapsed().as_secs_f64(),
+        averaging_seconds,
+    };
+    // Where a resumed run continues: the phase, the first epoch of it, the rows known.
+    let resumed_phase = resume.as_ref().map(|r| r.progress.phase.clone());
+    let (first_epoch, mut rows, mut averaging_seconds) = match &resume {
+        Some(r) => (
+            r.trainer.epoch,
+            r.progress.rows.clone(),
+            r.progress.averaging_seconds,
+        ),
+        None => (0, Vec::new(), 0.0),
+    };
+    let in_phase = |phase: &str| resumed_phase.as_deref().is_none_or(|p| p == phase);
+    let start_of = |phase: &str| {
+        if resumed_phase.as_deref() == Some(phase) {
+            first_epoch
+        } else {
+            0
+        }
+    };
+    let known: &[&str] = match p.stage {
+        Stage::Head => &["sgd", "continue"],
+        Stage::Tail => &["sgd", "swa-phase"],
+    };
+    if let Some(phase) = resumed_phase.as_deref().filter(|p| !known.contains(p)) {
+        return Err(Error::Config(format!(
+            "the checkpoint's phase `{phase}` is not one of this pipeline's ({})",
+            known.join(", ")
+        )));
+    }
+    let restore = |trainer: &mut Trainer, phase: &str| -> Result<()> {
+        if let Some(r) = resume.as_ref().filter(|r| r.progress.phase == phase) {
+            r.trainer.check_fits(trainer)?;
+            trainer.restore_state(&r.trainer);
+        }
+        Ok(())
+    };
+    let sampled_epochs = match p.stage {
         Stage::Head => {
             if p.head_epochs == 0 || p.head_epochs > sgd_epochs {
                 return Err(Error::Config(format!(
                     "pipeline.head_epochs must be in 1..={sgd_epochs}"
                 )));
             }
-            let plan = SamplePlan {
-                per_epoch: p.samples_per_epoch,
-                first_epoch: 1,
-                last_epoch: p.head_epochs,
-            };
-            trainer.sampler = Some((plan.clone(), SampleStore::new(gpu, dim, plan.count())?));
-            observer(Event::Phase(format!(
-                "SGD, epochs 1–{} of {sgd_epochs}, {} samples per epoch",
-                p.head_epochs, p.samples_per_epoch
-            )));
-            let at_head = train_epochs(&mut trainer, 0..p.head_epochs, observer)?;
-            let label = format!("SGD (epoch {})", p.head_epochs);
-            (
-                p.head_epochs,
-                row(
+            if in_phase("sgd") {
+                let plan = SamplePlan {
+                    per_epoch: p.samples_per_epoch,
+                    first_epoch: 1,
+                    last_epoch: p.head_epochs,
+                };
+                trainer.sampler = Some((plan.clone(), SampleStore::new(gpu, dim, plan.count())?));
+                restore(&mut trainer, "sgd")?;
+                observer(Event::Phase(format!(
+                    "SGD, epochs 1–{} of {sgd_epochs}, {} samples per epoch",
+                    p.head_epochs, p.samples_per_epoch
+                )));
+                let at_head = train_epochs(
+                    &mut trainer,
+                    start_of("sgd")..p.head_epochs,
+                    &progress("sgd", &[], 0.0),
+                    observer,
+                    save,
+                )?;
+                let label = format!("SGD (epoch {})", p.head_epochs);
+                let sgd_row = row(
                     &label,
                     p.head_epochs as f64,
                     &at_head,
                     started.elapsed().as_secs_f64(),
-                ),
-            )
+                );
+                report(observer, &sgd_row, None);
+                rows.push(sgd_row);
+            }
+            p.head_epochs
         }
         Stage::Tail => {
             if p.swa_epochs == 0 || p.swa_lr.is_nan() || p.swa_lr <= 0.0 {
@@ -129,14 +168,25 @@ pub fn run(
                     "pipeline.swa_epochs and pipeline.swa_lr must be positive".into(),
                 ));
             }
-            observer(Event::Phase(format!("SGD, {sgd_epochs} epochs")));
-            let at_end = train_epochs(&mut trainer, 0..sgd_epochs, observer)?;
-            let sgd_row = row(
-                "SGD",
-                sgd_epochs as f64,
-                &at_end,
-                started.elapsed().as_secs_f64(),
-            );
+            if in_phase("sgd") {
+                restore(&mut trainer, "sgd")?;
+                observer(Event::Phase(format!("SGD, {sgd_epochs} epochs")));
+                let at_end = train_epochs(
+                    &mut trainer,
+                    start_of("sgd")..sgd_epochs,
+                    &progress("sgd", &[], 0.0),
+                    observer,
+                    save,
+                )?;
+                let sgd_row = row(
+                    "SGD",
+                    sgd_epochs as f64,
+                    &at_end,
+                    started.elapsed().as_secs_f64(),
+                );
+                report(observer, &sgd_row, None);
+                rows.push(sgd_row);
+            }
             let plan = SamplePlan {
                 per_epoch: p.samples_per_epoch,
                 first_epoch: 1,
@@ -146,42 +196,97 @@ pub fn run(
             trainer.config.lr = p.swa_lr;
             trainer.config.schedule = Schedule::Constant;
             trainer.config.epochs = p.swa_epochs;
+            restore(&mut trainer, "swa-phase")?;
             observer(Event::Phase(format!(
                 "SWA phase, {} epochs at constant lr {}",
                 p.swa_epochs, p.swa_lr
             )));
-            let at_swa_end = train_epochs(&mut trainer, 0..p.swa_epochs, observer)?;
-            report(observer, &sgd_row, None);
-            rows.push(sgd_row);
+            let at_swa_end = train_epochs(
+                &mut trainer,
+                start_of("swa-phase")..p.swa_epochs,
+                &progress("swa-phase", &rows, 0.0),
+                observer,
+                save,
+            )?;
             let label = format!("SGD (+{} SWA-phase epochs)", p.swa_epochs);
-            (
-                sgd_epochs + p.swa_epochs,
-                row(
-                    &label,
-                    (sgd_epochs + p.swa_epochs) as f64,
-                    &at_swa_end,
-                    started.elapsed().as_secs_f64(),
-                ),
-            )
+            let swa_phase_row = row(
+                &label,
+                (sgd_epochs + p.swa_epochs) as f64,
+                &at_swa_end,
+                started.elapsed().as_secs_f64(),
+            );
+            report(observer, &swa_phase_row, None);
+            rows.push(swa_phase_row);
+            sgd_epochs + p.swa_epochs
         }
     };
-    report(observer, &sgd_row, None);
-    rows.push(sgd_row);
-    let (_, store) = trainer.sampler.take().expect("sampler attached above");
-    let history = History {
-        table: trainer.net.model.params.clone(),
-        samples: store.read(gpu)?,
-        infos: store.infos.clone(),
-        config: config.clone(),
-    };
+    if in_phase("sgd") || in_phase("swa-phase") {
+        let (_, store) = trainer.sampler.take().expect("sampler attached above");
+        let history = History {
+            table: trainer.net.model.params.clone(),
+            samples: store.read(gpu)?,
+            infos: store.infos.clone(),
+            config: config.clone(),
+        };
+        let averaging_started = started.elapsed().as_secs_f64();
+        let averaged = average(gpu, data, config, &history, out, stop, observer)?;
+        for (r, alpha) in averaged {
+            let r = Row {
+                epochs: r.epochs + sampled_epochs as f64,
+                seconds: r.seconds + averaging_started,
+                ..r
+            };
+            report(observer, &r, Some(alpha));
+            rows.push(r);
+        }
+        averaging_seconds = started.elapsed().as_secs_f64() - averaging_started;
+    }
+
+    if p.stage == Stage::Head && p.full && p.head_epochs < sgd_epochs {
+        restore(&mut trainer, "continue")?;
+        observer(Event::Phase(format!(
+            "SGD, epochs {}–{sgd_epochs} (the full run, for comparison)",
+            p.head_epochs + 1
+        )));
+        let full = train_epochs(
+            &mut trainer,
+            start_of("continue").max(p.head_epochs)..sgd_epochs,
+            &progress("continue", &rows, averaging_seconds),
+            observer,
+            save,
+        )?;
+        // The SGD run's own time: the whole run's less the averaging's.
+        let full_row = row(
+            &format!("SGD (epoch {sgd_epochs})"),
+            sgd_epochs as f64,
+            &full,
+            started.elapsed().as_secs_f64() - averaging_seconds,
+        );
+        report(observer, &full_row, None);
+        rows.push(full_row);
+    }
+    Ok(rows)
+}
+
+/// SWA and TWA of `history` on a second network (so that the SGD run can go on
+/// afterwards): saves history, SWA and TWA weights and α into `out`; returns their
+/// rows (epochs of averaging, seconds since the samples were ready) with α.
+fn average(
+    gpu: &Gpu,
+    data: &Dataset,
+    config: &RunConfig,
+    history: &History,
+    out: &Path,
+    stop: &Arc<AtomicBool>,
+    observer: &mut dyn FnMut(Event),
+) -> Result<Vec<(Row, Vec<f64>)>> {
+    let twa = config.twa.to_twa()?;
+    let dim = history.dim();
     history.save(&out.join("history.safetensors"))?;
     observer(Event::Samples(SharedSamples {
         samples: Arc::new(history.samples.clone()),
         dim,
     }));
-
-    // SWA and TWA on a second network, so that the SGD run can go on afterwards.
-    let sampling_seconds = started.elapsed().as_secs_f64();
     let mut averager = Trainer::new(
         gpu,
         data,
@@ -189,27 +294,18 @@ pub fn run(
         twa_train_config(&config.train, &twa),
     )?;
     averager.stop = stop.clone();
+    let meta = crate::checkpoint::describe(config, data);
     let swa_started = Instant::now();
     let swa_params = mean(&history.samples, dim);
     let swa = evaluate_at(&mut averager, &swa_params)?;
-    let swa_row = row(
-        "SWA",
-        sampled_epochs as f64,
-        &swa,
-        sampling_seconds + swa_started.elapsed().as_secs_f64(),
-    );
-    report(
-        observer,
-        &swa_row,
-        Some(vec![1.0 / history.len() as f64; history.len()]),
-    );
-    rows.push(swa_row);
+    let swa_row = row("SWA", 0.0, &swa, swa_started.elapsed().as_secs_f64());
+    let swa_alpha = vec![1.0 / history.len() as f64; history.len()];
     crate::checkpoint::save(
         &out.join("swa.safetensors"),
         &averager.net.model,
         &swa_params,
         &averager.net.read_state(gpu)?,
-        Default::default(),
+        meta.clone(),
     )?;
     observer(Event::Phase(format!(
         "TWA, {} epochs at lr {} from {:?} over {} samples",
@@ -219,22 +315,20 @@ pub fn run(
         history.len()
     )));
     let run = train_twa(gpu, &mut averager, &history.samples, &twa, observer)?;
-    let t = &run.outcome;
+    let t = run.outcome;
     let twa_row = Row {
         method: "TWA".into(),
-        epochs: (sampled_epochs + twa.epochs) as f64,
+        epochs: twa.epochs as f64,
         test_acc: t.test_acc,
         test_loss: t.test_loss,
-        seconds: sampling_seconds + t.seconds,
+        seconds: t.seconds,
     };
-    report(observer, &twa_row, Some(t.alpha.clone()));
-    rows.push(twa_row);
     crate::checkpoint::save(
         &out.join("twa.safetensors"),
         &averager.net.model,
         &t.params,
         &t.state,
-        Default::default(),
+        meta,
     )?;
     if !run.dropped.is_empty() {
         observer(Event::Phase(format!(
@@ -244,25 +338,7 @@ pub fn run(
         )));
     }
     write_alpha(out, &t.alpha)?;
-
-    if p.stage == Stage::Head && p.full && p.head_epochs < sgd_epochs {
-        observer(Event::Phase(format!(
-            "SGD, epochs {}–{sgd_epochs} (the full run, for comparison)",
-            p.head_epochs + 1
-        )));
-        let continued = Instant::now();
-        let full = train_epochs(&mut trainer, p.head_epochs..sgd_epochs, observer)?;
-        let seconds = sampling_seconds + continued.elapsed().as_secs_f64();
-        let full_row = row(
-            &format!("SGD (epoch {sgd_epochs})"),
-            sgd_epochs as f64,
-            &full,
-            seconds,
-        );
-        report(observer, &full_row, None);
-        rows.push(full_row);
-    }
-    Ok(rows)
+    Ok(vec![(swa_row, swa_alpha), (twa_row, t.alpha)])
 }
 
 fn write_alpha(out: &Path, alpha: &[f64]) -> Result<()> {

@@ -112,6 +112,16 @@ impl SampleStore {
         self.infos.push(info);
     }
 
+    /// Put back samples saved from [`SampleStore::read`] with their `infos`.
+    #[track_caller]
+    pub fn restore(&mut self, gpu: &Gpu, samples: &[f32], infos: &[SampleInfo]) {
+        assert!(infos.len() <= self.capacity && samples.len() == infos.len() * self.dim);
+        for (c, rows) in samples.chunks(self.rows_per_chunk * self.dim).enumerate() {
+            gpu.write(&self.chunks[c], 0, rows);
+        }
+        self.infos = infos.to_vec();
+    }
+
     /// All samples taken, n × D row-major (blocking readback).
     pub fn read(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         let n = self.infos.len();

@@ -113,5 +113,6 @@ pub fn toy_split(n: usize, seed: u64) -> twa::data::Split {
         labels,
         count: n,
         shape: twa::nn::model::Shape::image(8, 8, 1),
+        labels_file: "toy".into(),
     }
 }

@@ -1,0 +1,156 @@
+//! The commands of the headless CLI, one module each, and what they share: the setup
+//! line, Ctrl-C handling, and the checkpoint a long command keeps for `--resume`.
+
+pub mod eval;
+pub mod history;
+pub mod run;
+pub mod train;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use twa::config::RunConfig;
+use twa::data::Dataset;
+use twa::error::{Error, Result};
+use twa::gpu::Gpu;
+use twa::resume::{Checkpoint, Progress};
+use twa::train::Trainer;
+
+use crate::progress::Reporter;
+
+/// Print the adapter and the data set on stderr.
+pub fn describe_setup(gpu: &Gpu, data: &Dataset) {
+    eprintln!(
+        "adapter: {}\ndata: {} ({} train, {} test, {} classes)",
+        gpu.describe(),
+        data.source.display(),
+        data.train.count,
+        data.test.count,
+        data.classes
+    );
+}
+
+/// A flag set by Ctrl-C: training stops after the current step and saves. A second
+/// Ctrl-C quits at once (exit 130), the last checkpoint kept.
+pub fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let installed = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step and saving (Ctrl-C again quits at once)");
+    });
+    if let Err(e) = installed {
+        eprintln!("note: Ctrl-C will not save a checkpoint ({e})");
+    }
+    stop
+}
+
+/// The command line that continues the run in `out`: this process's arguments with
+/// `--out`/`--resume` replaced by `--resume OUT`.
+pub fn resume_command(out: &Path) -> String {
+    let mut words = vec!["twa".to_string()];
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--out" || arg == "--resume" {
+            args.next();
+        } else if !(arg.starts_with("--out=") || arg.starts_with("--resume=")) {
+            words.push(arg);
+        }
+    }
+    words.push("--resume".into());
+    words.push(out.display().to_string());
+    let quote = |w: &String| {
+        if w.is_empty() || w.contains(|c: char| c.is_whitespace() || "'\"$\\".contains(c)) {
+            format!("'{}'", w.replace('\'', r"'\''"))
+        } else {
+            w.clone()
+        }
+    };
+    words.iter().map(quote).collect::<Vec<_>>().join(" ")
+}
+
+/// The output directory: `--resume DIR` continues in DIR, else `--out`, else
+/// `default`.
+pub fn output_dir(out: Option<&Path>, resume: Option<&Path>, default: &str) -> Result<PathBuf> {
+    match (out, resume) {
+        (Some(out), Some(dir)) if out != dir => Err(Error::Config(format!(
+            "--resume {} continues in that directory; drop --out {}",
+            dir.display(),
+            out.display()
+        ))),
+        (_, Some(dir)) | (Some(dir), None) => Ok(dir.to_path_buf()),
+        (None, None) => Ok(PathBuf::from(default)),
+    }
+}
+
+/// The checkpoint a command keeps in its output directory, and the run it belongs to.
+pub struct Checkpoints<'a> {
+    pub path: PathBuf,
+    pub command: &'static str,
+    pub config: &'a RunConfig,
+    pub options: BTreeMap<String, String>,
+}
+
+impl Checkpoints<'_> {
+    /// The checkpoint to continue from, checked against this run (with `--resume`).
+    pub fn load(&self) -> Result<Checkpoint> {
+        if !self.path.is_file() {
+            return Err(Error::io(
+                &self.path,
+                "no checkpoint to resume from (the run finished, or never completed an epoch or a step)",
+            ));
+        }
+        let saved = Checkpoint::load(&self.path)?;
+        saved.check_same_run(&self.path, self.command, self.config, &self.options)?;
+        Ok(saved)
+    }
+
+    /// Save `trainer` with `progress` and the metrics `reporter` has seen.
+    pub fn save(
+        &self,
+        trainer: &Trainer,
+        progress: &Progress,
+        reporter: &RefCell<Reporter>,
+    ) -> Result<()> {
+        Checkpoint {
+            command: self.command.into(),
+            config: self.config.clone(),
+            options: self.options.clone(),
+            trainer: trainer.save_state()?,
+            progress: progress.clone(),
+            metrics: reporter.borrow().history.clone(),
+        }
+        .save(&self.path)
+    }
+
+    /// After the command ends: on success the checkpoint goes; on a stop or a failure
+    /// it stays, and the user is told how to continue.
+    pub fn finish<T>(&self, result: Result<T>, out: &Path) -> Result<T> {
+        match &result {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&self.path);
+            }
+            Err(e) if self.path.is_file() => {
+                let (epoch, step) = Checkpoint::load(&self.path)
+                    .map(|c| (c.trainer.epoch + 1, c.trainer.step))
+                    .unwrap_or((0, 0));
+                let what = if matches!(e, Error::Stopped) {
+                    "stopped"
+                } else {
+                    "failed"
+                };
+                eprintln!(
+                    "{what}; the checkpoint {} continues at epoch {epoch}, step {step}: {}",
+                    self.path.display(),
+                    resume_command(out)
+                );
+            }
+            Err(_) => {}
+        }
+        result
+    }
+}

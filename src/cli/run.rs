@@ -1,0 +1,148 @@
+//! `twa run`: the whole pipeline (SGD with sampling, SWA, TWA, the full SGD run) with
+//! one table at the end; a checkpoint after every SGD epoch makes `--resume` possible.
+
+use super::{describe_setup, output_dir, stop_on_ctrl_c, Checkpoints};
+use crate::progress::Reporter;
+use clap::Args;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use twa::config::RunConfig;
+use twa::error::Result;
+use twa::gpu::Gpu;
+use twa::twa::pipeline::{self, Resume, Row};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Pipeline preset: head (average the first half of training), tail (after an SWA
+    /// phase), head-cnn (the head stage on the conv net) or spirals (the head stage on
+    /// generated 2-D spirals, seconds on a CPU).
+    #[arg(long, default_value = "head", conflicts_with = "config")]
+    preset: String,
+    /// TOML config with [pipeline] and [twa] sections; replaces the preset.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// IDX data directory [preset: /usr/share/datasets/fashion-mnist].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Number of classes [default: one more than the largest label; CIFAR: 10 or 100].
+    #[arg(long)]
+    classes: Option<usize>,
+    /// Random seed [preset: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// TWA learning rate [preset: head 2, tail 0.05].
+    #[arg(long)]
+    twa_lr: Option<f64>,
+    /// TWA epochs [preset: 2].
+    #[arg(long)]
+    twa_epochs: Option<usize>,
+    /// Output directory [default: runs/run].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the stopped or killed run in DIR from its checkpoint (give the same
+    /// options as the first time).
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
+    /// Print the table as one JSON object, the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(adapter: Option<&str>, args: RunArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => RunConfig::load(path)?,
+        None => RunConfig::preset(&args.preset)?,
+    };
+    if let Some(dir) = &args.data {
+        config.data.dir = dir.display().to_string();
+        config.data.generated.clear();
+    }
+    if let Some(n) = args.classes {
+        config.data.classes = n;
+    }
+    if let Some(seed) = args.seed {
+        config.train.seed = seed;
+    }
+    if let Some(lr) = args.twa_lr {
+        config.twa.lr = lr;
+    }
+    if let Some(epochs) = args.twa_epochs {
+        config.twa.epochs = epochs;
+    }
+    config.train.validate()?;
+    config.twa.to_twa()?;
+    let out = output_dir(args.out.as_deref(), args.resume.as_deref(), "runs/run")?;
+    let checkpoints = Checkpoints {
+        path: twa::resume::path_in(&out),
+        command: "run",
+        config: &config,
+        options: BTreeMap::new(),
+    };
+    let saved = args
+        .resume
+        .is_some()
+        .then(|| checkpoints.load())
+        .transpose()?;
+    twa::files::ensure_writable_dir(&out)?;
+    let data = config.load_data()?;
+    let gpu = Gpu::new(adapter)?;
+    describe_setup(&gpu, &data);
+    let reporter = RefCell::new(Reporter::new(Some(out.join("metrics.jsonl"))));
+    let resume = saved.map(|saved| {
+        eprintln!(
+            "resuming the {} phase at epoch {}, step {}",
+            saved.progress.phase,
+            saved.trainer.epoch + 1,
+            saved.trainer.step
+        );
+        reporter.borrow_mut().resume(saved.metrics);
+        Resume {
+            trainer: saved.trainer,
+            progress: saved.progress,
+        }
+    });
+    let rows = pipeline::run(
+        &gpu,
+        &data,
+        &config,
+        &out,
+        &stop_on_ctrl_c(),
+        &mut |e| reporter.borrow_mut().event(e),
+        resume,
+        &mut |t, p| checkpoints.save(t, p, &reporter),
+    );
+    let mut reporter = reporter.into_inner();
+    reporter.finish();
+    let rows = checkpoints.finish(rows, &out)?;
+    if let Some(e) = reporter.write_error.take() {
+        return Err(e);
+    }
+    print_rows(&rows, &out)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "stage": format!("{:?}", config.pipeline.stage).to_lowercase(), "seed": config.train.seed, "rows": rows })
+        );
+    }
+    Ok(())
+}
+
+fn print_rows(rows: &[Row], out: &Path) -> Result<()> {
+    println!(
+        "{:<28} {:>7} {:>10} {:>10} {:>9}",
+        "method", "epochs", "test_acc", "test_loss", "seconds"
+    );
+    for r in rows {
+        println!(
+            "{:<28} {:>7} {:>9.2}% {:>10.4} {:>9.1}",
+            r.method,
+            r.epochs,
+            100.0 * r.test_acc,
+            r.test_loss,
+            r.seconds
+        );
+    }
+    let json = serde_json::to_string(rows).expect("rows serialise");
+    twa::files::write_atomic(&out.join("results.json"), json.as_bytes())
+}

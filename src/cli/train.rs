@@ -1,0 +1,252 @@
+//! `twa train`: train a model from a preset or config, optionally sampling its
+//! trajectory; a checkpoint after every epoch (and at Ctrl-C) makes `--resume` possible.
+
+use super::{describe_setup, output_dir, stop_on_ctrl_c, Checkpoints};
+use crate::progress::Reporter;
+use clap::Args;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+use twa::config::RunConfig;
+use twa::error::Result;
+use twa::gpu::Gpu;
+use twa::resume::{train_epochs, Progress};
+use twa::train::{Schedule, Trainer};
+use twa::twa::{History, SamplePlan, SampleStore};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Preset from assets/presets (quick: shipped subset, 8 epochs; fashion-mnist: full set, 20 epochs; cnn: the conv net on the full set; resnet: pre-act ResNet-20 on a CIFAR-10 directory).
+    #[arg(long, default_value = "quick", conflicts_with = "config")]
+    preset: String,
+    /// TOML config file (see `twa config` for every field); replaces the preset.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// IDX or CIFAR binary data directory, e.g. /usr/share/datasets/fashion-mnist
+    /// [default: the shipped subset].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Number of classes [default: one more than the largest label; CIFAR: 10 or 100].
+    #[arg(long)]
+    classes: Option<usize>,
+    /// Epochs [preset: 8 quick, 20 fashion-mnist].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Base learning rate [preset: 0.1].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// SGD momentum [preset: 0.9].
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// Weight decay [preset: 1e-4].
+    #[arg(long)]
+    wd: Option<f64>,
+    /// Batch size [preset: 128].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// LR schedule [preset: step].
+    #[arg(long, value_enum)]
+    schedule: Option<Schedule>,
+    /// Random seed for initialisation and shuffling [preset: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Keep w_0 and K evenly spaced samples per epoch as OUT/history.safetensors (0: none).
+    #[arg(long, default_value_t = 0)]
+    samples_per_epoch: usize,
+    /// Epochs to sample, A..B (1-based, inclusive) [default: all].
+    #[arg(long)]
+    sample_epochs: Option<String>,
+    /// Output directory [default: runs/train].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the stopped or killed run in DIR from its checkpoint (give the same
+    /// options as the first time).
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
+    /// Print a JSON summary as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The run config: preset or file, then the flags.
+fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
+    let mut config = match &args.config {
+        Some(path) => RunConfig::load(path)?,
+        None => RunConfig::preset(&args.preset)?,
+    };
+    let t = &mut config.train;
+    if let Some(v) = args.epochs {
+        t.epochs = v;
+    }
+    if let Some(v) = args.lr {
+        t.lr = v;
+    }
+    if let Some(v) = args.momentum {
+        t.momentum = v;
+    }
+    if let Some(v) = args.wd {
+        t.weight_decay = v;
+    }
+    if let Some(v) = args.batch {
+        t.batch = v;
+    }
+    if let Some(v) = args.schedule {
+        t.schedule = v;
+    }
+    if let Some(v) = args.seed {
+        t.seed = v;
+    }
+    if let Some(dir) = &args.data {
+        config.data.dir = dir.display().to_string();
+        config.data.generated.clear();
+    }
+    if let Some(n) = args.classes {
+        config.data.classes = n;
+    }
+    config.train.validate()?;
+    Ok(config)
+}
+
+pub fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
+    let started = Instant::now();
+    let config = resolve_config(&args)?;
+    let out = output_dir(args.out.as_deref(), args.resume.as_deref(), "runs/train")?;
+    let sample_plan = match args.samples_per_epoch {
+        0 => None,
+        k => {
+            let (first_epoch, last_epoch) = match &args.sample_epochs {
+                Some(text) => SamplePlan::parse_epochs(text, config.train.epochs)?,
+                None => (1, config.train.epochs),
+            };
+            Some(SamplePlan {
+                per_epoch: k,
+                first_epoch,
+                last_epoch,
+            })
+        }
+    };
+    let checkpoints = Checkpoints {
+        path: twa::resume::path_in(&out),
+        command: "train",
+        config: &config,
+        options: BTreeMap::from([(
+            "sampling".to_string(),
+            sample_plan.as_ref().map_or("none".into(), |p| {
+                format!(
+                    "{} per epoch, epochs {}..{}",
+                    p.per_epoch, p.first_epoch, p.last_epoch
+                )
+            }),
+        )]),
+    };
+    let saved = args
+        .resume
+        .is_some()
+        .then(|| checkpoints.load())
+        .transpose()?;
+    twa::files::ensure_writable_dir(&out)?;
+    let data = config.load_data()?;
+    let gpu = Gpu::new(adapter)?;
+    describe_setup(&gpu, &data);
+    let mut trainer = Trainer::new(&gpu, &data, &config.model, config.train.clone())?;
+    trainer.stop = stop_on_ctrl_c();
+    eprintln!(
+        "model: {:?}, {} parameters",
+        config.model.arch,
+        trainer.net.model.num_params()
+    );
+    if let Some(plan) = sample_plan {
+        let store = SampleStore::new(&gpu, trainer.net.model.num_params(), plan.count())?;
+        trainer.sampler = Some((plan, store));
+    }
+    let reporter = RefCell::new(Reporter::new(Some(out.join("metrics.jsonl"))));
+    let mut first_epoch = 0;
+    if let Some(saved) = &saved {
+        saved.trainer.check_fits(&trainer)?;
+        trainer.restore_state(&saved.trainer);
+        reporter.borrow_mut().resume(saved.metrics.clone());
+        first_epoch = saved.trainer.epoch;
+        eprintln!(
+            "resuming at epoch {}, step {}",
+            first_epoch + 1,
+            saved.trainer.step
+        );
+    }
+    let result = train_epochs(
+        &mut trainer,
+        first_epoch..config.train.epochs,
+        &Progress::default(),
+        &mut |e| reporter.borrow_mut().event(e),
+        &mut |t, p| checkpoints.save(t, p, &reporter),
+    );
+    let mut reporter = reporter.into_inner();
+    reporter.finish();
+    checkpoints.finish(result, &out)?;
+    if let Some(e) = reporter.write_error.take() {
+        return Err(e);
+    }
+    let params = trainer.net.read_params(&gpu)?;
+    let state = trainer.net.read_state(&gpu)?;
+    twa::checkpoint::save(
+        &out.join("model.safetensors"),
+        &trainer.net.model,
+        &params,
+        &state,
+        twa::checkpoint::describe(&config, &data),
+    )?;
+    if let Some((_, store)) = trainer.sampler.take() {
+        let history = History {
+            table: trainer.net.model.params.clone(),
+            samples: store.read(&gpu)?,
+            infos: store.infos,
+            config: config.clone(),
+        };
+        history.save(&out.join("history.safetensors"))?;
+        eprintln!(
+            "sampled {} solutions into {}",
+            history.len(),
+            out.join("history.safetensors").display()
+        );
+    }
+    let history: Vec<_> = reporter.history.iter().map(|(_, m)| m).collect();
+    let last = history.last().expect("at least one epoch");
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{:<6} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"
+    );
+    for m in &history {
+        println!(
+            "{:<6} {:>10.4} {:>9.2}% {:>10.4} {:>9.2}% {:>8.1}",
+            m.epoch,
+            m.train_loss,
+            100.0 * m.train_acc,
+            m.test_loss,
+            100.0 * m.test_acc,
+            m.seconds
+        );
+    }
+    println!(
+        "final test accuracy {:.2}% (loss {:.4}) after {} epochs, {seconds:.1}s; wrote {}",
+        100.0 * last.test_acc,
+        last.test_loss,
+        history.len(),
+        out.display()
+    );
+    if args.json {
+        let summary = serde_json::json!({
+            "test_acc": last.test_acc,
+            "test_loss": last.test_loss,
+            "train_loss": last.train_loss,
+            "train_acc": last.train_acc,
+            "epochs": history.len(),
+            "seconds": seconds,
+            "params": trainer.net.model.num_params(),
+            "adapter": gpu.describe(),
+            "out": out.display().to_string(),
+        });
+        println!("{summary}");
+    }
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! Checkpoints for resuming a run: `OUT/checkpoint.safetensors`, rewritten atomically
+//! after every epoch and when a run is stopped. It holds the trainer's whole state
+//! (weights, momentum, BatchNorm statistics, the epoch's totals, the samples so far as
+//! tensors; epoch, step, generator state in the metadata), the run's config, the
+//! pipeline's progress and the metrics so far, so that `--resume OUT` finishes with
+//! the same numbers as an uninterrupted run.
+
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+use crate::files::write_atomic;
+use crate::nn::Totals;
+use crate::train::{EpochMetrics, Event, Trainer, TrainerState};
+use crate::twa::pipeline::Row;
+use crate::twa::SampleInfo;
+use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// The checkpoint's file name inside a run's output directory.
+pub const FILE: &str = "checkpoint.safetensors";
+
+/// The checkpoint path of the run writing into `out`.
+pub fn path_in(out: &Path) -> PathBuf {
+    out.join(FILE)
+}
+
+/// How far a command got beyond the trainer's own state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The part of the command the trainer state belongs to (`sgd`, `swa-phase`,
+    /// `continue`).
+    pub phase: String,
+    /// Rows of the final table already known.
+    pub rows: Vec<Row>,
+    /// Wall-clock seconds spent before this checkpoint.
+    pub seconds: f64,
+    /// Of those, the seconds spent averaging (SWA, TWA) before the SGD run went on.
+    pub averaging_seconds: f64,
+}
+
+/// A saved run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// The command that wrote it (`train`, `run`).
+    pub command: String,
+    /// The run's configuration.
+    pub config: RunConfig,
+    /// Settings of the command outside the config (e.g. the sampling plan), compared
+    /// on resume like the config.
+    pub options: BTreeMap<String, String>,
+    pub trainer: TrainerState,
+    pub progress: Progress,
+    /// Every epoch reported so far, with its phase (the lines of metrics.jsonl).
+    pub metrics: Vec<(String, EpochMetrics)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    command: String,
+    options: BTreeMap<String, String>,
+    epoch: usize,
+    step: usize,
+    global_step: u64,
+    rng: u64,
+    sample_infos: Vec<SampleInfo>,
+    progress: Progress,
+    metrics: Vec<(String, EpochMetrics)>,
+}
+
+const FORMAT: &str = "twa checkpoint 1";
+
+impl Checkpoint {
+    /// Write to `path` atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let t = &self.trainer;
+        let meta = Meta {
+            command: self.command.clone(),
+            options: self.options.clone(),
+            epoch: t.epoch,
+            step: t.step,
+            global_step: t.global_step,
+            rng: t.rng,
+            sample_infos: t.sample_infos.clone(),
+            progress: self.progress.clone(),
+            metrics: self.metrics.clone(),
+        };
+        let mut header = HashMap::new();
+        header.insert("format".to_string(), FORMAT.to_string());
+        header.insert(
+            "checkpoint".to_string(),
+            serde_json::to_string(&meta).expect("checkpoint metadata serialises"),
+        );
+        header.insert("config".to_string(), self.config.to_toml());
+        fn view(values: &[f32], shape: Vec<usize>) -> TensorView<'_> {
+            TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(values)).expect("shape fits")
+        }
+        let n = t.sample_infos.len();
+        let mut tensors = vec![
+            ("params", view(&t.params, vec![t.params.len()])),
+            ("velocity", view(&t.velocity, vec![t.velocity.len()])),
+            ("state", view(&t.state, vec![t.state.len()])),
+            ("train_totals", view(&t.train_totals, vec![4])),
+        ];
+        if n > 0 {
+            tensors.push(("samples", view(&t.samples, vec![n, t.params.len()])));
+        }
+        let bytes = crate::checkpoint::serialize(tensors, header)?;
+        write_atomic(path, &bytes)
+    }
+
+    /// Read a checkpoint from `path`; every inconsistency is a one-line error.
+    pub fn load(path: &Path) -> Result<Checkpoint> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Checkpoint::decode(path, &bytes)
+    }
+
+    /// Parse checkpoint bytes; `path` names the source in errors.
+    pub fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
+        let bad = |reason: String| Error::format(path, reason);
+        let file = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let header = header.metadata().clone().unwrap_or_default();
+        if header.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(bad(format!("not a twa checkpoint (format `{FORMAT}`)")));
+        }
+        let field = |name: &str| {
+            header
+                .get(name)
+                .ok_or_else(|| bad(format!("no `{name}` metadata")))
+        };
+        let meta: Meta = serde_json::from_str(field("checkpoint")?)
+            .map_err(|e| bad(format!("bad checkpoint metadata: {e}")))?;
+        let config = RunConfig::from_toml(field("config")?, &path.display().to_string())?;
+        let vector = |name: &str, shape: Option<&[usize]>| -> Result<Vec<f32>> {
+            let t = file
+                .tensor(name)
+                .map_err(|_| bad(format!("no `{name}` tensor")))?;
+            if t.dtype() != Dtype::F32 || shape.is_some_and(|s| s != t.shape()) {
+                return Err(bad(format!(
+                    "`{name}` is {:?} {:?}, expected F32 {shape:?}",
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+            Ok(t.data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .collect())
+        };
+        let params = vector("params", None)?;
+        let dim = params.len();
+        let velocity = vector("velocity", Some(&[dim]))?;
+        let state = vector("state", None)?;
+        let totals = vector("train_totals", Some(&[4]))?;
+        let n = meta.sample_infos.len();
+        let samples = if n > 0 {
+            vector("samples", Some(&[n, dim]))?
+        } else {
+            Vec::new()
+        };
+        Ok(Checkpoint {
+            command: meta.command,
+            config,
+            options: meta.options,
+            trainer: TrainerState {
+                epoch: meta.epoch,
+                step: meta.step,
+                global_step: meta.global_step,
+                rng: meta.rng,
+                params,
+                velocity,
+                state,
+                train_totals: totals.try_into().expect("checked: 4 values"),
+                samples,
+                sample_infos: meta.sample_infos,
+            },
+            progress: meta.progress,
+            metrics: meta.metrics,
+        })
+    }
+
+    /// Check that this checkpoint continues the run `command` would start now with
+    /// `config` and `options`; the error lists every difference.
+    pub fn check_same_run(
+        &self,
+        path: &Path,
+        command: &str,
+        config: &RunConfig,
+        options: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        if self.command != command {
+            return Err(Error::Config(format!(
+                "{} was written by `twa {}`, not `twa {command}`",
+                path.display(),
+                self.command
+            )));
+        }
+        let mut differences = differences(&self.config, config);
+        for key in self.options.keys().chain(options.keys()) {
+            let (then, now) = (self.options.get(key), options.get(key));
+            if then != now
+                && !differences
+                    .iter()
+                    .any(|d| d.starts_with(&format!("{key} ")))
+            {
+                differences.push(format!(
+                    "{key} {} there, {} now",
+                    then.map_or("unset", String::as_str),
+                    now.map_or("unset", String::as_str)
+                ));
+            }
+        }
+        if differences.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "{} belongs to another run: {} (repeat the original options, or start afresh in another --out)",
+            path.display(),
+            differences.join("; ")
+        )))
+    }
+}
+
+/// The settings that differ between two configs, as `section.key A there, B now`.
+pub fn differences(then: &RunConfig, now: &RunConfig) -> Vec<String> {
+    fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+        match value {
+            toml::Value::Table(t) => t.iter().for_each(|(k, v)| {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out)
+            }),
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let table = |c: &RunConfig| {
+        let mut out = BTreeMap::new();
+        flatten(
+            "",
+            &toml::Value::try_from(c).expect("config is TOML"),
+            &mut out,
+        );
+        out
+    };
+    let (a, b) = (table(then), table(now));
+    a.keys()
+        .chain(b.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |m: &BTreeMap<String, String>| m.get(k).cloned().unwrap_or("unset".into());
+            format!("{k} {} there, {} now", show(&a), show(&b))
+        })
+        .collect()
+}
+
+/// Saves a checkpoint: the trainer (at its position) and the command's progress.
+pub type SaveCheckpoint<'s> = dyn FnMut(&Trainer, &Progress) -> Result<()> + 's;
+
+/// Train epochs `range` (0-based) of `trainer`'s schedule, evaluating after each and
+/// saving a checkpoint after each; a stop saves one at the step reached. Returns the
+/// last epoch's test totals.
+pub fn train_epochs(
+    trainer: &mut Trainer,
+    range: std::ops::Range<usize>,
+    progress: &Progress,
+    observer: &mut dyn FnMut(Event),
+    save: &mut SaveCheckpoint,
+) -> Result<Totals> {
+    let result = trainer.train_epochs(range, observer, &mut |t, _| save(t, progress));
+    if let Err(Error::Stopped) = result {
+        save(trainer, progress)?;
+    }
+    result
+}
