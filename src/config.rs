@@ -20,6 +20,17 @@ pub struct DataConfig {
 }
 
 impl DataConfig {
+    /// State the class count (`--classes`).
+    pub fn state_classes(&mut self, classes: usize) -> Result<()> {
+        if classes == 0 {
+            return Err(Error::Config(
+                "--classes: the class count must be at least 1".into(),
+            ));
+        }
+        self.classes = classes;
+        Ok(())
+    }
+
     /// The stated class count, if any.
     pub fn declared_classes(&self) -> Option<usize> {
         (self.classes > 0).then_some(self.classes)

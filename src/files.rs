@@ -7,6 +7,16 @@ use std::path::Path;
 
 /// Write `bytes` to `path` atomically (temporary file, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |file| file.write_all(bytes))
+}
+
+/// Write `path` atomically with `write`: the bytes go to a temporary file in the same
+/// directory, which replaces `path` only once `write` succeeded and the data is on
+/// disk. A failure at any point leaves the previous file as it was and no temporary.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -14,7 +24,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
+        write(&mut file)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
@@ -31,4 +41,34 @@ pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
     std::fs::write(&probe, b"").map_err(|e| Error::write(dir, e))?;
     let _ = std::fs::remove_file(probe);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_interrupted_half_way_leaves_the_previous_file() {
+        let dir = std::env::temp_dir().join(format!("twa-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("model.safetensors");
+        write_atomic(&path, b"previous contents").unwrap();
+        let err = write_atomic_with(&path, |file| {
+            file.write_all(b"half of the new")?;
+            Err(std::io::Error::other("disk full (simulated)"))
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("model.safetensors") && err.contains("disk full"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"previous contents");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("model.safetensors")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

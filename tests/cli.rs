@@ -3,81 +3,8 @@
 
 mod common;
 
-use common::toy_split;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use twa::data::idx::{encode_idx, IdxArray};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("twa-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Write one split (`prefix` train or t10k) as raw IDX files of `side`×`side` images.
-fn write_split(dir: &Path, prefix: &str, side: usize, pixels: Vec<u8>, labels: Vec<u8>) {
-    let n = labels.len();
-    let images = IdxArray {
-        dims: vec![n, side, side],
-        data: pixels,
-    };
-    let labels = IdxArray {
-        dims: vec![n],
-        data: labels,
-    };
-    std::fs::write(
-        dir.join(format!("{prefix}-images-idx3-ubyte")),
-        encode_idx(&images),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join(format!("{prefix}-labels-idx1-ubyte")),
-        encode_idx(&labels),
-    )
-    .unwrap();
-}
-
-/// The toy set of `common::toy_split` as IDX files (400 train, 100 test).
-fn write_toy_set(dir: &Path) {
-    for (prefix, n, seed) in [("train", 400, 11), ("t10k", 100, 12)] {
-        let split = toy_split(n, seed);
-        write_split(dir, prefix, 8, split.pixels, split.labels);
-    }
-}
-
-fn twa(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twa"))
-        .args(args)
-        .output()
-        .expect("run twa")
-}
-
-/// The JSON summary a successful `--json` run prints as its last line of stdout.
-fn json_summary(out: Output) -> serde_json::Value {
-    assert!(out.status.success(), "{}", stderr(&out));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Exit code `code` and an error line containing `needle`, no panic.
-#[track_caller]
-fn assert_fails(out: &Output, code: i32, needle: &str) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "exit code; stderr: {err}");
-    assert!(
-        err.contains(needle),
-        "stderr should mention `{needle}`: {err}"
-    );
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "no panic: {err}"
-    );
-}
+use common::cli::*;
+use std::process::Command;
 
 #[test]
 fn train_writes_metrics_weights_and_json_and_is_reproducible() {

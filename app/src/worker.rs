@@ -103,7 +103,15 @@ fn work(
         }
         send(Msg::Event(e));
     };
-    twa::twa::pipeline::run(&gpu, &data, config, out, &control.stop, &mut observer)
+    twa::twa::pipeline::run(
+        &gpu,
+        &data,
+        config,
+        out,
+        &control.stop,
+        &mut observer,
+        twa::twa::pipeline::Checkpointing::none(),
+    )
 }
 
 /// Pending messages of a channel, without blocking.

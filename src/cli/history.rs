@@ -56,7 +56,7 @@ fn import(args: ImportArgs) -> Result<()> {
         config.data.generated.clear();
     }
     if let Some(n) = args.classes {
-        config.data.classes = n;
+        config.data.state_classes(n)?;
     }
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         twa::files::ensure_writable_dir(dir)?;

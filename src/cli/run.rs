@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use twa::config::RunConfig;
 use twa::error::Result;
 use twa::gpu::Gpu;
-use twa::twa::pipeline::{self, Resume, Row};
+use twa::twa::pipeline::{self, Checkpointing, Resume, Row};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -59,7 +59,7 @@ pub fn run(adapter: Option<&str>, args: RunArgs) -> Result<()> {
         config.data.generated.clear();
     }
     if let Some(n) = args.classes {
-        config.data.classes = n;
+        config.data.state_classes(n)?;
     }
     if let Some(seed) = args.seed {
         config.train.seed = seed;
@@ -109,8 +109,10 @@ pub fn run(adapter: Option<&str>, args: RunArgs) -> Result<()> {
         &out,
         &stop_on_ctrl_c(),
         &mut |e| reporter.borrow_mut().event(e),
-        resume,
-        &mut |t, p| checkpoints.save(t, p, &reporter),
+        Checkpointing {
+            resume,
+            save: Box::new(|t, p| checkpoints.save(t, p, &reporter)),
+        },
     );
     let mut reporter = reporter.into_inner();
     reporter.finish();

@@ -102,7 +102,7 @@ fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
         config.data.generated.clear();
     }
     if let Some(n) = args.classes {
-        config.data.classes = n;
+        config.data.state_classes(n)?;
     }
     config.train.validate()?;
     Ok(config)

@@ -37,9 +37,14 @@ impl Variant {
     }
 }
 
-/// Parse the records of one CIFAR binary file into `split`; errors name the file.
+/// Read the records of one CIFAR binary file into `split`; errors name the file.
 fn read_records(path: &Path, variant: Variant, split: &mut Split) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_records(path, &bytes, variant, split)
+}
+
+/// Parse the bytes of one CIFAR binary file (`path` names it in errors) into `split`.
+pub fn parse_records(path: &Path, bytes: &[u8], variant: Variant, split: &mut Split) -> Result<()> {
     let record = variant.label_bytes() + IMAGE_BYTES;
     if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
         return Err(Error::format(

@@ -88,8 +88,13 @@ impl History {
     /// Read from `path`.
     pub fn load(path: &Path) -> Result<History> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        History::decode(path, &bytes)
+    }
+
+    /// Parse history bytes; `path` names the source in errors.
+    pub fn decode(path: &Path, bytes: &[u8]) -> Result<History> {
         let bad = |reason: String| Error::format(path, reason);
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
             .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
         let meta = header.metadata().clone().unwrap_or_default();
         let field = |name: &str| {
@@ -109,12 +114,21 @@ impl History {
                 offset: e.offset,
             })
             .collect();
-        let len = entries
-            .iter()
-            .map(|e| e.offset + e.len())
-            .max()
-            .unwrap_or(0);
-        let file = safetensors::SafeTensors::deserialize(&bytes)
+        // The tensors lie back to back from 0, as a model's parameter table does.
+        let mut len = 0usize;
+        for e in &entries {
+            let size = e.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            match size.and_then(|s| len.checked_add(s)) {
+                Some(end) if e.offset == len => len = end,
+                _ => {
+                    return Err(bad(format!(
+                        "bad parameter table: `{}` {:?} at offset {} does not follow the tensors before it",
+                        e.name, e.shape, e.offset
+                    )))
+                }
+            }
+        }
+        let file = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
         let t = file
             .tensor("samples")

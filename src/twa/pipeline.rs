@@ -45,11 +45,27 @@ pub struct Resume {
     pub progress: Progress,
 }
 
+/// How a pipeline keeps checkpoints: a run to continue, if any, and where to save.
+pub struct Checkpointing<'s> {
+    pub resume: Option<Resume>,
+    pub save: Box<SaveCheckpoint<'s>>,
+}
+
+impl Checkpointing<'_> {
+    /// No checkpoints (the app's demos).
+    pub fn none() -> Self {
+        Checkpointing {
+            resume: None,
+            save: Box::new(|_, _| Ok(())),
+        }
+    }
+}
+
 /// Run the pipeline of `config`; writes `out/history.safetensors` and the averaged
 /// weights; returns the table rows. Every row is also reported as [`Event::Result`]
 /// when known. Setting `stop` ends the run at the next step with [`Error::Stopped`].
-/// `save` is handed a checkpoint after every SGD epoch and at a stop during SGD;
-/// `resume` continues from one.
+/// `checkpoints.save` is handed a checkpoint after every SGD epoch and at a stop
+/// during SGD; `checkpoints.resume` continues from one.
 pub fn run(
     gpu: &Gpu,
     data: &Dataset,
@@ -57,9 +73,10 @@ pub fn run(
     out: &Path,
     stop: &Arc<AtomicBool>,
     observer: &mut dyn FnMut(Event),
-    resume: Option<Resume>,
-    save: &mut SaveCheckpoint,
+    checkpoints: Checkpointing,
 ) -> Result<Vec<Row>> {
+    let Checkpointing { resume, mut save } = checkpoints;
+    let save = save.as_mut();
     let p = &config.pipeline;
     config.twa.to_twa()?;
     let sgd_epochs = config.train.epochs;

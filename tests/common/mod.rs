@@ -2,6 +2,8 @@
 //! random data, and tolerance checks `|gpu − ref| ≤ atol + rtol·|ref|`.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::sync::OnceLock;
 use twa::gpu::Gpu;
 use twa::rng::Rng;
