@@ -495,7 +495,7 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
         synthetic(count, &mut rng),
         synthetic(1000, &mut rng),
         "synthetic".into(),
-        Some(10),
+        crate::data::Classes::Format(10),
     )?;
     let config = TrainConfig {
         epochs: 1,

@@ -199,9 +199,13 @@ impl RunConfig {
             "" if crate::data::cifar::is_cifar_dir(&self.data_dir()) => {
                 crate::data::cifar::load_cifar_dir(&self.data_dir(), self.data.declared_classes())
             }
-            "" => {
-                crate::data::Dataset::load_idx_dir(&self.data_dir(), self.data.declared_classes())
-            }
+            "" => crate::data::Dataset::load_idx_dir(
+                &self.data_dir(),
+                crate::data::Classes::stated_or(
+                    self.data.declared_classes(),
+                    crate::data::Classes::Infer,
+                ),
+            ),
             "spirals" => crate::data::spirals::spirals(3000, 1500, 3, self.train.seed),
             other => Err(Error::Config(format!(
                 "unknown generated data set `{other}` (known: spirals)"

@@ -86,7 +86,7 @@ fn idx_rejects_bad_magic_truncation_and_types() {
 fn dataset_loads_and_reports_missing_and_mismatched_files() {
     let dir = temp_dir("set");
     write_set(&dir, 10, 4, true);
-    let data = Dataset::load_idx_dir(&dir, None).unwrap();
+    let data = Dataset::load_idx_dir(&dir, twa::data::Classes::Infer).unwrap();
     assert_eq!(
         (
             data.train.count,
@@ -96,7 +96,7 @@ fn dataset_loads_and_reports_missing_and_mismatched_files() {
         ),
         (10, 4, 12, 3)
     );
-    let missing = Dataset::load_idx_dir(&dir.join("nope"), None).unwrap_err();
+    let missing = Dataset::load_idx_dir(&dir.join("nope"), twa::data::Classes::Infer).unwrap_err();
     assert!(matches!(missing, Error::Io { .. }) && missing.to_string().contains("not found"));
     // Labels for 5 images next to 10 images.
     let labels = IdxArray {
@@ -108,20 +108,25 @@ fn dataset_loads_and_reports_missing_and_mismatched_files() {
         gzip(&encode_idx(&labels)),
     )
     .unwrap();
-    let err = Dataset::load_idx_dir(&dir, None).unwrap_err().to_string();
+    let err = Dataset::load_idx_dir(&dir, twa::data::Classes::Infer)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("5 labels") && err.contains("10 images"),
         "{err}"
     );
     write_set(&dir, 10, 4, true);
     std::fs::remove_file(dir.join("t10k-images-idx3-ubyte.gz")).unwrap();
-    let err = Dataset::load_idx_dir(&dir, None).unwrap_err().to_string();
+    let err = Dataset::load_idx_dir(&dir, twa::data::Classes::Infer)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("t10k-images"), "{err}");
 }
 
 #[test]
 fn shipped_subset_is_class_balanced() {
-    let data = Dataset::load_idx_dir(&twa::config::shipped_data_dir(), None).unwrap();
+    let data =
+        Dataset::load_idx_dir(&twa::config::shipped_data_dir(), twa::data::Classes::Infer).unwrap();
     assert_eq!(
         (
             data.train.count,
@@ -141,7 +146,7 @@ fn shipped_subset_is_class_balanced() {
 fn gather_normalises_pixels_in_the_given_order() {
     let dir = temp_dir("gather");
     write_set(&dir, 9, 2, false);
-    let data = Dataset::load_idx_dir(&dir, None).unwrap();
+    let data = Dataset::load_idx_dir(&dir, twa::data::Classes::Infer).unwrap();
     let g = gpu();
     let model = Model::mlp(
         &ModelConfig {
@@ -233,7 +238,13 @@ fn gather_normalises_per_channel_and_augments_with_seeded_crops_and_flips() {
         shape,
         labels_file: "in memory".into(),
     };
-    let data = Dataset::from_splits(split.clone(), split, "in memory".into(), None).unwrap();
+    let data = Dataset::from_splits(
+        split.clone(),
+        split,
+        "in memory".into(),
+        twa::data::Classes::Infer,
+    )
+    .unwrap();
     for ch in 0..3 {
         let values: Vec<f64> = data
             .train

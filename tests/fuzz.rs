@@ -96,7 +96,7 @@ fn toy_data() -> Dataset {
         shape: Shape::image(4, 4, 1),
         labels_file: "toy".into(),
     };
-    Dataset::from_splits(split(12), split(6), "toy".into(), None).unwrap()
+    Dataset::from_splits(split(12), split(6), "toy".into(), twa::data::Classes::Infer).unwrap()
 }
 
 fn toy_config() -> RunConfig {

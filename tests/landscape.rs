@@ -13,7 +13,13 @@ use twa::twa::average::{self, Start, TwaConfig};
 use twa::twa::subspace::averaging_coefficients;
 
 fn toy_data() -> Dataset {
-    Dataset::from_splits(toy_split(400, 1), toy_split(100, 2), "toy".into(), None).unwrap()
+    Dataset::from_splits(
+        toy_split(400, 1),
+        toy_split(100, 2),
+        "toy".into(),
+        twa::data::Classes::Infer,
+    )
+    .unwrap()
 }
 
 fn model_config() -> ModelConfig {

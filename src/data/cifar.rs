@@ -4,7 +4,7 @@
 //! and `test_batch.bin`; CIFAR-100 ships `train.bin` and `test.bin` (the fine labels are
 //! used). Images are stored channels-last (32 × 32 × 3), as the convolutions read them.
 
-use super::dataset::{Dataset, Split};
+use super::dataset::{Classes, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::nn::model::Shape;
 use std::path::Path;
@@ -121,8 +121,8 @@ pub fn load_cifar_dir(dir: &Path, classes: Option<usize>) -> Result<Dataset> {
     };
     let train = read_split(dir, &train, variant)?;
     let test = read_split(dir, &test, variant)?;
-    let classes = classes.unwrap_or(variant.classes());
-    Dataset::from_splits(train, test, dir.to_path_buf(), Some(classes))
+    let classes = Classes::stated_or(classes, Classes::Format(variant.classes()));
+    Dataset::from_splits(train, test, dir.to_path_buf(), classes)
 }
 
 #[cfg(test)]

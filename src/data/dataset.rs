@@ -26,6 +26,26 @@ impl Split {
     }
 }
 
+/// Where a data set's class count comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Classes {
+    /// One more than the largest label; every class below it must have a training
+    /// sample (a gap means a corrupt label).
+    Infer,
+    /// Stated by the user (`--classes`); every class must have a training sample.
+    Stated(usize),
+    /// Fixed by the file format (CIFAR-10/100) or the generator; classes may be absent
+    /// from a part of the data set.
+    Format(usize),
+}
+
+impl Classes {
+    /// `Stated(n)` if the user gave `n`, else `otherwise`.
+    pub fn stated_or(stated: Option<usize>, otherwise: Classes) -> Classes {
+        stated.map_or(otherwise, Classes::Stated)
+    }
+}
+
 /// Most channels an image may have (the gather kernel's per-channel statistics).
 pub const MAX_CHANNELS: usize = 4;
 
@@ -109,7 +129,7 @@ fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
 impl Dataset {
     /// Load `train-*` and `t10k-*` IDX files from `dir`; `classes` as in
     /// [`Dataset::from_splits`].
-    pub fn load_idx_dir(dir: &Path, classes: Option<usize>) -> Result<Dataset> {
+    pub fn load_idx_dir(dir: &Path, classes: Classes) -> Result<Dataset> {
         if !dir.is_dir() {
             return Err(Error::io(dir, "data directory not found"));
         }
@@ -119,14 +139,13 @@ impl Dataset {
     }
 
     /// Build from splits, checking they agree and computing per-channel
-    /// normalisation statistics. The class count is `classes` if stated, else one more
-    /// than the largest label; every label must be below it and every class must have
-    /// a training sample.
+    /// normalisation statistics. Every label must be below the class count (see
+    /// [`Classes`]).
     pub fn from_splits(
         train: Split,
         test: Split,
         source: PathBuf,
-        classes: Option<usize>,
+        classes: Classes,
     ) -> Result<Dataset> {
         if train.shape != test.shape {
             return Err(Error::format(
@@ -173,9 +192,9 @@ impl Dataset {
     }
 }
 
-/// The class count (`declared`, or one more than the largest label), after checking
-/// that every label is below it and every class has a training sample.
-fn check_labels(train: &Split, test: &Split, declared: Option<usize>) -> Result<usize> {
+/// The class count, after checking that every label is below it and, unless the
+/// format fixes it, that every class has a training sample.
+fn check_labels(train: &Split, test: &Split, count: Classes) -> Result<usize> {
     let largest = |s: &Split| {
         s.labels
             .iter()
@@ -183,10 +202,12 @@ fn check_labels(train: &Split, test: &Split, declared: Option<usize>) -> Result<
             .max_by_key(|&(i, &l)| (l, std::cmp::Reverse(i)))
             .map(|(i, &l)| (i, l as usize))
     };
-    let classes = match declared {
-        Some(0) => return Err(Error::Config("the class count must be at least 1".into())),
-        Some(n) => n,
-        None => [largest(train), largest(test)]
+    let classes = match count {
+        Classes::Stated(0) | Classes::Format(0) => {
+            return Err(Error::Config("the class count must be at least 1".into()))
+        }
+        Classes::Stated(n) | Classes::Format(n) => n,
+        Classes::Infer => [largest(train), largest(test)]
             .into_iter()
             .flatten()
             .map(|(_, l)| l + 1)
@@ -205,11 +226,14 @@ fn check_labels(train: &Split, test: &Split, declared: Option<usize>) -> Result<
             ));
         }
     }
+    if matches!(count, Classes::Format(_)) {
+        return Ok(classes);
+    }
     let mut seen = vec![false; classes];
     train.labels.iter().for_each(|&l| seen[l as usize] = true);
     if let Some(empty) = seen.iter().position(|s| !s) {
         let (i, top) = largest(train).expect("a split holds images");
-        let hint = if declared.is_none() && top > empty {
+        let hint = if count == Classes::Infer && top > empty {
             format!(
                 " — the largest label, {top} at index {i}, looks corrupt; state the class count with --classes N"
             )

@@ -5,4 +5,4 @@ pub mod dataset;
 pub mod idx;
 pub mod spirals;
 
-pub use dataset::{Dataset, DeviceSplit, Split};
+pub use dataset::{Classes, Dataset, DeviceSplit, Split};

@@ -2,7 +2,7 @@
 //! with the coordinates stored as bytes like image pixels (0..=255 across [−1, 1]), so
 //! the same device path batches them.
 
-use super::dataset::{Dataset, Split};
+use super::dataset::{Classes, Dataset, Split};
 use crate::error::Result;
 use crate::nn::model::Shape;
 use crate::rng::Rng;
@@ -35,5 +35,10 @@ pub fn spirals(train: usize, test: usize, classes: usize, seed: u64) -> Result<D
     let mut rng = Rng::new(seed);
     let train = split(train, classes, 1.0, &mut rng);
     let test = split(test, classes, 1.0, &mut rng);
-    Dataset::from_splits(train, test, "spirals (generated)".into(), Some(classes))
+    Dataset::from_splits(
+        train,
+        test,
+        "spirals (generated)".into(),
+        Classes::Format(classes),
+    )
 }
