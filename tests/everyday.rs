@@ -125,22 +125,23 @@ fn killed_training_resumes_bit_for_bit() {
     );
 }
 
-#[test]
-fn spirals_pipeline_killed_during_sampling_resumes_bit_for_bit() {
-    let dir = temp_dir("resume-run");
+/// Run the pipeline `args` whole and once more SIGKILLed after `lines` epochs (which
+/// must fall in `phase`), resume the latter: the same files and metrics.
+fn pipeline_resumes_bit_for_bit(name: &str, args: &[&str], lines: usize, phase: &str) {
+    let dir = temp_dir(name);
     let (whole, killed) = (dir.join("whole"), dir.join("killed"));
     let (whole_s, killed_s) = (whole.display().to_string(), killed.display().to_string());
-    let out = twa(&["run", "--preset", "spirals", "--out", &whole_s]);
+    let out = twa(&[args, &["--out", &whole_s]].concat());
     assert!(out.status.success(), "{}", stderr(&out));
     kill_after(
-        spawn(&["run", "--preset", "spirals", "--out", &killed_s]),
+        spawn(&[args, &["--out", &killed_s]].concat()),
         &killed,
-        3,
+        lines,
     );
     let saved = twa::resume::Checkpoint::load(&killed.join("checkpoint.safetensors")).unwrap();
-    assert_eq!(saved.progress.phase, "sgd", "killed while sampling");
+    assert_eq!(saved.progress.phase, phase, "killed while sampling");
     assert!(!saved.trainer.sample_infos.is_empty());
-    let out = twa(&["run", "--preset", "spirals", "--resume", &killed_s]);
+    let out = twa(&[args, &["--resume", &killed_s]].concat());
     assert!(out.status.success(), "{}", stderr(&out));
     for file in [
         "history.safetensors",
@@ -157,6 +158,27 @@ fn spirals_pipeline_killed_during_sampling_resumes_bit_for_bit() {
             "{file}"
         );
     }
+}
+
+#[test]
+fn spirals_pipeline_killed_during_sampling_resumes_bit_for_bit() {
+    pipeline_resumes_bit_for_bit("resume-head", &["run", "--preset", "spirals"], 3, "sgd");
+}
+
+#[test]
+fn tail_pipeline_killed_in_the_swa_phase_resumes_bit_for_bit() {
+    // The spirals data with the tail stage: 6 SGD epochs, then 4 SWA-phase epochs.
+    let dir = temp_dir("tail-config");
+    let out = twa(&["config", "--preset", "spirals"]);
+    let text = String::from_utf8(out.stdout)
+        .unwrap()
+        .replace("stage = \"head\"", "stage = \"tail\"")
+        .replace("epochs = 20", "epochs = 6")
+        .replace("swa_epochs = 10", "swa_epochs = 4");
+    let config = dir.join("tail.toml");
+    std::fs::write(&config, text).unwrap();
+    let config = config.display().to_string();
+    pipeline_resumes_bit_for_bit("resume-tail", &["run", "--config", &config], 8, "swa-phase");
 }
 
 #[cfg(unix)]

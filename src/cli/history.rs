@@ -5,7 +5,6 @@
 
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
-use twa::config::RunConfig;
 use twa::error::{Error, Result};
 use twa::nn::Model;
 use twa::twa::{History, SampleInfo};
@@ -47,17 +46,12 @@ pub fn history(command: HistoryCommand) -> Result<()> {
 }
 
 fn import(args: ImportArgs) -> Result<()> {
-    let mut config = match &args.config {
-        Some(path) => RunConfig::load(path)?,
-        None => RunConfig::preset(&args.preset)?,
-    };
-    if let Some(dir) = &args.data {
-        config.data.dir = dir.display().to_string();
-        config.data.generated.clear();
-    }
-    if let Some(n) = args.classes {
-        config.data.state_classes(n)?;
-    }
+    let config = super::base_config(
+        &args.preset,
+        args.config.as_deref(),
+        args.data.as_deref(),
+        args.classes,
+    )?;
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         twa::files::ensure_writable_dir(dir)?;
     }

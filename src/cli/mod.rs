@@ -32,6 +32,28 @@ pub fn describe_setup(gpu: &Gpu, data: &Dataset) {
     );
 }
 
+/// The run config of `--preset NAME` or `--config FILE`, with `--data DIR` and
+/// `--classes N` applied.
+pub fn base_config(
+    preset: &str,
+    file: Option<&Path>,
+    data: Option<&Path>,
+    classes: Option<usize>,
+) -> Result<RunConfig> {
+    let mut config = match file {
+        Some(path) => RunConfig::load(path)?,
+        None => RunConfig::preset(preset)?,
+    };
+    if let Some(dir) = data {
+        config.data.dir = dir.display().to_string();
+        config.data.generated.clear();
+    }
+    if let Some(n) = classes {
+        config.data.state_classes(n)?;
+    }
+    Ok(config)
+}
+
 /// A flag set by Ctrl-C: training stops after the current step and saves. A second
 /// Ctrl-C quits at once (exit 130), the last checkpoint kept.
 pub fn stop_on_ctrl_c() -> Arc<AtomicBool> {

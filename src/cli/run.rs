@@ -1,13 +1,12 @@
 //! `twa run`: the whole pipeline (SGD with sampling, SWA, TWA, the full SGD run) with
 //! one table at the end; a checkpoint after every SGD epoch makes `--resume` possible.
 
-use super::{describe_setup, output_dir, stop_on_ctrl_c, Checkpoints};
+use super::{base_config, describe_setup, output_dir, stop_on_ctrl_c, Checkpoints};
 use crate::progress::Reporter;
 use clap::Args;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use twa::config::RunConfig;
 use twa::error::Result;
 use twa::gpu::Gpu;
 use twa::twa::pipeline::{self, Checkpointing, Resume, Row};
@@ -50,17 +49,12 @@ pub struct RunArgs {
 }
 
 pub fn run(adapter: Option<&str>, args: RunArgs) -> Result<()> {
-    let mut config = match &args.config {
-        Some(path) => RunConfig::load(path)?,
-        None => RunConfig::preset(&args.preset)?,
-    };
-    if let Some(dir) = &args.data {
-        config.data.dir = dir.display().to_string();
-        config.data.generated.clear();
-    }
-    if let Some(n) = args.classes {
-        config.data.state_classes(n)?;
-    }
+    let mut config = base_config(
+        &args.preset,
+        args.config.as_deref(),
+        args.data.as_deref(),
+        args.classes,
+    )?;
     if let Some(seed) = args.seed {
         config.train.seed = seed;
     }

@@ -1,7 +1,7 @@
 //! `twa train`: train a model from a preset or config, optionally sampling its
 //! trajectory; a checkpoint after every epoch (and at Ctrl-C) makes `--resume` possible.
 
-use super::{describe_setup, output_dir, stop_on_ctrl_c, Checkpoints};
+use super::{base_config, describe_setup, output_dir, stop_on_ctrl_c, Checkpoints};
 use crate::progress::Reporter;
 use clap::Args;
 use std::cell::RefCell;
@@ -71,10 +71,12 @@ pub struct TrainArgs {
 
 /// The run config: preset or file, then the flags.
 fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
-    let mut config = match &args.config {
-        Some(path) => RunConfig::load(path)?,
-        None => RunConfig::preset(&args.preset)?,
-    };
+    let mut config = base_config(
+        &args.preset,
+        args.config.as_deref(),
+        args.data.as_deref(),
+        args.classes,
+    )?;
     let t = &mut config.train;
     if let Some(v) = args.epochs {
         t.epochs = v;
@@ -96,13 +98,6 @@ fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
     }
     if let Some(v) = args.seed {
         t.seed = v;
-    }
-    if let Some(dir) = &args.data {
-        config.data.dir = dir.display().to_string();
-        config.data.generated.clear();
-    }
-    if let Some(n) = args.classes {
-        config.data.state_classes(n)?;
     }
     config.train.validate()?;
     Ok(config)
