@@ -225,3 +225,26 @@ fn half_to_f32(h: u16) -> f32 {
         e => (1.0 + fraction / 1024.0) * 2f32.powi(e - 15),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::half_to_f32;
+
+    #[test]
+    fn half_precision_values_convert_exactly() {
+        // (bits, value): normal, negative, fraction, largest, subnormal, zero, infinity.
+        let cases = [
+            (0x3c00, 1.0),
+            (0xc000, -2.0),
+            (0x3555, 0.333_251_95),
+            (0x7bff, 65504.0),
+            (0x0001, 2f32.powi(-24)),
+            (0x8000, -0.0),
+            (0x7c00, f32::INFINITY),
+        ];
+        for (bits, value) in cases {
+            assert_eq!(half_to_f32(bits), value, "{bits:#06x}");
+        }
+        assert!(half_to_f32(0x7e00).is_nan());
+    }
+}

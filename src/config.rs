@@ -177,6 +177,12 @@ impl RunConfig {
         RunConfig::from_toml(&text, &path.display().to_string())
     }
 
+    /// Read the data from `dir` instead of what the config names.
+    pub fn set_data_dir(&mut self, dir: &Path) {
+        self.data.dir = dir.display().to_string();
+        self.data.generated.clear();
+    }
+
     /// The data directory to read.
     pub fn data_dir(&self) -> PathBuf {
         if self.data.dir.is_empty() {

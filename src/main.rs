@@ -221,8 +221,7 @@ fn history_data(
 ) -> Result<(RunConfig, Dataset)> {
     let mut config = history.config.clone();
     if let Some(dir) = data {
-        config.data.dir = dir.display().to_string();
-        config.data.generated.clear();
+        config.set_data_dir(dir);
     }
     let data = config.load_data()?;
     let model = twa::nn::Model::build(&config.model, data.train.shape, data.classes)?;

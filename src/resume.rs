@@ -198,21 +198,8 @@ impl Checkpoint {
                 self.command
             )));
         }
-        let mut differences = differences(&self.config, config);
-        for key in self.options.keys().chain(options.keys()) {
-            let (then, now) = (self.options.get(key), options.get(key));
-            if then != now
-                && !differences
-                    .iter()
-                    .any(|d| d.starts_with(&format!("{key} ")))
-            {
-                differences.push(format!(
-                    "{key} {} there, {} now",
-                    then.map_or("unset", String::as_str),
-                    now.map_or("unset", String::as_str)
-                ));
-            }
-        }
+        let mut differences = differences(&settings(&self.config), &settings(config));
+        differences.extend(self::differences(&self.options, options));
         if differences.is_empty() {
             return Ok(());
         }
@@ -224,8 +211,8 @@ impl Checkpoint {
     }
 }
 
-/// The settings that differ between two configs, as `section.key A there, B now`.
-pub fn differences(then: &RunConfig, now: &RunConfig) -> Vec<String> {
+/// Every setting of `config` as `section.key` → value.
+fn settings(config: &RunConfig) -> BTreeMap<String, String> {
     fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
         match value {
             toml::Value::Table(t) => t.iter().for_each(|(k, v)| {
@@ -241,25 +228,19 @@ pub fn differences(then: &RunConfig, now: &RunConfig) -> Vec<String> {
             }
         }
     }
-    let table = |c: &RunConfig| {
-        let mut out = BTreeMap::new();
-        flatten(
-            "",
-            &toml::Value::try_from(c).expect("config is TOML"),
-            &mut out,
-        );
-        out
-    };
-    let (a, b) = (table(then), table(now));
-    a.keys()
-        .chain(b.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| {
-            let show = |m: &BTreeMap<String, String>| m.get(k).cloned().unwrap_or("unset".into());
-            format!("{k} {} there, {} now", show(&a), show(&b))
-        })
+    let mut out = BTreeMap::new();
+    let value = toml::Value::try_from(config).expect("config is TOML");
+    flatten("", &value, &mut out);
+    out
+}
+
+/// The settings that differ, as `key A there, B now`.
+fn differences(then: &BTreeMap<String, String>, now: &BTreeMap<String, String>) -> Vec<String> {
+    let keys: std::collections::BTreeSet<_> = then.keys().chain(now.keys()).collect();
+    let show = |m: &BTreeMap<String, String>, k: &str| m.get(k).cloned().unwrap_or("unset".into());
+    keys.into_iter()
+        .filter(|k| then.get(*k) != now.get(*k))
+        .map(|k| format!("{k} {} there, {} now", show(then, k), show(now, k)))
         .collect()
 }
 
@@ -267,18 +248,18 @@ pub fn differences(then: &RunConfig, now: &RunConfig) -> Vec<String> {
 pub type SaveCheckpoint<'s> = dyn FnMut(&Trainer, &Progress) -> Result<()> + 's;
 
 /// Train epochs `range` (0-based) of `trainer`'s schedule, evaluating after each and
-/// saving a checkpoint after each; a stop saves one at the step reached. Returns the
-/// last epoch's test totals.
+/// saving a checkpoint with the `progress` of that moment after each; a stop saves
+/// one at the step reached. Returns the last epoch's test totals.
 pub fn train_epochs(
     trainer: &mut Trainer,
     range: std::ops::Range<usize>,
-    progress: &Progress,
+    progress: &dyn Fn() -> Progress,
     observer: &mut dyn FnMut(Event),
     save: &mut SaveCheckpoint,
 ) -> Result<Totals> {
-    let result = trainer.train_epochs(range, observer, &mut |t, _| save(t, progress));
+    let result = trainer.train_epochs(range, observer, &mut |t, _| save(t, &progress()));
     if let Err(Error::Stopped) = result {
-        save(trainer, progress)?;
+        save(trainer, &progress())?;
     }
     result
 }

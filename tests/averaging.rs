@@ -4,22 +4,11 @@
 mod common;
 
 use common::*;
-use twa::data::Dataset;
 use twa::nn::ModelConfig;
 use twa::reference as cpu;
 use twa::train::{Schedule, TrainConfig, Trainer};
 use twa::twa::average::{self, Start, TwaConfig};
 use twa::twa::{SamplePlan, SampleStore, Subspace};
-
-fn toy_data() -> Dataset {
-    Dataset::from_splits(
-        toy_split(400, 1),
-        toy_split(100, 2),
-        "toy".into(),
-        twa::data::Classes::Infer,
-    )
-    .unwrap()
-}
 
 fn config(epochs: usize) -> TrainConfig {
     TrainConfig {

@@ -12,16 +12,6 @@ use twa::train::{Event, Part, TrainConfig, Trainer};
 use twa::twa::average::{self, Start, TwaConfig};
 use twa::twa::subspace::averaging_coefficients;
 
-fn toy_data() -> Dataset {
-    Dataset::from_splits(
-        toy_split(400, 1),
-        toy_split(100, 2),
-        "toy".into(),
-        twa::data::Classes::Infer,
-    )
-    .unwrap()
-}
-
 fn model_config() -> ModelConfig {
     ModelConfig {
         hidden: vec![12, 8],

@@ -33,8 +33,7 @@ pub fn eval(adapter: Option<&str>, args: EvalArgs) -> Result<()> {
     let info = ModelInfo::read(&args.model, &bytes)?;
     let mut config = info.config.clone();
     if let Some(dir) = &args.data {
-        config.data.dir = dir.display().to_string();
-        config.data.generated.clear();
+        config.set_data_dir(dir);
     }
     config.data.classes = info.classes;
     twa::files::ensure_writable_dir(&args.out)?;

@@ -24,13 +24,10 @@ pub struct ImportArgs {
     /// TOML config whose model the checkpoints hold; replaces the preset.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Data directory the model is trained on (input shape, classes, and what
-    /// `twa average` will read) [default: the preset's].
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Number of classes [default: one more than the largest label].
-    #[arg(long)]
-    classes: Option<usize>,
+    // The data the model is trained on: input shape, classes, and what `twa average`
+    // will read.
+    #[command(flatten)]
+    data: super::DataArgs,
     /// The history file to write.
     #[arg(long, default_value = "runs/import/history.safetensors")]
     out: PathBuf,
@@ -46,12 +43,7 @@ pub fn history(command: HistoryCommand) -> Result<()> {
 }
 
 fn import(args: ImportArgs) -> Result<()> {
-    let config = super::base_config(
-        &args.preset,
-        args.config.as_deref(),
-        args.data.as_deref(),
-        args.classes,
-    )?;
+    let config = super::base_config(&args.preset, args.config.as_deref(), &args.data)?;
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         twa::files::ensure_writable_dir(dir)?;
     }

@@ -6,7 +6,7 @@ pub mod history;
 pub mod run;
 pub mod train;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,23 +32,30 @@ pub fn describe_setup(gpu: &Gpu, data: &Dataset) {
     );
 }
 
+/// Where the data comes from, as flags shared by the commands that train or build
+/// a model.
+#[derive(clap::Args)]
+pub struct DataArgs {
+    /// IDX or CIFAR binary data directory, e.g. /usr/share/datasets/fashion-mnist
+    /// [default: the preset's or config's; quick: the shipped subset].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Number of classes [default: one more than the largest label; CIFAR: 10 or 100].
+    #[arg(long)]
+    pub classes: Option<usize>,
+}
+
 /// The run config of `--preset NAME` or `--config FILE`, with `--data DIR` and
 /// `--classes N` applied.
-pub fn base_config(
-    preset: &str,
-    file: Option<&Path>,
-    data: Option<&Path>,
-    classes: Option<usize>,
-) -> Result<RunConfig> {
+pub fn base_config(preset: &str, file: Option<&Path>, data: &DataArgs) -> Result<RunConfig> {
     let mut config = match file {
         Some(path) => RunConfig::load(path)?,
         None => RunConfig::preset(preset)?,
     };
-    if let Some(dir) = data {
-        config.data.dir = dir.display().to_string();
-        config.data.generated.clear();
+    if let Some(dir) = &data.data {
+        config.set_data_dir(dir);
     }
-    if let Some(n) = classes {
+    if let Some(n) = data.classes {
         config.data.state_classes(n)?;
     }
     Ok(config)
@@ -115,6 +122,8 @@ pub struct Checkpoints<'a> {
     pub command: &'static str,
     pub config: &'a RunConfig,
     pub options: BTreeMap<String, String>,
+    /// Where the checkpoint this run loaded or last saved continues: (epoch, step).
+    pub position: Cell<Option<(usize, usize)>>,
 }
 
 impl Checkpoints<'_> {
@@ -128,6 +137,8 @@ impl Checkpoints<'_> {
         }
         let saved = Checkpoint::load(&self.path)?;
         saved.check_same_run(&self.path, self.command, self.config, &self.options)?;
+        self.position
+            .set(Some((saved.trainer.epoch, saved.trainer.step)));
         Ok(saved)
     }
 
@@ -138,28 +149,30 @@ impl Checkpoints<'_> {
         progress: &Progress,
         reporter: &RefCell<Reporter>,
     ) -> Result<()> {
+        let trainer = trainer.save_state()?;
+        let position = (trainer.epoch, trainer.step);
         Checkpoint {
             command: self.command.into(),
             config: self.config.clone(),
             options: self.options.clone(),
-            trainer: trainer.save_state()?,
+            trainer,
             progress: progress.clone(),
             metrics: reporter.borrow().history.clone(),
         }
-        .save(&self.path)
+        .save(&self.path)?;
+        self.position.set(Some(position));
+        Ok(())
     }
 
     /// After the command ends: on success the checkpoint goes; on a stop or a failure
-    /// it stays, and the user is told how to continue.
+    /// it stays, and the user is told how to continue (if this run has one).
     pub fn finish<T>(&self, result: Result<T>, out: &Path) -> Result<T> {
-        match &result {
-            Ok(_) => {
+        match (&result, self.position.get()) {
+            (Ok(_), _) => {
                 let _ = std::fs::remove_file(&self.path);
             }
-            Err(e) if self.path.is_file() => {
-                let (epoch, step) = Checkpoint::load(&self.path)
-                    .map(|c| (c.trainer.epoch + 1, c.trainer.step))
-                    .unwrap_or((0, 0));
+            (Err(e), Some((epoch, step))) => {
+                let epoch = epoch + 1;
                 let what = if matches!(e, Error::Stopped) {
                     "stopped"
                 } else {
@@ -171,7 +184,7 @@ impl Checkpoints<'_> {
                     resume_command(out)
                 );
             }
-            Err(_) => {}
+            (Err(_), None) => {}
         }
         result
     }

@@ -1,7 +1,7 @@
 //! `twa run`: the whole pipeline (SGD with sampling, SWA, TWA, the full SGD run) with
 //! one table at the end; a checkpoint after every SGD epoch makes `--resume` possible.
 
-use super::{base_config, describe_setup, output_dir, stop_on_ctrl_c, Checkpoints};
+use super::{base_config, describe_setup, output_dir, stop_on_ctrl_c, Checkpoints, DataArgs};
 use crate::progress::Reporter;
 use clap::Args;
 use std::cell::RefCell;
@@ -21,12 +21,8 @@ pub struct RunArgs {
     /// TOML config with [pipeline] and [twa] sections; replaces the preset.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// IDX data directory [preset: /usr/share/datasets/fashion-mnist].
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Number of classes [default: one more than the largest label; CIFAR: 10 or 100].
-    #[arg(long)]
-    classes: Option<usize>,
+    #[command(flatten)]
+    data: DataArgs,
     /// Random seed [preset: 1].
     #[arg(long)]
     seed: Option<u64>,
@@ -49,12 +45,7 @@ pub struct RunArgs {
 }
 
 pub fn run(adapter: Option<&str>, args: RunArgs) -> Result<()> {
-    let mut config = base_config(
-        &args.preset,
-        args.config.as_deref(),
-        args.data.as_deref(),
-        args.classes,
-    )?;
+    let mut config = base_config(&args.preset, args.config.as_deref(), &args.data)?;
     if let Some(seed) = args.seed {
         config.train.seed = seed;
     }
@@ -72,6 +63,7 @@ pub fn run(adapter: Option<&str>, args: RunArgs) -> Result<()> {
         command: "run",
         config: &config,
         options: BTreeMap::new(),
+        position: Default::default(),
     };
     let saved = args
         .resume

@@ -1,7 +1,7 @@
 //! `twa train`: train a model from a preset or config, optionally sampling its
 //! trajectory; a checkpoint after every epoch (and at Ctrl-C) makes `--resume` possible.
 
-use super::{base_config, describe_setup, output_dir, stop_on_ctrl_c, Checkpoints};
+use super::{base_config, describe_setup, output_dir, stop_on_ctrl_c, Checkpoints, DataArgs};
 use crate::progress::Reporter;
 use clap::Args;
 use std::cell::RefCell;
@@ -23,13 +23,8 @@ pub struct TrainArgs {
     /// TOML config file (see `twa config` for every field); replaces the preset.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// IDX or CIFAR binary data directory, e.g. /usr/share/datasets/fashion-mnist
-    /// [default: the shipped subset].
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Number of classes [default: one more than the largest label; CIFAR: 10 or 100].
-    #[arg(long)]
-    classes: Option<usize>,
+    #[command(flatten)]
+    data: DataArgs,
     /// Epochs [preset: 8 quick, 20 fashion-mnist].
     #[arg(long)]
     epochs: Option<usize>,
@@ -71,12 +66,7 @@ pub struct TrainArgs {
 
 /// The run config: preset or file, then the flags.
 fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
-    let mut config = base_config(
-        &args.preset,
-        args.config.as_deref(),
-        args.data.as_deref(),
-        args.classes,
-    )?;
+    let mut config = base_config(&args.preset, args.config.as_deref(), &args.data)?;
     let t = &mut config.train;
     if let Some(v) = args.epochs {
         t.epochs = v;
@@ -134,6 +124,7 @@ pub fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
                 )
             }),
         )]),
+        position: Default::default(),
     };
     let saved = args
         .resume
@@ -171,7 +162,7 @@ pub fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
     let result = train_epochs(
         &mut trainer,
         first_epoch..config.train.epochs,
-        &Progress::default(),
+        &Progress::default,
         &mut |e| reporter.borrow_mut().event(e),
         &mut |t, p| checkpoints.save(t, p, &reporter),
     );

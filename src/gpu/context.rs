@@ -18,28 +18,26 @@ pub struct Gpu {
     failure: Arc<Mutex<Option<String>>>,
 }
 
-/// The backends to look at: `WGPU_BACKEND` if set, else the primary ones (Vulkan,
-/// Metal, DX12) and, only where none of them has an adapter, GL — probing GL without
-/// a display prints noise (EGL, XDG_RUNTIME_DIR) on headless machines.
-fn backends() -> wgpu::Backends {
-    wgpu::Backends::from_env().unwrap_or_else(|| {
-        if adapters_of(wgpu::Backends::PRIMARY).is_empty() {
-            wgpu::Backends::GL
-        } else {
-            wgpu::Backends::PRIMARY
-        }
-    })
-}
-
 fn adapters_of(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = backends;
     pollster::block_on(wgpu::Instance::new(desc).enumerate_adapters(backends))
 }
 
-/// Every adapter wgpu can see, in enumeration order (the indices `--adapter` takes).
+/// Every adapter wgpu can see, in enumeration order (the indices `--adapter` takes):
+/// those of `WGPU_BACKEND` if set, else those of the primary backends (Vulkan, Metal,
+/// DX12) and, only where none of them has one, GL's — probing GL without a display
+/// prints noise (EGL, XDG_RUNTIME_DIR) on headless machines.
 pub fn list_adapters() -> Vec<wgpu::Adapter> {
-    adapters_of(backends())
+    if let Some(backends) = wgpu::Backends::from_env() {
+        return adapters_of(backends);
+    }
+    let primary = adapters_of(wgpu::Backends::PRIMARY);
+    if primary.is_empty() {
+        adapters_of(wgpu::Backends::GL)
+    } else {
+        primary
+    }
 }
 
 fn rank(kind: wgpu::DeviceType) -> u8 {
@@ -56,7 +54,9 @@ fn rank(kind: wgpu::DeviceType) -> u8 {
 pub fn select_adapter(choice: AdapterChoice) -> Result<wgpu::Adapter> {
     let adapters = list_adapters();
     if adapters.is_empty() {
-        return Err(Error::NoAdapter(format!(" for backends {:?}", backends())));
+        let searched =
+            wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY | wgpu::Backends::GL);
+        return Err(Error::NoAdapter(format!(" for backends {searched:?}")));
     }
     let Some(wanted) = choice else {
         let mut adapters = adapters;

@@ -503,7 +503,8 @@ impl<'a> Trainer<'a> {
 
     /// Train epochs `range` (0-based) of the schedule, evaluating after each and
     /// reporting it as [`Event::Epoch`]; `after_epoch` then sees the trainer (to save a
-    /// checkpoint). Returns the last epoch's test totals.
+    /// checkpoint). Returns the last epoch's test totals (for an empty range, those of
+    /// the current parameters: a run resumed at its end reports the same).
     pub fn train_epochs(
         &mut self,
         range: std::ops::Range<usize>,

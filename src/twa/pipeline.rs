@@ -163,7 +163,7 @@ pub fn run(
                 let at_head = train_epochs(
                     &mut trainer,
                     start_of("sgd")..p.head_epochs,
-                    &progress("sgd", &[], 0.0),
+                    &|| progress("sgd", &[], 0.0),
                     observer,
                     save,
                 )?;
@@ -191,7 +191,7 @@ pub fn run(
                 let at_end = train_epochs(
                     &mut trainer,
                     start_of("sgd")..sgd_epochs,
-                    &progress("sgd", &[], 0.0),
+                    &|| progress("sgd", &[], 0.0),
                     observer,
                     save,
                 )?;
@@ -221,7 +221,7 @@ pub fn run(
             let at_swa_end = train_epochs(
                 &mut trainer,
                 start_of("swa-phase")..p.swa_epochs,
-                &progress("swa-phase", &rows, 0.0),
+                &|| progress("swa-phase", &rows, 0.0),
                 observer,
                 save,
             )?;
@@ -268,7 +268,7 @@ pub fn run(
         let full = train_epochs(
             &mut trainer,
             start_of("continue").max(p.head_epochs)..sgd_epochs,
-            &progress("continue", &rows, averaging_seconds),
+            &|| progress("continue", &rows, averaging_seconds),
             observer,
             save,
         )?;

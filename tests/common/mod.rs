@@ -94,6 +94,17 @@ pub fn sample_indices(rng: &mut Rng, n: usize, count: usize) -> Vec<usize> {
     (0..count.min(n)).map(|_| rng.below(n)).collect()
 }
 
+/// The toy data set: 400 training and 100 test images of [`toy_split`].
+pub fn toy_data() -> twa::data::Dataset {
+    twa::data::Dataset::from_splits(
+        toy_split(400, 1),
+        toy_split(100, 2),
+        "toy".into(),
+        twa::data::Classes::Infer,
+    )
+    .unwrap()
+}
+
 /// A learnable toy split: 8×8 images whose bright row (row 2·label) is the label,
 /// 4 classes.
 pub fn toy_split(n: usize, seed: u64) -> twa::data::Split {
