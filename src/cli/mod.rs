@@ -126,9 +126,28 @@ pub struct Checkpoints<'a> {
     pub position: Cell<Option<(usize, usize)>>,
 }
 
-impl Checkpoints<'_> {
-    /// The checkpoint to continue from, checked against this run (with `--resume`).
-    pub fn load(&self) -> Result<Checkpoint> {
+impl<'a> Checkpoints<'a> {
+    /// The checkpoint of `twa command` writing into `out`.
+    pub fn new(
+        out: &Path,
+        command: &'static str,
+        config: &'a RunConfig,
+        options: BTreeMap<String, String>,
+    ) -> Self {
+        Checkpoints {
+            path: twa::resume::path_in(out),
+            command,
+            config,
+            options,
+            position: Cell::new(None),
+        }
+    }
+
+    /// With `--resume`, the checkpoint to continue from, checked against this run.
+    pub fn resumed(&self, resume: bool) -> Result<Option<Checkpoint>> {
+        if !resume {
+            return Ok(None);
+        }
         if !self.path.is_file() {
             return Err(Error::io(
                 &self.path,
@@ -139,7 +158,7 @@ impl Checkpoints<'_> {
         saved.check_same_run(&self.path, self.command, self.config, &self.options)?;
         self.position
             .set(Some((saved.trainer.epoch, saved.trainer.step)));
-        Ok(saved)
+        Ok(Some(saved))
     }
 
     /// Save `trainer` with `progress` and the metrics `reporter` has seen.

@@ -58,18 +58,8 @@ pub fn run(adapter: Option<&str>, args: RunArgs) -> Result<()> {
     config.train.validate()?;
     config.twa.to_twa()?;
     let out = output_dir(args.out.as_deref(), args.resume.as_deref(), "runs/run")?;
-    let checkpoints = Checkpoints {
-        path: twa::resume::path_in(&out),
-        command: "run",
-        config: &config,
-        options: BTreeMap::new(),
-        position: Default::default(),
-    };
-    let saved = args
-        .resume
-        .is_some()
-        .then(|| checkpoints.load())
-        .transpose()?;
+    let checkpoints = Checkpoints::new(&out, "run", &config, BTreeMap::new());
+    let saved = checkpoints.resumed(args.resume.is_some())?;
     twa::files::ensure_writable_dir(&out)?;
     let data = config.load_data()?;
     let gpu = Gpu::new(adapter)?;

@@ -111,26 +111,15 @@ pub fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
             })
         }
     };
-    let checkpoints = Checkpoints {
-        path: twa::resume::path_in(&out),
-        command: "train",
-        config: &config,
-        options: BTreeMap::from([(
-            "sampling".to_string(),
-            sample_plan.as_ref().map_or("none".into(), |p| {
-                format!(
-                    "{} per epoch, epochs {}..{}",
-                    p.per_epoch, p.first_epoch, p.last_epoch
-                )
-            }),
-        )]),
-        position: Default::default(),
-    };
-    let saved = args
-        .resume
-        .is_some()
-        .then(|| checkpoints.load())
-        .transpose()?;
+    let sampling = sample_plan.as_ref().map_or("none".into(), |p| {
+        format!(
+            "{} per epoch, epochs {}..{}",
+            p.per_epoch, p.first_epoch, p.last_epoch
+        )
+    });
+    let options = BTreeMap::from([("sampling".to_string(), sampling)]);
+    let checkpoints = Checkpoints::new(&out, "train", &config, options);
+    let saved = checkpoints.resumed(args.resume.is_some())?;
     twa::files::ensure_writable_dir(&out)?;
     let data = config.load_data()?;
     let gpu = Gpu::new(adapter)?;
