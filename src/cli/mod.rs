@@ -92,14 +92,31 @@ pub fn resume_command(out: &Path) -> String {
     }
     words.push("--resume".into());
     words.push(out.display().to_string());
-    let quote = |w: &String| {
-        if w.is_empty() || w.contains(|c: char| c.is_whitespace() || "'\"$\\".contains(c)) {
-            format!("'{}'", w.replace('\'', r"'\''"))
-        } else {
-            w.clone()
-        }
+    words
+        .iter()
+        .map(|w| shell_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One word of a command line, quoted so that the user's shell reads it back as
+/// it was: POSIX single quotes, or on Windows double quotes (cmd and PowerShell
+/// both take them, and a backslash there is a path separator, not an escape).
+fn shell_word(word: &str) -> String {
+    let plain = |specials: &str| {
+        !word.is_empty() && !word.contains(|c: char| c.is_whitespace() || specials.contains(c))
     };
-    words.iter().map(quote).collect::<Vec<_>>().join(" ")
+    if cfg!(windows) {
+        if plain("\"&|<>^%'`$;,()") {
+            word.to_string()
+        } else {
+            format!("\"{}\"", word.replace('"', "\\\""))
+        }
+    } else if plain("'\"$\\`&|<>;()*?![]{}#~") {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// The output directory: `--resume DIR` continues in DIR, else `--out`, else
@@ -206,5 +223,26 @@ impl<'a> Checkpoints<'a> {
             (Err(_), None) => {}
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn words_are_quoted_only_when_the_shell_would_change_them() {
+        assert_eq!(shell_word("--preset"), "--preset");
+        assert_eq!(shell_word("runs/a"), "runs/a");
+        if cfg!(windows) {
+            assert_eq!(shell_word(r"runs\a b"), r#""runs\a b""#);
+            assert_eq!(shell_word(r"C:\runs\a"), r"C:\runs\a");
+            assert_eq!(shell_word(""), r#""""#);
+        } else {
+            assert_eq!(shell_word("runs/a b"), "'runs/a b'");
+            assert_eq!(shell_word("it's"), r"'it'\''s'");
+            assert_eq!(shell_word("$HOME"), "'$HOME'");
+            assert_eq!(shell_word(""), "''");
+        }
     }
 }

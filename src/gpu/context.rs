@@ -50,26 +50,32 @@ fn rank(kind: wgpu::DeviceType) -> u8 {
     }
 }
 
-/// Pick an adapter per `choice` (see [`AdapterChoice`]).
-pub fn select_adapter(choice: AdapterChoice) -> Result<wgpu::Adapter> {
+/// The adapters best first: a real GPU before a software one; among equals, Vulkan
+/// first (it is what the tests run on).
+fn by_preference(mut adapters: Vec<wgpu::Adapter>) -> Vec<wgpu::Adapter> {
+    adapters.sort_by_key(|a| {
+        let info = a.get_info();
+        (
+            rank(info.device_type),
+            info.backend != wgpu::Backend::Vulkan,
+        )
+    });
+    adapters
+}
+
+/// No adapter on any backend searched.
+fn none_found() -> Error {
+    let searched =
+        wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY | wgpu::Backends::GL);
+    Error::NoAdapter(format!(" for backends {searched:?}"))
+}
+
+/// The adapter `--adapter` names: an index into [`list_adapters`] or part of a name.
+fn named_adapter(wanted: &str) -> Result<wgpu::Adapter> {
     let adapters = list_adapters();
     if adapters.is_empty() {
-        let searched =
-            wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY | wgpu::Backends::GL);
-        return Err(Error::NoAdapter(format!(" for backends {searched:?}")));
+        return Err(none_found());
     }
-    let Some(wanted) = choice else {
-        let mut adapters = adapters;
-        // Prefer a real GPU; among equals, Vulkan first (it is what the tests run on).
-        adapters.sort_by_key(|a| {
-            let info = a.get_info();
-            (
-                rank(info.device_type),
-                info.backend != wgpu::Backend::Vulkan,
-            )
-        });
-        return Ok(adapters.swap_remove(0));
-    };
     if let Ok(index) = wanted.parse::<usize>() {
         let count = adapters.len();
         return adapters.into_iter().nth(index).ok_or_else(|| {
@@ -88,9 +94,26 @@ pub fn select_adapter(choice: AdapterChoice) -> Result<wgpu::Adapter> {
 }
 
 impl Gpu {
-    /// Open the adapter chosen by `choice` with all the limits it offers.
+    /// Open the adapter chosen by `choice` with all the limits it offers. Without a
+    /// choice, an adapter whose device cannot be opened (a broken driver; Wine's
+    /// DX12 over a software Vulkan) gives way to the next best, with a warning.
     pub fn new(choice: AdapterChoice) -> Result<Gpu> {
-        Gpu::from_adapter(&select_adapter(choice)?)
+        if let Some(wanted) = choice {
+            return Gpu::from_adapter(&named_adapter(wanted)?);
+        }
+        let mut failed: Option<Error> = None;
+        for adapter in by_preference(list_adapters()) {
+            match Gpu::from_adapter(&adapter) {
+                Ok(gpu) => {
+                    if let Some(e) = failed {
+                        eprintln!("warning: {e}; using {} instead", gpu.info.name);
+                    }
+                    return Ok(gpu);
+                }
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        Err(failed.unwrap_or_else(none_found))
     }
 
     /// Open a device on `adapter`, requesting the adapter's own limits.
