@@ -26,11 +26,12 @@ pub enum Shader {
     Optim,
     Data,
     Twa,
+    Directions,
 }
 
 impl Shader {
     /// Every shader, for validation and translation tests.
-    pub const ALL: [Shader; 9] = [
+    pub const ALL: [Shader; 10] = [
         Shader::Linear,
         Shader::LinearSubgroup,
         Shader::Activation,
@@ -40,6 +41,7 @@ impl Shader {
         Shader::Optim,
         Shader::Data,
         Shader::Twa,
+        Shader::Directions,
     ];
 
     /// File name under `shaders/`.
@@ -54,6 +56,7 @@ impl Shader {
             Shader::Optim => "optim.wgsl",
             Shader::Data => "data.wgsl",
             Shader::Twa => "twa.wgsl",
+            Shader::Directions => "directions.wgsl",
         }
     }
 
@@ -72,6 +75,7 @@ impl Shader {
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::Data => include_str!("../../shaders/data.wgsl"),
             Shader::Twa => include_str!("../../shaders/twa.wgsl"),
+            Shader::Directions => include_str!("../../shaders/directions.wgsl"),
         }
     }
 
@@ -85,6 +89,7 @@ impl Shader {
             Shader::Optim => &[Read, Rw, Rw, Uniform, Uniform],
             Shader::Data => &[Read, Read, Read, Rw, Rw, Uniform, Uniform],
             Shader::Twa => &[Read, Read, Rw, Uniform],
+            Shader::Directions => &[Read, Read, Read, Read, Read, Rw, Uniform],
         }
     }
 
@@ -125,6 +130,7 @@ impl Shader {
             Shader::Optim => &["sgd_step", "zero"],
             Shader::Data => &["gather"],
             Shader::Twa => &["dots", "combine"],
+            Shader::Directions => &["block_dots", "block_sum", "block_combine"],
         }
     }
 }
@@ -179,6 +185,9 @@ pub struct Kernels {
     pub gather: Kernel,
     pub dots: Kernel,
     pub combine: Kernel,
+    pub block_dots: Kernel,
+    pub block_sum: Kernel,
+    pub block_combine: Kernel,
 }
 
 fn layout_entry(binding: u32, kind: Binding) -> wgpu::BindGroupLayoutEntry {
@@ -296,6 +305,9 @@ impl Kernels {
             gather: take("gather"),
             dots: take("dots"),
             combine: take("combine"),
+            block_dots: take("block_dots"),
+            block_sum: take("block_sum"),
+            block_combine: take("block_combine"),
         }
     }
 }

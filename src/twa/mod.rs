@@ -1,7 +1,9 @@
 //! Trainable Weight Averaging: sampled trajectories, their orthonormal subspace on the
-//! device, and projected SGD inside it (see shared TWA.md for the method).
+//! device, and projected SGD inside it or explicit per-block coefficients over
+//! stored (optionally low-bit) directions (see shared TWA.md for the method).
 
 pub mod average;
+pub mod directions;
 pub mod history;
 pub mod pipeline;
 pub mod sampler;
