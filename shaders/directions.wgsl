@@ -1,19 +1,25 @@
 // Explicit-coefficient TWA over stored directions: n directions d_i of length dim,
 // cut into blocks (a whole model, or one layer's tensors), each (direction, block)
 // quantised to `bits` bits with its own affine map x = min + scale·q (bits = 32:
-// plain f32, min/scale unused) and bit-packed into u32 words, 32/bits values per
-// word, element d of row i at bits (d mod per)·bits of word i·words_per_row + d / per.
+// plain f32 words, min/scale unused) and bit-packed into u32 words, per = 32/bits
+// values a word. Each block starts on a word: element e of block b (e counted from
+// the block's start) is at bits (e mod per)·bits of word
+// i·words_per_row + word_off(b) + e / per.
 //
-// The work is cut into tiles, each inside one block and at most TILE elements long:
-// tiles[4t..4t+3] = (first element, length, block, unused); after the 4·tile_count
-// tile words, blocks[b] = (first tile, tile count) as two words each.
+// The work is cut into tiles, each inside one block, at most TILE elements long and
+// starting a multiple of TILE (a multiple of 32) into its block, so a tile covers
+// whole words: tiles[4t..4t+3] = (first element, length, block, first word within a
+// row); after the 4·tile_count tile words, blocks[b] = (first tile, tile count).
 //
 // block_dots     partials[t·rows + i] = Σ_{d in tile t} dequant(i, d)·input[d]
-//                (input = the gradient g); one workgroup per (tile, row).
+//                (input = the gradient g); a workgroup per (tile, 4 rows), each
+//                invocation a word at a time, g read once for the four rows.
 // block_sum      output[i·blocks + b] = Σ_{tiles t of b} input[t·rows + i]
 //                (input = the partials): ∂L/∂β_{i,b} = ⟨d_i|_b, g|_b⟩.
 // block_combine  output[d] = centre[d] + Σ_i input[i·blocks + b(d)]·dequant(i, d)
-//                (input = β): w = c + Σ_i β_i ⊙ d_i; one workgroup per tile.
+//                (input = β): w = c + Σ_i β_i ⊙ d_i; a workgroup per tile, each
+//                invocation a word's values at a time. With the affine maps this
+//                is c + Σ_i β_i·min_i + Σ_i (β_i·scale_i)·q_i.
 
 struct DirParams {
     rows: u32, blocks: u32, tile_count: u32, bits: u32,
@@ -29,31 +35,57 @@ struct DirParams {
 @group(0) @binding(6) var<uniform> p: DirParams;
 
 const LANES: u32 = 256u;
-var<workgroup> partial: array<f32, LANES>;
+// Rows per workgroup of block_dots.
+const DOT_ROWS: u32 = 4u;
+var<workgroup> partial: array<vec4<f32>, LANES>;
 
-// Element d of direction i, whose (direction, block) map is q = (min, scale).
-fn dequant(i: u32, d: u32, q: vec2<f32>) -> f32 {
-    let per = 32u / p.bits;
-    let word = dirs[i * p.words_per_row + d / per];
+// Value k of a packed word: the level q (bits < 32) or the f32 itself (bits = 32).
+fn level(word: u32, k: u32) -> f32 {
     if (p.bits == 32u) {
         return bitcast<f32>(word);
     }
-    let level = (word >> ((d % per) * p.bits)) & p.mask;
-    return q.x + q.y * f32(level);
+    return f32((word >> (k * p.bits)) & p.mask);
 }
 
 @compute @workgroup_size(256)
 fn block_dots(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let t = wg.x;
-    let i = wg.y;
+    let row0 = wg.y * DOT_ROWS;
     let first = tiles[4u * t];
     let len = tiles[4u * t + 1u];
-    let q = quant[i * p.blocks + tiles[4u * t + 2u]];
-    var s = 0.0;
-    for (var k = lid.x; k < len; k += LANES) {
-        s = fma(dequant(i, first + k, q), input[first + k], s);
+    let b = tiles[4u * t + 2u];
+    let word0 = tiles[4u * t + 3u];
+    let per = 32u / p.bits;
+    var base: array<u32, 4>;
+    // Σ q·g and Σ g for each row: x·g summed is min·Σg + scale·Σq·g.
+    var sq = vec4<f32>(0.0);
+    var sg = 0.0;
+    for (var r = 0u; r < DOT_ROWS; r++) {
+        base[r] = min(row0 + r, p.rows - 1u) * p.words_per_row + word0;
     }
-    partial[lid.x] = s;
+    let words = (len + per - 1u) / per;
+    for (var j = lid.x; j < words; j += LANES) {
+        let w0 = dirs[base[0] + j];
+        let w1 = dirs[base[1] + j];
+        let w2 = dirs[base[2] + j];
+        let w3 = dirs[base[3] + j];
+        let e0 = j * per;
+        let count = min(per, len - e0);
+        for (var k = 0u; k < count; k++) {
+            let g = input[first + e0 + k];
+            sq = fma(vec4<f32>(level(w0, k), level(w1, k), level(w2, k), level(w3, k)), vec4<f32>(g), sq);
+            sg += g;
+        }
+    }
+    // Per row: min·Σg + scale·Σq·g (bits = 32: Σx·g directly).
+    var dot = sq;
+    if (p.bits != 32u) {
+        for (var r = 0u; r < DOT_ROWS; r++) {
+            let q = quant[min(row0 + r, p.rows - 1u) * p.blocks + b];
+            dot[r] = fma(q.x, sg, q.y * sq[r]);
+        }
+    }
+    partial[lid.x] = dot;
     workgroupBarrier();
     for (var width = LANES / 2u; width > 0u; width /= 2u) {
         if (lid.x < width) {
@@ -61,8 +93,8 @@ fn block_dots(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         }
         workgroupBarrier();
     }
-    if (lid.x == 0u) {
-        output[t * p.rows + i] = partial[0];
+    if (lid.x < DOT_ROWS && row0 + lid.x < p.rows) {
+        output[t * p.rows + row0 + lid.x] = partial[0][lid.x];
     }
 }
 
@@ -89,13 +121,37 @@ fn block_combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
     let first = tiles[4u * t];
     let len = tiles[4u * t + 1u];
     let b = tiles[4u * t + 2u];
-    for (var k = lid.x; k < len; k += LANES) {
-        let d = first + k;
-        var w = centre[d];
+    let word0 = tiles[4u * t + 3u];
+    let per = 32u / p.bits;
+    // Σ_i β_i·min_i: the same for every element of the block.
+    var offset = 0.0;
+    if (p.bits != 32u) {
         for (var i = 0u; i < p.rows; i++) {
             let c = i * p.blocks + b;
-            w = fma(input[c], dequant(i, d, quant[c]), w);
+            offset = fma(input[c], quant[c].x, offset);
         }
-        output[d] = w;
+    }
+    let words = (len + per - 1u) / per;
+    for (var j = lid.x; j < words; j += LANES) {
+        var acc: array<f32, 32>;
+        for (var k = 0u; k < per; k++) {
+            acc[k] = 0.0;
+        }
+        for (var i = 0u; i < p.rows; i++) {
+            let c = i * p.blocks + b;
+            var coef = input[c];
+            if (p.bits != 32u) {
+                coef *= quant[c].y;
+            }
+            let word = dirs[i * p.words_per_row + word0 + j];
+            for (var k = 0u; k < per; k++) {
+                acc[k] = fma(coef, level(word, k), acc[k]);
+            }
+        }
+        let e0 = j * per;
+        for (var k = 0u; k < min(per, len - e0); k++) {
+            let d = first + e0 + k;
+            output[d] = centre[d] + offset + acc[k];
+        }
     }
 }

@@ -2,10 +2,14 @@
 //
 // sgd_step  PyTorch's SGD with momentum μ and weight decay wd (dampening 0, no Nesterov):
 //           v ← μ·v + (g + wd·w);  w ← w − lr·v.  lr comes from the per-step state.
+// adamw_step AdamW (Loshchilov & Hutter; PyTorch's defaults β₂ = 0.999, ε = 1e-8) with
+//           β₁ = momentum: m ← β₁m + (1 − β₁)g; v ← β₂v + (1 − β₂)g²;
+//           w ← w − lr·wd·w − lr·m̂/(√v̂ + ε) with m̂, v̂ bias-corrected at step
+//           t = step − first_step + 1; `velocity` holds m then v (2·len words).
 // zero      dst[i] = 0 (gradient and optimiser-state resets).
 
 struct OptimParams {
-    len: u32, momentum: f32, weight_decay: f32, _pad: u32,
+    len: u32, momentum: f32, weight_decay: f32, first_step: u32,
 }
 
 struct StepState {
@@ -25,6 +29,23 @@ fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         let v = p.momentum * velocity[i] + grads[i] + p.weight_decay * w;
         velocity[i] = v;
         dst[i] = w - step.lr * v;
+    }
+}
+
+@compute @workgroup_size(256)
+fn adamw_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = f32(step.step - p.first_step + 1u);
+    let beta2 = 0.999;
+    let correct1 = 1.0 - pow(p.momentum, t);
+    let correct2 = 1.0 - pow(beta2, t);
+    for (var i = gid.x; i < p.len; i += nwg.x * 256u) {
+        let g = grads[i];
+        let m = p.momentum * velocity[i] + (1.0 - p.momentum) * g;
+        let v = beta2 * velocity[p.len + i] + (1.0 - beta2) * g * g;
+        velocity[i] = m;
+        velocity[p.len + i] = v;
+        let w = dst[i] * (1.0 - step.lr * p.weight_decay);
+        dst[i] = w - step.lr * (m / correct1) / (sqrt(v / correct2) + 1e-8);
     }
 }
 

@@ -87,6 +87,12 @@ pub struct TwaSection {
     pub schedule: crate::train::Schedule,
     /// `swa`, `last` or a sample index.
     pub start: String,
+    /// `orthonormal` (projected SGD in P), `global` or `layer` (explicit coefficients).
+    pub coefficients: crate::twa::directions::Coefficients,
+    /// Bits per stored direction value: 1, 2, 4, 8 or 32 (explicit coefficients).
+    pub bits: u32,
+    /// `sgd` or `adamw` (AdamW: explicit coefficients only).
+    pub optimizer: crate::twa::average::Optimizer,
 }
 
 impl Default for TwaSection {
@@ -99,6 +105,9 @@ impl Default for TwaSection {
             momentum: d.momentum,
             schedule: d.schedule,
             start: "swa".into(),
+            coefficients: d.coefficients,
+            bits: d.bits,
+            optimizer: d.optimizer,
         }
     }
 }
@@ -106,14 +115,19 @@ impl Default for TwaSection {
 impl TwaSection {
     /// The averaging settings, with `start` parsed.
     pub fn to_twa(&self) -> Result<crate::twa::average::TwaConfig> {
-        Ok(crate::twa::average::TwaConfig {
+        let twa = crate::twa::average::TwaConfig {
             epochs: self.epochs,
             lr: self.lr,
             weight_decay: self.weight_decay,
             momentum: self.momentum,
             schedule: self.schedule,
             start: self.start.parse().map_err(Error::Config)?,
-        })
+            coefficients: self.coefficients,
+            bits: self.bits,
+            optimizer: self.optimizer,
+        };
+        twa.validate()?;
+        Ok(twa)
     }
 }
 

@@ -14,7 +14,8 @@ use twa::data::Dataset;
 use twa::error::{Error, Result};
 use twa::gpu::Gpu;
 use twa::train::{Schedule, Trainer};
-use twa::twa::average::{self, Start, TwaConfig};
+use twa::twa::average::{self, Optimizer, Start, TwaConfig};
+use twa::twa::directions::Coefficients;
 use twa::twa::History;
 
 #[derive(Parser)]
@@ -99,6 +100,19 @@ struct AverageArgs {
     /// TWA LR schedule.
     #[arg(long, value_enum, default_value = "step")]
     twa_schedule: Schedule,
+    /// TWA's parametrisation: projected SGD in the orthonormal basis, or explicit
+    /// coefficients per direction (global) or per direction and layer (layer).
+    #[arg(long, value_enum, default_value = "orthonormal")]
+    coefficients: Coefficients,
+    /// Bits per stored direction value, 1, 2, 4, 8 or 32 (explicit coefficients).
+    #[arg(long, default_value_t = 32)]
+    bits: u32,
+    /// Optimiser of the coefficients (adamw: explicit coefficients only).
+    #[arg(long, value_enum, default_value = "sgd")]
+    twa_optimizer: Optimizer,
+    /// TWA momentum (AdamW's β₁).
+    #[arg(long, default_value_t = 0.9)]
+    twa_momentum: f64,
     /// EMA decay per sample.
     #[arg(long, default_value_t = 0.9)]
     ema_decay: f64,
@@ -259,10 +273,14 @@ fn average_history(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
         epochs: args.twa_epochs,
         lr: args.twa_lr,
         weight_decay: args.twa_wd,
-        momentum: 0.9,
+        momentum: args.twa_momentum,
         schedule: args.twa_schedule,
         start,
+        coefficients: args.coefficients,
+        bits: args.bits,
+        optimizer: args.twa_optimizer,
     };
+    twa_config.validate()?;
     if !(0.0..1.0).contains(&args.ema_decay) {
         return Err(Error::Config(format!(
             "--ema-decay must be in [0, 1), got {}",
@@ -302,6 +320,7 @@ fn average_history(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
             alpha,
             params,
             state,
+            ..Default::default()
         })
     };
     if matches!(args.method, Method::Swa | Method::All) {
@@ -360,6 +379,14 @@ fn average_history(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
         );
     }
     for r in results.iter().filter(|r| r.method == "twa") {
+        if let Some(bytes) = r.subspace_bytes {
+            println!(
+                "TWA subspace on the device: {:.2} MiB ({:?} coefficients, {}-bit)",
+                bytes as f64 / (1 << 20) as f64,
+                twa_config.coefficients,
+                twa_config.bits
+            );
+        }
         let shown: Vec<String> = r.alpha.iter().map(|a| format!("{a:.3}")).collect();
         println!(
             "TWA coefficients α over samples {first}..{last} (SWA: {:.3} each): [{}]",

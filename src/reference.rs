@@ -191,6 +191,27 @@ pub fn sgd_step(w: &mut [f64], v: &mut [f64], g: &[f64], lr: f64, momentum: f64,
     }
 }
 
+/// One AdamW step in place at step t (1-based): m ← β₁m + (1 − β₁)g;
+/// v ← β₂v + (1 − β₂)g²; w ← w(1 − lr·wd) − lr·m̂/(√v̂ + ε), β₂ = 0.999, ε = 1e-8.
+#[allow(clippy::too_many_arguments)]
+pub fn adamw_step(
+    w: &mut [f64],
+    m: &mut [f64],
+    v: &mut [f64],
+    g: &[f64],
+    lr: f64,
+    beta1: f64,
+    wd: f64,
+    t: u32,
+) {
+    let (c1, c2) = (1.0 - beta1.powi(t as i32), 1.0 - 0.999f64.powi(t as i32));
+    for i in 0..w.len() {
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g[i];
+        v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i];
+        w[i] = w[i] * (1.0 - lr * wd) - lr * (m[i] / c1) / ((v[i] / c2).sqrt() + 1e-8);
+    }
+}
+
 /// Visit every (im2col entry, input index) pair of a convolution window whose input
 /// pixel lies inside the image (padding taps read 0 and are skipped).
 fn conv_taps(batch: usize, win: &Window, mut visit: impl FnMut(usize, usize)) {

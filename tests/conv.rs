@@ -40,7 +40,7 @@ fn check_step(name: &str, model: Model, batch: usize) {
     let mut encoder = g.device.create_command_encoder(&Default::default());
     {
         let mut pass = encoder.begin_compute_pass(&Default::default());
-        net.record_train_step(&mut pass, batch, &[]);
+        net.record_train_step(&mut pass, batch, &twa::nn::GradientStep::Sgd(Vec::new()));
     }
     g.queue.submit([encoder.finish()]);
     let totals = net.read_totals(g, true).unwrap();

@@ -44,12 +44,18 @@ fn quantised_values_are_within_half_a_step_and_32_bits_are_exact() {
     let dirs = random(&mut rng, ROWS * dim);
     for bits in BITS {
         let packed = Packed::pack(&dirs, dim, &blocks, bits).unwrap();
-        assert_eq!(packed.words.len(), ROWS * dim.div_ceil(32 / bits as usize));
+        let per = 32 / bits as usize;
+        let words: usize = blocks.iter().map(|b| b.range.len().div_ceil(per)).sum();
+        assert_eq!(
+            packed.words.len(),
+            ROWS * words,
+            "b = {bits}: packed, not a byte a value"
+        );
         for i in 0..ROWS {
             for d in 0..dim {
                 let b = block_of(&blocks, d);
                 let x = dirs[i * dim + d];
-                let got = packed.value(i, d, b, blocks.len());
+                let got = packed.value(i, d, b);
                 if bits == 32 {
                     assert_eq!(got, x);
                     continue;
@@ -81,7 +87,8 @@ fn block_dots_and_combine_match_the_cpu_twin_at_every_bit_width() {
     let g = random(&mut rng, dim);
     let beta = random(&mut rng, ROWS * nb);
     for bits in BITS {
-        let packed = Packed::pack(&dirs, dim, &blocks, bits).unwrap();
+        let mut packed = Packed::pack(&dirs, dim, &blocks, bits).unwrap();
+        packed.renormalise();
         let space = Directions::upload(gpu, &centre, &packed, &blocks).unwrap();
         let g_buf = gpu.storage_init(&g, "g");
         let grad = gpu.storage(ROWS * nb, "grad beta");
@@ -97,7 +104,7 @@ fn block_dots_and_combine_match_the_cpu_twin_at_every_bit_width() {
         for i in 0..ROWS {
             for d in 0..dim {
                 let b = block_of(&blocks, d);
-                let v = packed.value(i, d, b, nb) as f64;
+                let v = packed.value(i, d, b) as f64;
                 want_grad[i * nb + b] += v * g[d] as f64;
                 magnitude[i * nb + b] += (v * g[d] as f64).abs();
                 want_w[d] += beta[i * nb + b] as f64 * v;
@@ -138,6 +145,35 @@ fn normalised_directions_have_unit_norm_per_block_and_rebuild_the_samples() {
                 let rebuilt =
                     centre[d] as f64 + norms[i * blocks.len() + b] * dirs[i * dim + d] as f64;
                 assert!((rebuilt - samples[i * dim + d] as f64).abs() < 1e-5);
+            }
+        }
+    }
+}
+
+#[test]
+fn renormalised_low_bit_directions_have_unit_norm_per_block() {
+    let mut rng = rng("renormalise");
+    let blocks = blocks();
+    let dim = blocks.last().unwrap().range.end;
+    let samples = random(&mut rng, ROWS * dim);
+    let (_, dirs, _) = directions::normalised_directions(&samples, dim, &blocks);
+    for bits in BITS {
+        let mut packed = Packed::pack(&dirs, dim, &blocks, bits).unwrap();
+        packed.renormalise();
+        for i in 0..ROWS {
+            for (b, block) in blocks.iter().enumerate() {
+                let norm = block
+                    .range
+                    .clone()
+                    .map(|d| (packed.value(i, d, b) as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                // A one-element block at 1–8 bits is its min: the level 0 of a
+                // zero-width map, norm 1 as well.
+                assert!(
+                    (norm - 1.0).abs() < 1e-5,
+                    "b = {bits}, row {i}, block {b}: {norm}"
+                );
             }
         }
     }

@@ -78,7 +78,7 @@ fn three_sgd_steps_and_eval_match_pytorch() {
         let mut encoder = g.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            net.record_train_step(&mut pass, 8, &[]);
+            net.record_train_step(&mut pass, 8, &twa::nn::GradientStep::Sgd(Vec::new()));
         }
         g.queue.submit([encoder.finish()]);
         let logits: Vec<f32> = g.read(logits_buf, 0, 8 * 5).unwrap();

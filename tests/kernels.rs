@@ -935,6 +935,59 @@ fn sgd_step_and_zero_match_reference() {
     assert_eq!(zeroed[len - 1], v_after[len - 1], "zero stops at len");
 }
 
+/// Three AdamW steps (global steps 7–9 of a run whose AdamW phase began at 7, so
+/// t = 1, 2, 3) against the f64 reference.
+#[test]
+fn adamw_steps_match_reference() {
+    let mut rng = rng("adamw");
+    let len = 5_003;
+    let g = gpu();
+    let w = random(&mut rng, len);
+    let (wb, moments) = (g.storage_init(&w, "w"), g.storage(2 * len, "m, v"));
+    let adam = twa::nn::SgdConfig {
+        momentum: 0.9,
+        weight_decay: 0.01,
+    };
+    let (mut wr, mut mr, mut vr) = (f64s(&w), vec![0.0; len], vec![0.0; len]);
+    for (t, lr) in [(1u32, 0.01f32), (2, 0.02), (3, 0.005)] {
+        let grad = random(&mut rng, len);
+        let gb = g.storage_init(&grad, "g");
+        let step = g.uniform(
+            &twa::nn::StepState {
+                lr,
+                step: 6 + t,
+                ..Default::default()
+            },
+            "step",
+        );
+        run(&[twa::nn::optim::adamw_step(
+            g,
+            kernels(),
+            len,
+            adam,
+            7,
+            &gb,
+            &wb,
+            &moments,
+            &step,
+        )]);
+        cpu::adamw_step(
+            &mut wr,
+            &mut mr,
+            &mut vr,
+            &f64s(&grad),
+            lr as f64,
+            0.9f32 as f64,
+            0.01f32 as f64,
+            t,
+        );
+    }
+    assert_close("adamw first moment", &read(&moments, len), &mr, 1e-6, 1e-5);
+    // The bias correction 1 − 0.999ᵗ is formed in f32 (≈ 1e-4 relative at t = 1):
+    // each step of ≈ lr moves w within ≈ 1e-6 of the f64 step.
+    assert_close("adamw weights", &read(&wb, len), &wr, 5e-6, 1e-4);
+}
+
 /// BatchNorm2d re-estimation (TWA's BN update): after batches t = 0, 1, 2 in
 /// `Recalibrate` mode the running statistics are the plain average of the batches'
 /// mean and unbiased variance over samples × pixels, whatever they were before.

@@ -23,6 +23,16 @@ pub struct StepState {
     pub pad: u32,
 }
 
+/// What a training step does with the gradient after backward.
+pub enum GradientStep {
+    /// SGD on the parameters, after these dispatches (TWA's projection of the
+    /// gradient; none for plain SGD).
+    Sgd(Vec<Dispatch>),
+    /// These dispatches instead (explicit-coefficient TWA: they update the
+    /// coefficients and rewrite the parameters from them).
+    Replace(Vec<Dispatch>),
+}
+
 /// Sums over a run of batches, as accumulated on the device.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Totals {
@@ -381,12 +391,24 @@ impl Network {
         &self,
         pass: &mut wgpu::ComputePass,
         batch: usize,
-        transform: &[Dispatch],
+        update: &GradientStep,
     ) {
-        for d in self.plan(batch).train.iter().chain(transform) {
+        for d in &self.plan(batch).train {
             d.record(pass);
         }
-        self.sgd.record(pass);
+        match update {
+            GradientStep::Sgd(transform) => {
+                for d in transform {
+                    d.record(pass);
+                }
+                self.sgd.record(pass);
+            }
+            GradientStep::Replace(dispatches) => {
+                for d in dispatches {
+                    d.record(pass);
+                }
+            }
+        }
     }
 
     /// The dispatches of one training step on `batch` (forward, loss, backward), for

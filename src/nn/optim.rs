@@ -16,15 +16,15 @@ struct OptimParams {
     len: u32,
     momentum: f32,
     weight_decay: f32,
-    pad: u32,
+    first_step: u32,
 }
 
-fn uniform(gpu: &Gpu, len: usize, sgd: SgdConfig) -> wgpu::Buffer {
+fn uniform(gpu: &Gpu, len: usize, sgd: SgdConfig, first_step: u32) -> wgpu::Buffer {
     let p = OptimParams {
         len: len as u32,
         momentum: sgd.momentum,
         weight_decay: sgd.weight_decay,
-        pad: 0,
+        first_step,
     };
     gpu.uniform(&p, "optim")
 }
@@ -41,11 +41,34 @@ pub fn sgd_step(
     velocity: &wgpu::Buffer,
     step: &wgpu::Buffer,
 ) -> Dispatch {
-    let u = uniform(gpu, len, sgd);
+    let u = uniform(gpu, len, sgd, 0);
     Dispatch::new(
         gpu,
         &k.sgd_step,
         &[grads, params, velocity, &u, step],
+        groups_1d(len, 256),
+    )
+}
+
+/// One AdamW step over `len` parameters (β₁ = `adam.momentum`, decoupled weight
+/// decay); `moments` holds m then v (2·len words, zero at the start) and the bias
+/// correction counts steps from global step `first_step`.
+pub fn adamw_step(
+    gpu: &Gpu,
+    k: &Kernels,
+    len: usize,
+    adam: SgdConfig,
+    first_step: u64,
+    grads: &wgpu::Buffer,
+    params: &wgpu::Buffer,
+    moments: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+) -> Dispatch {
+    let u = uniform(gpu, len, adam, first_step as u32);
+    Dispatch::new(
+        gpu,
+        &k.adamw_step,
+        &[grads, params, moments, &u, step],
         groups_1d(len, 256),
     )
 }
@@ -68,6 +91,7 @@ pub fn zero(
             momentum: 0.0,
             weight_decay: 0.0,
         },
+        0,
     );
     Dispatch::new(
         gpu,

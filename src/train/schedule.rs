@@ -14,7 +14,14 @@ pub enum Schedule {
     Constant,
     /// Linear decay from the base LR to 0: lr·(1 − t/T) (per step).
     Linear,
+    /// Linear warm-up from 0 over the first tenth of the steps, then half a cosine
+    /// to 0 (per step).
+    #[serde(rename = "warmup-cosine")]
+    WarmupCosine,
 }
+
+/// Fraction of a run's steps that [`Schedule::WarmupCosine`] warms up over.
+const WARMUP: f64 = 0.1;
 
 impl Schedule {
     /// LR at `step` (0-based) of `epoch` (0-based), with `steps` steps per epoch.
@@ -36,6 +43,13 @@ impl Schedule {
             Schedule::Cosine => base * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()),
             Schedule::Constant => base,
             Schedule::Linear => base * (1.0 - t),
+            Schedule::WarmupCosine if t < WARMUP => {
+                base * (epoch * steps + step + 1) as f64 / (WARMUP * (epochs * steps) as f64).ceil()
+            }
+            Schedule::WarmupCosine => {
+                let u = (t - WARMUP) / (1.0 - WARMUP);
+                base * 0.5 * (1.0 + (std::f64::consts::PI * u).cos())
+            }
         }
     }
 }
@@ -61,5 +75,19 @@ mod tests {
         assert!(Schedule::Cosine.lr(1.0, 3, 4, 9, 10) < 0.01);
         assert!((Schedule::Linear.lr(1.0, 2, 4, 0, 10) - 0.5).abs() < 1e-12);
         assert_eq!(Schedule::Constant.lr(0.3, 3, 4, 9, 10), 0.3);
+    }
+
+    #[test]
+    fn warmup_rises_linearly_to_the_base_then_follows_a_cosine() {
+        // 2 epochs of 50 steps: 10 warm-up steps.
+        let lrs: Vec<f64> = (0..100)
+            .map(|s| Schedule::WarmupCosine.lr(2.0, s / 50, 2, s % 50, 50))
+            .collect();
+        assert!((lrs[0] - 0.2).abs() < 1e-12);
+        assert!((lrs[9] - 2.0).abs() < 1e-12);
+        assert!((lrs[10] - 2.0).abs() < 1e-12);
+        assert!((lrs[55] - 1.0).abs() < 1e-12);
+        assert!(lrs[99] < 0.01);
+        assert!(lrs[10..].windows(2).all(|w| w[1] <= w[0]));
     }
 }

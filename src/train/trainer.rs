@@ -7,7 +7,7 @@ use crate::data::{Dataset, DeviceSplit};
 use crate::error::{Error, Result};
 use crate::gpu::readback::AsyncReadback;
 use crate::gpu::{Dispatch, Gpu};
-use crate::nn::{Model, ModelConfig, Network, SgdConfig, StepState, Totals};
+use crate::nn::{GradientStep, Model, ModelConfig, Network, SgdConfig, StepState, Totals};
 use crate::rng::Rng;
 use crate::twa::{SampleInfo, SamplePlan, SampleStore};
 use serde::{Deserialize, Serialize};
@@ -171,9 +171,9 @@ pub struct Trainer<'a> {
     /// Steps of the next epoch already done (set when a saved state is restored).
     resume_step: usize,
     global_step: u64,
-    /// Applied to the gradient between backward and SGD (TWA's projection); empty
-    /// for plain SGD.
-    pub transform: Vec<Dispatch>,
+    /// What each step does with the gradient: SGD (after TWA's projection, if any)
+    /// or explicit-coefficient TWA's own update.
+    pub gradient_step: GradientStep,
     /// Trajectory sampling, if asked for.
     pub sampler: Option<(SamplePlan, SampleStore)>,
     /// Values to report while training, if any.
@@ -236,7 +236,7 @@ impl<'a> Trainer<'a> {
             train_gathers,
             test_gathers,
             global_step: 0,
-            transform: Vec::new(),
+            gradient_step: GradientStep::Sgd(Vec::new()),
             sampler: None,
             watch: None,
             stop: Arc::new(AtomicBool::new(false)),
@@ -330,7 +330,8 @@ impl<'a> Trainer<'a> {
                     self.net.record_reset_velocity(&mut pass);
                 }
                 Self::gather_for(&self.train_gathers, size).record(&mut pass);
-                self.net.record_train_step(&mut pass, size, &self.transform);
+                self.net
+                    .record_train_step(&mut pass, size, &self.gradient_step);
             }
             if let Some((plan, store)) = self.sampler.as_mut() {
                 if plan.takes(epoch, step, steps) {
@@ -542,6 +543,11 @@ impl<'a> Trainer<'a> {
             Ok(())
         })?;
         Ok(history)
+    }
+
+    /// Steps run so far (the per-step uniform's `step` of the next one).
+    pub fn global_step(&self) -> u64 {
+        self.global_step
     }
 
     /// The next step to run: (epoch, step within it), both 0-based. After an epoch,

@@ -2,10 +2,13 @@
 //! samples' span, from the SWA point or a sample), each followed by BatchNorm
 //! re-estimation and an evaluation on the test split.
 
+use super::directions::{self, Coefficients, Directions, Packed};
 use super::subspace::{self, Dropped, Subspace};
 use crate::error::{Error, Result};
+use crate::gpu::kernels::submit;
 use crate::gpu::Gpu;
-use crate::nn::Totals;
+use crate::nn::optim;
+use crate::nn::{GradientStep, Totals};
 use crate::train::trainer::Watch;
 use crate::train::{Event, Schedule, TrainConfig, Trainer};
 use serde::Serialize;
@@ -35,6 +38,27 @@ impl std::str::FromStr for Start {
     }
 }
 
+/// The optimiser of explicit coefficients.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    /// SGD with momentum and weight decay (the only one for orthonormal P-SGD).
+    #[default]
+    Sgd,
+    /// AdamW: β₁ = the momentum, decoupled weight decay.
+    Adamw,
+}
+
 /// TWA's own optimisation settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TwaConfig {
@@ -44,6 +68,34 @@ pub struct TwaConfig {
     pub momentum: f64,
     pub schedule: Schedule,
     pub start: Start,
+    /// Projected SGD in P, or explicit coefficients per direction (and layer).
+    pub coefficients: Coefficients,
+    /// Bits per stored direction value (explicit coefficients only; 32 = f32).
+    pub bits: u32,
+    pub optimizer: Optimizer,
+}
+
+impl TwaConfig {
+    /// Refuse low-bit directions or AdamW with orthonormal P-SGD, and bit widths
+    /// other than 1, 2, 4, 8 and 32.
+    pub fn validate(&self) -> Result<()> {
+        if !directions::BITS.contains(&self.bits) {
+            return Err(Error::Config(format!(
+                "TWA bits {}: the directions are stored at 1, 2, 4, 8 or 32 bits",
+                self.bits
+            )));
+        }
+        if self.coefficients == Coefficients::Orthonormal
+            && (self.bits != 32 || self.optimizer != Optimizer::Sgd)
+        {
+            return Err(Error::Config(
+                "low-bit directions and AdamW need explicit coefficients \
+                 (--coefficients global or layer); orthonormal TWA is 32-bit P-SGD"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for TwaConfig {
@@ -56,19 +108,36 @@ impl Default for TwaConfig {
             momentum: 0.9,
             schedule: Schedule::Step,
             start: Start::Swa,
+            coefficients: Coefficients::Orthonormal,
+            bits: 32,
+            optimizer: Optimizer::Sgd,
         }
     }
 }
 
-/// What one averaging method produced.
+/// Averaging coefficients of one block of explicit per-layer TWA.
 #[derive(Clone, Debug, Serialize)]
+pub struct BlockAlpha {
+    pub block: String,
+    pub alpha: Vec<f64>,
+}
+
+/// What one averaging method produced.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Averaged {
     pub method: String,
     pub test_acc: f64,
     pub test_loss: f64,
     pub seconds: f64,
-    /// Averaging coefficients over the selected samples (w = Σ αᵢ wᵢ).
+    /// Averaging coefficients over the selected samples (w = Σ αᵢ wᵢ); with
+    /// per-layer coefficients, their mean over the parameters.
     pub alpha: Vec<f64>,
+    /// Per-layer coefficients: α of each block.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alpha_per_block: Vec<BlockAlpha>,
+    /// Bytes the subspace held on the device (P, or the stored directions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subspace_bytes: Option<usize>,
     #[serde(skip)]
     pub params: Vec<f32>,
     #[serde(skip)]
@@ -136,14 +205,13 @@ pub fn train_twa(
     twa: &TwaConfig,
     observer: &mut dyn FnMut(Event),
 ) -> Result<TwaRun> {
+    twa.validate()?;
+    if twa.coefficients != Coefficients::Orthonormal {
+        return train_explicit(gpu, trainer, samples, twa, observer);
+    }
     let started = std::time::Instant::now();
     let dim = trainer.net.model.num_params();
-    let n = samples.len() / dim;
-    if n < 2 {
-        return Err(Error::Config(format!(
-            "TWA needs at least 2 samples, got {n}"
-        )));
-    }
+    let n = sample_count(samples, dim)?;
     let (start, start_alpha) = match twa.start {
         Start::Swa => (mean(samples, dim), vec![1.0 / n as f64; n]),
         Start::Last => (samples[(n - 1) * dim..].to_vec(), unit(n, n - 1)),
@@ -161,7 +229,8 @@ pub fn train_twa(
         dim,
         Subspace::rows_per_chunk(gpu, dim)?,
     )?;
-    trainer.transform = space.projection(gpu, &trainer.net.kernels, &trainer.net.grads);
+    trainer.gradient_step =
+        GradientStep::Sgd(space.projection(gpu, &trainer.net.kernels, &trainer.net.grads));
     let coordinates = gpu.storage(space.rank, "twa coordinates");
     let (transform, samples) = (space.transform.clone(), space.samples);
     trainer.watch = Some(Watch {
@@ -196,11 +265,164 @@ pub fn train_twa(
         alpha: space.averaging_coefficients(&beta),
         params: trainer.net.read_params(gpu)?,
         state: trainer.net.read_state(gpu)?,
+        subspace_bytes: Some(4 * space.rank * subspace::row_stride(dim)),
+        ..Averaged::default()
     };
     Ok(TwaRun {
         outcome,
         dropped: space.dropped.clone(),
         rank: space.rank,
+    })
+}
+
+/// Rows of `samples` (n × dim); TWA needs two.
+fn sample_count(samples: &[f32], dim: usize) -> Result<usize> {
+    let n = samples.len() / dim;
+    if n < 2 {
+        return Err(Error::Config(format!(
+            "TWA needs at least 2 samples, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
+/// Explicit-coefficient TWA (the journal's form): w = c + Σ_i β_i ⊙ d_i over the
+/// per-block normalised directions d_i = w_i − c stored at `twa.bits` bits; each step
+/// takes ∂L/∂β (per-block dots with g), updates β by SGD or AdamW and rebuilds w,
+/// all in the step's command encoder. Then BatchNorm re-estimation and evaluation.
+fn train_explicit(
+    gpu: &Gpu,
+    trainer: &mut Trainer,
+    samples: &[f32],
+    twa: &TwaConfig,
+    observer: &mut dyn FnMut(Event),
+) -> Result<TwaRun> {
+    let started = std::time::Instant::now();
+    let dim = trainer.net.model.num_params();
+    let n = sample_count(samples, dim)?;
+    let blocks = directions::blocks(
+        &trainer.net.model.params,
+        twa.coefficients == Coefficients::Layer,
+    );
+    let nb = blocks.len();
+    let (centre, dirs, norms) = directions::normalised_directions(samples, dim, &blocks);
+    let mut packed = Packed::pack(&dirs, dim, &blocks, twa.bits)?;
+    packed.renormalise();
+    drop(dirs);
+    let space = Directions::upload(gpu, &centre, &packed, &blocks)?;
+    // β at the start: 0 is the centre (SWA); a sample is its norms on its own row.
+    let mut beta0 = vec![0.0f32; n * nb];
+    let from_sample = match twa.start {
+        Start::Swa => None,
+        Start::Last => Some(n - 1),
+        Start::Sample(i) if i < n => Some(i),
+        Start::Sample(i) => {
+            return Err(Error::Config(format!(
+                "--start {i}: only {n} samples are selected"
+            )))
+        }
+    };
+    if let Some(i) = from_sample {
+        for b in 0..nb {
+            beta0[i * nb + b] = norms[i * nb + b] as f32;
+        }
+    }
+    let k = &trainer.net.kernels;
+    let beta = gpu.storage_init(&beta0, "beta");
+    let grad = gpu.storage(n * nb, "grad beta");
+    let settings = crate::nn::SgdConfig {
+        momentum: twa.momentum as f32,
+        weight_decay: twa.weight_decay as f32,
+    };
+    let update = match twa.optimizer {
+        Optimizer::Sgd => {
+            let velocity = gpu.storage(n * nb, "beta velocity");
+            optim::sgd_step(
+                gpu,
+                k,
+                n * nb,
+                settings,
+                &grad,
+                &beta,
+                &velocity,
+                &trainer.net.step,
+            )
+        }
+        Optimizer::Adamw => {
+            let moments = gpu.storage(2 * n * nb, "beta moments");
+            let first = trainer.global_step();
+            optim::adamw_step(
+                gpu,
+                k,
+                n * nb,
+                settings,
+                first,
+                &grad,
+                &beta,
+                &moments,
+                &trainer.net.step,
+            )
+        }
+    };
+    let [dots, sum] = space.gradient(gpu, k, &trainer.net.grads, &grad);
+    let combine = space.combine(gpu, k, &beta, &trainer.net.params);
+    submit(gpu, &[&combine]);
+    trainer.gradient_step = GradientStep::Replace(vec![dots, sum, update, combine]);
+    let alpha_of = |beta: &[f64]| {
+        let per_block = directions::averaging_coefficients(beta, &norms, nb);
+        let mut mean = vec![0.0; n];
+        for (block, alpha) in blocks.iter().zip(&per_block) {
+            let share = block.range.len() as f64 / dim as f64;
+            mean.iter_mut()
+                .zip(alpha)
+                .for_each(|(m, a)| *m += share * a);
+        }
+        (mean, per_block)
+    };
+    observer(Event::Coefficients {
+        alpha: alpha_of(&vec![0.0; n * nb]).0,
+    });
+    if from_sample.is_some() {
+        observer(Event::Coefficients {
+            alpha: alpha_of(&beta0.iter().map(|&b| b as f64).collect::<Vec<_>>()).0,
+        });
+    }
+    let trained = trainer.run(observer);
+    trainer.gradient_step = GradientStep::Sgd(Vec::new());
+    trained?;
+    trainer.recalibrate_bn()?;
+    let totals = trainer.evaluate()?;
+    let beta: Vec<f32> = gpu.read(&beta, 0, n * nb)?;
+    let (alpha, per_block) = alpha_of(&beta.iter().map(|&b| b as f64).collect::<Vec<_>>());
+    observer(Event::Coefficients {
+        alpha: alpha.clone(),
+    });
+    let alpha_per_block = match twa.coefficients {
+        Coefficients::Layer => blocks
+            .iter()
+            .zip(per_block)
+            .map(|(b, alpha)| BlockAlpha {
+                block: b.name.clone(),
+                alpha,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let outcome = Averaged {
+        method: "twa".into(),
+        test_acc: totals.accuracy(),
+        test_loss: totals.mean_loss(),
+        seconds: started.elapsed().as_secs_f64(),
+        alpha,
+        alpha_per_block,
+        subspace_bytes: Some(space.bytes),
+        params: trainer.net.read_params(gpu)?,
+        state: trainer.net.read_state(gpu)?,
+    };
+    Ok(TwaRun {
+        outcome,
+        dropped: Vec::new(),
+        rank: n,
     })
 }
 

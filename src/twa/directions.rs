@@ -10,12 +10,26 @@ use crate::gpu::{Dispatch, Gpu, Kernels};
 use crate::nn::params::ParamTable;
 use std::ops::Range;
 
-/// How many coefficients each direction has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// How TWA parametrises the averaging.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Coefficients {
-    /// One per direction.
+    /// Projected SGD in the orthonormal basis P of the samples (the conference paper).
+    #[default]
+    Orthonormal,
+    /// One coefficient per direction w_i − c.
     Global,
-    /// One per direction and layer (a layer's weight and bias share one).
+    /// One coefficient per direction and layer (a layer's weight and bias share one).
     Layer,
 }
 
@@ -29,10 +43,10 @@ pub struct Block {
     pub range: Range<usize>,
 }
 
-/// The blocks of `table`: one for the whole model, or one per layer (consecutive
-/// tensors whose names share the part before the last dot, e.g. `0.weight`, `0.bias`).
-pub fn blocks(table: &ParamTable, coefficients: Coefficients) -> Vec<Block> {
-    if coefficients == Coefficients::Global {
+/// The blocks of `table`: one per layer (consecutive tensors whose names share the
+/// part before the last dot, e.g. `0.weight`, `0.bias`), or one for the whole model.
+pub fn blocks(table: &ParamTable, per_layer: bool) -> Vec<Block> {
+    if !per_layer {
         return vec![Block {
             name: "all".into(),
             range: 0..table.len,
@@ -84,14 +98,18 @@ pub fn normalised_directions(
     (centre, dirs, norms)
 }
 
-/// Directions quantised and packed as `directions.wgsl` reads them: value d of row i
-/// at bits (d mod per)·b of word i·words_per_row + d / per, per = 32 / b; for each
-/// (row, block) the affine map x = min + scale·q.
+/// Directions quantised and packed as `directions.wgsl` reads them: each block of a
+/// row starts on a word, and value e of block b (counted from the block's start) lies
+/// at bits (e mod per)·b of word i·words_per_row + word_offsets[b] + e / per,
+/// per = 32 / b; for each (row, block) the affine map x = min + scale·q.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Packed {
     pub bits: u32,
     pub rows: usize,
     pub dim: usize,
+    /// The blocks' ranges and the first word of each within a row.
+    pub ranges: Vec<Range<usize>>,
+    pub word_offsets: Vec<usize>,
     pub words_per_row: usize,
     pub words: Vec<u32>,
     /// (min, scale) per (row, block), row-major.
@@ -109,18 +127,23 @@ impl Packed {
         }
         let per = (32 / bits) as usize;
         let rows = dirs.len() / dim;
-        let words_per_row = dim.div_ceil(per);
+        let mut word_offsets = Vec::with_capacity(blocks.len());
+        let mut words_per_row = 0;
+        for b in blocks {
+            word_offsets.push(words_per_row);
+            words_per_row += b.range.len().div_ceil(per);
+        }
         let mut words = vec![0u32; rows * words_per_row];
         let mut quant = Vec::with_capacity(rows * blocks.len());
         let levels = if bits == 32 { 0 } else { (1u32 << bits) - 1 };
         for (i, row) in dirs.chunks(dim).enumerate() {
-            let out = &mut words[i * words_per_row..(i + 1) * words_per_row];
-            for b in blocks {
+            for (b, &offset) in blocks.iter().zip(&word_offsets) {
                 let part = &row[b.range.clone()];
+                let out = &mut words[i * words_per_row + offset..];
                 if bits == 32 {
                     quant.push([0.0, 1.0]);
-                    for (d, &x) in b.range.clone().zip(part) {
-                        out[d] = x.to_bits();
+                    for (word, &x) in out.iter_mut().zip(part) {
+                        *word = x.to_bits();
                     }
                     continue;
                 }
@@ -128,13 +151,13 @@ impl Packed {
                 let max = part.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let scale = (max - min) / levels as f32;
                 quant.push([min, scale]);
-                for (d, &x) in b.range.clone().zip(part) {
+                for (e, &x) in part.iter().enumerate() {
                     let q = if scale > 0.0 {
                         ((x - min) / scale).round().clamp(0.0, levels as f32) as u32
                     } else {
                         0
                     };
-                    out[d / per] |= q << ((d % per) as u32 * bits);
+                    out[e / per] |= q << ((e % per) as u32 * bits);
                 }
             }
         }
@@ -142,23 +165,50 @@ impl Packed {
             bits,
             rows,
             dim,
+            ranges: blocks.iter().map(|b| b.range.clone()).collect(),
+            word_offsets,
             words_per_row,
             words,
             quant,
         })
     }
 
-    /// Value d of row i, dequantised (the CPU twin of the shader's `dequant`);
+    /// Value d of row i, dequantised (the CPU twin of the shaders' reading);
     /// `block` is the index of the block holding d.
-    pub fn value(&self, i: usize, d: usize, block: usize, blocks: usize) -> f32 {
+    pub fn value(&self, i: usize, d: usize, block: usize) -> f32 {
         let per = (32 / self.bits) as usize;
-        let word = self.words[i * self.words_per_row + d / per];
+        let e = d - self.ranges[block].start;
+        let word = self.words[i * self.words_per_row + self.word_offsets[block] + e / per];
         if self.bits == 32 {
             return f32::from_bits(word);
         }
-        let q = (word >> ((d % per) as u32 * self.bits)) & ((1u32 << self.bits) - 1);
-        let [min, scale] = self.quant[i * blocks + block];
+        let q = (word >> ((e % per) as u32 * self.bits)) & ((1u32 << self.bits) - 1);
+        let [min, scale] = self.quant[i * self.ranges.len() + block];
         min + scale * q as f32
+    }
+
+    /// Rescale each (row, block) map so that the dequantised direction has unit norm
+    /// again, as the exact one has: at few bits the levels' norm drifts (at 1 bit a
+    /// block of mostly small values becomes ± its extremes), and the coefficients'
+    /// learning rate would drift with it. 32-bit directions are left as they are.
+    pub fn renormalise(&mut self) {
+        if self.bits == 32 {
+            return;
+        }
+        let blocks = self.ranges.len();
+        for i in 0..self.rows {
+            for b in 0..blocks {
+                let norm = self.ranges[b]
+                    .clone()
+                    .map(|d| (self.value(i, d, b) as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                if norm > 0.0 {
+                    let map = &mut self.quant[i * blocks + b];
+                    *map = [(map[0] as f64 / norm) as f32, (map[1] as f64 / norm) as f32];
+                }
+            }
+        }
     }
 
     /// Bytes on the device: the packed words and the per-(row, block) maps.
@@ -167,19 +217,22 @@ impl Packed {
     }
 }
 
-/// Elements per tile: a tile lies inside one block.
+/// Elements per tile (a multiple of 32, so that tiles start on words).
 const TILE: usize = 2048;
 
-/// The tile table of `directions.wgsl`: (first, length, block, 0) per tile, then
-/// (first tile, tile count) per block. Also returns the number of tiles.
-fn tile_table(blocks: &[Block]) -> (Vec<u32>, usize) {
+/// The tile table of `directions.wgsl`: (first, length, block, first word in a row)
+/// per tile, then (first tile, tile count) per block. Also returns the number of
+/// tiles.
+fn tile_table(packed: &Packed) -> (Vec<u32>, usize) {
+    let per = (32 / packed.bits) as usize;
     let mut tiles = Vec::new();
     let mut spans = Vec::new();
-    for (b, block) in blocks.iter().enumerate() {
+    for (b, (range, &offset)) in packed.ranges.iter().zip(&packed.word_offsets).enumerate() {
         let first = tiles.len() / 4;
-        for start in block.range.clone().step_by(TILE) {
-            let len = TILE.min(block.range.end - start);
-            tiles.extend([start as u32, len as u32, b as u32, 0]);
+        for start in range.clone().step_by(TILE) {
+            let len = TILE.min(range.end - start);
+            let word = offset + (start - range.start) / per;
+            tiles.extend([start as u32, len as u32, b as u32, word as u32]);
         }
         spans.extend([first as u32, (tiles.len() / 4 - first) as u32]);
     }
@@ -199,6 +252,9 @@ struct DirParams {
     mask: u32,
     pad: [u32; 2],
 }
+
+/// Rows per workgroup of `block_dots` (`DOT_ROWS` in the shader).
+const DOT_ROWS: usize = 4;
 
 /// The directions on the device, with what the kernels need to read them.
 pub struct Directions {
@@ -236,7 +292,7 @@ impl Directions {
                 limit >> 20
             )));
         }
-        let (table, tile_count) = tile_table(blocks);
+        let (table, tile_count) = tile_table(packed);
         if tile_count > 65535 || packed.rows > 65535 {
             return Err(Error::Config(format!(
                 "{} tiles × {} directions exceed one dispatch (65535 each)",
@@ -309,7 +365,11 @@ impl Directions {
                 &k.block_dots,
                 g,
                 &self.partials,
-                [self.tile_count as u32, self.rows as u32, 1],
+                [
+                    self.tile_count as u32,
+                    self.rows.div_ceil(DOT_ROWS) as u32,
+                    1,
+                ],
             ),
             self.dispatch(
                 gpu,
@@ -378,17 +438,17 @@ mod tests {
 
     #[test]
     fn layers_join_their_weight_and_bias() {
-        let b = blocks(&table(), Coefficients::Layer);
+        let b = blocks(&table(), true);
         let got: Vec<_> = b
             .iter()
             .map(|b| (b.name.as_str(), b.range.clone()))
             .collect();
         assert_eq!(got, [("0", 0..9), ("1", 9..15), ("3", 15..21)]);
-        assert_eq!(blocks(&table(), Coefficients::Global)[0].range, 0..21);
+        assert_eq!(blocks(&table(), false)[0].range, 0..21);
     }
 
     #[test]
-    fn tiles_cover_every_block_once() {
+    fn tiles_cover_every_block_once_and_start_on_words() {
         let blocks = vec![
             Block {
                 name: "a".into(),
@@ -399,11 +459,15 @@ mod tests {
                 range: 5000..5001,
             },
         ];
-        let (table, count) = tile_table(&blocks);
+        let packed = Packed::pack(&vec![0.5; 5001], 5001, &blocks, 4).unwrap();
+        // 8 values a word: block a takes 625 words, b one.
+        assert_eq!(packed.word_offsets, [0, 625]);
+        assert_eq!(packed.words_per_row, 626);
+        let (table, count) = tile_table(&packed);
         assert_eq!(count, 4);
         assert_eq!(
             &table[..16],
-            &[0, 2048, 0, 0, 2048, 2048, 0, 0, 4096, 904, 0, 0, 5000, 1, 1, 0]
+            &[0, 2048, 0, 0, 2048, 2048, 0, 256, 4096, 904, 0, 512, 5000, 1, 1, 625]
         );
         assert_eq!(&table[16..], &[0, 3, 3, 1]);
     }
