@@ -327,47 +327,8 @@ fn train_explicit(
             beta0[i * nb + b] = norms[i * nb + b] as f32;
         }
     }
-    let k = &trainer.net.kernels;
     let beta = gpu.storage_init(&beta0, "beta");
-    let grad = gpu.storage(n * nb, "grad beta");
-    let settings = crate::nn::SgdConfig {
-        momentum: twa.momentum as f32,
-        weight_decay: twa.weight_decay as f32,
-    };
-    let update = match twa.optimizer {
-        Optimizer::Sgd => {
-            let velocity = gpu.storage(n * nb, "beta velocity");
-            optim::sgd_step(
-                gpu,
-                k,
-                n * nb,
-                settings,
-                &grad,
-                &beta,
-                &velocity,
-                &trainer.net.step,
-            )
-        }
-        Optimizer::Adamw => {
-            let moments = gpu.storage(2 * n * nb, "beta moments");
-            let first = trainer.global_step();
-            optim::adamw_step(
-                gpu,
-                k,
-                n * nb,
-                settings,
-                first,
-                &grad,
-                &beta,
-                &moments,
-                &trainer.net.step,
-            )
-        }
-    };
-    let [dots, sum] = space.gradient(gpu, k, &trainer.net.grads, &grad);
-    let combine = space.combine(gpu, k, &beta, &trainer.net.params);
-    submit(gpu, &[&combine]);
-    trainer.gradient_step = GradientStep::Replace(vec![dots, sum, update, combine]);
+    explicit_steps(gpu, trainer, &space, &beta, twa);
     let alpha_of = |beta: &[f64]| {
         let per_block = directions::averaging_coefficients(beta, &norms, nb);
         let mut mean = vec![0.0; n];
@@ -424,6 +385,41 @@ fn train_explicit(
         dropped: Vec::new(),
         rank: n,
     })
+}
+
+/// Make `trainer`'s steps explicit-coefficient TWA over `space` with coefficients
+/// `beta` (rows × blocks): ∂L/∂β from the gradient, β updated by `twa.optimizer`
+/// (fresh optimiser state), the parameters rebuilt from β — and rebuild them now.
+pub fn explicit_steps(
+    gpu: &Gpu,
+    trainer: &mut Trainer,
+    space: &Directions,
+    beta: &wgpu::Buffer,
+    twa: &TwaConfig,
+) {
+    let k = &trainer.net.kernels;
+    let len = space.coefficients();
+    let grad = gpu.storage(len, "grad beta");
+    let settings = crate::nn::SgdConfig {
+        momentum: twa.momentum as f32,
+        weight_decay: twa.weight_decay as f32,
+    };
+    let step = &trainer.net.step;
+    let update = match twa.optimizer {
+        Optimizer::Sgd => {
+            let velocity = gpu.storage(len, "beta velocity");
+            optim::sgd_step(gpu, k, len, settings, &grad, beta, &velocity, step)
+        }
+        Optimizer::Adamw => {
+            let moments = gpu.storage(2 * len, "beta moments");
+            let first = trainer.global_step();
+            optim::adamw_step(gpu, k, len, settings, first, &grad, beta, &moments, step)
+        }
+    };
+    let [dots, sum] = space.gradient(gpu, k, &trainer.net.grads, &grad);
+    let combine = space.combine(gpu, k, beta, &trainer.net.params);
+    submit(gpu, &[&combine]);
+    trainer.gradient_step = GradientStep::Replace(vec![dots, sum, update, combine]);
 }
 
 /// The trainer settings for TWA's phase, from the run's SGD settings.
