@@ -1,6 +1,7 @@
 //! The commands of the headless CLI, one module each, and what they share: the setup
 //! line, Ctrl-C handling, and the checkpoint a long command keeps for `--resume`.
 
+pub mod average;
 pub mod eval;
 pub mod history;
 pub mod run;
@@ -17,6 +18,7 @@ use twa::error::{Error, Result};
 use twa::gpu::Gpu;
 use twa::resume::{Checkpoint, Progress};
 use twa::train::Trainer;
+use twa::twa::History;
 
 use crate::progress::Reporter;
 
@@ -224,6 +226,35 @@ impl<'a> Checkpoints<'a> {
         }
         result
     }
+}
+
+/// The run config a history was made with (its data directory replaced by `data`),
+/// the data loaded, and a check that the history's parameters fit that model.
+pub fn history_data(
+    history: &History,
+    path: &Path,
+    data: Option<&Path>,
+) -> Result<(RunConfig, Dataset)> {
+    let mut config = history.config.clone();
+    if let Some(dir) = data {
+        config.set_data_dir(dir);
+    }
+    let data = config.load_data()?;
+    let model = twa::nn::Model::build(&config.model, data.train.shape, data.classes)?;
+    if model.params != history.table {
+        return Err(Error::format(
+            path,
+            format!(
+                "the history's parameter table (D = {}) does not match the model for {} (D = {}): {:?} vs {:?}",
+                history.dim(),
+                data.source.display(),
+                model.num_params(),
+                history.table.entries.first().map(|e| (&e.name, &e.shape)),
+                model.params.entries.first().map(|e| (&e.name, &e.shape)),
+            ),
+        ));
+    }
+    Ok((config, data))
 }
 
 #[cfg(test)]
