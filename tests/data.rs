@@ -341,3 +341,50 @@ fn gather_normalises_per_channel_and_augments_with_seeded_crops_and_flips() {
         "crops vary across the batch: {transforms:?}"
     );
 }
+
+/// TWA-v's held-out split: disjoint from the rest, together the whole training split,
+/// stratified, the same for the same seed, with the original normalisation and test.
+#[test]
+fn held_out_validation_split_is_disjoint_stratified_and_stable() {
+    use twa::data::holdout::{hold_out, holdout_indices};
+    let data = common::toy_data();
+    let (rest, val) = hold_out(&data, 40, 9).unwrap();
+    let held = holdout_indices(&data.train.labels, data.classes, 40, 9).unwrap();
+    assert_eq!((rest.train.count, val.train.count), (360, 40));
+    let f = data.train.features();
+    let row = |s: &twa::data::Split, i: usize| (s.labels[i], s.pixels[i * f..(i + 1) * f].to_vec());
+    let (mut r, mut v) = (0, 0);
+    for i in 0..data.train.count {
+        if held.contains(&i) {
+            assert_eq!(
+                row(&val.train, v),
+                row(&data.train, i),
+                "held-out sample {i}"
+            );
+            v += 1;
+        } else {
+            assert_eq!(
+                row(&rest.train, r),
+                row(&data.train, i),
+                "training sample {i}"
+            );
+            r += 1;
+        }
+    }
+    for class in 0..data.classes as u8 {
+        let all = data.train.labels.iter().filter(|&&l| l == class).count();
+        let got = val.train.labels.iter().filter(|&&l| l == class).count();
+        assert!(
+            got.abs_diff(all * 40 / 400) <= 1,
+            "class {class}: {got} of {all} held out"
+        );
+    }
+    let (_, again) = hold_out(&data, 40, 9).unwrap();
+    assert_eq!(again.train.labels, val.train.labels);
+    assert_eq!(again.train.pixels, val.train.pixels);
+    assert_eq!(
+        (val.mean.clone(), val.std.clone()),
+        (data.mean.clone(), data.std.clone())
+    );
+    assert_eq!(val.test.labels, data.test.labels);
+}

@@ -65,6 +65,12 @@ pub struct AverageArgs {
     /// IDX data directory [default: the one the history was trained on].
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// TWA-v: hold out N training samples (seeded by the history's seed, stratified
+    /// by class) and train TWA's coefficients on them; BatchNorm is re-estimated on
+    /// the other training samples for every method. (The history's SGD run saw them
+    /// unless it was trained without them.)
+    #[arg(long)]
+    pub val: Option<usize>,
     /// Output directory.
     #[arg(long, default_value = "runs/average")]
     pub out: PathBuf,
@@ -135,12 +141,25 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
         "samples {first}..{last} of {} ({count} used)",
         history.len()
     );
-    let mut trainer = Trainer::new(
-        &gpu,
-        &data,
-        &config.model,
-        average::twa_train_config(&config.train, &twa_config),
-    )?;
+    let twa_train = average::twa_train_config(&config.train, &twa_config);
+    // TWA-v: the coefficients train on held-out samples, BatchNorm is re-estimated
+    // on the rest (for every method, so that the rows compare).
+    let split = args
+        .val
+        .map(|n| twa::data::holdout::hold_out(&data, n, config.train.seed))
+        .transpose()?;
+    let (bn_data, twa_data) = match &split {
+        Some((rest, val)) => {
+            eprintln!(
+                "TWA-v: {} training samples held out (seed {}); TWA's coefficients train on \
+                 them, BatchNorm is re-estimated on the other {}",
+                val.train.count, config.train.seed, rest.train.count
+            );
+            (rest, Some(val))
+        }
+        None => (&data, None),
+    };
+    let mut trainer = Trainer::new(&gpu, bn_data, &config.model, twa_train.clone())?;
     let mut results: Vec<average::Averaged> = Vec::new();
     let point = |name: &str,
                  params: Vec<f32>,
@@ -179,11 +198,19 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
             "TWA, {} epochs at lr {}",
             twa_config.epochs, twa_config.lr
         )));
-        let run = average::train_twa(&gpu, &mut trainer, samples, &twa_config, &mut |e| {
+        let mut val_trainer = twa_data
+            .map(|val| Trainer::new(&gpu, val, &config.model, twa_train.clone()))
+            .transpose()?;
+        let twa_trainer = val_trainer.as_mut().unwrap_or(&mut trainer);
+        let run = average::train_twa(&gpu, twa_trainer, samples, &twa_config, &mut |e| {
             reporter.event(e)
         });
         reporter.finish();
-        let run = run?;
+        let mut run = run?;
+        if val_trainer.is_some() {
+            average::re_evaluate(&mut trainer, &mut run.outcome)?;
+            run.outcome.method = "twa-v".into();
+        }
         if !run.dropped.is_empty() {
             eprintln!(
                 "note: {} near-duplicate samples left out of the subspace (rank {}): {:?}",
@@ -216,7 +243,7 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
             r.seconds
         );
     }
-    for r in results.iter().filter(|r| r.method == "twa") {
+    for r in results.iter().filter(|r| r.method.starts_with("twa")) {
         if let Some(bytes) = r.subspace_bytes {
             println!(
                 "TWA subspace on the device: {:.2} MiB ({:?} coefficients, {}-bit)",
@@ -232,7 +259,27 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
             shown.join(", ")
         );
     }
-    let json = serde_json::json!({ "samples": [first, last], "results": results });
+    let splits = match &split {
+        Some((rest, val)) => serde_json::json!({
+            "twa_coefficients": format!("validation: {} held-out training samples", val.train.count),
+            "batchnorm": format!("the other {} training samples", rest.train.count),
+            "test": "reported only",
+        }),
+        None => serde_json::json!({
+            "twa_coefficients": "training split",
+            "batchnorm": "training split",
+            "test": "reported only",
+        }),
+    };
+    if let Some((_, val)) = &split {
+        println!(
+            "splits: TWA-v's coefficients trained on {} held-out training samples, BatchNorm \
+             on the rest; the test split is only reported",
+            val.train.count
+        );
+    }
+    let json =
+        serde_json::json!({ "samples": [first, last], "splits": splits, "results": results });
     twa::files::write_atomic(&args.out.join("average.json"), json.to_string().as_bytes())?;
     if args.json {
         println!("{json}");

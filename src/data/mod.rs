@@ -2,6 +2,7 @@
 
 pub mod cifar;
 pub mod dataset;
+pub mod holdout;
 pub mod idx;
 pub mod spirals;
 

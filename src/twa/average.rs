@@ -182,6 +182,16 @@ pub fn evaluate_at(trainer: &mut Trainer, params: &[f32]) -> Result<Totals> {
     trainer.evaluate()
 }
 
+/// Re-estimate BatchNorm for `outcome`'s weights on `trainer`'s training split and
+/// evaluate them again (TWA-v: its coefficients trained on other samples).
+pub fn re_evaluate(trainer: &mut Trainer, outcome: &mut Averaged) -> Result<()> {
+    let totals = evaluate_at(trainer, &outcome.params)?;
+    outcome.test_acc = totals.accuracy();
+    outcome.test_loss = totals.mean_loss();
+    outcome.state = trainer.net.read_state(trainer.gpu)?;
+    Ok(())
+}
+
 /// Coefficients selecting sample `i` of `n`.
 fn unit(n: usize, i: usize) -> Vec<f64> {
     let mut a = vec![0.0; n];
