@@ -1,12 +1,16 @@
-//! `twa average`: SWA, EMA and TWA over a sampled history, each with BatchNorm
-//! re-estimated, side by side.
+//! `twa average`: SWA (the uniform soup), EMA, the greedy soup and TWA over sampled
+//! histories and saved models of one model, each with BatchNorm re-estimated, side
+//! by side.
 
 use crate::progress::Reporter;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Instant;
+use twa::config::RunConfig;
+use twa::data::Dataset;
 use twa::error::{Error, Result};
 use twa::gpu::Gpu;
+use twa::nn::ParamTable;
 use twa::train::{Schedule, Trainer};
 use twa::twa::average::{self, Optimizer, Start, TwaConfig};
 use twa::twa::directions::Coefficients;
@@ -14,21 +18,30 @@ use twa::twa::History;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Method {
+    /// The mean (over model files: the uniform soup).
     Swa,
     Ema,
+    /// The greedy soup (needs --val).
+    Greedy,
     Twa,
+    /// SWA, EMA, TWA, and the greedy soup when --val is given.
     All,
 }
 
 #[derive(Args)]
 pub struct AverageArgs {
-    /// A history written by `twa train --samples-per-epoch K` or `twa run`.
+    /// A history written by `twa train --samples-per-epoch K` or `twa run` (may be
+    /// given several times: their samples are concatenated).
     #[arg(long)]
-    pub history: PathBuf,
+    pub history: Vec<PathBuf>,
+    /// A model file of the same model (e.g. `twa train --init` fine-tunes), one
+    /// sample each; may be given several times, after the histories' samples.
+    #[arg(long)]
+    pub model: Vec<PathBuf>,
     /// Averaging method.
     #[arg(long, value_enum, default_value = "all")]
     pub method: Method,
-    /// Samples to use, I..J (0-based, inclusive) [default: all].
+    /// Samples of the one history to use, I..J (0-based, inclusive) [default: all].
     #[arg(long)]
     pub range: Option<String>,
     /// Where TWA starts: swa (the mean), last, or a sample index within the range.
@@ -65,10 +78,10 @@ pub struct AverageArgs {
     /// IDX data directory [default: the one the history was trained on].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// TWA-v: hold out N training samples (seeded by the history's seed, stratified
-    /// by class) and train TWA's coefficients on them; BatchNorm is re-estimated on
-    /// the other training samples for every method. (The history's SGD run saw them
-    /// unless it was trained without them.)
+    /// TWA-v: hold out N training samples (seeded by the run's seed, stratified by
+    /// class) and train TWA's coefficients on them; the greedy soup ranks and picks
+    /// by accuracy on them; BatchNorm is re-estimated on the other training samples
+    /// for every method. (The SGD runs saw them unless they were trained without them.)
     #[arg(long)]
     pub val: Option<usize>,
     /// Output directory.
@@ -99,19 +112,104 @@ fn parse_range(text: &str, n: usize) -> Result<(usize, usize)> {
     Ok((a, b))
 }
 
-pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
-    let history = History::load(&args.history)?;
-    let n = history.len();
-    let (first, last) = match &args.range {
-        Some(text) => parse_range(text, n)?,
-        None => (0, n.saturating_sub(1)),
+/// What is averaged: samples from histories and model files of one model, the run
+/// config of the first and its data.
+struct Inputs {
+    config: RunConfig,
+    data: Dataset,
+    samples: Vec<f32>,
+    dim: usize,
+    /// Where the samples come from, for the report.
+    describe: String,
+    from_models: bool,
+}
+
+/// The samples of `args`' histories (the one history's `--range`) and model files,
+/// checked to belong to one model.
+fn load_inputs(args: &AverageArgs) -> Result<Inputs> {
+    if args.history.is_empty() && args.model.is_empty() {
+        return Err(Error::Config(
+            "nothing to average: give --history FILE or --model FILE (each may repeat)".into(),
+        ));
+    }
+    if args.range.is_some() && (args.history.len() != 1 || !args.model.is_empty()) {
+        return Err(Error::Config(
+            "--range selects samples of one history; it cannot apply to several inputs".into(),
+        ));
+    }
+    let histories = args
+        .history
+        .iter()
+        .map(|p| History::load(p))
+        .collect::<Result<Vec<_>>>()?;
+    let (config, data, table): (RunConfig, Dataset, ParamTable) = match histories.first() {
+        Some(h) => {
+            let (config, data) = super::history_data(h, &args.history[0], args.data.as_deref())?;
+            (config, data, h.table.clone())
+        }
+        None => {
+            let path = &args.model[0];
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let mut config = twa::checkpoint::ModelInfo::read(path, &bytes)?.config;
+            if let Some(dir) = &args.data {
+                config.set_data_dir(dir);
+            }
+            let data = config.load_data()?;
+            let model = twa::nn::Model::build(&config.model, data.train.shape, data.classes)?;
+            (config, data, model.params)
+        }
     };
-    let count = if n == 0 { 0 } else { last + 1 - first };
+    let dim = table.len;
+    let mut samples = Vec::new();
+    let mut describe = Vec::new();
+    for (h, path) in histories.iter().zip(&args.history) {
+        if h.table != table {
+            return Err(Error::format(
+                path,
+                format!(
+                    "its parameter table (D = {}) is not that of {} (D = {dim})",
+                    h.dim(),
+                    args.history[0].display()
+                ),
+            ));
+        }
+        let (first, last) = match &args.range {
+            Some(text) => parse_range(text, h.len())?,
+            None => (0, h.len().saturating_sub(1)),
+        };
+        if !h.is_empty() {
+            samples.extend_from_slice(&h.samples[first * dim..(last + 1) * dim]);
+        }
+        describe.push(format!(
+            "samples {first}..{last} of {} ({})",
+            h.len(),
+            path.display()
+        ));
+    }
+    for path in &args.model {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        samples.extend(twa::checkpoint::load_table(path, &bytes, &table)?);
+    }
+    if !args.model.is_empty() {
+        describe.push(format!("{} model files", args.model.len()));
+    }
+    let count = samples.len() / dim;
     if count < 2 {
         return Err(Error::Config(format!(
             "averaging needs at least 2 samples, the selection has {count}"
         )));
     }
+    Ok(Inputs {
+        config,
+        data,
+        samples,
+        dim,
+        describe: format!("{count} samples: {}", describe.join(", ")),
+        from_models: !args.model.is_empty(),
+    })
+}
+
+pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
     let start: Start = args.start.parse().map_err(Error::Config)?;
     let twa_config = TwaConfig {
         epochs: args.twa_epochs,
@@ -131,16 +229,27 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
             args.ema_decay
         )));
     }
+    if args.method == Method::Greedy && args.val.is_none() {
+        return Err(Error::Config(
+            "the greedy soup ranks and picks by validation accuracy: give --val N \
+             (the test split is never used for a choice)"
+                .into(),
+        ));
+    }
+    let Inputs {
+        config,
+        data,
+        samples,
+        dim,
+        describe,
+        from_models,
+    } = load_inputs(&args)?;
+    let samples = &samples[..];
+    let count = samples.len() / dim;
     twa::files::ensure_writable_dir(&args.out)?;
-    let (config, data) = super::history_data(&history, &args.history, args.data.as_deref())?;
     let gpu = Gpu::new(adapter)?;
     super::describe_setup(&gpu, &data);
-    let dim = history.dim();
-    let samples = &history.samples[first * dim..(last + 1) * dim];
-    eprintln!(
-        "samples {first}..{last} of {} ({count} used)",
-        history.len()
-    );
+    eprintln!("{describe}");
     let twa_train = average::twa_train_config(&config.train, &twa_config);
     // TWA-v: the coefficients train on held-out samples, BatchNorm is re-estimated
     // on the rest (for every method, so that the rows compare).
@@ -182,7 +291,7 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
     };
     if matches!(args.method, Method::Swa | Method::All) {
         results.push(point(
-            "swa",
+            if from_models { "uniform-soup" } else { "swa" },
             average::mean(samples, dim),
             vec![1.0 / count as f64; count],
             &mut trainer,
@@ -191,6 +300,24 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
     if matches!(args.method, Method::Ema | Method::All) {
         let (params, weights) = average::ema(samples, dim, args.ema_decay);
         results.push(point("ema", params, weights, &mut trainer)?);
+    }
+    let mut greedy_log = None;
+    if let (Some((rest, val)), Method::Greedy | Method::All) = (&split, args.method) {
+        // Ranked and picked on the held-out samples, BatchNorm from the rest.
+        let on_validation = Dataset {
+            test: val.train.clone(),
+            ..rest.clone()
+        };
+        let mut validator = Trainer::new(&gpu, &on_validation, &config.model, twa_train.clone())?;
+        let started = Instant::now();
+        let (params, alpha, log) = twa::twa::soup::greedy_soup(&mut validator, samples, dim)?;
+        drop(validator);
+        let mut soup = point("greedy-soup", params, alpha, &mut trainer)?;
+        soup.seconds += started.elapsed().as_secs_f64();
+        let kept = log.iter().filter(|i| i.kept).count();
+        eprintln!("greedy soup: {kept} of {count} ingredients kept");
+        results.push(soup);
+        greedy_log = Some(log);
     }
     if matches!(args.method, Method::Twa | Method::All) {
         let mut reporter = Reporter::new(Some(args.out.join("metrics.jsonl")));
@@ -231,12 +358,12 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
         )?;
     }
     println!(
-        "{:<8} {:>10} {:>10} {:>9}",
+        "{:<13} {:>10} {:>10} {:>9}",
         "method", "test_acc", "test_loss", "seconds"
     );
     for r in &results {
         println!(
-            "{:<8} {:>9.2}% {:>10.4} {:>9.1}",
+            "{:<13} {:>9.2}% {:>10.4} {:>9.1}",
             r.method,
             100.0 * r.test_acc,
             r.test_loss,
@@ -254,7 +381,7 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
         }
         let shown: Vec<String> = r.alpha.iter().map(|a| format!("{a:.3}")).collect();
         println!(
-            "TWA coefficients α over samples {first}..{last} (SWA: {:.3} each): [{}]",
+            "TWA coefficients α over the {count} samples (SWA: {:.3} each): [{}]",
             1.0 / count as f64,
             shown.join(", ")
         );
@@ -262,6 +389,7 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
     let splits = match &split {
         Some((rest, val)) => serde_json::json!({
             "twa_coefficients": format!("validation: {} held-out training samples", val.train.count),
+            "greedy_soup": "ranked and picked by validation accuracy",
             "batchnorm": format!("the other {} training samples", rest.train.count),
             "test": "reported only",
         }),
@@ -278,8 +406,12 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
             val.train.count
         );
     }
-    let json =
-        serde_json::json!({ "samples": [first, last], "splits": splits, "results": results });
+    let json = serde_json::json!({
+        "samples": describe,
+        "splits": splits,
+        "results": results,
+        "greedy_soup": greedy_log,
+    });
     twa::files::write_atomic(&args.out.join("average.json"), json.to_string().as_bytes())?;
     if args.json {
         println!("{json}");

@@ -6,10 +6,10 @@ use crate::progress::Reporter;
 use clap::Args;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use twa::config::RunConfig;
-use twa::error::Result;
+use twa::error::{Error, Result};
 use twa::gpu::Gpu;
 use twa::resume::{train_epochs, Progress};
 use twa::train::{Schedule, Trainer};
@@ -52,6 +52,11 @@ pub struct TrainArgs {
     /// Epochs to sample, A..B (1-based, inclusive) [default: all].
     #[arg(long)]
     sample_epochs: Option<String>,
+    /// Start from the weights (and BatchNorm statistics) of a saved model of the same
+    /// architecture instead of a fresh initialisation: fine-tuning, e.g. the
+    /// ingredients of a model soup.
+    #[arg(long)]
+    init: Option<PathBuf>,
     /// Output directory [default: runs/train].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -117,7 +122,14 @@ pub fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
             p.per_epoch, p.first_epoch, p.last_epoch
         )
     });
-    let options = BTreeMap::from([("sampling".to_string(), sampling)]);
+    let init = args
+        .init
+        .as_ref()
+        .map_or("none".into(), |p| p.display().to_string());
+    let options = BTreeMap::from([
+        ("sampling".to_string(), sampling),
+        ("init".to_string(), init),
+    ]);
     let checkpoints = Checkpoints::new(&out, "train", &config, options);
     let saved = checkpoints.resumed(args.resume.is_some())?;
     twa::files::ensure_writable_dir(&out)?;
@@ -131,6 +143,9 @@ pub fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
         config.model.arch,
         trainer.net.model.num_params()
     );
+    if let Some(path) = &args.init {
+        init_from(&gpu, &trainer, path)?;
+    }
     if let Some(plan) = sample_plan {
         let store = SampleStore::new(&gpu, trainer.net.model.num_params(), plan.count())?;
         trainer.sampler = Some((plan, store));
@@ -223,5 +238,31 @@ pub fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
         });
         println!("{summary}");
     }
+    Ok(())
+}
+
+/// Load a saved model's parameters into `trainer` (every tensor must match the
+/// model; the error lists those that do not), and its BatchNorm running statistics
+/// where the file has them all.
+fn init_from(gpu: &Gpu, trainer: &Trainer, path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let model = &trainer.net.model;
+    let params = twa::checkpoint::load_table(path, &bytes, &model.params)?;
+    if params.iter().any(|p| !p.is_finite()) {
+        return Err(Error::format(
+            path,
+            "the model's parameters are not all finite",
+        ));
+    }
+    trainer.net.set_params(gpu, &params);
+    let state = match twa::checkpoint::load_table(path, &bytes, &model.state) {
+        Ok(state) => {
+            trainer.net.set_state(gpu, &state);
+            "and BatchNorm statistics"
+        }
+        Err(_) if model.state.entries.is_empty() => "",
+        Err(_) => "(BatchNorm statistics fresh: the file has not all of them)",
+    };
+    eprintln!("initialised from {} {state}", path.display());
     Ok(())
 }

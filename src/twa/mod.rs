@@ -7,6 +7,7 @@ pub mod directions;
 pub mod history;
 pub mod pipeline;
 pub mod sampler;
+pub mod soup;
 pub mod subspace;
 
 pub use history::History;
