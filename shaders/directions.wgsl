@@ -12,18 +12,21 @@
 // row); after the 4·tile_count tile words, blocks[b] = (first tile, tile count).
 //
 // block_dots     partials[t·rows + i] = Σ_{d in tile t} dequant(i, d)·input[d]
-//                (input = the gradient g); a workgroup per (tile, 4 rows), each
-//                invocation a word at a time, g read once for the four rows.
+//                (input = the gradient g); a workgroup per (tile, 4 rows), g read
+//                once for the four rows; as min·Σg + scale·Σq·g per row.
 // block_sum      output[i·blocks + b] = Σ_{tiles t of b} input[t·rows + i]
 //                (input = the partials): ∂L/∂β_{i,b} = ⟨d_i|_b, g|_b⟩.
 // block_combine  output[d] = centre[d] + Σ_i input[i·blocks + b(d)]·dequant(i, d)
-//                (input = β): w = c + Σ_i β_i ⊙ d_i; a workgroup per tile, each
-//                invocation a word's values at a time. With the affine maps this
-//                is c + Σ_i β_i·min_i + Σ_i (β_i·scale_i)·q_i.
+//                (input = β): w = c + Σ_i β_i ⊙ d_i; a workgroup per tile. With the
+//                affine maps this is c + Σ_i β_i·min_i + Σ_i (β_i·scale_i)·q_i.
+// Each invocation takes four consecutive elements at a time (one word at 1–8 bits,
+// unpacked with vector shifts).
 
 struct DirParams {
     rows: u32, blocks: u32, tile_count: u32, bits: u32,
-    words_per_row: u32, mask: u32, _pad0: u32, _pad1: u32,
+    words_per_row: u32, mask: u32,
+    // log2(per): value e of a block is in word e >> per_shift, at slot e & (per − 1).
+    per_shift: u32, _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read> dirs: array<u32>;
@@ -39,12 +42,38 @@ const LANES: u32 = 256u;
 const DOT_ROWS: u32 = 4u;
 var<workgroup> partial: array<vec4<f32>, LANES>;
 
-// Value k of a packed word: the level q (bits < 32) or the f32 itself (bits = 32).
-fn level(word: u32, k: u32) -> f32 {
+// Values e..e+3 of a block (counted from its start; e a multiple of 4) whose words
+// begin at `base`, those at or past `len` read as 0: the levels q (bits < 32; the
+// four share a word) or the f32s themselves (bits = 32).
+fn levels4(base: u32, e: u32, len: u32) -> vec4<f32> {
+    let valid = vec4<u32>(e, e + 1u, e + 2u, e + 3u) < vec4<u32>(len);
     if (p.bits == 32u) {
-        return bitcast<f32>(word);
+        let last = base + len - 1u;
+        let v = vec4<f32>(
+            bitcast<f32>(dirs[base + e]),
+            bitcast<f32>(dirs[min(base + e + 1u, last)]),
+            bitcast<f32>(dirs[min(base + e + 2u, last)]),
+            bitcast<f32>(dirs[min(base + e + 3u, last)]),
+        );
+        return select(vec4<f32>(0.0), v, valid);
     }
-    return f32((word >> (k * p.bits)) & p.mask);
+    let word = dirs[base + (e >> p.per_shift)];
+    let slot = e & ((1u << p.per_shift) - 1u);
+    let shifts = (vec4<u32>(slot) + vec4<u32>(0u, 1u, 2u, 3u)) * p.bits;
+    let q = vec4<f32>((vec4<u32>(word) >> shifts) & vec4<u32>(p.mask));
+    return select(vec4<f32>(0.0), q, valid);
+}
+
+// input[first + e..e+3], those at or past `len` read as 0.
+fn input4(first: u32, e: u32, len: u32) -> vec4<f32> {
+    let last = first + len - 1u;
+    let v = vec4<f32>(
+        input[first + e],
+        input[min(first + e + 1u, last)],
+        input[min(first + e + 2u, last)],
+        input[min(first + e + 3u, last)],
+    );
+    return select(vec4<f32>(0.0), v, vec4<u32>(e, e + 1u, e + 2u, e + 3u) < vec4<u32>(len));
 }
 
 @compute @workgroup_size(256)
@@ -55,37 +84,31 @@ fn block_dots(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     let len = tiles[4u * t + 1u];
     let b = tiles[4u * t + 2u];
     let word0 = tiles[4u * t + 3u];
-    let per = 32u / p.bits;
-    var base: array<u32, 4>;
-    // Σ q·g and Σ g for each row: x·g summed is min·Σg + scale·Σq·g.
+    let last = p.rows - 1u;
+    let base = vec4<u32>(min(row0, last), min(row0 + 1u, last), min(row0 + 2u, last), min(row0 + 3u, last))
+        * p.words_per_row + word0;
+    // Σ q·g per row and Σ g: x·g summed is min·Σg + scale·Σq·g (bits = 32: Σx·g).
     var sq = vec4<f32>(0.0);
-    var sg = 0.0;
-    for (var r = 0u; r < DOT_ROWS; r++) {
-        base[r] = min(row0 + r, p.rows - 1u) * p.words_per_row + word0;
+    var sg = vec4<f32>(0.0);
+    for (var e = 4u * lid.x; e < len; e += 4u * LANES) {
+        let g = input4(first, e, len);
+        sq += vec4<f32>(
+            dot(levels4(base.x, e, len), g),
+            dot(levels4(base.y, e, len), g),
+            dot(levels4(base.z, e, len), g),
+            dot(levels4(base.w, e, len), g),
+        );
+        sg += g;
     }
-    let words = (len + per - 1u) / per;
-    for (var j = lid.x; j < words; j += LANES) {
-        let w0 = dirs[base[0] + j];
-        let w1 = dirs[base[1] + j];
-        let w2 = dirs[base[2] + j];
-        let w3 = dirs[base[3] + j];
-        let e0 = j * per;
-        let count = min(per, len - e0);
-        for (var k = 0u; k < count; k++) {
-            let g = input[first + e0 + k];
-            sq = fma(vec4<f32>(level(w0, k), level(w1, k), level(w2, k), level(w3, k)), vec4<f32>(g), sq);
-            sg += g;
-        }
-    }
-    // Per row: min·Σg + scale·Σq·g (bits = 32: Σx·g directly).
-    var dot = sq;
+    var result = sq;
     if (p.bits != 32u) {
+        let g_sum = (sg.x + sg.y) + (sg.z + sg.w);
         for (var r = 0u; r < DOT_ROWS; r++) {
-            let q = quant[min(row0 + r, p.rows - 1u) * p.blocks + b];
-            dot[r] = fma(q.x, sg, q.y * sq[r]);
+            let q = quant[min(row0 + r, last) * p.blocks + b];
+            result[r] = fma(q.x, g_sum, q.y * sq[r]);
         }
     }
-    partial[lid.x] = dot;
+    partial[lid.x] = result;
     workgroupBarrier();
     for (var width = LANES / 2u; width > 0u; width /= 2u) {
         if (lid.x < width) {
@@ -122,7 +145,6 @@ fn block_combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
     let len = tiles[4u * t + 1u];
     let b = tiles[4u * t + 2u];
     let word0 = tiles[4u * t + 3u];
-    let per = 32u / p.bits;
     // Σ_i β_i·min_i: the same for every element of the block.
     var offset = 0.0;
     if (p.bits != 32u) {
@@ -131,27 +153,18 @@ fn block_combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
             offset = fma(input[c], quant[c].x, offset);
         }
     }
-    let words = (len + per - 1u) / per;
-    for (var j = lid.x; j < words; j += LANES) {
-        var acc: array<f32, 32>;
-        for (var k = 0u; k < per; k++) {
-            acc[k] = 0.0;
-        }
+    for (var e = 4u * lid.x; e < len; e += 4u * LANES) {
+        var w = vec4<f32>(0.0);
         for (var i = 0u; i < p.rows; i++) {
             let c = i * p.blocks + b;
             var coef = input[c];
             if (p.bits != 32u) {
                 coef *= quant[c].y;
             }
-            let word = dirs[i * p.words_per_row + word0 + j];
-            for (var k = 0u; k < per; k++) {
-                acc[k] = fma(coef, level(word, k), acc[k]);
-            }
+            w = fma(vec4<f32>(coef), levels4(i * p.words_per_row + word0, e, len), w);
         }
-        let e0 = j * per;
-        for (var k = 0u; k < min(per, len - e0); k++) {
-            let d = first + e0 + k;
-            output[d] = centre[d] + offset + acc[k];
+        for (var k = 0u; k < min(4u, len - e); k++) {
+            output[first + e + k] = centre[first + e + k] + offset + w[k];
         }
     }
 }

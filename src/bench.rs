@@ -206,6 +206,46 @@ fn projection(gpu: &Gpu, k: &Kernels, quick: bool) -> Result<(f64, f64)> {
     Ok((bytes / best / 1e9, copy_bytes / copy_best / 1e9))
 }
 
+/// Explicit-coefficient TWA's per-step work on the same n = 50 directions of the
+/// MLP's D with one coefficient per layer: ∂L/∂β (block dots and their sum) and
+/// w = c + Σ β ⊙ d, at each bit width: (bits, milliseconds per step, GB/s of stored
+/// directions read — twice a step).
+fn explicit_directions(gpu: &Gpu, k: &Kernels, quick: bool) -> Result<Vec<(u32, f64, f64)>> {
+    use crate::twa::directions::{self, Directions, Packed, BITS};
+    let model = crate::nn::Model::mlp(&ModelConfig::default(), 784, 10);
+    let dim = model.num_params();
+    let n = 50;
+    let mut rng = Rng::new(6);
+    let samples = random(&mut rng, n * dim);
+    let blocks = directions::blocks(&model.params, true);
+    let (centre, dirs, _) = directions::normalised_directions(&samples, dim, &blocks);
+    let g = gpu.storage_init(&random(&mut rng, dim), "g");
+    let beta = gpu.storage_init(&random(&mut rng, n * blocks.len()), "beta");
+    let grad = gpu.storage(n * blocks.len(), "grad beta");
+    let w = gpu.storage(dim, "w");
+    let reps = if quick { 2 } else { 20 };
+    let mut rows = Vec::new();
+    for bits in BITS.into_iter().rev() {
+        let mut packed = Packed::pack(&dirs, dim, &blocks, bits)?;
+        packed.renormalise();
+        let space = Directions::upload(gpu, &centre, &packed, &blocks)?;
+        let [dots, sum] = space.gradient(gpu, k, &g, &grad);
+        let combine = space.combine(gpu, k, &beta, &w);
+        let batch: Vec<&Dispatch> = (0..reps).flat_map(|_| [&dots, &sum, &combine]).collect();
+        let best = best_of(3, || {
+            kernels::submit(gpu, &batch);
+            gpu.wait()
+        })?;
+        let per_step = best / reps as f64;
+        rows.push((
+            bits,
+            per_step * 1e3,
+            2.0 * space.bytes as f64 / per_step / 1e9,
+        ));
+    }
+    Ok(rows)
+}
+
 /// A convolution the models use: input image, output channels, kernel, stride.
 struct ConvShape {
     name: &'static str,
@@ -489,6 +529,12 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
         "TWA projection Pᵀ(Pg), n = 50, D = 270346: {proj:.2} GB/s; buffer copy of P: {copy:.2} GB/s; ratio {:.2}",
         proj / copy
     );
+    println!("explicit TWA step (∂L/∂β + w = c + Σβ⊙d), n = 50, per-layer coefficients:");
+    for (bits, ms, gbs) in explicit_directions(gpu, &k, quick)? {
+        println!(
+            "  {bits:>2}-bit directions: {ms:>7.2} ms a step, {gbs:>6.2} GB/s of stored directions"
+        );
+    }
     let mut rng = Rng::new(3);
     let count = if quick { 1024 } else { 8192 };
     let data = Dataset::from_splits(

@@ -250,7 +250,8 @@ struct DirParams {
     bits: u32,
     words_per_row: u32,
     mask: u32,
-    pad: [u32; 2],
+    per_shift: u32,
+    pad: u32,
 }
 
 /// Rows per workgroup of `block_dots` (`DOT_ROWS` in the shader).
@@ -310,7 +311,8 @@ impl Directions {
             } else {
                 (1 << packed.bits) - 1
             },
-            pad: [0; 2],
+            per_shift: (32 / packed.bits).trailing_zeros(),
+            pad: 0,
         };
         Ok(Directions {
             rows: packed.rows,

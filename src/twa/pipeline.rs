@@ -354,11 +354,18 @@ fn average(
             run.dropped
         )));
     }
-    write_alpha(out, &t.alpha)?;
+    write_alpha(out, &t)?;
     Ok(vec![(swa_row, swa_alpha), (twa_row, t.alpha)])
 }
 
-fn write_alpha(out: &Path, alpha: &[f64]) -> Result<()> {
-    let text = serde_json::to_string(&serde_json::json!({ "alpha": alpha })).expect("serialises");
+/// OUT/twa_alpha.json: α over the samples, per layer too for per-layer coefficients,
+/// and the bytes the subspace held.
+fn write_alpha(out: &Path, twa: &super::average::Averaged) -> Result<()> {
+    let json = serde_json::json!({
+        "alpha": twa.alpha,
+        "alpha_per_block": twa.alpha_per_block,
+        "subspace_bytes": twa.subspace_bytes,
+    });
+    let text = serde_json::to_string(&json).expect("serialises");
     crate::files::write_atomic(&out.join("twa_alpha.json"), text.as_bytes())
 }
