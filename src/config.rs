@@ -17,6 +17,13 @@ pub struct DataConfig {
     pub generated: String,
     /// The number of classes; 0: one more than the largest label (CIFAR: 10 or 100).
     pub classes: usize,
+    /// Training samples held out as a validation split (stratified by class): SGD
+    /// never trains on them, TWA-v trains its coefficients on them, the greedy soup
+    /// picks by them. 0: none.
+    pub holdout: usize,
+    /// Seed of the held-out draw; not the training seed, so that runs with different
+    /// seeds (a soup's ingredients) hold out the same samples.
+    pub holdout_seed: u64,
 }
 
 impl DataConfig {
@@ -212,6 +219,20 @@ impl RunConfig {
         let data = self.read_data()?;
         crate::nn::Model::build(&self.model, data.train.shape, data.classes)?;
         Ok(data)
+    }
+
+    /// `data` without the `[data] holdout` validation samples, and those samples as a
+    /// data set of their own (its training split; the same test split).
+    pub fn training_split(
+        &self,
+        data: crate::data::Dataset,
+    ) -> Result<(crate::data::Dataset, Option<crate::data::Dataset>)> {
+        if self.data.holdout == 0 {
+            return Ok((data, None));
+        }
+        let (rest, val) =
+            crate::data::holdout::hold_out(&data, self.data.holdout, self.data.holdout_seed)?;
+        Ok((rest, Some(val)))
     }
 
     fn read_data(&self) -> Result<crate::data::Dataset> {

@@ -229,3 +229,63 @@ fn soups_of_model_files_and_twa_over_several_histories() {
     );
     assert_fails(&twa(&["average"]), 3, "nothing to average");
 }
+
+/// `--val N` keeps N training samples out of SGD; `twa average` then trains TWA-v on
+/// them by default, and `twa run` reports TWA-v.
+#[test]
+fn held_out_samples_are_never_trained_on_and_twa_v_uses_them() {
+    let dir = temp_dir("holdout");
+    let run = dir.join("run");
+    let out = twa(&[
+        "train",
+        "--epochs",
+        "1",
+        "--val",
+        "1000",
+        "--samples-per-epoch",
+        "2",
+        "--out",
+        &s(&run),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("(9000 train,"), "{err}");
+    assert!(err.contains("1000 training samples held out"), "{err}");
+    let summary = json_summary(twa(&[
+        "average",
+        "--history",
+        &s(&run.join("history.safetensors")),
+        "--method",
+        "twa",
+        "--out",
+        &s(&dir.join("avg")),
+        "--json",
+    ]));
+    assert_eq!(summary["results"][0]["method"], "twa-v");
+    assert!(summary["splits"]["twa_coefficients"]
+        .as_str()
+        .unwrap()
+        .contains("1000 held-out"));
+    assert!(summary["splits"]["batchnorm"]
+        .as_str()
+        .unwrap()
+        .contains("9000"));
+
+    let spirals = json_summary(twa(&[
+        "run",
+        "--preset",
+        "spirals",
+        "--val",
+        "300",
+        "--out",
+        &s(&dir.join("spirals")),
+        "--json",
+    ]));
+    let methods: Vec<&str> = spirals["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert!(methods.contains(&"TWA-v"), "{methods:?}");
+}

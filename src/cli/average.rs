@@ -78,8 +78,8 @@ pub struct AverageArgs {
     /// IDX data directory [default: the one the history was trained on].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// TWA-v: hold out N training samples (seeded by the run's seed, stratified by
-    /// class) and train TWA's coefficients on them; the greedy soup ranks and picks
+    /// TWA-v: hold out N training samples (stratified by class; `[data] holdout_seed`;
+    /// default: the runs' own `--val`) and train TWA's coefficients on them; the greedy soup ranks and picks
     /// by accuracy on them; BatchNorm is re-estimated on the other training samples
     /// for every method. (The SGD runs saw them unless they were trained without them.)
     #[arg(long)]
@@ -229,13 +229,6 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
             args.ema_decay
         )));
     }
-    if args.method == Method::Greedy && args.val.is_none() {
-        return Err(Error::Config(
-            "the greedy soup ranks and picks by validation accuracy: give --val N \
-             (the test split is never used for a choice)"
-                .into(),
-        ));
-    }
     let Inputs {
         config,
         data,
@@ -244,6 +237,27 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
         describe,
         from_models,
     } = load_inputs(&args)?;
+    // The split the run held out (`twa train|run --val N`), unless --val says otherwise.
+    let holdout = config.data.holdout;
+    let val = args.val.or((holdout > 0).then_some(holdout));
+    match (args.val, holdout) {
+        (Some(n), 0) => eprintln!(
+            "note: the averaged runs trained on these {n} samples too \
+             (`twa train|run --val {n}` keeps them out)"
+        ),
+        (Some(n), h) if n != h => eprintln!(
+            "note: the run held out {h} samples; --val {n} draws another split, \
+             partly trained on"
+        ),
+        _ => {}
+    }
+    if args.method == Method::Greedy && val.is_none() {
+        return Err(Error::Config(
+            "the greedy soup ranks and picks by validation accuracy: give --val N \
+             (the test split is never used for a choice)"
+                .into(),
+        ));
+    }
     let samples = &samples[..];
     let count = samples.len() / dim;
     twa::files::ensure_writable_dir(&args.out)?;
@@ -253,16 +267,15 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
     let twa_train = average::twa_train_config(&config.train, &twa_config);
     // TWA-v: the coefficients train on held-out samples, BatchNorm is re-estimated
     // on the rest (for every method, so that the rows compare).
-    let split = args
-        .val
-        .map(|n| twa::data::holdout::hold_out(&data, n, config.train.seed))
+    let split = val
+        .map(|n| twa::data::holdout::hold_out(&data, n, config.data.holdout_seed))
         .transpose()?;
     let (bn_data, twa_data) = match &split {
         Some((rest, val)) => {
             eprintln!(
-                "TWA-v: {} training samples held out (seed {}); TWA's coefficients train on \
-                 them, BatchNorm is re-estimated on the other {}",
-                val.train.count, config.train.seed, rest.train.count
+                "TWA-v: {} training samples held out (holdout seed {}); TWA's coefficients \
+                 train on them, BatchNorm is re-estimated on the other {}",
+                val.train.count, config.data.holdout_seed, rest.train.count
             );
             (rest, Some(val))
         }

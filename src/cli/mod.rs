@@ -45,10 +45,15 @@ pub struct DataArgs {
     /// Number of classes [default: one more than the largest label; CIFAR: 10 or 100].
     #[arg(long)]
     pub classes: Option<usize>,
+    /// Hold out N training samples as a validation split (stratified by class, the
+    /// same for every training seed): never trained on; TWA-v and the greedy soup use
+    /// them (`[data] holdout`, `holdout_seed`).
+    #[arg(long)]
+    pub val: Option<usize>,
 }
 
-/// The run config of `--preset NAME` or `--config FILE`, with `--data DIR` and
-/// `--classes N` applied.
+/// The run config of `--preset NAME` or `--config FILE`, with `--data DIR`,
+/// `--classes N` and `--val N` applied.
 pub fn base_config(preset: &str, file: Option<&Path>, data: &DataArgs) -> Result<RunConfig> {
     let mut config = match file {
         Some(path) => RunConfig::load(path)?,
@@ -59,6 +64,9 @@ pub fn base_config(preset: &str, file: Option<&Path>, data: &DataArgs) -> Result
     }
     if let Some(n) = data.classes {
         config.data.state_classes(n)?;
+    }
+    if let Some(n) = data.val {
+        config.data.holdout = n;
     }
     Ok(config)
 }

@@ -133,9 +133,15 @@ pub fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
     let checkpoints = Checkpoints::new(&out, "train", &config, options);
     let saved = checkpoints.resumed(args.resume.is_some())?;
     twa::files::ensure_writable_dir(&out)?;
-    let data = config.load_data()?;
+    let (data, val) = config.training_split(config.load_data()?)?;
     let gpu = Gpu::new(adapter)?;
     describe_setup(&gpu, &data);
+    if let Some(val) = &val {
+        eprintln!(
+            "validation: {} training samples held out (holdout seed {}), not trained on",
+            val.train.count, config.data.holdout_seed
+        );
+    }
     let mut trainer = Trainer::new(&gpu, &data, &config.model, config.train.clone())?;
     trainer.stop = stop_on_ctrl_c();
     eprintln!(

@@ -85,6 +85,21 @@ pub fn run(
             "pipeline.samples_per_epoch must be at least 1".into(),
         ));
     }
+    // `[data] holdout`: SGD never sees the validation samples; TWA-v trains on them.
+    let split;
+    let (data, val) = if config.data.holdout > 0 {
+        split = config.training_split(data.clone())?;
+        (&split.0, split.1.as_ref())
+    } else {
+        (data, None)
+    };
+    if let Some(val) = val {
+        observer(Event::Phase(format!(
+            "validation: {} training samples held out, {} trained on; TWA-v's coefficients \
+             train on the held-out ones",
+            val.train.count, data.train.count
+        )));
+    }
     let before = resume.as_ref().map_or(0.0, |r| r.progress.seconds);
     let started = Instant::now()
         .checked_sub(std::time::Duration::from_secs_f64(before))
@@ -246,7 +261,7 @@ pub fn run(
             config: config.clone(),
         };
         let averaging_started = started.elapsed().as_secs_f64();
-        let averaged = average(gpu, data, config, &history, out, stop, observer)?;
+        let averaged = average(gpu, data, val, config, &history, out, stop, observer)?;
         for (r, alpha) in averaged {
             let r = Row {
                 epochs: r.epochs + sampled_epochs as f64,
@@ -291,6 +306,7 @@ pub fn run(
 fn average(
     gpu: &Gpu,
     data: &Dataset,
+    val: Option<&Dataset>,
     config: &RunConfig,
     history: &History,
     out: &Path,
@@ -331,10 +347,21 @@ fn average(
         twa.start,
         history.len()
     )));
-    let run = train_twa(gpu, &mut averager, &history.samples, &twa, observer)?;
-    let t = run.outcome;
+    // TWA-v: the coefficients train on the held-out samples, BatchNorm on the rest.
+    let mut val_trainer = val
+        .map(|v| Trainer::new(gpu, v, &config.model, twa_train_config(&config.train, &twa)))
+        .transpose()?;
+    if let Some(t) = val_trainer.as_mut() {
+        t.stop = stop.clone();
+    }
+    let coefficients = val_trainer.as_mut().unwrap_or(&mut averager);
+    let run = train_twa(gpu, coefficients, &history.samples, &twa, observer)?;
+    let mut t = run.outcome;
+    if val_trainer.is_some() {
+        super::average::re_evaluate(&mut averager, &mut t)?;
+    }
     let twa_row = Row {
-        method: "TWA".into(),
+        method: if val.is_some() { "TWA-v" } else { "TWA" }.into(),
         epochs: twa.epochs as f64,
         test_acc: t.test_acc,
         test_loss: t.test_loss,
