@@ -11,6 +11,7 @@ pub mod files;
 pub mod gpu;
 pub mod landscape;
 pub mod nn;
+pub mod plan;
 pub mod reference;
 pub mod resume;
 pub mod rng;

@@ -1,5 +1,5 @@
 //! The headless command line: `twa info`, `twa train`, `twa run`, `twa average`,
-//! `twa eval`, `twa history`, `twa landscape`, `twa config`, `twa bench`. It only
+//! `twa eval`, `twa history`, `twa landscape`, `twa plan`, `twa config`, `twa bench`. It only
 //! parses and dispatches; the engine reports progress as events and errors as one line.
 
 mod cli;
@@ -47,6 +47,9 @@ enum Command {
     },
     /// Loss over a plane of a history's coefficient space: OUT/landscape.csv and .png.
     Landscape(LandscapeArgs),
+    /// Memory per device and bytes exchanged per step for the presets and the paper's
+    /// models, at R ranks and b-bit TWA directions, without running anything.
+    Plan(cli::plan::PlanArgs),
     /// Print a preset (or the defaults) as TOML with every field written out.
     Config {
         /// Preset name (quick, fashion-mnist, head, tail, spirals, cnn, head-cnn, resnet).
@@ -107,6 +110,7 @@ fn main() {
         Command::Eval(args) => cli::eval::eval(adapter, args),
         Command::History { command } => cli::history::history(command),
         Command::Landscape(args) => landscape(adapter, args),
+        Command::Plan(args) => cli::plan::plan(args),
         Command::Config { preset } => RunConfig::preset(&preset).map(|c| print!("{}", c.to_toml())),
         Command::Bench { quick } => Gpu::new(adapter).and_then(|gpu| twa::bench::run(&gpu, quick)),
     };

@@ -412,3 +412,44 @@ fn trains_on_a_cifar_binary_directory_and_names_a_broken_file() {
     std::fs::write(dir.join("test_batch.bin"), &test[..test.len() - 1]).unwrap();
     assert_fails(&twa(&args), 1, "test_batch.bin");
 }
+
+/// `twa plan` sizes the paper's models from their architectures and splits the
+/// subspace and the batch over ranks, without a GPU.
+#[test]
+fn plan_sizes_models_and_splits_the_subspace_over_ranks() {
+    let plans = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["plan", "--json"];
+        all.extend(args);
+        json_summary(twa(&all))
+    };
+    let one = plans(&["--model", "wrn-28-10", "--samples", "100"]);
+    let two = plans(&[
+        "--model",
+        "wrn-28-10",
+        "--samples",
+        "100",
+        "--ranks",
+        "2",
+        "--bits",
+        "8",
+    ]);
+    let (one, two) = (&one[0], &two[0]);
+    assert_eq!(one["params"], 36_546_980);
+    // 100 rows of 36.5 M floats on one device: the paper's 14.6 GB.
+    assert_eq!(one["subspace_bytes"], 100 * 36_546_980u64 * 4);
+    assert_eq!(one["gradient_exchange_bytes"], 0);
+    assert_eq!(two["batch_per_rank"], 64);
+    assert_eq!(two["gradient_exchange_bytes"], 36_546_980u64 * 4);
+    assert!(
+        two["subspace_bytes"].as_u64().unwrap()
+            < one["subspace_bytes"].as_u64().unwrap() / 8 + 1000
+    );
+    let preset = plans(&["--preset", "head"]);
+    assert_eq!(preset[0]["params"], 270_346);
+    assert_fails(
+        &twa(&["plan", "--model", "alexnet"]),
+        3,
+        "unknown model `alexnet`",
+    );
+    assert_fails(&twa(&["plan", "--bits", "3"]), 3, "--bits 3");
+}

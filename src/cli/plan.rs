@@ -1,0 +1,134 @@
+//! `twa plan`: memory per device and bytes exchanged per step, before running.
+
+use clap::Args;
+use twa::config::{RunConfig, PRESETS};
+use twa::error::{Error, Result};
+use twa::plan::{self, Plan, PAPER_MODELS};
+
+#[derive(Args)]
+pub struct PlanArgs {
+    /// A preset to plan (may repeat) [default: every preset and every paper model].
+    #[arg(long)]
+    preset: Vec<String>,
+    /// One of the paper's models, sized from its architecture: vgg16-bn,
+    /// preresnet-164, wrn-28-10, resnet-50 (may repeat).
+    #[arg(long)]
+    model: Vec<String>,
+    /// TWA samples: rows of the subspace.
+    #[arg(long, default_value_t = 51)]
+    samples: usize,
+    /// Ranks (devices) sharing each batch and the subspace's rows.
+    #[arg(long, default_value_t = 1)]
+    ranks: usize,
+    /// Bits per stored direction value: 32 (the orthonormal basis), 8, 4, 2 or 1.
+    #[arg(long, default_value_t = 32)]
+    bits: u32,
+    /// Global batch size [default: the preset's; 128 for the paper's models].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Print the plans as one JSON array, the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Bytes as MiB or GiB.
+fn size(bytes: usize) -> String {
+    let mib = bytes as f64 / (1 << 20) as f64;
+    if mib >= 1024.0 {
+        format!("{:.2} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1} MiB")
+    }
+}
+
+pub fn plan(args: PlanArgs) -> Result<()> {
+    if args.ranks == 0 || args.samples == 0 || args.batch == Some(0) {
+        return Err(Error::Config(
+            "--ranks, --samples and --batch must be at least 1".into(),
+        ));
+    }
+    if !twa::twa::directions::BITS.contains(&args.bits) {
+        return Err(Error::Config(format!(
+            "--bits {}: directions are stored at 1, 2, 4, 8 or 32 bits",
+            args.bits
+        )));
+    }
+    let everything = args.preset.is_empty() && args.model.is_empty();
+    let presets: Vec<String> = if everything {
+        PRESETS.iter().map(|(n, _)| n.to_string()).collect()
+    } else {
+        args.preset.clone()
+    };
+    let models: Vec<String> = if everything {
+        PAPER_MODELS.iter().map(|n| n.to_string()).collect()
+    } else {
+        args.model.clone()
+    };
+    let mut plans: Vec<Plan> = Vec::new();
+    for name in &presets {
+        let config = RunConfig::preset(name)?;
+        let sizes = plan::preset_sizes(&config)?;
+        let batch = args.batch.unwrap_or(config.train.batch);
+        let label = format!("preset {name} ({:?})", config.model.arch);
+        plans.push(plan::plan(
+            &label,
+            sizes,
+            batch,
+            args.samples,
+            args.ranks,
+            args.bits,
+        ));
+    }
+    for name in &models {
+        let (label, sizes) = plan::paper_model(name)?;
+        let batch = args.batch.unwrap_or(128);
+        plans.push(plan::plan(
+            label,
+            sizes,
+            batch,
+            args.samples,
+            args.ranks,
+            args.bits,
+        ));
+    }
+    println!(
+        "per device with {} rank(s), {} TWA samples at {} bits ({} rows each):",
+        args.ranks,
+        args.samples,
+        args.bits,
+        args.samples.div_ceil(args.ranks)
+    );
+    println!(
+        "{:<36} {:>12} {:>6} {:>12} {:>12} {:>12} {:>12} {:>14}",
+        "model",
+        "parameters",
+        "batch",
+        "w, g, v",
+        "activations",
+        "subspace",
+        "total",
+        "sent per step"
+    );
+    for p in &plans {
+        println!(
+            "{:<36} {:>12} {:>6} {:>12} {:>12} {:>12} {:>12} {:>14}",
+            p.model,
+            p.params,
+            p.batch_per_rank,
+            size(p.parameter_bytes + p.gradient_bytes + p.momentum_bytes),
+            size(p.activation_bytes),
+            size(p.subspace_bytes),
+            size(p.total_bytes),
+            size(p.gradient_exchange_bytes + p.projection_exchange_bytes),
+        );
+    }
+    println!(
+        "activations: every layer's output and its gradient at the batch per rank, plus the \
+         largest im2col buffer; sent: ring all-reduce of the gradient (and, during TWA, of \
+         the n coefficients)"
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&plans).expect("serialises"));
+    }
+    Ok(())
+}

@@ -1,0 +1,369 @@
+//! `twa plan`: what a run needs per device before anything runs — parameters,
+//! gradients, momentum, activations at the batch size, the TWA subspace's share at b
+//! bits over R ranks — and the bytes each rank exchanges per step, for the presets and
+//! for the paper's models, whose sizes are computed here from their architectures.
+
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+use crate::nn::model::{Arch, LayerKind, Model, Shape};
+use serde::Serialize;
+
+/// A network's sizes: trainable parameters, values per sample of every activation
+/// (the input and each layer's output, kept for the backward pass), and the largest
+/// im2col buffer per sample.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Sizes {
+    pub params: usize,
+    pub activations: usize,
+    pub im2col: usize,
+}
+
+/// Layer-by-layer counting of a network described in code (the paper's models).
+struct Counter {
+    /// Height, width, channels of the current activation.
+    shape: (usize, usize, usize),
+    sizes: Sizes,
+}
+
+impl Counter {
+    fn new(h: usize, w: usize, c: usize) -> Counter {
+        Counter {
+            shape: (h, w, c),
+            sizes: Sizes {
+                activations: h * w * c,
+                ..Sizes::default()
+            },
+        }
+    }
+
+    fn output(&mut self, shape: (usize, usize, usize)) {
+        self.shape = shape;
+        self.sizes.activations += shape.0 * shape.1 * shape.2;
+    }
+
+    fn conv(&mut self, out: usize, k: usize, stride: usize, pad: usize, bias: bool) {
+        let (h, w, c) = self.shape;
+        let (oh, ow) = (
+            (h + 2 * pad - k) / stride + 1,
+            (w + 2 * pad - k) / stride + 1,
+        );
+        self.sizes.params += out * c * k * k + if bias { out } else { 0 };
+        self.sizes.im2col = self.sizes.im2col.max(oh * ow * c * k * k);
+        self.output((oh, ow, out));
+    }
+
+    fn bn(&mut self) {
+        self.sizes.params += 2 * self.shape.2;
+        self.output(self.shape);
+    }
+
+    /// ReLU, dropout or a residual addition: same shape, no parameters.
+    fn same(&mut self) {
+        self.output(self.shape);
+    }
+
+    fn max_pool(&mut self, k: usize, stride: usize, pad: usize) {
+        let (h, w, c) = self.shape;
+        self.output((
+            (h + 2 * pad - k) / stride + 1,
+            (w + 2 * pad - k) / stride + 1,
+            c,
+        ));
+    }
+
+    fn global_pool(&mut self) {
+        self.output((1, 1, self.shape.2));
+    }
+
+    fn linear(&mut self, out: usize) {
+        let inputs = self.shape.0 * self.shape.1 * self.shape.2;
+        self.sizes.params += inputs * out + out;
+        self.output((1, 1, out));
+    }
+}
+
+/// VGG16 with BatchNorm for 32×32 images, as in the SWA/TWA code: 13 conv 3×3 (bias)
+/// + BN + ReLU, five max-pools, classifier 512 → 512 → 512 → classes with dropout.
+fn vgg16_bn(classes: usize) -> Sizes {
+    let mut n = Counter::new(32, 32, 3);
+    for stage in [
+        &[64, 64][..],
+        &[128, 128],
+        &[256, 256, 256],
+        &[512, 512, 512],
+        &[512, 512, 512],
+    ] {
+        for &channels in stage {
+            n.conv(channels, 3, 1, 1, true);
+            n.bn();
+            n.same();
+        }
+        n.max_pool(2, 2, 0);
+    }
+    for _ in 0..2 {
+        n.same();
+        n.linear(512);
+        n.same();
+    }
+    n.linear(classes);
+    n.sizes
+}
+
+/// Pre-activation ResNet with bottleneck blocks for 32×32 images (depth 9n + 2, e.g.
+/// PreResNet-164: n = 18), as in the SWA/TWA code: 1×1 strided shortcut convolutions.
+fn preresnet_bottleneck(depth: usize, classes: usize) -> Sizes {
+    let blocks = (depth - 2) / 9;
+    let mut n = Counter::new(32, 32, 3);
+    n.conv(16, 3, 1, 1, false);
+    for (stage, planes) in [16, 32, 64].into_iter().enumerate() {
+        for block in 0..blocks {
+            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
+            let input = n.shape;
+            n.bn();
+            n.same();
+            n.conv(planes, 1, 1, 0, false);
+            n.bn();
+            n.same();
+            n.conv(planes, 3, stride, 1, false);
+            n.bn();
+            n.same();
+            n.conv(4 * planes, 1, 1, 0, false);
+            let out = n.shape;
+            if block == 0 {
+                n.shape = input;
+                n.conv(4 * planes, 1, stride, 0, false);
+            }
+            n.shape = out;
+            n.same();
+        }
+    }
+    n.bn();
+    n.same();
+    n.global_pool();
+    n.linear(classes);
+    n.sizes
+}
+
+/// Wide ResNet (depth 6n + 4, widening k) for 32×32 images, as in the SWA/TWA code:
+/// pre-activation basic blocks with dropout, convolutions with bias, 1×1 shortcuts.
+fn wide_resnet(depth: usize, widen: usize, classes: usize) -> Sizes {
+    let blocks = (depth - 4) / 6;
+    let mut n = Counter::new(32, 32, 3);
+    n.conv(16, 3, 1, 1, true);
+    for (stage, width) in [16 * widen, 32 * widen, 64 * widen].into_iter().enumerate() {
+        for block in 0..blocks {
+            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
+            let input = n.shape;
+            n.bn();
+            n.same();
+            n.conv(width, 3, 1, 1, true);
+            n.same();
+            n.bn();
+            n.same();
+            n.conv(width, 3, stride, 1, true);
+            let out = n.shape;
+            if stride != 1 || input.2 != width {
+                n.shape = input;
+                n.conv(width, 1, stride, 0, true);
+            }
+            n.shape = out;
+            n.same();
+        }
+    }
+    n.bn();
+    n.same();
+    n.global_pool();
+    n.linear(classes);
+    n.sizes
+}
+
+/// ResNet-50 for 224×224 ImageNet images (torchvision's v1.5: the stride on the 3×3).
+fn resnet50(classes: usize) -> Sizes {
+    let mut n = Counter::new(224, 224, 3);
+    n.conv(64, 7, 2, 3, false);
+    n.bn();
+    n.same();
+    n.max_pool(3, 2, 1);
+    for (stage, (planes, blocks)) in [(64, 3), (128, 4), (256, 6), (512, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        for block in 0..blocks {
+            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
+            let input = n.shape;
+            n.conv(planes, 1, 1, 0, false);
+            n.bn();
+            n.same();
+            n.conv(planes, 3, stride, 1, false);
+            n.bn();
+            n.same();
+            n.conv(4 * planes, 1, 1, 0, false);
+            n.bn();
+            let out = n.shape;
+            if block == 0 {
+                n.shape = input;
+                n.conv(4 * planes, 1, stride, 0, false);
+                n.bn();
+            }
+            n.shape = out;
+            n.same();
+            n.same();
+        }
+    }
+    n.global_pool();
+    n.linear(classes);
+    n.sizes
+}
+
+/// The paper's models `twa plan --model` knows: name, what it is, its sizes.
+pub fn paper_model(name: &str) -> Result<(&'static str, Sizes)> {
+    Ok(match name {
+        "vgg16-bn" => ("VGG16-BN, CIFAR-10", vgg16_bn(10)),
+        "preresnet-164" => ("PreResNet-164, CIFAR-100", preresnet_bottleneck(164, 100)),
+        "wrn-28-10" => ("WRN-28-10, CIFAR-100", wide_resnet(28, 10, 100)),
+        "resnet-50" => ("ResNet-50, ImageNet", resnet50(1000)),
+        _ => {
+            return Err(Error::Config(format!(
+                "unknown model `{name}` (known: {})",
+                PAPER_MODELS.join(", ")
+            )))
+        }
+    })
+}
+
+/// Names for `twa plan --model`.
+pub const PAPER_MODELS: [&str; 4] = ["vgg16-bn", "preresnet-164", "wrn-28-10", "resnet-50"];
+
+/// The sizes of a built model of this engine.
+pub fn model_sizes(model: &Model) -> Sizes {
+    let mut sizes = Sizes {
+        params: model.num_params(),
+        activations: model.input.len(),
+        im2col: 0,
+    };
+    for layer in &model.layers {
+        sizes.activations += layer.outputs();
+        if let LayerKind::Conv { window, .. } = layer.kind {
+            let (oh, ow) = window.out_hw();
+            let taps = window.input.channels * window.kernel.0 * window.kernel.1;
+            sizes.im2col = sizes.im2col.max(oh * ow * taps);
+        }
+    }
+    sizes
+}
+
+/// A preset's model, for the input its data has (without reading the data): the
+/// generated spirals, CIFAR images for the ResNets, 28×28 images otherwise.
+pub fn preset_sizes(config: &RunConfig) -> Result<Sizes> {
+    let (input, classes) = match (config.data.generated.as_str(), config.model.arch) {
+        ("spirals", _) => (Shape::flat(2), 3),
+        (_, Arch::Resnet) => (Shape::image(32, 32, 3), 10),
+        _ => (Shape::image(28, 28, 1), 10),
+    };
+    let classes = config.data.declared_classes().unwrap_or(classes);
+    Ok(model_sizes(&Model::build(&config.model, input, classes)?))
+}
+
+/// Memory per device and traffic per step of one configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub model: String,
+    pub params: usize,
+    pub ranks: usize,
+    pub batch_per_rank: usize,
+    pub samples: usize,
+    pub bits: u32,
+    /// Bytes on each device.
+    pub parameter_bytes: usize,
+    pub gradient_bytes: usize,
+    pub momentum_bytes: usize,
+    pub activation_bytes: usize,
+    pub subspace_bytes: usize,
+    pub total_bytes: usize,
+    /// Bytes each rank sends per step (ring all-reduce: 2(R − 1)/R of the vector):
+    /// the gradient, and during TWA the n coefficients of the projection.
+    pub gradient_exchange_bytes: usize,
+    pub projection_exchange_bytes: usize,
+}
+
+/// The plan for `sizes` with `samples` TWA samples stored at `bits` bits, `ranks`
+/// ranks sharing a global batch of `batch` and each keeping ⌈n/R⌉ of the subspace's
+/// rows. Activations count each layer's output and its gradient, plus the largest
+/// im2col buffer, as this engine keeps them.
+pub fn plan(
+    model: &str,
+    sizes: Sizes,
+    batch: usize,
+    samples: usize,
+    ranks: usize,
+    bits: u32,
+) -> Plan {
+    let d = sizes.params;
+    let per_rank = batch.div_ceil(ranks);
+    let rows = samples.div_ceil(ranks);
+    let floats = |n: usize| 4 * n;
+    let subspace_bytes = if bits == 32 {
+        floats(rows * d)
+    } else {
+        rows * (d * bits as usize).div_ceil(32) * 4 + 8 * rows
+    };
+    let activation_bytes = floats(per_rank * (2 * sizes.activations + sizes.im2col));
+    let ring = |bytes: usize| bytes * 2 * (ranks - 1) / ranks;
+    let parameter_bytes = floats(d);
+    Plan {
+        model: model.to_string(),
+        params: d,
+        ranks,
+        batch_per_rank: per_rank,
+        samples,
+        bits,
+        parameter_bytes,
+        gradient_bytes: parameter_bytes,
+        momentum_bytes: parameter_bytes,
+        activation_bytes,
+        subspace_bytes,
+        total_bytes: 3 * parameter_bytes + activation_bytes + subspace_bytes,
+        gradient_exchange_bytes: ring(floats(d)),
+        projection_exchange_bytes: ring(floats(samples)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_paper_models_have_their_published_sizes() {
+        // torchvision's resnet50: 25,557,032 parameters.
+        assert_eq!(resnet50(1000).params, 25_557_032);
+        // WRN-28-10 on CIFAR-10: the original's 36,479,194 (36.5 M in the paper) plus
+        // the 10,096 convolution biases of the SWA/TWA code; CIFAR-100's classifier
+        // adds 90 × 641.
+        assert_eq!(wide_resnet(28, 10, 10).params, 36_479_194 + 10_096);
+        assert_eq!(
+            wide_resnet(28, 10, 100).params,
+            36_479_194 + 10_096 + 90 * 641
+        );
+        // PreResNet-164 on CIFAR-10: 1.70 M; VGG16-BN on CIFAR-10: 15.3 M.
+        assert!((1_690_000..1_710_000).contains(&preresnet_bottleneck(164, 10).params));
+        assert!((15_200_000..15_300_000).contains(&vgg16_bn(10).params));
+    }
+
+    #[test]
+    fn a_subspace_share_halves_over_two_ranks_and_bits_divide_it() {
+        let sizes = Sizes {
+            params: 1000,
+            activations: 10,
+            im2col: 0,
+        };
+        let one = plan("m", sizes, 128, 50, 1, 32);
+        let two = plan("m", sizes, 128, 50, 2, 32);
+        assert_eq!(one.subspace_bytes, 50 * 1000 * 4);
+        assert_eq!(two.subspace_bytes, 25 * 1000 * 4);
+        assert_eq!(one.gradient_exchange_bytes, 0);
+        assert_eq!(two.gradient_exchange_bytes, 4000);
+        let eight = plan("m", sizes, 128, 50, 1, 8);
+        assert_eq!(eight.subspace_bytes, 50 * 250 * 4 + 8 * 50);
+        assert_eq!(two.batch_per_rank, 64);
+    }
+}
