@@ -18,6 +18,14 @@ pub struct Sizes {
     pub im2col: usize,
 }
 
+/// A residual block's projection shortcut.
+struct Shortcut {
+    channels: usize,
+    stride: usize,
+    bias: bool,
+    bn: bool,
+}
+
 /// Layer-by-layer counting of a network described in code (the paper's models).
 struct Counter {
     /// Height, width, channels of the current activation.
@@ -75,6 +83,24 @@ impl Counter {
         self.output((1, 1, self.shape.2));
     }
 
+    /// A residual block: `branch` from the current activation, the shortcut where
+    /// given (a 1×1 convolution to `channels` with `stride`, with a bias if `bias`,
+    /// BatchNorm after it if `bn`), then their sum.
+    fn residual(&mut self, branch: impl FnOnce(&mut Counter), shortcut: Option<Shortcut>) {
+        let input = self.shape;
+        branch(self);
+        let out = self.shape;
+        if let Some(s) = shortcut {
+            self.shape = input;
+            self.conv(s.channels, 1, s.stride, 0, s.bias);
+            if s.bn {
+                self.bn();
+            }
+        }
+        self.shape = out;
+        self.same();
+    }
+
     fn linear(&mut self, out: usize) {
         let inputs = self.shape.0 * self.shape.1 * self.shape.2;
         self.sizes.params += inputs * out + out;
@@ -118,23 +144,26 @@ fn preresnet_bottleneck(depth: usize, classes: usize) -> Sizes {
     for (stage, planes) in [16, 32, 64].into_iter().enumerate() {
         for block in 0..blocks {
             let stride = if stage > 0 && block == 0 { 2 } else { 1 };
-            let input = n.shape;
-            n.bn();
-            n.same();
-            n.conv(planes, 1, 1, 0, false);
-            n.bn();
-            n.same();
-            n.conv(planes, 3, stride, 1, false);
-            n.bn();
-            n.same();
-            n.conv(4 * planes, 1, 1, 0, false);
-            let out = n.shape;
-            if block == 0 {
-                n.shape = input;
-                n.conv(4 * planes, 1, stride, 0, false);
-            }
-            n.shape = out;
-            n.same();
+            let shortcut = (block == 0).then_some(Shortcut {
+                channels: 4 * planes,
+                stride,
+                bias: false,
+                bn: false,
+            });
+            n.residual(
+                |n| {
+                    n.bn();
+                    n.same();
+                    n.conv(planes, 1, 1, 0, false);
+                    n.bn();
+                    n.same();
+                    n.conv(planes, 3, stride, 1, false);
+                    n.bn();
+                    n.same();
+                    n.conv(4 * planes, 1, 1, 0, false);
+                },
+                shortcut,
+            );
         }
     }
     n.bn();
@@ -153,21 +182,24 @@ fn wide_resnet(depth: usize, widen: usize, classes: usize) -> Sizes {
     for (stage, width) in [16 * widen, 32 * widen, 64 * widen].into_iter().enumerate() {
         for block in 0..blocks {
             let stride = if stage > 0 && block == 0 { 2 } else { 1 };
-            let input = n.shape;
-            n.bn();
-            n.same();
-            n.conv(width, 3, 1, 1, true);
-            n.same();
-            n.bn();
-            n.same();
-            n.conv(width, 3, stride, 1, true);
-            let out = n.shape;
-            if stride != 1 || input.2 != width {
-                n.shape = input;
-                n.conv(width, 1, stride, 0, true);
-            }
-            n.shape = out;
-            n.same();
+            let shortcut = (stride != 1 || n.shape.2 != width).then_some(Shortcut {
+                channels: width,
+                stride,
+                bias: true,
+                bn: false,
+            });
+            n.residual(
+                |n| {
+                    n.bn();
+                    n.same();
+                    n.conv(width, 3, 1, 1, true);
+                    n.same();
+                    n.bn();
+                    n.same();
+                    n.conv(width, 3, stride, 1, true);
+                },
+                shortcut,
+            );
         }
     }
     n.bn();
@@ -190,23 +222,25 @@ fn resnet50(classes: usize) -> Sizes {
     {
         for block in 0..blocks {
             let stride = if stage > 0 && block == 0 { 2 } else { 1 };
-            let input = n.shape;
-            n.conv(planes, 1, 1, 0, false);
-            n.bn();
-            n.same();
-            n.conv(planes, 3, stride, 1, false);
-            n.bn();
-            n.same();
-            n.conv(4 * planes, 1, 1, 0, false);
-            n.bn();
-            let out = n.shape;
-            if block == 0 {
-                n.shape = input;
-                n.conv(4 * planes, 1, stride, 0, false);
-                n.bn();
-            }
-            n.shape = out;
-            n.same();
+            let shortcut = (block == 0).then_some(Shortcut {
+                channels: 4 * planes,
+                stride,
+                bias: false,
+                bn: true,
+            });
+            n.residual(
+                |n| {
+                    n.conv(planes, 1, 1, 0, false);
+                    n.bn();
+                    n.same();
+                    n.conv(planes, 3, stride, 1, false);
+                    n.bn();
+                    n.same();
+                    n.conv(4 * planes, 1, 1, 0, false);
+                    n.bn();
+                },
+                shortcut,
+            );
             n.same();
         }
     }

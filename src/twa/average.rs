@@ -222,15 +222,9 @@ pub fn train_twa(
     let started = std::time::Instant::now();
     let dim = trainer.net.model.num_params();
     let n = sample_count(samples, dim)?;
-    let (start, start_alpha) = match twa.start {
-        Start::Swa => (mean(samples, dim), vec![1.0 / n as f64; n]),
-        Start::Last => (samples[(n - 1) * dim..].to_vec(), unit(n, n - 1)),
-        Start::Sample(i) if i < n => (samples[i * dim..(i + 1) * dim].to_vec(), unit(n, i)),
-        Start::Sample(i) => {
-            return Err(Error::Config(format!(
-                "--start {i}: only {n} samples are selected"
-            )))
-        }
+    let (start, start_alpha) = match start_sample(twa.start, n)? {
+        None => (mean(samples, dim), vec![1.0 / n as f64; n]),
+        Some(i) => (samples[i * dim..(i + 1) * dim].to_vec(), unit(n, i)),
     };
     let space = Subspace::build(
         gpu,
@@ -285,6 +279,18 @@ pub fn train_twa(
     })
 }
 
+/// The sample TWA starts from (`None`: the SWA point), among `n`.
+fn start_sample(start: Start, n: usize) -> Result<Option<usize>> {
+    match start {
+        Start::Swa => Ok(None),
+        Start::Last => Ok(Some(n - 1)),
+        Start::Sample(i) if i < n => Ok(Some(i)),
+        Start::Sample(i) => Err(Error::Config(format!(
+            "--start {i}: only {n} samples are selected"
+        ))),
+    }
+}
+
 /// Rows of `samples` (n × dim); TWA needs two.
 fn sample_count(samples: &[f32], dim: usize) -> Result<usize> {
     let n = samples.len() / dim;
@@ -322,16 +328,7 @@ fn train_explicit(
     let space = Directions::upload(gpu, &centre, &packed, &blocks)?;
     // β at the start: 0 is the centre (SWA); a sample is its norms on its own row.
     let mut beta0 = vec![0.0f32; n * nb];
-    let from_sample = match twa.start {
-        Start::Swa => None,
-        Start::Last => Some(n - 1),
-        Start::Sample(i) if i < n => Some(i),
-        Start::Sample(i) => {
-            return Err(Error::Config(format!(
-                "--start {i}: only {n} samples are selected"
-            )))
-        }
-    };
+    let from_sample = start_sample(twa.start, n)?;
     if let Some(i) = from_sample {
         for b in 0..nb {
             beta0[i * nb + b] = norms[i * nb + b] as f32;
