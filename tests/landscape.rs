@@ -10,6 +10,7 @@ use twa::nn::{Model, ModelConfig};
 use twa::reference as cpu;
 use twa::train::{Event, Part, TrainConfig, Trainer};
 use twa::twa::average::{self, Start, TwaConfig};
+use twa::twa::directions::Coefficients;
 use twa::twa::subspace::averaging_coefficients;
 
 fn model_config() -> ModelConfig {
@@ -139,6 +140,7 @@ fn grid_points_match_models_built_from_their_weights_on_the_cpu() {
     }
 }
 
+/// Projected SGD and explicit coefficients (global, per layer) alike.
 #[test]
 fn twa_reports_its_coefficients_while_training() {
     let data = toy_data();
@@ -148,36 +150,49 @@ fn twa_reports_its_coefficients_while_training() {
         eval_batch: 50,
         ..TrainConfig::default()
     };
-    // A learning rate so small that TWA stays at its start, the SWA point: α = 1/n.
-    let twa = TwaConfig {
-        epochs: 1,
-        lr: 1e-7,
-        start: Start::Swa,
-        ..TwaConfig::default()
-    };
-    let config = average::twa_train_config(&config, &twa);
-    let mut trainer = Trainer::new(gpu(), &data, &model_config(), config).unwrap();
-    let dim = trainer.net.model.num_params();
     let mut rng = rng("coefficients");
-    let n = 5;
-    let samples: Vec<f32> = (0..n).flat_map(|_| random(&mut rng, dim)).collect();
-    let mut reported = Vec::new();
-    average::train_twa(gpu(), &mut trainer, &samples, &twa, &mut |e| {
-        if let Event::Coefficients { alpha } = e {
-            reported.push(alpha);
-        }
-    })
-    .unwrap();
-    // The start, then 50 steps with a copy every 25 while no readback is pending.
-    assert!(
-        reported.len() >= 2,
-        "start and at least one step: {}",
-        reported.len()
-    );
-    for alpha in &reported {
-        assert_eq!(alpha.len(), n);
-        for a in alpha {
-            assert!((a - 0.2).abs() < 1e-4, "{alpha:?}");
+    for coefficients in [
+        Coefficients::Orthonormal,
+        Coefficients::Global,
+        Coefficients::Layer,
+    ] {
+        // A learning rate so small that TWA stays at its start, the SWA point: α = 1/n.
+        let twa = TwaConfig {
+            epochs: 1,
+            lr: 1e-7,
+            start: Start::Swa,
+            coefficients,
+            ..TwaConfig::default()
+        };
+        let config = average::twa_train_config(&config, &twa);
+        let mut trainer = Trainer::new(gpu(), &data, &model_config(), config).unwrap();
+        let dim = trainer.net.model.num_params();
+        let n = 5;
+        let samples: Vec<f32> = (0..n).flat_map(|_| random(&mut rng, dim)).collect();
+        let mut reported = Vec::new();
+        average::train_twa(gpu(), &mut trainer, &samples, &twa, &mut |e| {
+            if let Event::Coefficients { alpha } = e {
+                reported.push(alpha);
+            }
+        })
+        .unwrap();
+        // The start, then 50 steps with a copy every 25 while no readback is pending
+        // (explicit coefficients also report the end).
+        let least = if coefficients == Coefficients::Orthonormal {
+            2
+        } else {
+            3
+        };
+        assert!(
+            reported.len() >= least,
+            "{coefficients:?}: start and at least one step: {}",
+            reported.len()
+        );
+        for alpha in &reported {
+            assert_eq!(alpha.len(), n);
+            for a in alpha {
+                assert!((a - 0.2).abs() < 1e-4, "{coefficients:?}: {alpha:?}");
+            }
         }
     }
 }

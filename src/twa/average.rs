@@ -336,11 +336,16 @@ fn train_explicit(
     }
     let beta = gpu.storage_init(&beta0, "beta");
     explicit_steps(gpu, trainer, &space, &beta, twa);
-    let alpha_of = |beta: &[f64]| {
-        let per_block = directions::averaging_coefficients(beta, &norms, nb);
+    // α over the samples: per block, and their mean weighted by the blocks' sizes.
+    let shares: Vec<f64> = blocks
+        .iter()
+        .map(|b| b.range.len() as f64 / dim as f64)
+        .collect();
+    let alpha_of = move |beta: &[f32]| {
+        let beta: Vec<f64> = beta.iter().map(|&b| b as f64).collect();
+        let per_block = directions::averaging_coefficients(&beta, &norms, nb);
         let mut mean = vec![0.0; n];
-        for (block, alpha) in blocks.iter().zip(&per_block) {
-            let share = block.range.len() as f64 / dim as f64;
+        for (share, alpha) in shares.iter().zip(&per_block) {
             mean.iter_mut()
                 .zip(alpha)
                 .for_each(|(m, a)| *m += share * a);
@@ -352,16 +357,27 @@ fn train_explicit(
     });
     if from_sample.is_some() {
         observer(Event::Coefficients {
-            alpha: alpha_of(&beta0.iter().map(|&b| b as f64).collect::<Vec<_>>()).0,
+            alpha: alpha_of(&beta0).0,
         });
     }
+    // α while training, read back with the running loss.
+    let watched = alpha_of.clone();
+    trainer.watch = Some(Watch {
+        dispatches: Vec::new(),
+        source: beta.clone(),
+        words: n * nb,
+        to_event: Box::new(move |beta: &[f32]| Event::Coefficients {
+            alpha: watched(beta).0,
+        }),
+    });
     let trained = trainer.run(observer);
     trainer.gradient_step = GradientStep::Sgd(Vec::new());
+    trainer.watch = None;
     trained?;
     trainer.recalibrate_bn()?;
     let totals = trainer.evaluate()?;
     let beta: Vec<f32> = gpu.read(&beta, 0, n * nb)?;
-    let (alpha, per_block) = alpha_of(&beta.iter().map(|&b| b as f64).collect::<Vec<_>>());
+    let (alpha, per_block) = alpha_of(&beta);
     observer(Event::Coefficients {
         alpha: alpha.clone(),
     });
