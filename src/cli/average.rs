@@ -79,7 +79,7 @@ pub struct AverageArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// TWA-v: hold out N training samples (stratified by class; `[data] holdout_seed`;
-    /// default: the runs' own `--val`) and train TWA's coefficients on them; the greedy soup ranks and picks
+    /// default: the runs' own `--val`; 0: none) and train TWA's coefficients on them; the greedy soup ranks and picks
     /// by accuracy on them; BatchNorm is re-estimated on the other training samples
     /// for every method. (The SGD runs saw them unless they were trained without them.)
     #[arg(long)]
@@ -237,21 +237,26 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
         describe,
         from_models,
     } = load_inputs(&args)?;
-    // The split the run held out (`twa train|run --val N`), unless --val says otherwise.
+    // The split the run held out (`twa train|run --val N`), unless --val says
+    // otherwise; --val 0 trains TWA on the training part without TWA-v.
     let holdout = config.data.holdout;
-    let val = args.val.or((holdout > 0).then_some(holdout));
+    let held = args
+        .val
+        .filter(|&n| n > 0)
+        .or((holdout > 0).then_some(holdout));
+    let twa_v = held.is_some() && args.val != Some(0);
     match (args.val, holdout) {
-        (Some(n), 0) => eprintln!(
+        (Some(n), 0) if n > 0 => eprintln!(
             "note: the averaged runs trained on these {n} samples too \
              (`twa train|run --val {n}` keeps them out)"
         ),
-        (Some(n), h) if n != h => eprintln!(
+        (Some(n), h) if n > 0 && h > 0 && n != h => eprintln!(
             "note: the run held out {h} samples; --val {n} draws another split, \
              partly trained on"
         ),
         _ => {}
     }
-    if args.method == Method::Greedy && val.is_none() {
+    if args.method == Method::Greedy && held.is_none() {
         return Err(Error::Config(
             "the greedy soup ranks and picks by validation accuracy: give --val N \
              (the test split is never used for a choice)"
@@ -265,19 +270,27 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
     super::describe_setup(&gpu, &data);
     eprintln!("{describe}");
     let twa_train = average::twa_train_config(&config.train, &twa_config);
-    // TWA-v: the coefficients train on held-out samples, BatchNorm is re-estimated
-    // on the rest (for every method, so that the rows compare).
-    let split = val
+    // The held-out samples are never trained on: BatchNorm is re-estimated on the rest
+    // (for every method, so that the rows compare); TWA-v trains its coefficients on
+    // them, the greedy soup picks by them.
+    let split = held
         .map(|n| twa::data::holdout::hold_out(&data, n, config.data.holdout_seed))
         .transpose()?;
     let (bn_data, twa_data) = match &split {
         Some((rest, val)) => {
             eprintln!(
-                "TWA-v: {} training samples held out (holdout seed {}); TWA's coefficients \
-                 train on them, BatchNorm is re-estimated on the other {}",
-                val.train.count, config.data.holdout_seed, rest.train.count
+                "validation: {} training samples held out (holdout seed {}); BatchNorm is \
+                 re-estimated on the other {}{}",
+                val.train.count,
+                config.data.holdout_seed,
+                rest.train.count,
+                if twa_v {
+                    "; TWA-v's coefficients train on the held-out ones"
+                } else {
+                    ""
+                }
             );
-            (rest, Some(val))
+            (rest, twa_v.then_some(val))
         }
         None => (&data, None),
     };
@@ -401,7 +414,10 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
     }
     let splits = match &split {
         Some((rest, val)) => serde_json::json!({
-            "twa_coefficients": format!("validation: {} held-out training samples", val.train.count),
+            "twa_coefficients": match twa_v {
+                true => format!("validation: {} held-out training samples", val.train.count),
+                false => format!("training: the {} samples not held out", rest.train.count),
+            },
             "greedy_soup": "ranked and picked by validation accuracy",
             "batchnorm": format!("the other {} training samples", rest.train.count),
             "test": "reported only",
@@ -412,11 +428,13 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
             "test": "reported only",
         }),
     };
-    if let Some((_, val)) = &split {
+    if let Some((rest, val)) = &split {
         println!(
-            "splits: TWA-v's coefficients trained on {} held-out training samples, BatchNorm \
-             on the rest; the test split is only reported",
-            val.train.count
+            "splits: {} training samples held out; TWA's coefficients trained on {}, \
+             BatchNorm on the other {}; the test split is only reported",
+            val.train.count,
+            if twa_v { "them (TWA-v)" } else { "the others" },
+            rest.train.count
         );
     }
     let json = serde_json::json!({
