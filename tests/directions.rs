@@ -9,7 +9,7 @@ use twa::gpu::kernels::submit;
 use twa::gpu::Kernels;
 use twa::nn::{GradientStep, ModelConfig};
 use twa::train::{Part, Schedule, TrainConfig, Trainer};
-use twa::twa::average::{self, TwaConfig};
+use twa::twa::average::TwaConfig;
 use twa::twa::directions::{self, Block, Directions, Packed, BITS};
 use twa::twa::Subspace;
 
@@ -246,7 +246,7 @@ fn explicit_global_32_bit_mode_reproduces_projected_sgd_on_orthonormal_direction
         weight_decay: 0.0,
         ..TwaConfig::default()
     };
-    average::explicit_steps(gpu, &mut explicit, &dirs, &beta, &twa);
+    twa::twa::explicit::explicit_steps(gpu, &mut explicit, &dirs, &beta, &twa);
     explicit.run(&mut |_| {}).unwrap();
     let got = explicit.net.read_params(gpu).unwrap();
 

@@ -4,6 +4,7 @@
 
 pub mod average;
 pub mod directions;
+pub mod explicit;
 pub mod history;
 pub mod pipeline;
 pub mod sampler;

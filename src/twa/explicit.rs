@@ -1,0 +1,157 @@
+//! Explicit-coefficient TWA (the journal's form) on a trainer: β per (direction,
+//! block) over the stored directions of `directions`, updated by SGD or AdamW inside
+//! each training step, reported as α over the samples.
+
+use super::average::{
+    sample_count, start_sample, Averaged, BlockAlpha, Optimizer, TwaConfig, TwaRun,
+};
+use super::directions::{self, Coefficients, Directions, Packed};
+use crate::error::Result;
+use crate::gpu::kernels::submit;
+use crate::gpu::Gpu;
+use crate::nn::{optim, GradientStep};
+use crate::train::trainer::Watch;
+use crate::train::{Event, Trainer};
+
+/// Explicit-coefficient TWA (the journal's form): w = c + Σ_i β_i ⊙ d_i over the
+/// per-block normalised directions d_i = w_i − c stored at `twa.bits` bits; each step
+/// takes ∂L/∂β (per-block dots with g), updates β by SGD or AdamW and rebuilds w,
+/// all in the step's command encoder. Then BatchNorm re-estimation and evaluation.
+pub(crate) fn train_explicit(
+    gpu: &Gpu,
+    trainer: &mut Trainer,
+    samples: &[f32],
+    twa: &TwaConfig,
+    observer: &mut dyn FnMut(Event),
+) -> Result<TwaRun> {
+    let started = std::time::Instant::now();
+    let dim = trainer.net.model.num_params();
+    let n = sample_count(samples, dim)?;
+    let blocks = directions::blocks(
+        &trainer.net.model.params,
+        twa.coefficients == Coefficients::Layer,
+    );
+    let nb = blocks.len();
+    let (centre, dirs, norms) = directions::normalised_directions(samples, dim, &blocks);
+    let mut packed = Packed::pack(&dirs, dim, &blocks, twa.bits)?;
+    packed.renormalise();
+    drop(dirs);
+    let space = Directions::upload(gpu, &centre, &packed, &blocks)?;
+    // β at the start: 0 is the centre (SWA); a sample is its norms on its own row.
+    let mut beta0 = vec![0.0f32; n * nb];
+    let from_sample = start_sample(twa.start, n)?;
+    if let Some(i) = from_sample {
+        for b in 0..nb {
+            beta0[i * nb + b] = norms[i * nb + b] as f32;
+        }
+    }
+    let beta = gpu.storage_init(&beta0, "beta");
+    explicit_steps(gpu, trainer, &space, &beta, twa);
+    // α over the samples: per block, and their mean weighted by the blocks' sizes.
+    let shares: Vec<f64> = blocks
+        .iter()
+        .map(|b| b.range.len() as f64 / dim as f64)
+        .collect();
+    let alpha_of = move |beta: &[f32]| {
+        let beta: Vec<f64> = beta.iter().map(|&b| b as f64).collect();
+        let per_block = directions::averaging_coefficients(&beta, &norms, nb);
+        let mut mean = vec![0.0; n];
+        for (share, alpha) in shares.iter().zip(&per_block) {
+            mean.iter_mut()
+                .zip(alpha)
+                .for_each(|(m, a)| *m += share * a);
+        }
+        (mean, per_block)
+    };
+    observer(Event::Coefficients {
+        alpha: alpha_of(&vec![0.0; n * nb]).0,
+    });
+    if from_sample.is_some() {
+        observer(Event::Coefficients {
+            alpha: alpha_of(&beta0).0,
+        });
+    }
+    // α while training, read back with the running loss.
+    let watched = alpha_of.clone();
+    trainer.watch = Some(Watch {
+        dispatches: Vec::new(),
+        source: beta.clone(),
+        words: n * nb,
+        to_event: Box::new(move |beta: &[f32]| Event::Coefficients {
+            alpha: watched(beta).0,
+        }),
+    });
+    let trained = trainer.run(observer);
+    trainer.gradient_step = GradientStep::Sgd(Vec::new());
+    trainer.watch = None;
+    trained?;
+    trainer.recalibrate_bn()?;
+    let totals = trainer.evaluate()?;
+    let beta: Vec<f32> = gpu.read(&beta, 0, n * nb)?;
+    let (alpha, per_block) = alpha_of(&beta);
+    observer(Event::Coefficients {
+        alpha: alpha.clone(),
+    });
+    let alpha_per_block = match twa.coefficients {
+        Coefficients::Layer => blocks
+            .iter()
+            .zip(per_block)
+            .map(|(b, alpha)| BlockAlpha {
+                block: b.name.clone(),
+                alpha,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let outcome = Averaged {
+        method: "twa".into(),
+        test_acc: totals.accuracy(),
+        test_loss: totals.mean_loss(),
+        seconds: started.elapsed().as_secs_f64(),
+        alpha,
+        alpha_per_block,
+        subspace_bytes: Some(space.bytes),
+        params: trainer.net.read_params(gpu)?,
+        state: trainer.net.read_state(gpu)?,
+    };
+    Ok(TwaRun {
+        outcome,
+        dropped: Vec::new(),
+        rank: n,
+    })
+}
+
+/// Make `trainer`'s steps explicit-coefficient TWA over `space` with coefficients
+/// `beta` (rows × blocks): ∂L/∂β from the gradient, β updated by `twa.optimizer`
+/// (fresh optimiser state), the parameters rebuilt from β — and rebuild them now.
+pub fn explicit_steps(
+    gpu: &Gpu,
+    trainer: &mut Trainer,
+    space: &Directions,
+    beta: &wgpu::Buffer,
+    twa: &TwaConfig,
+) {
+    let k = &trainer.net.kernels;
+    let len = space.coefficients();
+    let grad = gpu.storage(len, "grad beta");
+    let settings = crate::nn::SgdConfig {
+        momentum: twa.momentum as f32,
+        weight_decay: twa.weight_decay as f32,
+    };
+    let step = &trainer.net.step;
+    let update = match twa.optimizer {
+        Optimizer::Sgd => {
+            let velocity = gpu.storage(len, "beta velocity");
+            optim::sgd_step(gpu, k, len, settings, &grad, beta, &velocity, step)
+        }
+        Optimizer::Adamw => {
+            let moments = gpu.storage(2 * len, "beta moments");
+            let first = trainer.global_step();
+            optim::adamw_step(gpu, k, len, settings, first, &grad, beta, &moments, step)
+        }
+    };
+    let [dots, sum] = space.gradient(gpu, k, &trainer.net.grads, &grad);
+    let combine = space.combine(gpu, k, beta, &trainer.net.params);
+    submit(gpu, &[&combine]);
+    trainer.gradient_step = GradientStep::Replace(vec![dots, sum, update, combine]);
+}
