@@ -5,14 +5,15 @@
 # their mean, beside the run's own SGD, SWA and TWA rows.
 #
 # Usage: scripts/twa-variants.sh [--variants FILE] [--twa BIN] RUN_DIR...
-#   FILE: lines `name | twa average options` (default: the built-in list below).
+#   FILE: lines `name | twa average options` (default: scripts/variants/head.txt; the
+#   README's tail and TWA-v tables come from tail.txt and head-val.txt there).
 # Each variant's average.json stays in RUN_DIR/variants/NAME; a variant already
 # measured there is read back, not run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 twa=target/release/twa
-variants_file=
+variants_file=scripts/variants/head.txt
 runs=()
 while (($#)); do
   case "$1" in
@@ -29,16 +30,7 @@ fi
 command -v jq >/dev/null || { echo "twa-variants: needs jq (apt-get install jq)" >&2; exit 2; }
 [ -x "$twa" ] || cargo build --release --locked --bin twa
 
-default_variants='orthonormal, SGD lr 2 (the paper) | --coefficients orthonormal
-global, SGD lr 2 | --coefficients global
-layer, SGD lr 2 | --coefficients layer
-global, AdamW lr 0.01 cosine | --coefficients global --twa-optimizer adamw --twa-lr 0.01 --twa-schedule cosine
-layer, AdamW lr 0.01 cosine | --coefficients layer --twa-optimizer adamw --twa-lr 0.01 --twa-schedule cosine
-global, SGD lr 2, TWA-v (5000 held out) | --coefficients global --val 5000
-layer, SGD lr 2, TWA-v (5000 held out) | --coefficients layer --val 5000
-global, AdamW, TWA-v (5000 held out) | --coefficients global --twa-optimizer adamw --twa-lr 0.01 --twa-schedule cosine --val 5000
-layer, AdamW, TWA-v (5000 held out) | --coefficients layer --twa-optimizer adamw --twa-lr 0.01 --twa-schedule cosine --val 5000'
-if [ -n "$variants_file" ]; then variants=$(cat "$variants_file"); else variants=$default_variants; fi
+variants=$(cat "$variants_file")
 
 # Percent with two decimals, or a dash.
 pct() { jq -rn --argjson v "${1:-null}" 'if $v == null then "–" else ($v * 10000 | round / 100 | tostring) + " %" end'; }
@@ -67,13 +59,13 @@ row() {
 }
 
 # The run's own rows from results.json.
-for method in "SGD (epoch 10)" "SGD (epoch 20)" "SGD (epoch 30)" "SWA" "TWA"; do
+while IFS= read -r method; do
   values=()
   for run in "${runs[@]}"; do
     values+=("$(jq --arg m "$method" '[.[] | select(.method == $m) | .test_acc][0]' "$run/results.json")")
   done
-  if printf '%s\n' "${values[@]}" | grep -qv null; then row "$method (twa run)" "${values[@]}"; fi
-done
+  row "$method (twa run)" "${values[@]}"
+done < <(jq -r '.[].method' "${runs[0]}/results.json")
 
 while IFS='|' read -r name options; do
   name=$(echo "$name" | sed 's/ *$//')
