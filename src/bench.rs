@@ -228,7 +228,7 @@ fn explicit_directions(gpu: &Gpu, k: &Kernels, quick: bool) -> Result<Vec<(u32, 
     for bits in BITS.into_iter().rev() {
         let mut packed = Packed::pack(&dirs, dim, &blocks, bits)?;
         packed.renormalise();
-        let space = Directions::upload(gpu, &centre, &packed, &blocks)?;
+        let space = Directions::upload(gpu, &centre, &packed)?;
         let [dots, sum] = space.gradient(gpu, k, &g, &grad);
         let combine = space.combine(gpu, k, &beta, &w);
         let batch: Vec<&Dispatch> = (0..reps).flat_map(|_| [&dots, &sum, &combine]).collect();

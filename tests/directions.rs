@@ -93,7 +93,7 @@ fn block_dots_and_combine_match_the_cpu_twin_at_every_bit_width() {
     for bits in BITS {
         let mut packed = Packed::pack(&dirs, dim, &blocks, bits).unwrap();
         packed.renormalise();
-        let space = Directions::upload(gpu, &centre, &packed, &blocks).unwrap();
+        let space = Directions::upload(gpu, &centre, &packed).unwrap();
         let g_buf = gpu.storage_init(&g, "g");
         let grad = gpu.storage(ROWS * nb, "grad beta");
         let beta_buf = gpu.storage_init(&beta, "beta");
@@ -239,7 +239,7 @@ fn explicit_global_32_bit_mode_reproduces_projected_sgd_on_orthonormal_direction
     let mut explicit = Trainer::new(gpu, &data, &model, config).unwrap();
     let blocks = directions::blocks(&explicit.net.model.params, false);
     let packed = Packed::pack(&rows, dim, &blocks, 32).unwrap();
-    let dirs = Directions::upload(gpu, &centre, &packed, &blocks).unwrap();
+    let dirs = Directions::upload(gpu, &centre, &packed).unwrap();
     let beta = gpu.storage(3, "beta");
     let twa = TwaConfig {
         momentum: 0.9,
@@ -295,7 +295,7 @@ fn beta_gradient_matches_finite_differences_of_the_loss() {
     assert_eq!(nb, 3, "Linear, BatchNorm, Linear");
     let (centre, dirs, _) = directions::normalised_directions(&samples, dim, &blocks);
     let packed = Packed::pack(&dirs, dim, &blocks, 32).unwrap();
-    let space = Directions::upload(gpu, &centre, &packed, &blocks).unwrap();
+    let space = Directions::upload(gpu, &centre, &packed).unwrap();
     let beta0: Vec<f32> = random(&mut rng, 3 * nb).iter().map(|b| 0.3 * b).collect();
     let beta = gpu.storage_init(&beta0, "beta");
     let grad = gpu.storage(3 * nb, "grad beta");

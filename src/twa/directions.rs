@@ -260,7 +260,7 @@ const DOT_ROWS: usize = 4;
 /// The directions on the device, with what the kernels need to read them.
 pub struct Directions {
     pub rows: usize,
-    pub blocks: Vec<Block>,
+    pub blocks: usize,
     /// Bytes of the stored directions (packed words and maps).
     pub bytes: usize,
     words: wgpu::Buffer,
@@ -275,12 +275,7 @@ pub struct Directions {
 impl Directions {
     /// Upload the centre and the packed directions; refuses what one storage binding
     /// of this adapter cannot hold.
-    pub fn upload(
-        gpu: &Gpu,
-        centre: &[f32],
-        packed: &Packed,
-        blocks: &[Block],
-    ) -> Result<Directions> {
+    pub fn upload(gpu: &Gpu, centre: &[f32], packed: &Packed) -> Result<Directions> {
         let limit = gpu.limits.max_storage_buffer_binding_size as usize;
         if 4 * packed.words.len() > limit {
             return Err(Error::Config(format!(
@@ -302,7 +297,7 @@ impl Directions {
         }
         let params = DirParams {
             rows: packed.rows as u32,
-            blocks: blocks.len() as u32,
+            blocks: packed.ranges.len() as u32,
             tile_count: tile_count as u32,
             bits: packed.bits,
             words_per_row: packed.words_per_row as u32,
@@ -316,7 +311,7 @@ impl Directions {
         };
         Ok(Directions {
             rows: packed.rows,
-            blocks: blocks.to_vec(),
+            blocks: packed.ranges.len(),
             bytes: packed.bytes(),
             words: gpu.storage_init(&packed.words, "directions"),
             quant: gpu.storage_init(&packed.quant, "direction maps"),
@@ -330,7 +325,7 @@ impl Directions {
 
     /// Coefficients: rows × blocks.
     pub fn coefficients(&self) -> usize {
-        self.rows * self.blocks.len()
+        self.rows * self.blocks
     }
 
     fn dispatch(

@@ -36,7 +36,7 @@ pub(crate) fn train_explicit(
     let mut packed = Packed::pack(&dirs, dim, &blocks, twa.bits)?;
     packed.renormalise();
     drop(dirs);
-    let space = Directions::upload(gpu, &centre, &packed, &blocks)?;
+    let space = Directions::upload(gpu, &centre, &packed)?;
     // β at the start: 0 is the centre (SWA); a sample is its norms on its own row.
     let mut beta0 = vec![0.0f32; n * nb];
     let from_sample = start_sample(twa.start, n)?;
