@@ -296,24 +296,22 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
     };
     let mut trainer = Trainer::new(&gpu, bn_data, &config.model, twa_train.clone())?;
     let mut results: Vec<average::Averaged> = Vec::new();
+    // An average given by its weights: BatchNorm re-estimated, evaluated.
     let point = |name: &str,
                  params: Vec<f32>,
                  alpha: Vec<f64>,
                  trainer: &mut Trainer|
      -> Result<average::Averaged> {
         let started = Instant::now();
-        let totals = average::evaluate_at(trainer, &params)?;
-        let state = trainer.net.read_state(&gpu)?;
-        Ok(average::Averaged {
+        let mut averaged = average::Averaged {
             method: name.into(),
-            test_acc: totals.accuracy(),
-            test_loss: totals.mean_loss(),
-            seconds: started.elapsed().as_secs_f64(),
             alpha,
             params,
-            state,
             ..Default::default()
-        })
+        };
+        average::re_evaluate(trainer, &mut averaged)?;
+        averaged.seconds = started.elapsed().as_secs_f64();
+        Ok(averaged)
     };
     if matches!(args.method, Method::Swa | Method::All) {
         results.push(point(

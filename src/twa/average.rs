@@ -181,7 +181,7 @@ pub fn evaluate_at(trainer: &mut Trainer, params: &[f32]) -> Result<Totals> {
 }
 
 /// Re-estimate BatchNorm for `outcome`'s weights on `trainer`'s training split and
-/// evaluate them again (TWA-v: its coefficients trained on other samples).
+/// evaluate them: test accuracy, loss and the BatchNorm state filled in.
 pub fn re_evaluate(trainer: &mut Trainer, outcome: &mut Averaged) -> Result<()> {
     let totals = evaluate_at(trainer, &outcome.params)?;
     outcome.test_acc = totals.accuracy();
