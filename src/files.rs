@@ -4,6 +4,16 @@
 use crate::error::{Error, Result};
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether this process writes the files it is asked to (see [`leave_files_to_rank_0`]).
+static WRITES_FILES: AtomicBool = AtomicBool::new(true);
+
+/// In a job of several processes only rank 0 writes metrics, models and histories;
+/// the other ranks call this once at start and their writes become no-ops.
+pub fn leave_files_to_rank_0() {
+    WRITES_FILES.store(false, Ordering::Relaxed);
+}
 
 /// Write `bytes` to `path` atomically (temporary file, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -17,6 +27,9 @@ pub fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> Result<()> {
+    if !WRITES_FILES.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

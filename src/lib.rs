@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod collective;
 pub mod config;
 pub mod confusion;
 pub mod data;

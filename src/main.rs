@@ -21,7 +21,8 @@ use twa::twa::History;
 )]
 struct Cli {
     /// Adapter to use: an index from `twa info` or part of its name (default: the best one).
-    /// The backend is chosen with WGPU_BACKEND=vulkan|gl|metal|dx12.
+    /// The backend is chosen with WGPU_BACKEND=vulkan|gl|metal|dx12. Under mpirun, a
+    /// comma-separated list gives one adapter per rank on a machine.
     #[arg(long, global = true)]
     adapter: Option<String>,
     #[command(subcommand)]
@@ -101,22 +102,28 @@ struct LandscapeArgs {
 
 fn main() {
     let parsed = Cli::parse();
+    let job = match cli::job::Job::start() {
+        Ok(job) => job,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(e.exit_code());
+        }
+    };
     let adapter = parsed.adapter.as_deref();
     let result = match parsed.command {
         Command::Info => info(),
-        Command::Train(args) => cli::train::train(adapter, args),
-        Command::Average(args) => cli::average::average(adapter, args),
-        Command::Run(args) => cli::run::run(adapter, args),
+        Command::Train(args) => cli::train::train(&job, adapter, args),
+        Command::Average(args) => cli::average::average(&job, adapter, args),
+        Command::Run(args) => cli::run::run(&job, adapter, args),
         Command::Eval(args) => cli::eval::eval(adapter, args),
         Command::History { command } => cli::history::history(command),
-        Command::Landscape(args) => landscape(adapter, args),
+        Command::Landscape(args) => landscape(&job, adapter, args),
         Command::Plan(args) => cli::plan::plan(args),
         Command::Config { preset } => RunConfig::preset(&preset).map(|c| print!("{}", c.to_toml())),
         Command::Bench { quick } => Gpu::new(adapter).and_then(|gpu| twa::bench::run(&gpu, quick)),
     };
     if let Err(e) = result {
-        eprintln!("error: {e}");
-        std::process::exit(e.exit_code());
+        job.fail(&e);
     }
 }
 
@@ -144,7 +151,7 @@ fn info() -> Result<()> {
     Ok(())
 }
 
-fn landscape(adapter: Option<&str>, args: LandscapeArgs) -> Result<()> {
+fn landscape(job: &cli::job::Job, adapter: Option<&str>, args: LandscapeArgs) -> Result<()> {
     use twa::landscape::{self, Landscape, Metric, Plane, PlaneKind};
     let metric: Metric = args.metric.parse().map_err(Error::Config)?;
     let kind: PlaneKind = match &args.plane {
@@ -173,7 +180,7 @@ fn landscape(adapter: Option<&str>, args: LandscapeArgs) -> Result<()> {
         }
         None => None,
     };
-    let gpu = Gpu::new(adapter)?;
+    let gpu = job.gpu(adapter)?;
     cli::describe_setup(&gpu, &data);
     let started = Instant::now();
     let mut land = Landscape::new(

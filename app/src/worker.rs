@@ -105,6 +105,7 @@ fn work(
     };
     twa::twa::pipeline::run(
         &gpu,
+        &twa::collective::Single,
         &data,
         config,
         out,

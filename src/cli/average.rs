@@ -9,7 +9,6 @@ use std::time::Instant;
 use twa::config::RunConfig;
 use twa::data::Dataset;
 use twa::error::{Error, Result};
-use twa::gpu::Gpu;
 use twa::nn::ParamTable;
 use twa::train::{Schedule, Trainer};
 use twa::twa::average::{self, Optimizer, Start, TwaConfig};
@@ -209,7 +208,7 @@ fn load_inputs(args: &AverageArgs) -> Result<Inputs> {
     })
 }
 
-pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
+pub fn average(job: &super::job::Job, adapter: Option<&str>, args: AverageArgs) -> Result<()> {
     let start: Start = args.start.parse().map_err(Error::Config)?;
     let twa_config = TwaConfig {
         epochs: args.twa_epochs,
@@ -266,7 +265,8 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
     let samples = &samples[..];
     let count = samples.len() / dim;
     twa::files::ensure_writable_dir(&args.out)?;
-    let gpu = Gpu::new(adapter)?;
+    let gpu = job.gpu(adapter)?;
+    let world = &*job.world;
     super::describe_setup(&gpu, &data);
     eprintln!("{describe}");
     let twa_train = average::twa_train_config(&config.train, &twa_config);
@@ -295,6 +295,7 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
         None => (&data, None),
     };
     let mut trainer = Trainer::new(&gpu, bn_data, &config.model, twa_train.clone())?;
+    trainer.distribute(world)?;
     let mut results: Vec<average::Averaged> = Vec::new();
     // An average given by its weights: BatchNorm re-estimated, evaluated.
     let point = |name: &str,
@@ -333,6 +334,7 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
             ..rest.clone()
         };
         let mut validator = Trainer::new(&gpu, &on_validation, &config.model, twa_train.clone())?;
+        validator.distribute(world)?;
         let started = Instant::now();
         let (params, alpha, log) = twa::twa::soup::greedy_soup(&mut validator, samples, dim)?;
         drop(validator);
@@ -350,7 +352,11 @@ pub fn average(adapter: Option<&str>, args: AverageArgs) -> Result<()> {
             twa_config.epochs, twa_config.lr
         )));
         let mut val_trainer = twa_data
-            .map(|val| Trainer::new(&gpu, val, &config.model, twa_train.clone()))
+            .map(|val| {
+                let mut t = Trainer::new(&gpu, val, &config.model, twa_train.clone())?;
+                t.distribute(world)?;
+                Ok::<_, Error>(t)
+            })
             .transpose()?;
         let twa_trainer = val_trainer.as_mut().unwrap_or(&mut trainer);
         let run = average::train_twa(&gpu, twa_trainer, samples, &twa_config, &mut |e| {

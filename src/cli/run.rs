@@ -1,6 +1,7 @@
 //! `twa run`: the whole pipeline (SGD with sampling, SWA, TWA, the full SGD run) with
 //! one table at the end; a checkpoint after every SGD epoch makes `--resume` possible.
 
+use super::job::Job;
 use super::{base_config, describe_setup, output_dir, stop_on_ctrl_c, Checkpoints, DataArgs};
 use crate::progress::Reporter;
 use clap::Args;
@@ -8,7 +9,6 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use twa::error::Result;
-use twa::gpu::Gpu;
 use twa::twa::pipeline::{self, Checkpointing, Resume, Row};
 
 #[derive(Args)]
@@ -44,7 +44,7 @@ pub struct RunArgs {
     json: bool,
 }
 
-pub fn run(adapter: Option<&str>, args: RunArgs) -> Result<()> {
+pub fn run(job: &Job, adapter: Option<&str>, args: RunArgs) -> Result<()> {
     let mut config = base_config(&args.preset, args.config.as_deref(), &args.data)?;
     if let Some(seed) = args.seed {
         config.train.seed = seed;
@@ -62,7 +62,7 @@ pub fn run(adapter: Option<&str>, args: RunArgs) -> Result<()> {
     let saved = checkpoints.resumed(args.resume.is_some())?;
     twa::files::ensure_writable_dir(&out)?;
     let data = config.load_data()?;
-    let gpu = Gpu::new(adapter)?;
+    let gpu = job.gpu(adapter)?;
     describe_setup(&gpu, &data);
     let reporter = RefCell::new(Reporter::new(Some(out.join("metrics.jsonl"))));
     let resume = saved.map(|saved| {
@@ -80,6 +80,7 @@ pub fn run(adapter: Option<&str>, args: RunArgs) -> Result<()> {
     });
     let rows = pipeline::run(
         &gpu,
+        &*job.world,
         &data,
         &config,
         &out,

@@ -1,6 +1,7 @@
 //! `twa train`: train a model from a preset or config, optionally sampling its
 //! trajectory; a checkpoint after every epoch (and at Ctrl-C) makes `--resume` possible.
 
+use super::job::Job;
 use super::{base_config, describe_setup, output_dir, stop_on_ctrl_c, Checkpoints, DataArgs};
 use crate::progress::Reporter;
 use clap::Args;
@@ -98,7 +99,7 @@ fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
     Ok(config)
 }
 
-pub fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
+pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
     let started = Instant::now();
     let config = resolve_config(&args)?;
     let out = output_dir(args.out.as_deref(), args.resume.as_deref(), "runs/train")?;
@@ -134,7 +135,7 @@ pub fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
     let saved = checkpoints.resumed(args.resume.is_some())?;
     twa::files::ensure_writable_dir(&out)?;
     let (data, val) = config.training_split(config.load_data()?)?;
-    let gpu = Gpu::new(adapter)?;
+    let gpu = job.gpu(adapter)?;
     describe_setup(&gpu, &data);
     if let Some(val) = &val {
         eprintln!(
@@ -143,6 +144,7 @@ pub fn train(adapter: Option<&str>, args: TrainArgs) -> Result<()> {
         );
     }
     let mut trainer = Trainer::new(&gpu, &data, &config.model, config.train.clone())?;
+    trainer.distribute(&*job.world)?;
     trainer.stop = stop_on_ctrl_c();
     eprintln!(
         "model: {:?}, {} parameters",

@@ -116,6 +116,22 @@ impl Gpu {
         Err(failed.unwrap_or_else(none_found))
     }
 
+    /// The adapter of local rank `local` in a job of several processes: the
+    /// `local`-th (modulo their number) of the adapters of the best one's kind and
+    /// backend, so that ranks spread over a machine's GPUs.
+    pub fn for_local_rank(local: usize) -> Result<Gpu> {
+        let adapters = by_preference(list_adapters());
+        let best = adapters.first().ok_or_else(none_found)?.get_info();
+        let alike: Vec<_> = adapters
+            .into_iter()
+            .filter(|a| {
+                let info = a.get_info();
+                info.device_type == best.device_type && info.backend == best.backend
+            })
+            .collect();
+        Gpu::from_adapter(&alike[local % alike.len()])
+    }
+
     /// Open a device on `adapter`, requesting the adapter's own limits.
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Gpu> {
         let info = adapter.get_info();

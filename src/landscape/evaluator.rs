@@ -10,6 +10,7 @@
 
 use super::grid::{Grid, GridSpec};
 use super::plane::{Anchors, Plane};
+use crate::collective::Single;
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::gpu::kernels::submit;
@@ -106,7 +107,7 @@ impl<'a> Landscape<'a> {
     pub fn coordinates_of(&self, params: &[f32]) -> Result<Vec<f64>> {
         self.gpu().write(&self.scratch, 0, params);
         self.space
-            .coordinates(self.gpu(), &self.trainer.net.kernels, &self.scratch)
+            .coordinates(self.gpu(), &self.trainer.net.kernels, &Single, &self.scratch)
     }
 
     /// Make `plane` the current one: expand its origin and directions on the device.

@@ -28,6 +28,9 @@ pub enum GradientStep {
     /// SGD on the parameters, after these dispatches (TWA's projection of the
     /// gradient; none for plain SGD).
     Sgd(Vec<Dispatch>),
+    /// SGD after these dispatches, whose results are partial sums to be summed
+    /// across ranks first (the projection on a rank's share of a sharded subspace).
+    SgdSummed(Vec<Dispatch>),
     /// These dispatches instead (explicit-coefficient TWA: they update the
     /// coefficients and rewrite the parameters from them).
     Replace(Vec<Dispatch>),
@@ -385,23 +388,33 @@ impl Network {
     }
 
     /// Record one training step on the batch in `acts[0]`/`labels` into `pass`:
-    /// forward, loss, backward, then `transform` (e.g. TWA's gradient projection,
-    /// empty for plain SGD), then the SGD update.
+    /// forward, loss, backward, then what `update` does with the gradient.
     pub fn record_train_step(
         &self,
         pass: &mut wgpu::ComputePass,
         batch: usize,
         update: &GradientStep,
     ) {
+        self.record_gradient(pass, batch);
+        self.record_update(pass, update);
+    }
+
+    /// Forward, loss and backward: the batch's mean gradient in `grads`.
+    pub fn record_gradient(&self, pass: &mut wgpu::ComputePass, batch: usize) {
         for d in &self.plan(batch).train {
             d.record(pass);
         }
+    }
+
+    /// What `update` does with the gradient in `grads`, in one process (a sharded
+    /// transform's partial results are then the whole).
+    pub fn record_update(&self, pass: &mut wgpu::ComputePass, update: &GradientStep) {
         match update {
-            GradientStep::Sgd(transform) => {
+            GradientStep::Sgd(transform) | GradientStep::SgdSummed(transform) => {
                 for d in transform {
                     d.record(pass);
                 }
-                self.sgd.record(pass);
+                self.record_sgd(pass);
             }
             GradientStep::Replace(dispatches) => {
                 for d in dispatches {
@@ -409,6 +422,11 @@ impl Network {
                 }
             }
         }
+    }
+
+    /// The SGD update of the parameters from `grads`.
+    pub fn record_sgd(&self, pass: &mut wgpu::ComputePass) {
+        self.sgd.record(pass);
     }
 
     /// The dispatches of one training step on `batch` (forward, loss, backward), for

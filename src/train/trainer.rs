@@ -3,6 +3,7 @@
 //! evaluation on the test split after every epoch. Progress goes to an observer.
 
 use super::schedule::Schedule;
+use crate::collective::{shard, Collective, DeviceSum, Single};
 use crate::data::{Dataset, DeviceSplit};
 use crate::error::{Error, Result};
 use crate::gpu::readback::AsyncReadback;
@@ -180,6 +181,20 @@ pub struct Trainer<'a> {
     pub watch: Option<Watch<'a>>,
     /// Set from another thread to stop training at the next step ([`Error::Stopped`]).
     pub stop: Arc<AtomicBool>,
+    /// The processes training this model together ([`Trainer::distribute`]).
+    collective: &'a dyn Collective,
+    /// Staging for the gradient's sum across ranks (with more than one).
+    exchange: Option<DeviceSum>,
+}
+
+/// (start, size) of the batches of `batch` samples that cover `range`.
+fn batches(range: std::ops::Range<usize>, batch: usize) -> std::vec::IntoIter<(usize, usize)> {
+    let end = range.end;
+    range
+        .step_by(batch.max(1))
+        .map(|start| (start, batch.min(end - start)))
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 /// Batch sizes a split of `count` samples is cut into: the full size and, if the split
@@ -240,7 +255,92 @@ impl<'a> Trainer<'a> {
             sampler: None,
             watch: None,
             stop: Arc::new(AtomicBool::new(false)),
+            collective: &Single,
+            exchange: None,
         })
+    }
+
+    /// Train data-parallel with the other ranks of `collective`: each global batch is
+    /// cut into one contiguous shard per rank (the same global order as one process),
+    /// the gradients are summed after backward and every rank applies the same update;
+    /// evaluation and BatchNorm re-estimation are shared out and summed. BatchNorm
+    /// uses each rank's own batch statistics while training (as PyTorch's DDP).
+    pub fn distribute(&mut self, collective: &'a dyn Collective) -> Result<()> {
+        self.collective = collective;
+        let ranks = collective.size();
+        if ranks == 1 {
+            self.exchange = None;
+            return Ok(());
+        }
+        let smallest = *batch_sizes(self.train.count, self.config.batch)
+            .iter()
+            .min()
+            .expect("one batch size at least");
+        if smallest < ranks {
+            return Err(Error::Config(format!(
+                "a training batch of {smallest} samples cannot be shared by {ranks} ranks; use a batch (and a training split) of at least {ranks} per batch"
+            )));
+        }
+        let (gpu, rank) = (self.gpu, collective.rank());
+        let augment = self.config.augment.then_some(self.config.seed);
+        for b in batch_sizes(self.train.count, self.config.batch) {
+            let local = shard(b, rank, ranks).len();
+            if !self.train_gathers.iter().any(|(s, _)| *s == local) {
+                self.net.prepare(gpu, local);
+                let gather = self.train.gather(gpu, &self.net, local, augment);
+                self.train_gathers.push((local, gather));
+            }
+        }
+        let test_share = shard(self.test.count, rank, ranks).len();
+        for b in batch_sizes(test_share, self.config.eval_batch) {
+            if b > 0 && !self.test_gathers.iter().any(|(s, _)| *s == b) {
+                self.net.prepare(gpu, b);
+                let gather = self.test.gather(gpu, &self.net, b, None);
+                self.test_gathers.push((b, gather));
+            }
+        }
+        self.exchange = Some(DeviceSum::new(gpu, self.net.model.num_params()));
+        Ok(())
+    }
+
+    /// The processes this trainer shares its work with.
+    pub fn collective(&self) -> &'a dyn Collective {
+        self.collective
+    }
+
+    /// Totals summed over the ranks (the first bad step: the earliest of any rank).
+    fn summed(&self, totals: Totals) -> Totals {
+        if self.collective.size() == 1 {
+            return totals;
+        }
+        let mut sums = [totals.loss_sum, totals.correct, totals.count];
+        self.collective.sum(&mut sums);
+        let first_bad_step = self
+            .collective
+            .gather(&[totals.first_bad_step as f64])
+            .into_iter()
+            .filter(|&s| s > 0.0)
+            .fold(0.0, |a: f64, s| if a == 0.0 { s } else { a.min(s) }) as u64;
+        Totals {
+            loss_sum: sums[0],
+            correct: sums[1],
+            count: sums[2],
+            first_bad_step,
+        }
+    }
+
+    /// BatchNorm statistics ← their mean over the ranks, weighted by `weight` (this
+    /// rank's share); a no-op in one process or a model without BatchNorm.
+    fn merge_bn_state(&self, weight: f64) -> Result<()> {
+        if self.collective.size() == 1 || self.net.model.state.len == 0 {
+            return Ok(());
+        }
+        let state = self.net.read_state(self.gpu)?;
+        let mut merged: Vec<f64> = state.iter().map(|&v| v as f64 * weight).collect();
+        self.collective.sum(&mut merged);
+        let words: Vec<f32> = merged.into_iter().map(|v| v as f32).collect();
+        self.net.set_state(self.gpu, &words);
+        Ok(())
     }
 
     fn gather_for(gathers: &[(usize, Dispatch)], batch: usize) -> &Dispatch {
@@ -302,12 +402,13 @@ impl<'a> Trainer<'a> {
                 return Err(Error::Stopped);
             }
             let size = batch.min(n - step * batch);
+            let part = shard(size, self.collective.rank(), self.collective.size());
             lr = self
                 .config
                 .schedule
                 .lr(self.config.lr, epoch, self.config.epochs, step, steps);
             let state = StepState {
-                start: (step * batch) as u32,
+                start: (step * batch + part.start) as u32,
                 step: self.global_step as u32,
                 lr: lr as f32,
                 pad: 0,
@@ -329,9 +430,16 @@ impl<'a> Trainer<'a> {
                 if self.global_step == 0 {
                     self.net.record_reset_velocity(&mut pass);
                 }
-                Self::gather_for(&self.train_gathers, size).record(&mut pass);
-                self.net
-                    .record_train_step(&mut pass, size, &self.gradient_step);
+                Self::gather_for(&self.train_gathers, part.len()).record(&mut pass);
+                match self.exchange {
+                    None => self
+                        .net
+                        .record_train_step(&mut pass, size, &self.gradient_step),
+                    Some(_) => self.net.record_gradient(&mut pass, part.len()),
+                }
+            }
+            if self.exchange.is_some() {
+                encoder = self.update_across_ranks(encoder, part.len() as f32 / size as f32)?;
             }
             if let Some((plan, store)) = self.sampler.as_mut() {
                 if plan.takes(epoch, step, steps) {
@@ -382,27 +490,55 @@ impl<'a> Trainer<'a> {
             }
             observer(Event::Step { step: step + 1 });
         }
-        let totals = self.net.read_totals(gpu, true)?;
+        let totals = self.summed(self.net.read_totals(gpu, true)?);
         self.diverged(&totals, epoch + 1)?;
         self.position = (epoch + 1, 0);
         self.epoch_rng = self.rng.clone();
         Ok((totals, lr))
     }
 
-    /// One submit per batch over a split of `n` samples in its current order: the
-    /// batch's gather, then what `record` adds; `after` sees (start, size) of each
-    /// batch once submitted. The step state carries the batch's start and its index.
+    /// The update of a data-parallel step, after `encoder`'s forward and backward on
+    /// this rank's share (`weight` of the global batch): the gradients summed over the
+    /// ranks, then `gradient_step` (a sharded transform's partial results summed
+    /// before SGD). Returns the encoder the rest of the step goes into.
+    fn update_across_ranks(
+        &mut self,
+        encoder: wgpu::CommandEncoder,
+        weight: f32,
+    ) -> Result<wgpu::CommandEncoder> {
+        let (gpu, collective, d) = (self.gpu, self.collective, self.net.model.num_params());
+        let exchange = self.exchange.as_mut().expect("distributed");
+        exchange.sum_in_place(gpu, collective, encoder, &self.net.grads, d, weight)?;
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        if let GradientStep::SgdSummed(transform) = &self.gradient_step {
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                transform.iter().for_each(|t| t.record(&mut pass));
+            }
+            exchange.sum_in_place(gpu, collective, encoder, &self.net.grads, d, 1.0)?;
+            encoder = gpu.device.create_command_encoder(&Default::default());
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.net.record_sgd(&mut pass);
+        } else {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.net.record_update(&mut pass, &self.gradient_step);
+        }
+        Ok(encoder)
+    }
+
+    /// One submit per batch of `batches` ((start in the split's current order, size)):
+    /// the batch's gather, then what `record` adds; `after` sees (start, size) of each
+    /// batch once submitted. The step state carries the batch's start and its index
+    /// in `batches`.
     fn over_batches(
         &self,
         gathers: &[(usize, Dispatch)],
-        n: usize,
-        batch: usize,
+        batches: impl Iterator<Item = (usize, usize)>,
         record: impl Fn(&Network, &mut wgpu::ComputePass, usize),
         mut after: impl FnMut(usize, usize) -> Result<()>,
     ) -> Result<()> {
         let gpu = self.gpu;
-        for (t, start) in (0..n).step_by(batch).enumerate() {
-            let size = batch.min(n - start);
+        for (t, (start, size)) in batches.enumerate() {
             let state = StepState {
                 start: start as u32,
                 step: t as u32,
@@ -443,18 +579,22 @@ impl<'a> Trainer<'a> {
         size
     }
 
-    /// Evaluate the current parameters (BatchNorm in eval mode) on the test split.
+    /// Evaluate the current parameters (BatchNorm in eval mode) on the test split;
+    /// with several ranks each takes a contiguous share, the running statistics
+    /// first averaged over the ranks.
     pub fn evaluate(&mut self) -> Result<Totals> {
-        let n = self.test.count;
+        let ranks = self.collective.size();
+        self.merge_bn_state(1.0 / ranks as f64)?;
+        let part = shard(self.test.count, self.collective.rank(), ranks);
         self.net.reset_totals(self.gpu, false);
         self.over_batches(
             &self.test_gathers,
-            n,
-            self.config.eval_batch.min(n),
+            batches(part, self.config.eval_batch),
             |net, pass, size| net.record_eval(pass, size),
             |_, _| Ok(()),
         )?;
-        self.net.read_totals(self.gpu, false)
+        let local = self.net.read_totals(self.gpu, false)?;
+        Ok(self.summed(local))
     }
 
     /// The predicted class (arg max of the logits, BatchNorm in eval mode) of every
@@ -468,8 +608,7 @@ impl<'a> Trainer<'a> {
         let mut predicted = Vec::with_capacity(n);
         self.over_batches(
             &self.test_gathers,
-            n,
-            self.config.eval_batch.min(n),
+            batches(0..n, self.config.eval_batch),
             |net, pass, size| net.record_eval(pass, size),
             |_, size| {
                 let values = self.gpu.read::<f32>(logits, 0, size * classes)?;
@@ -486,20 +625,27 @@ impl<'a> Trainer<'a> {
 
     /// Re-estimate the BatchNorm running statistics at the current parameters: reset,
     /// then one pass over the training split in train mode, each batch's statistics
-    /// weighted equally (as `torch.optim.swa_utils.update_bn`).
+    /// weighted equally (as `torch.optim.swa_utils.update_bn`). With several ranks,
+    /// rank r takes batches r, r + R, … and the averages are merged by batch count:
+    /// the same batches and weights as one process.
     pub fn recalibrate_bn(&mut self) -> Result<()> {
         let n = self.train.count;
         self.train
             .set_order(self.gpu, &(0..n as u32).collect::<Vec<_>>());
         self.net.set_state(self.gpu, &self.net.model.init_state());
+        let (rank, ranks) = (self.collective.rank(), self.collective.size());
+        let all = batches(0..n, self.config.batch);
+        let total = all.len();
+        let mine: Vec<_> = all.into_iter().skip(rank).step_by(ranks).collect();
+        let weight = mine.len() as f64 / total as f64;
         self.over_batches(
             &self.train_gathers,
-            n,
-            self.config.batch.min(n),
+            mine.into_iter(),
             |net, pass, size| net.record_recalibrate(pass, size),
             |_, _| Ok(()),
         )?;
-        self.gpu.wait()
+        self.gpu.wait()?;
+        self.merge_bn_state(weight)
     }
 
     /// Train epochs `range` (0-based) of the schedule, evaluating after each and

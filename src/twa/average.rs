@@ -6,7 +6,7 @@ use super::directions::{self, Coefficients};
 use super::subspace::{self, Dropped, Subspace};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::nn::{GradientStep, Totals};
+use crate::nn::Totals;
 use crate::train::trainer::Watch;
 use crate::train::{Event, Schedule, TrainConfig, Trainer};
 use serde::Serialize;
@@ -224,18 +224,20 @@ pub fn train_twa(
         None => (mean(samples, dim), vec![1.0 / n as f64; n]),
         Some(i) => (samples[i * dim..(i + 1) * dim].to_vec(), unit(n, i)),
     };
-    let space = Subspace::build(
+    let collective = trainer.collective();
+    let space = Subspace::build_sharded(
         gpu,
         &trainer.net.kernels,
+        collective,
         samples,
         dim,
         Subspace::rows_per_chunk(gpu, dim)?,
     )?;
-    trainer.gradient_step =
-        GradientStep::Sgd(space.projection(gpu, &trainer.net.kernels, &trainer.net.grads));
+    trainer.gradient_step = space.projected_sgd(gpu, &trainer.net.kernels, &trainer.net.grads);
     let coordinates = gpu.storage(space.rank, "twa coordinates");
     let (transform, samples) = (space.transform.clone(), space.samples);
-    trainer.watch = Some(Watch {
+    // α is watched while training in one process (a rank sees only its rows of P).
+    trainer.watch = (!space.is_sharded()).then(|| Watch {
         dispatches: space.coordinate_dispatches(
             gpu,
             &trainer.net.kernels,
@@ -258,7 +260,7 @@ pub fn train_twa(
     trained?;
     trainer.recalibrate_bn()?;
     let totals = trainer.evaluate()?;
-    let beta = space.coordinates(gpu, &trainer.net.kernels, &trainer.net.params)?;
+    let beta = space.coordinates(gpu, &trainer.net.kernels, collective, &trainer.net.params)?;
     let outcome = Averaged {
         method: "twa".into(),
         test_acc: totals.accuracy(),
@@ -267,7 +269,7 @@ pub fn train_twa(
         alpha: space.averaging_coefficients(&beta),
         params: trainer.net.read_params(gpu)?,
         state: trainer.net.read_state(gpu)?,
-        subspace_bytes: Some(4 * space.rank * subspace::row_stride(dim)),
+        subspace_bytes: Some(space.local_bytes()),
         ..Averaged::default()
     };
     Ok(TwaRun {

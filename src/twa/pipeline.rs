@@ -5,6 +5,7 @@
 
 use super::average::{evaluate_at, mean, train_twa, twa_train_config};
 use super::{History, SamplePlan, SampleStore};
+use crate::collective::Collective;
 use crate::config::{RunConfig, Stage};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -68,6 +69,7 @@ impl Checkpointing<'_> {
 /// during SGD; `checkpoints.resume` continues from one.
 pub fn run(
     gpu: &Gpu,
+    collective: &dyn Collective,
     data: &Dataset,
     config: &RunConfig,
     out: &Path,
@@ -105,6 +107,7 @@ pub fn run(
         .checked_sub(std::time::Duration::from_secs_f64(before))
         .unwrap_or_else(Instant::now);
     let mut trainer = Trainer::new(gpu, data, &config.model, config.train.clone())?;
+    trainer.distribute(collective)?;
     trainer.stop = stop.clone();
     let report = |observer: &mut dyn FnMut(Event), row: &Row, alpha: Option<Vec<f64>>| {
         observer(Event::Result {
@@ -261,7 +264,7 @@ pub fn run(
             config: config.clone(),
         };
         let averaging_started = started.elapsed().as_secs_f64();
-        let averaged = average(gpu, data, val, config, &history, out, stop, observer)?;
+        let averaged = average(gpu, collective, data, val, config, &history, out, stop, observer)?;
         for (r, alpha) in averaged {
             let r = Row {
                 epochs: r.epochs + sampled_epochs as f64,
@@ -305,6 +308,7 @@ pub fn run(
 /// rows (epochs of averaging, seconds since the samples were ready) with α.
 fn average(
     gpu: &Gpu,
+    collective: &dyn Collective,
     data: &Dataset,
     val: Option<&Dataset>,
     config: &RunConfig,
@@ -326,6 +330,7 @@ fn average(
         &config.model,
         twa_train_config(&config.train, &twa),
     )?;
+    averager.distribute(collective)?;
     averager.stop = stop.clone();
     let meta = crate::checkpoint::describe(config, data);
     let swa_started = Instant::now();
@@ -352,6 +357,7 @@ fn average(
         .map(|v| Trainer::new(gpu, v, &config.model, twa_train_config(&config.train, &twa)))
         .transpose()?;
     if let Some(t) = val_trainer.as_mut() {
+        t.distribute(collective)?;
         t.stop = stop.clone();
     }
     let coefficients = val_trainer.as_mut().unwrap_or(&mut averager);

@@ -1,10 +1,17 @@
 //! The TWA subspace on the device: an orthonormal basis P (n × D, rows in bindable
 //! chunks) of the sampled solutions, built by Gram–Schmidt with re-orthogonalisation
 //! (CGS2) in row order, the transform T with P = T·W, and the projection g ← Pᵀ(P g).
+//!
+//! In a job of R ranks P is sharded by rows: rank r holds rows r, r + R, r + 2R, …
+//! (TWA.md, "Distributed scheme"). Each Gram–Schmidt pass sums the rows' partial
+//! combinations (a D-vector) over the ranks, and the dot products (an n-vector) once
+//! per sample; a projection is P_rᵀ(P_r g) on each rank, summed by the caller.
 
+use crate::collective::{Collective, DeviceSum, Single};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{groups_1d, submit};
 use crate::gpu::{Dispatch, Gpu, Kernels};
+use crate::nn::GradientStep;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -51,9 +58,12 @@ pub struct Subspace {
     /// Coordinates β_i = P·w_i of every sample (each `rank` long), accumulated while
     /// orthogonalising: the CGS2 dot products, and ‖r‖ on the sample's own row.
     pub sample_coordinates: Vec<Vec<f64>>,
+    /// This rank's rows (local numbering: row m of P is local row m / ranks).
     chunks: Vec<Chunk>,
-    /// Coefficients P·x of the last projection (rank words).
+    /// Coefficients P·x of the last projection (local rows).
     coef: wgpu::Buffer,
+    /// (this rank, ranks) of the job the rows are shared by.
+    share: (usize, usize),
 }
 
 /// Words per basis row: D rounded up to whole vec4s (the padding holds zeros).
@@ -149,17 +159,32 @@ impl Subspace {
         dim: usize,
         rows_per_chunk: usize,
     ) -> Result<Subspace> {
+        Self::build_sharded(gpu, k, &Single, samples, dim, rows_per_chunk)
+    }
+
+    /// [`Subspace::build`] with the rows shared by the ranks of `collective` (every
+    /// rank passes the same samples and keeps only its rows).
+    pub fn build_sharded(
+        gpu: &Gpu,
+        k: &Kernels,
+        collective: &dyn Collective,
+        samples: &[f32],
+        dim: usize,
+        rows_per_chunk: usize,
+    ) -> Result<Subspace> {
         assert!(
             dim > 0 && samples.len().is_multiple_of(dim),
             "samples ({}) not a multiple of D = {dim}",
             samples.len()
         );
         let n = samples.len() / dim;
-        let rows_per_chunk = rows_per_chunk.clamp(1, n.max(1));
-        let chunks: Vec<Chunk> = (0..n.div_ceil(rows_per_chunk))
+        let share = (collective.rank(), collective.size());
+        let mine = n.saturating_sub(share.0).div_ceil(share.1);
+        let rows_per_chunk = rows_per_chunk.clamp(1, mine.max(1));
+        let chunks: Vec<Chunk> = (0..mine.div_ceil(rows_per_chunk))
             .map(|c| {
                 let first_row = c * rows_per_chunk;
-                let rows = rows_per_chunk.min(n - first_row);
+                let rows = rows_per_chunk.min(mine - first_row);
                 // `rows` is the capacity; `Chunk::rows` counts the rows filled so far.
                 Chunk {
                     buffer: gpu.storage(rows * row_stride(dim), "basis chunk"),
@@ -176,11 +201,19 @@ impl Subspace {
             dropped: Vec::new(),
             sample_coordinates: Vec::with_capacity(n),
             chunks,
-            coef: gpu.storage(2 * n + 1, "coefficients"),
+            coef: gpu.storage(2 * n + 2, "coefficients"),
+            share,
         };
-        let residual = gpu.storage(dim, "residual");
+        let mut work = Orthogonalisation {
+            residual: gpu.storage(dim, "residual"),
+            partial: gpu.storage(dim, "partial combination"),
+            exchange: (share.1 > 1).then(|| DeviceSum::new(gpu, dim)),
+            rows_per_chunk,
+        };
+        // coef[2n + 1] = 1: the coefficient of `partial` taken as a one-row basis.
+        gpu.write(&space.coef, 2 * n + 1, &[1.0f32]);
         for (i, w) in samples.chunks(dim).enumerate() {
-            space.add_row(gpu, k, i, w, &residual, rows_per_chunk)?;
+            space.add_row(gpu, k, collective, i, w, &mut work)?;
         }
         space.chunks.retain(|c| c.rows > 0);
         let rank = space.rank;
@@ -189,6 +222,33 @@ impl Subspace {
             .iter_mut()
             .for_each(|c| c.resize(rank, 0.0));
         Ok(space)
+    }
+
+    /// Rows of P this rank holds.
+    pub fn local_rows(&self) -> usize {
+        self.chunks.iter().map(|c| c.rows).sum()
+    }
+
+    /// Bytes of P this rank holds.
+    pub fn local_bytes(&self) -> usize {
+        4 * self.local_rows() * row_stride(self.dim)
+    }
+
+    /// Row m of P for each local row, in order.
+    fn global_rows(&self) -> impl Iterator<Item = usize> + '_ {
+        let (r, ranks) = self.share;
+        (0..self.local_rows()).map(move |l| l * ranks + r)
+    }
+
+    /// Values per local row (read back from the coefficient buffer) placed at their
+    /// rows of P in an `len`-long vector, summed over the ranks: every rank's rows.
+    fn gathered(&self, collective: &dyn Collective, local: &[f32], len: usize) -> Vec<f64> {
+        let mut all = vec![0.0f64; len];
+        for (m, v) in self.global_rows().zip(local) {
+            all[m] = *v as f64;
+        }
+        collective.sum(&mut all);
+        all
     }
 
     /// Dispatches computing P·x into the coefficient buffer (chunk by chunk).
@@ -230,6 +290,10 @@ impl Subspace {
     ) -> Vec<Dispatch> {
         let mut first = true;
         let mut out = Vec::new();
+        if self.local_rows() == 0 {
+            // No rows here: y ← scale·y (the sum over rows is empty).
+            out.push(combine(gpu, k, &self.coef, 0, self.dim, (&self.coef, 0), y, scale, 0.0));
+        }
         for c in self.chunks.iter().filter(|c| c.rows > 0) {
             let s = if first { scale } else { 1.0 };
             first = false;
@@ -254,21 +318,56 @@ impl Subspace {
         &mut self,
         gpu: &Gpu,
         k: &Kernels,
+        collective: &dyn Collective,
         index: usize,
         w: &[f32],
-        residual: &wgpu::Buffer,
-        rows_per_chunk: usize,
+        work: &mut Orthogonalisation,
     ) -> Result<()> {
         let n = self.samples;
+        let residual = &work.residual;
         gpu.write(residual, 0, w);
-        let mut work = Vec::new();
+        let mut pending = Vec::new();
         for pass in 0..2 {
             let off = pass * n;
-            work.extend(self.dots_into(gpu, k, residual, &self.coef, off));
-            work.extend(self.combine_into(gpu, k, (&self.coef, off), residual, 1.0, -1.0));
+            pending.extend(self.dots_into(gpu, k, residual, &self.coef, off));
+            match work.exchange.as_mut() {
+                None => pending.extend(self.combine_into(
+                    gpu,
+                    k,
+                    (&self.coef, off),
+                    residual,
+                    1.0,
+                    -1.0,
+                )),
+                Some(exchange) => {
+                    // partial ← P_rᵀc_r, summed over the ranks; residual −= partial.
+                    pending.extend(self.combine_into(
+                        gpu,
+                        k,
+                        (&self.coef, off),
+                        &work.partial,
+                        0.0,
+                        1.0,
+                    ));
+                    let encoder = encode(gpu, &pending);
+                    pending.clear();
+                    exchange.sum_in_place(gpu, collective, encoder, &work.partial, self.dim, 1.0)?;
+                    pending.push(combine(
+                        gpu,
+                        k,
+                        &work.partial,
+                        1,
+                        self.dim,
+                        (&self.coef, 2 * n + 1),
+                        residual,
+                        1.0,
+                        -1.0,
+                    ));
+                }
+            }
         }
         // ‖r‖² with r as a one-row basis.
-        work.push(dots(
+        pending.push(dots(
             gpu,
             k,
             residual,
@@ -278,12 +377,14 @@ impl Subspace {
             &self.coef,
             2 * n,
         ));
-        submit(gpu, &work.iter().collect::<Vec<_>>());
-        let coef: Vec<f32> = gpu.read(&self.coef, 0, 2 * n + 1)?;
-        let norm = (coef[2 * n] as f64).max(0.0).sqrt();
-        let mut beta: Vec<f64> = (0..self.rank)
-            .map(|j| coef[j] as f64 + coef[n + j] as f64)
-            .collect();
+        submit(gpu, &pending.iter().collect::<Vec<_>>());
+        let local: Vec<f32> = gpu.read(&self.coef, 0, 2 * n + 1)?;
+        let norm = (local[2 * n] as f64).max(0.0).sqrt();
+        // The dot products of both passes with every row of P, wherever it is held.
+        let first = self.gathered(collective, &local[..n], n);
+        let second = self.gathered(collective, &local[n..2 * n], n);
+        let coef: Vec<f64> = (0..self.rank).map(|j| first[j] + second[j]).collect();
+        let mut beta = coef.clone();
         let w_norm = w
             .iter()
             .map(|&v| (v as f64) * (v as f64))
@@ -301,8 +402,7 @@ impl Subspace {
         let m = self.rank;
         let mut row = vec![0.0f64; n];
         row[index] = 1.0;
-        for j in 0..m {
-            let c = coef[j] as f64 + coef[n + j] as f64;
+        for (j, c) in coef.iter().enumerate() {
             for (r, t) in row.iter_mut().zip(&self.transform[j * n..(j + 1) * n]) {
                 *r -= c * t;
             }
@@ -311,8 +411,14 @@ impl Subspace {
         self.transform.extend(row);
         beta.push(norm);
         self.sample_coordinates.push(beta);
-        // Scale the residual and append it as row m.
-        let chunk = m / rows_per_chunk;
+        self.rank += 1;
+        let (me, ranks) = self.share;
+        if m % ranks != me {
+            return Ok(());
+        }
+        // Scale the residual and append it as this rank's next row.
+        let local_row = m / ranks;
+        let chunk = local_row / work.rows_per_chunk;
         let scale = combine(
             gpu,
             k,
@@ -324,13 +430,9 @@ impl Subspace {
             (1.0 / norm) as f32,
             0.0,
         );
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            scale.record(&mut pass);
-        }
+        let mut encoder = encode(gpu, &[scale]);
         let stride = row_stride(self.dim);
-        let offset = ((m - self.chunks[chunk].first_row) * stride * 4) as u64;
+        let offset = ((local_row - self.chunks[chunk].first_row) * stride * 4) as u64;
         encoder.copy_buffer_to_buffer(
             residual,
             0,
@@ -340,9 +442,28 @@ impl Subspace {
         );
         gpu.queue.submit([encoder.finish()]);
         self.chunks[chunk].rows += 1;
-        self.rank += 1;
         Ok(())
     }
+}
+
+/// Device vectors and exchange of one Gram–Schmidt build.
+struct Orthogonalisation {
+    residual: wgpu::Buffer,
+    /// A pass's combination over this rank's rows (sharded builds).
+    partial: wgpu::Buffer,
+    /// The sum over the ranks (none in one process).
+    exchange: Option<DeviceSum>,
+    rows_per_chunk: usize,
+}
+
+/// An encoder holding `dispatches` in one compute pass.
+fn encode(gpu: &Gpu, dispatches: &[Dispatch]) -> wgpu::CommandEncoder {
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        dispatches.iter().for_each(|d| d.record(&mut pass));
+    }
+    encoder
 }
 
 /// α = Tᵀβ for T (rank × `samples`, row-major).
@@ -358,21 +479,42 @@ pub fn averaging_coefficients(transform: &[f64], samples: usize, beta: &[f64]) -
 
 impl Subspace {
     /// Dispatches for g ← Pᵀ(P g) in place: the gradient transform of projected SGD.
+    /// Sharded, g ← P_rᵀ(P_r g) over this rank's rows: the ranks' results sum to it.
     pub fn projection(&self, gpu: &Gpu, k: &Kernels, g: &wgpu::Buffer) -> Vec<Dispatch> {
         let mut out = self.dots_into(gpu, k, g, &self.coef, 0);
         out.extend(self.combine_into(gpu, k, (&self.coef, 0), g, 0.0, 1.0));
         out
     }
 
-    /// Coordinates β = P·x of a device vector x (blocking).
-    pub fn coordinates(&self, gpu: &Gpu, k: &Kernels, x: &wgpu::Buffer) -> Result<Vec<f64>> {
+    /// Projected SGD's step on the gradient `g`: the projection, summed over the
+    /// ranks first when P is sharded.
+    pub fn projected_sgd(&self, gpu: &Gpu, k: &Kernels, g: &wgpu::Buffer) -> GradientStep {
+        let projection = self.projection(gpu, k, g);
+        if self.is_sharded() {
+            GradientStep::SgdSummed(projection)
+        } else {
+            GradientStep::Sgd(projection)
+        }
+    }
+
+    /// Whether the rows are shared by several ranks.
+    pub fn is_sharded(&self) -> bool {
+        self.share.1 > 1
+    }
+
+    /// Coordinates β = P·x of a device vector x (blocking): every row's, from the
+    /// ranks of `collective` when P is sharded (the one it was built with).
+    pub fn coordinates(
+        &self,
+        gpu: &Gpu,
+        k: &Kernels,
+        collective: &dyn Collective,
+        x: &wgpu::Buffer,
+    ) -> Result<Vec<f64>> {
         let work = self.dots_into(gpu, k, x, &self.coef, 0);
         submit(gpu, &work.iter().collect::<Vec<_>>());
-        Ok(gpu
-            .read::<f32>(&self.coef, 0, self.rank)?
-            .into_iter()
-            .map(f64::from)
-            .collect())
+        let local = gpu.read::<f32>(&self.coef, 0, self.local_rows())?;
+        Ok(self.gathered(collective, &local, self.rank))
     }
 
     /// Averaging coefficients over the original samples, α = Tᵀβ, so that
@@ -382,7 +524,8 @@ impl Subspace {
         averaging_coefficients(&self.transform, self.samples, beta)
     }
 
-    /// Dispatches writing the coordinates P·x into `out[0..rank]`.
+    /// Dispatches writing the coordinates P·x into `out[0..rank]` (this rank's rows,
+    /// in local order, when sharded).
     pub fn coordinate_dispatches(
         &self,
         gpu: &Gpu,
@@ -402,9 +545,10 @@ impl Subspace {
         self.combine_into(gpu, k, (&self.coef, 0), y, 0.0, 1.0)
     }
 
-    /// P as rank × D floats (blocking; for tests and reports).
+    /// This rank's rows of P (all of P in one process) as rows × D floats (blocking;
+    /// for tests and reports).
     pub fn read_basis(&self, gpu: &Gpu) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(self.rank * self.dim);
+        let mut out = Vec::with_capacity(self.local_rows() * self.dim);
         for c in &self.chunks {
             let rows: Vec<f32> = gpu.read(&c.buffer, 0, c.rows * row_stride(self.dim))?;
             for row in rows.chunks(row_stride(self.dim)) {

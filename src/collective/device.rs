@@ -1,0 +1,72 @@
+//! A device vector summed across ranks: copied into a mapped staging buffer at the end
+//! of the caller's encoder, summed on the host by the [`Collective`], written back.
+
+use super::Collective;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+
+/// Staging for sums of up to `words` f32 values of a device buffer.
+pub struct DeviceSum {
+    staging: wgpu::Buffer,
+    words: usize,
+    host: Vec<f32>,
+}
+
+impl DeviceSum {
+    /// Room for `words` values.
+    pub fn new(gpu: &Gpu, words: usize) -> DeviceSum {
+        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("collective staging"),
+            size: (words.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        DeviceSum {
+            staging,
+            words,
+            host: vec![0.0; words],
+        }
+    }
+
+    /// Submit `encoder` with a copy of the first `words` values of `buffer` appended,
+    /// wait for it, and replace those values by Σ over ranks of `scale`·values (the
+    /// write lands before the next submit).
+    pub fn sum_in_place(
+        &mut self,
+        gpu: &Gpu,
+        collective: &dyn Collective,
+        mut encoder: wgpu::CommandEncoder,
+        buffer: &wgpu::Buffer,
+        words: usize,
+        scale: f32,
+    ) -> Result<()> {
+        assert!(words <= self.words, "{words} values, staging for {}", self.words);
+        let bytes = (words * 4) as u64;
+        encoder.copy_buffer_to_buffer(buffer, 0, &self.staging, 0, bytes);
+        gpu.queue.submit([encoder.finish()]);
+        let slice = self.staging.slice(..bytes.max(4));
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        gpu.wait()?;
+        rx.recv()
+            .map_err(|e| Error::Gpu(e.to_string()))?
+            .map_err(|e| Error::Gpu(format!("readback for a sum across ranks failed: {e}")))?;
+        {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(e.to_string()))?;
+            let host = &mut self.host[..words];
+            host.copy_from_slice(bytemuck::cast_slice(&view[..bytes as usize]));
+        }
+        self.staging.unmap();
+        let host = &mut self.host[..words];
+        if scale != 1.0 {
+            host.iter_mut().for_each(|v| *v *= scale);
+        }
+        collective.sum_f32(host);
+        gpu.write(buffer, 0, host);
+        Ok(())
+    }
+}
