@@ -164,7 +164,11 @@ fn duplicates_are_dropped_and_alpha_reproduces_points_of_the_span() {
     };
     let x = combine(&gamma);
     let xb = gpu().storage_init(&f32s(&x), "x");
-    let alpha = space.averaging_coefficients(&space.coordinates(gpu(), kernels(), &xb).unwrap());
+    let alpha = space.averaging_coefficients(
+        &space
+            .coordinates(gpu(), kernels(), &twa::collective::Single, &xb)
+            .unwrap(),
+    );
     let rebuilt = combine(&alpha);
     let diff: f64 = rebuilt
         .iter()

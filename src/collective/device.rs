@@ -40,7 +40,11 @@ impl DeviceSum {
         words: usize,
         scale: f32,
     ) -> Result<()> {
-        assert!(words <= self.words, "{words} values, staging for {}", self.words);
+        assert!(
+            words <= self.words,
+            "{words} values, staging for {}",
+            self.words
+        );
         let bytes = (words * 4) as u64;
         encoder.copy_buffer_to_buffer(buffer, 0, &self.staging, 0, bytes);
         gpu.queue.submit([encoder.finish()]);

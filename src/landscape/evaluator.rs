@@ -106,8 +106,12 @@ impl<'a> Landscape<'a> {
     /// Subspace coordinates of a weight vector (its projection onto the span).
     pub fn coordinates_of(&self, params: &[f32]) -> Result<Vec<f64>> {
         self.gpu().write(&self.scratch, 0, params);
-        self.space
-            .coordinates(self.gpu(), &self.trainer.net.kernels, &Single, &self.scratch)
+        self.space.coordinates(
+            self.gpu(),
+            &self.trainer.net.kernels,
+            &Single,
+            &self.scratch,
+        )
     }
 
     /// Make `plane` the current one: expand its origin and directions on the device.

@@ -315,12 +315,12 @@ impl<'a> Trainer<'a> {
         }
         let mut sums = [totals.loss_sum, totals.correct, totals.count];
         self.collective.sum(&mut sums);
-        let first_bad_step = self
-            .collective
-            .gather(&[totals.first_bad_step as f64])
-            .into_iter()
-            .filter(|&s| s > 0.0)
-            .fold(0.0, |a: f64, s| if a == 0.0 { s } else { a.min(s) }) as u64;
+        let first_bad_step =
+            self.collective
+                .gather(&[totals.first_bad_step as f64])
+                .into_iter()
+                .filter(|&s| s > 0.0)
+                .fold(0.0, |a: f64, s| if a == 0.0 { s } else { a.min(s) }) as u64;
         Totals {
             loss_sum: sums[0],
             correct: sums[1],

@@ -264,7 +264,9 @@ pub fn run(
             config: config.clone(),
         };
         let averaging_started = started.elapsed().as_secs_f64();
-        let averaged = average(gpu, collective, data, val, config, &history, out, stop, observer)?;
+        let averaged = average(
+            gpu, collective, data, val, config, &history, out, stop, observer,
+        )?;
         for (r, alpha) in averaged {
             let r = Row {
                 epochs: r.epochs + sampled_epochs as f64,

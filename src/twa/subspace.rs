@@ -292,7 +292,17 @@ impl Subspace {
         let mut out = Vec::new();
         if self.local_rows() == 0 {
             // No rows here: y ← scale·y (the sum over rows is empty).
-            out.push(combine(gpu, k, &self.coef, 0, self.dim, (&self.coef, 0), y, scale, 0.0));
+            out.push(combine(
+                gpu,
+                k,
+                &self.coef,
+                0,
+                self.dim,
+                (&self.coef, 0),
+                y,
+                scale,
+                0.0,
+            ));
         }
         for c in self.chunks.iter().filter(|c| c.rows > 0) {
             let s = if first { scale } else { 1.0 };
@@ -351,7 +361,14 @@ impl Subspace {
                     ));
                     let encoder = encode(gpu, &pending);
                     pending.clear();
-                    exchange.sum_in_place(gpu, collective, encoder, &work.partial, self.dim, 1.0)?;
+                    exchange.sum_in_place(
+                        gpu,
+                        collective,
+                        encoder,
+                        &work.partial,
+                        self.dim,
+                        1.0,
+                    )?;
                     pending.push(combine(
                         gpu,
                         k,
