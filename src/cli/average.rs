@@ -83,6 +83,11 @@ pub struct AverageArgs {
     /// for every method. (The SGD runs saw them unless they were trained without them.)
     #[arg(long)]
     pub val: Option<usize>,
+    /// Under mpirun: BatchNorm statistics over the whole global batch (summed across
+    /// the ranks at every BatchNorm), so that R ranks train exactly as one process;
+    /// without it each rank normalises with its own share (as PyTorch's DDP).
+    #[arg(long)]
+    pub sync_bn: bool,
     /// Output directory.
     #[arg(long, default_value = "runs/average")]
     pub out: PathBuf,
@@ -269,7 +274,8 @@ pub fn average(job: &super::job::Job, adapter: Option<&str>, args: AverageArgs) 
     let world = &*job.world;
     super::describe_setup(&gpu, &data);
     eprintln!("{describe}");
-    let twa_train = average::twa_train_config(&config.train, &twa_config);
+    let mut twa_train = average::twa_train_config(&config.train, &twa_config);
+    twa_train.sync_bn |= args.sync_bn;
     // The held-out samples are never trained on: BatchNorm is re-estimated on the rest
     // (for every method, so that the rows compare); TWA-v trains its coefficients on
     // them, the greedy soup picks by them.

@@ -39,6 +39,11 @@ pub struct RunArgs {
     /// options as the first time).
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    /// Under mpirun: BatchNorm statistics over the whole global batch (summed across
+    /// the ranks at every BatchNorm), so that R ranks train exactly as one process;
+    /// without it each rank normalises with its own share (as PyTorch's DDP).
+    #[arg(long)]
+    sync_bn: bool,
     /// Print the table as one JSON object, the last line of stdout.
     #[arg(long)]
     json: bool,
@@ -55,6 +60,7 @@ pub fn run(job: &Job, adapter: Option<&str>, args: RunArgs) -> Result<()> {
     if let Some(epochs) = args.twa_epochs {
         config.twa.epochs = epochs;
     }
+    config.train.sync_bn |= args.sync_bn;
     config.train.validate()?;
     config.twa.to_twa()?;
     let out = output_dir(args.out.as_deref(), args.resume.as_deref(), "runs/run")?;

@@ -65,6 +65,11 @@ pub struct TrainArgs {
     /// options as the first time).
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    /// Under mpirun: BatchNorm statistics over the whole global batch (summed across
+    /// the ranks at every BatchNorm), so that R ranks train exactly as one process;
+    /// without it each rank normalises with its own share (as PyTorch's DDP).
+    #[arg(long)]
+    sync_bn: bool,
     /// Print a JSON summary as the last line of stdout.
     #[arg(long)]
     json: bool,
@@ -95,6 +100,7 @@ fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
     if let Some(v) = args.seed {
         t.seed = v;
     }
+    t.sync_bn |= args.sync_bn;
     config.train.validate()?;
     Ok(config)
 }

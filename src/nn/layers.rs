@@ -242,8 +242,23 @@ pub fn elementwise(
     )
 }
 
+/// The uniform of a BatchNorm pass over `rows` rows.
+fn batchnorm_params(layer: &Layer, rows: usize, features: usize) -> BatchNormParams {
+    let (chunk_rows, chunks) = bn_chunks(rows);
+    BatchNormParams {
+        rows: rows as u32,
+        features: features as u32,
+        g_off: layer.param_off as u32,
+        s_off: layer.state_off as u32,
+        momentum: BN_MOMENTUM,
+        eps: BN_EPS,
+        chunk_rows: chunk_rows as u32,
+        chunks: chunks as u32,
+    }
+}
+
 /// The dispatches of one BatchNorm pass: `entries` in order, each over (chunk,
-/// feature) pairs, features, or all R·F values as its name says.
+/// feature) pairs, features or all values as its name says.
 fn batchnorm(
     gpu: &Gpu,
     layer: &Layer,
@@ -253,18 +268,21 @@ fn batchnorm(
     io: [&wgpu::Buffer; 3],
     bufs: &LayerBuffers,
 ) -> Vec<Dispatch> {
-    let (chunk_rows, chunks) = bn_chunks(rows);
-    let p = BatchNormParams {
-        rows: rows as u32,
-        features: features as u32,
-        g_off: layer.param_off as u32,
-        s_off: layer.state_off as u32,
-        momentum: BN_MOMENTUM,
-        eps: BN_EPS,
-        chunk_rows: chunk_rows as u32,
-        chunks: chunks as u32,
-    };
+    let p = batchnorm_params(layer, rows, features);
     let u = gpu.uniform(&p, "batchnorm");
+    batchnorm_with(gpu, &p, &u, entries, io, bufs)
+}
+
+/// [`batchnorm`]'s dispatches with the uniform `u` holding `p`.
+fn batchnorm_with(
+    gpu: &Gpu,
+    p: &BatchNormParams,
+    u: &wgpu::Buffer,
+    entries: &[&crate::gpu::Kernel],
+    io: [&wgpu::Buffer; 3],
+    bufs: &LayerBuffers,
+) -> Vec<Dispatch> {
+    let (rows, features, chunks) = (p.rows as usize, p.features as usize, p.chunks as usize);
     let [x, dy, out] = io;
     entries
         .iter()
@@ -287,13 +305,141 @@ fn batchnorm(
                     bufs.state,
                     bufs.grads,
                     bufs.partials,
-                    &u,
+                    u,
                     bufs.step,
                 ],
                 groups,
             )
         })
         .collect()
+}
+
+/// Where a BatchNorm layer's training step waits for the other ranks (`--sync-bn`),
+/// so that R ranks normalise with, and differentiate through, the statistics of the
+/// whole global batch as one process does.
+pub struct BnSync {
+    /// The layer's uniform (this rank's rows) and, for the statistics, the uniform of
+    /// `finish_train` that is told the global rows.
+    params: BatchNormParams,
+    finish: Option<wgpu::Buffer>,
+}
+
+impl BnSync {
+    /// After `partial_stats`: every rank's chunk (mean, M2) merged (Chan et al., in
+    /// f64, ranks in order) into chunk 0 of `partials`; after `finish_grads`:
+    /// (dγ, dβ) ← Σ_r share_r·(dγ_r, dβ_r) with share_r this rank's part of the global
+    /// batch (each rank's dy is a mean over its own rows).
+    pub fn apply(
+        &self,
+        gpu: &Gpu,
+        collective: &dyn crate::collective::Collective,
+        partials: &wgpu::Buffer,
+        grads: &wgpu::Buffer,
+        share: f64,
+    ) -> crate::error::Result<()> {
+        let p = &self.params;
+        let nf = p.features as usize;
+        let Some(finish) = &self.finish else {
+            let g_off = p.g_off as usize;
+            let local: Vec<f32> = gpu.read(grads, g_off, 2 * nf)?;
+            let mut sums: Vec<f64> = local.iter().map(|&v| v as f64 * share).collect();
+            collective.sum(&mut sums);
+            let words: Vec<f32> = sums.into_iter().map(|v| v as f32).collect();
+            gpu.write(grads, g_off, &words);
+            return Ok(());
+        };
+        let chunks = p.chunks as usize;
+        let values: Vec<f32> = gpu.read(partials, 0, 2 * chunks * nf)?;
+        // (count, mean, M2) per feature over this rank's chunks.
+        let mut local = vec![0.0f64; 3 * nf];
+        for k in 0..chunks {
+            let first = k * p.chunk_rows as usize;
+            let count = (first + p.chunk_rows as usize).min(p.rows as usize) - first;
+            for f in 0..nf {
+                let t = k * nf + f;
+                let (mean, m2) = (values[2 * t] as f64, values[2 * t + 1] as f64);
+                merge(&mut local[3 * f..3 * f + 3], [count as f64, mean, m2]);
+            }
+        }
+        let every = collective.gather(&local);
+        let mut global = vec![0.0f64; 3 * nf];
+        for rank in every.chunks(3 * nf) {
+            for f in 0..nf {
+                let s = &rank[3 * f..3 * f + 3];
+                merge(&mut global[3 * f..3 * f + 3], [s[0], s[1], s[2]]);
+            }
+        }
+        let merged: Vec<f32> = (0..nf)
+            .flat_map(|f| [global[3 * f + 1] as f32, global[3 * f + 2] as f32])
+            .collect();
+        gpu.write(partials, 0, &merged);
+        let rows = global[0].round() as u32;
+        let whole = BatchNormParams {
+            rows,
+            chunk_rows: rows,
+            chunks: 1,
+            ..*p
+        };
+        gpu.write(finish, 0, &[whole]);
+        Ok(())
+    }
+}
+
+/// Add the statistics `b` = (count, mean, M2) into `a` (Chan et al.).
+fn merge(a: &mut [f64], b: [f64; 3]) {
+    let n = a[0] + b[0];
+    if b[0] == 0.0 {
+        return;
+    }
+    let delta = b[1] - a[1];
+    a[1] += delta * b[0] / n;
+    a[2] += b[2] + delta * delta * a[0] * b[0] / n;
+    a[0] = n;
+}
+
+/// A BatchNorm layer's training forward (`dx: None`) or backward cut at its
+/// [`BnSync`]: the dispatches before, the sync, the dispatches after.
+pub fn batchnorm_synced(
+    gpu: &Gpu,
+    k: &Kernels,
+    layer: &Layer,
+    batch: usize,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dx: Option<&wgpu::Buffer>,
+    bufs: &LayerBuffers,
+) -> (Vec<Dispatch>, BnSync, Vec<Dispatch>) {
+    let LayerKind::BatchNorm { features, spatial } = layer.kind else {
+        panic!("{} has no BatchNorm sync", layer.kind.describe())
+    };
+    let p = batchnorm_params(layer, batch * spatial, features);
+    let u = gpu.uniform(&p, "batchnorm");
+    match dx {
+        None => {
+            let finish = gpu.uniform(&p, "batchnorm finish (global rows)");
+            let io = [x, bufs.unused, y];
+            let before = batchnorm_with(gpu, &p, &u, &[&k.bn_partial_stats], io, bufs);
+            let mut after = batchnorm_with(gpu, &p, &finish, &[&k.bn_finish_train], io, bufs);
+            after.extend(batchnorm_with(gpu, &p, &u, &[&k.bn_normalise], io, bufs));
+            let sync = BnSync {
+                params: p,
+                finish: Some(finish),
+            };
+            (before, sync, after)
+        }
+        Some(dx) => {
+            let io = [x, dy, dx];
+            let entries: [&crate::gpu::Kernel; 2] = [&k.bn_partial_grads, &k.bn_finish_grads];
+            let before = batchnorm_with(gpu, &p, &u, &entries, io, bufs);
+            let after = batchnorm_with(gpu, &p, &u, &[&k.bn_backward_dx], io, bufs);
+            let sync = BnSync {
+                params: p,
+                finish: None,
+            };
+            (before, sync, after)
+        }
+    }
 }
 
 /// How a forward pass treats BatchNorm.

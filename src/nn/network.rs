@@ -2,9 +2,9 @@
 //! buffers, activation buffers sized for the largest batch, and per-batch-size plans
 //! (forward, loss, backward, optimiser) recorded once and replayed every step.
 
-use super::layers::{self, LayerBuffers, Mode};
+use super::layers::{self, BnSync, LayerBuffers, Mode};
 use super::loss;
-use super::model::{LayerKind, Model};
+use super::model::{Layer, LayerKind, Model};
 use super::optim::{self, SgdConfig};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Kernels};
@@ -67,10 +67,19 @@ impl Totals {
     }
 }
 
+/// Dispatches up to a point where the ranks synchronise, and that point.
+#[derive(Default)]
+pub struct Segment {
+    pub dispatches: Vec<Dispatch>,
+    pub sync: Option<BnSync>,
+}
+
 /// The dispatches for one batch size.
 struct BatchPlan {
     /// Forward (train mode), loss with gradient, backward.
     train: Vec<Dispatch>,
+    /// The same cut at every BatchNorm's sync point (`--sync-bn`; empty otherwise).
+    synced_train: Vec<Segment>,
     /// Forward (eval mode) and loss without gradient.
     eval: Vec<Dispatch>,
     /// Forward re-estimating BatchNorm statistics (no loss).
@@ -111,6 +120,8 @@ pub struct Network {
     zero_velocity: Dispatch,
     max_batch: usize,
     plans: HashMap<usize, BatchPlan>,
+    /// Whether plans also hold the training step cut at BatchNorm's sync points.
+    sync_bn: bool,
 }
 
 impl Network {
@@ -210,6 +221,7 @@ impl Network {
             zero_velocity,
             max_batch,
             plans: HashMap::new(),
+            sync_bn: false,
         })
     }
 
@@ -237,34 +249,29 @@ impl Network {
         mode: Mode,
         range: std::ops::Range<usize>,
     ) -> Vec<Dispatch> {
-        let bufs = self.buffers();
-        let mut out = Vec::new();
-        for (i, layer) in self
-            .model
-            .layers
-            .iter()
-            .enumerate()
-            .take(range.end)
-            .skip(range.start)
-        {
-            let other = match layer.kind {
-                LayerKind::Add { other, .. } => Some(&self.acts[other]),
-                _ => None,
-            };
-            out.extend(layers::forward(
-                gpu,
-                &self.kernels,
-                layer,
-                batch,
-                mode,
-                &self.acts[layer.input],
-                other,
-                &self.acts[i + 1],
-                self.transposed[i].as_ref(),
-                &bufs,
-            ));
-        }
-        out
+        range
+            .flat_map(|i| self.forward_layer(gpu, i, batch, mode))
+            .collect()
+    }
+
+    fn forward_layer(&self, gpu: &Gpu, i: usize, batch: usize, mode: Mode) -> Vec<Dispatch> {
+        let layer = &self.model.layers[i];
+        let other = match layer.kind {
+            LayerKind::Add { other, .. } => Some(&self.acts[other]),
+            _ => None,
+        };
+        layers::forward(
+            gpu,
+            &self.kernels,
+            layer,
+            batch,
+            mode,
+            &self.acts[layer.input],
+            other,
+            &self.acts[i + 1],
+            self.transposed[i].as_ref(),
+            &self.buffers(),
+        )
     }
 
     fn loss_dispatch(&self, gpu: &Gpu, batch: usize, train: bool) -> Dispatch {
@@ -289,10 +296,36 @@ impl Network {
         )
     }
 
-    fn build_plan(&self, gpu: &Gpu, batch: usize) -> BatchPlan {
+    /// Forward (train mode), loss with gradient and backward on `batch`, cut after
+    /// each BatchNorm's sync point when `sync_bn` (one segment otherwise).
+    fn train_segments(&self, gpu: &Gpu, batch: usize, sync_bn: bool) -> Vec<Segment> {
         let bufs = self.buffers();
-        let mut train = self.forward_dispatches(gpu, batch, Mode::Train);
-        train.push(self.loss_dispatch(gpu, batch, true));
+        let mut segments = vec![Segment::default()];
+        let cut = |segments: &mut Vec<Segment>, (before, sync, after)| {
+            let last = segments.last_mut().expect("a segment");
+            last.dispatches.extend(before);
+            last.sync = Some(sync);
+            segments.push(Segment {
+                dispatches: after,
+                sync: None,
+            });
+        };
+        let synced = |layer: &Layer| sync_bn && matches!(layer.kind, LayerKind::BatchNorm { .. });
+        let k = &self.kernels;
+        for (i, layer) in self.model.layers.iter().enumerate() {
+            if synced(layer) {
+                let (x, y) = (&self.acts[layer.input], &self.acts[i + 1]);
+                let parts = layers::batchnorm_synced(gpu, k, layer, batch, x, y, x, None, &bufs);
+                cut(&mut segments, parts);
+            } else {
+                let d = self.forward_layer(gpu, i, batch, Mode::Train);
+                segments.last_mut().expect("a segment").dispatches.extend(d);
+            }
+        }
+        let push = |segments: &mut Vec<Segment>, d: Dispatch| {
+            segments.last_mut().expect("a segment").dispatches.push(d)
+        };
+        push(&mut segments, self.loss_dispatch(gpu, batch, true));
         // An activation read by several layers gets its gradient from the last reader
         // first (backward runs in reverse), then the others add theirs.
         let mut last_reader = vec![usize::MAX; self.acts.len()];
@@ -302,7 +335,6 @@ impl Network {
                 last_reader[other] = i;
             }
         }
-        let k = &self.kernels;
         for (i, layer) in self.model.layers.iter().enumerate().rev() {
             let t = layer.input;
             let dy = &self.dacts[i + 1];
@@ -315,25 +347,40 @@ impl Network {
                     &self.dscratch
                 }
             });
-            train.extend(layers::backward(
-                gpu,
-                k,
-                layer,
-                batch,
-                &self.acts[t],
-                &self.acts[i + 1],
-                dy,
-                dx,
-                &bufs,
-            ));
+            let (x, y) = (&self.acts[t], &self.acts[i + 1]);
+            if synced(layer) && dx.is_some() {
+                let parts = layers::batchnorm_synced(gpu, k, layer, batch, x, y, dy, dx, &bufs);
+                cut(&mut segments, parts);
+            } else {
+                let d = layers::backward(gpu, k, layer, batch, x, y, dy, dx, &bufs);
+                segments.last_mut().expect("a segment").dispatches.extend(d);
+            }
             let len = batch * layer.kind.input_len();
             if t > 0 && !direct {
-                train.push(self.add_gradient(gpu, len, &self.dscratch, t, false));
+                push(
+                    &mut segments,
+                    self.add_gradient(gpu, len, &self.dscratch, t, false),
+                );
             }
             if let LayerKind::Add { other, .. } = layer.kind {
-                train.push(self.add_gradient(gpu, len, dy, other, last_reader[other] == i));
+                let first = last_reader[other] == i;
+                push(&mut segments, self.add_gradient(gpu, len, dy, other, first));
             }
         }
+        segments
+    }
+
+    fn build_plan(&self, gpu: &Gpu, batch: usize) -> BatchPlan {
+        let train = self
+            .train_segments(gpu, batch, false)
+            .into_iter()
+            .flat_map(|s| s.dispatches)
+            .collect();
+        let synced_train = if self.sync_bn {
+            self.train_segments(gpu, batch, true)
+        } else {
+            Vec::new()
+        };
         let mut eval = self.forward_dispatches(gpu, batch, Mode::Eval);
         eval.push(self.loss_dispatch(gpu, batch, false));
         let recalibrate = self.forward_dispatches(gpu, batch, Mode::Recalibrate);
@@ -343,6 +390,7 @@ impl Network {
         probe_rest.push(self.loss_dispatch(gpu, batch, false));
         BatchPlan {
             train,
+            synced_train,
             eval,
             recalibrate,
             probe_first,
@@ -397,6 +445,24 @@ impl Network {
     ) {
         self.record_gradient(pass, batch);
         self.record_update(pass, update);
+    }
+
+    /// Build (from now on) the training step cut at every BatchNorm's sync point for
+    /// the batch sizes prepared later ([`Network::synced_train`]).
+    pub fn enable_sync_bn(&mut self) {
+        self.sync_bn = true;
+        self.plans.clear();
+    }
+
+    /// The training step on `batch` (forward, loss, backward) cut at BatchNorm's sync
+    /// points; empty unless [`Network::enable_sync_bn`] came before the prepare.
+    pub fn synced_train(&self, batch: usize) -> &[Segment] {
+        &self.plan(batch).synced_train
+    }
+
+    /// BatchNorm's per-chunk partial sums (what a [`BnSync`] merges).
+    pub fn partials(&self) -> &wgpu::Buffer {
+        &self.partials
     }
 
     /// Forward, loss and backward: the batch's mean gradient in `grads`.

@@ -32,6 +32,10 @@ pub struct TrainConfig {
     pub eval_batch: usize,
     /// Random crop (4-pixel padding) and horizontal flip of training images.
     pub augment: bool,
+    /// With several ranks: BatchNorm's batch statistics (and their gradients) summed
+    /// over the ranks, so that R ranks compute what one process does (else each rank
+    /// normalises with its own share of the batch, as PyTorch's DDP).
+    pub sync_bn: bool,
 }
 
 impl Default for TrainConfig {
@@ -46,6 +50,7 @@ impl Default for TrainConfig {
             seed: 1,
             eval_batch: 1000,
             augment: false,
+            sync_bn: false,
         }
     }
 }
@@ -264,7 +269,8 @@ impl<'a> Trainer<'a> {
     /// cut into one contiguous shard per rank (the same global order as one process),
     /// the gradients are summed after backward and every rank applies the same update;
     /// evaluation and BatchNorm re-estimation are shared out and summed. BatchNorm
-    /// uses each rank's own batch statistics while training (as PyTorch's DDP).
+    /// uses each rank's own batch statistics while training (as PyTorch's DDP), or the
+    /// global batch's with `sync_bn`.
     pub fn distribute(&mut self, collective: &'a dyn Collective) -> Result<()> {
         self.collective = collective;
         let ranks = collective.size();
@@ -298,6 +304,16 @@ impl<'a> Trainer<'a> {
                 let gather = self.test.gather(gpu, &self.net, b, None);
                 self.test_gathers.push((b, gather));
             }
+        }
+        if self.config.sync_bn {
+            self.net.enable_sync_bn();
+            let sizes: Vec<usize> = self
+                .train_gathers
+                .iter()
+                .chain(&self.test_gathers)
+                .map(|(b, _)| *b)
+                .collect();
+            sizes.into_iter().for_each(|b| self.net.prepare(gpu, b));
         }
         self.exchange = Some(DeviceSum::new(gpu, self.net.model.num_params()));
         Ok(())
@@ -431,15 +447,13 @@ impl<'a> Trainer<'a> {
                     self.net.record_reset_velocity(&mut pass);
                 }
                 Self::gather_for(&self.train_gathers, part.len()).record(&mut pass);
-                match self.exchange {
-                    None => self
-                        .net
-                        .record_train_step(&mut pass, size, &self.gradient_step),
-                    Some(_) => self.net.record_gradient(&mut pass, part.len()),
+                if self.exchange.is_none() {
+                    self.net
+                        .record_train_step(&mut pass, size, &self.gradient_step);
                 }
             }
             if self.exchange.is_some() {
-                encoder = self.update_across_ranks(encoder, part.len() as f32 / size as f32)?;
+                encoder = self.step_across_ranks(encoder, part.len(), size)?;
             }
             if let Some((plan, store)) = self.sampler.as_mut() {
                 if plan.takes(epoch, step, steps) {
@@ -497,18 +511,37 @@ impl<'a> Trainer<'a> {
         Ok((totals, lr))
     }
 
-    /// The update of a data-parallel step, after `encoder`'s forward and backward on
-    /// this rank's share (`weight` of the global batch): the gradients summed over the
-    /// ranks, then `gradient_step` (a sharded transform's partial results summed
-    /// before SGD). Returns the encoder the rest of the step goes into.
-    fn update_across_ranks(
+    /// A data-parallel step after `encoder`'s gather of this rank's `local` samples of
+    /// the global batch's `size`: forward and backward (waiting for the other ranks at
+    /// each BatchNorm with `sync_bn`), the gradients summed over the ranks, then
+    /// `gradient_step` (a sharded transform's partial results summed before SGD).
+    /// Returns the encoder the rest of the step goes into.
+    fn step_across_ranks(
         &mut self,
-        encoder: wgpu::CommandEncoder,
-        weight: f32,
+        mut encoder: wgpu::CommandEncoder,
+        local: usize,
+        size: usize,
     ) -> Result<wgpu::CommandEncoder> {
         let (gpu, collective, d) = (self.gpu, self.collective, self.net.model.num_params());
+        let share = local as f64 / size as f64;
+        let segments = self.net.synced_train(local);
+        if segments.is_empty() {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.net.record_gradient(&mut pass, local);
+        }
+        for segment in segments {
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                segment.dispatches.iter().for_each(|d| d.record(&mut pass));
+            }
+            if let Some(sync) = &segment.sync {
+                gpu.queue.submit([encoder.finish()]);
+                sync.apply(gpu, collective, self.net.partials(), &self.net.grads, share)?;
+                encoder = gpu.device.create_command_encoder(&Default::default());
+            }
+        }
         let exchange = self.exchange.as_mut().expect("distributed");
-        exchange.sum_in_place(gpu, collective, encoder, &self.net.grads, d, weight)?;
+        exchange.sum_in_place(gpu, collective, encoder, &self.net.grads, d, share as f32)?;
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         if let GradientStep::SgdSummed(transform) = &self.gradient_step {
             {
