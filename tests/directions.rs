@@ -246,7 +246,7 @@ fn explicit_global_32_bit_mode_reproduces_projected_sgd_on_orthonormal_direction
         weight_decay: 0.0,
         ..TwaConfig::default()
     };
-    twa::twa::explicit::explicit_steps(gpu, &mut explicit, &dirs, &beta, &twa);
+    twa::twa::explicit::explicit_steps(gpu, &mut explicit, &dirs, &beta, &twa).unwrap();
     explicit.run(&mut |_| {}).unwrap();
     let got = explicit.net.read_params(gpu).unwrap();
 

@@ -267,3 +267,99 @@ fn sharded_subspace_matches_one_device() {
         }
     }
 }
+
+/// TWA over 2 ranks with either storage of the directions (orthonormal rows for
+/// P-SGD, 8-bit per-block directions for explicit coefficients), each rank holding
+/// 4 or 3 of the 7 samples' rows: the same α and test loss as one process, and rank 0
+/// reports the bytes of its share only.
+#[test]
+fn twa_over_two_ranks_with_sharded_directions_matches_one_process() {
+    let dir = temp_dir("mpi-twa");
+    let history = dir.join("h");
+    let out = Command::new(TWA)
+        .args([
+            "train",
+            "--epochs",
+            "3",
+            "--samples-per-epoch",
+            "2",
+            "--out",
+        ])
+        .arg(&history)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let history = history.join("history.safetensors");
+    for storage in [
+        &["--coefficients", "orthonormal"][..],
+        &["--coefficients", "global", "--bits", "8"],
+    ] {
+        let mut args: Vec<String> = [
+            "average",
+            "--method",
+            "twa",
+            "--sync-bn",
+            "--json",
+            "--history",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        args.push(history.to_str().unwrap().into());
+        args.extend(storage.iter().map(|s| s.to_string()));
+        let run = |ranks: usize| {
+            let mut args = args.clone();
+            args.extend([
+                "--out".into(),
+                dir.join(format!("r{ranks}")).to_str().unwrap().into(),
+            ]);
+            let out = if ranks == 1 {
+                Command::new(TWA).args(&args).output().unwrap()
+            } else {
+                mpirun(
+                    ranks,
+                    TWA,
+                    &args.iter().map(String::as_str).collect::<Vec<_>>(),
+                )
+            };
+            assert!(out.status.success(), "{}", stderr(&out));
+            let text = String::from_utf8(out.stdout).unwrap();
+            let json: serde_json::Value =
+                serde_json::from_str(text.lines().last().unwrap()).unwrap();
+            json["results"][0].clone()
+        };
+        let (one, two) = (run(1), run(2));
+        let (u, v) = (
+            one["test_loss"].as_f64().unwrap(),
+            two["test_loss"].as_f64().unwrap(),
+        );
+        eprintln!(
+            "{storage:?}: test loss {u} (1 process) vs {v} (2 ranks); bytes {} vs {}",
+            one["subspace_bytes"], two["subspace_bytes"]
+        );
+        assert!(
+            (u - v).abs() <= 1e-4 * u,
+            "{storage:?}: test loss {u} vs {v}"
+        );
+        let alpha = |r: &serde_json::Value| -> Vec<f64> {
+            r["alpha"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_f64().unwrap())
+                .collect()
+        };
+        for (a, b) in alpha(&one).iter().zip(alpha(&two)) {
+            assert!((a - b).abs() <= 1e-3, "{storage:?}: α {a} vs {b}");
+        }
+        let (whole, share) = (
+            one["subspace_bytes"].as_f64().unwrap(),
+            two["subspace_bytes"].as_f64().unwrap(),
+        );
+        // Rank 0 holds rows 0, 2, 4, 6: 4 of 7.
+        assert!(
+            (share / whole - 4.0 / 7.0).abs() < 0.01,
+            "{storage:?}: {share} of {whole} bytes"
+        );
+    }
+}

@@ -34,6 +34,9 @@ pub enum GradientStep {
     /// These dispatches instead (explicit-coefficient TWA: they update the
     /// coefficients and rewrite the parameters from them).
     Replace(Vec<Dispatch>),
+    /// These dispatches instead, whose parameters are partial sums to be summed
+    /// across ranks (explicit-coefficient TWA on a rank's share of the directions).
+    ReplaceSummed(Vec<Dispatch>),
 }
 
 /// Sums over a run of batches, as accumulated on the device.
@@ -482,7 +485,7 @@ impl Network {
                 }
                 self.record_sgd(pass);
             }
-            GradientStep::Replace(dispatches) => {
+            GradientStep::Replace(dispatches) | GradientStep::ReplaceSummed(dispatches) => {
                 for d in dispatches {
                     d.record(pass);
                 }

@@ -514,8 +514,8 @@ impl<'a> Trainer<'a> {
     /// A data-parallel step after `encoder`'s gather of this rank's `local` samples of
     /// the global batch's `size`: forward and backward (waiting for the other ranks at
     /// each BatchNorm with `sync_bn`), the gradients summed over the ranks, then
-    /// `gradient_step` (a sharded transform's partial results summed before SGD).
-    /// Returns the encoder the rest of the step goes into.
+    /// `gradient_step` (a sharded transform's partial results summed before SGD, a
+    /// sharded rebuild's parameters after it). Returns the encoder the rest of the step goes into.
     fn step_across_ranks(
         &mut self,
         mut encoder: wgpu::CommandEncoder,
@@ -552,6 +552,13 @@ impl<'a> Trainer<'a> {
             encoder = gpu.device.create_command_encoder(&Default::default());
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.net.record_sgd(&mut pass);
+        } else if let GradientStep::ReplaceSummed(dispatches) = &self.gradient_step {
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                dispatches.iter().for_each(|t| t.record(&mut pass));
+            }
+            exchange.sum_in_place(gpu, collective, encoder, &self.net.params, d, 1.0)?;
+            encoder = gpu.device.create_command_encoder(&Default::default());
         } else {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.net.record_update(&mut pass, &self.gradient_step);

@@ -6,7 +6,8 @@ use super::average::{
     sample_count, start_sample, Averaged, BlockAlpha, Optimizer, TwaConfig, TwaRun,
 };
 use super::directions::{self, Coefficients, Directions, Packed};
-use crate::error::Result;
+use crate::collective::DeviceSum;
+use crate::error::{Error, Result};
 use crate::gpu::kernels::submit;
 use crate::gpu::Gpu;
 use crate::nn::{optim, GradientStep};
@@ -33,9 +34,25 @@ pub(crate) fn train_explicit(
     );
     let nb = blocks.len();
     let (centre, dirs, norms) = directions::normalised_directions(samples, dim, &blocks);
-    let mut packed = Packed::pack(&dirs, dim, &blocks, twa.bits)?;
-    packed.renormalise();
+    // Sharded over R ranks, rank r keeps directions r, r + R, … and their β; its
+    // centre is c on rank 0 and 0 elsewhere, so that the ranks' w sum to c + Σ β ⊙ d.
+    let collective = trainer.collective();
+    let (me, ranks) = (collective.rank(), collective.size());
+    if n < ranks {
+        return Err(Error::Config(format!(
+            "explicit-coefficient TWA over {ranks} ranks needs at least {ranks} samples, got {n}"
+        )));
+    }
+    let mine: Vec<usize> = (me..n).step_by(ranks).collect();
+    let local: Vec<f32> = mine
+        .iter()
+        .flat_map(|&i| dirs[i * dim..(i + 1) * dim].iter().copied())
+        .collect();
     drop(dirs);
+    let mut packed = Packed::pack(&local, dim, &blocks, twa.bits)?;
+    packed.renormalise();
+    drop(local);
+    let centre = if me == 0 { centre } else { vec![0.0; dim] };
     let space = Directions::upload(gpu, &centre, &packed)?;
     // β at the start: 0 is the centre (SWA); a sample is its norms on its own row.
     let mut beta0 = vec![0.0f32; n * nb];
@@ -45,16 +62,30 @@ pub(crate) fn train_explicit(
             beta0[i * nb + b] = norms[i * nb + b] as f32;
         }
     }
-    let beta = gpu.storage_init(&beta0, "beta");
-    explicit_steps(gpu, trainer, &space, &beta, twa);
+    let local_beta0: Vec<f32> = mine
+        .iter()
+        .flat_map(|&i| beta0[i * nb..(i + 1) * nb].iter().copied())
+        .collect();
+    let beta = gpu.storage_init(&local_beta0, "beta");
+    explicit_steps(gpu, trainer, &space, &beta, twa)?;
+    // Every rank's β in sample order (n × blocks).
+    let gather = move |local: &[f32]| {
+        let mut all = vec![0.0f64; n * nb];
+        for (l, &i) in mine.iter().enumerate() {
+            for b in 0..nb {
+                all[i * nb + b] = local[l * nb + b] as f64;
+            }
+        }
+        collective.sum(&mut all);
+        all
+    };
     // α over the samples: per block, and their mean weighted by the blocks' sizes.
     let shares: Vec<f64> = blocks
         .iter()
         .map(|b| b.range.len() as f64 / dim as f64)
         .collect();
-    let alpha_of = move |beta: &[f32]| {
-        let beta: Vec<f64> = beta.iter().map(|&b| b as f64).collect();
-        let per_block = directions::averaging_coefficients(&beta, &norms, nb);
+    let alpha_of = move |beta: &[f64]| {
+        let per_block = directions::averaging_coefficients(beta, &norms, nb);
         let mut mean = vec![0.0; n];
         for (share, alpha) in shares.iter().zip(&per_block) {
             mean.iter_mut()
@@ -67,18 +98,20 @@ pub(crate) fn train_explicit(
         alpha: alpha_of(&vec![0.0; n * nb]).0,
     });
     if from_sample.is_some() {
+        let beta0: Vec<f64> = beta0.iter().map(|&b| b as f64).collect();
         observer(Event::Coefficients {
             alpha: alpha_of(&beta0).0,
         });
     }
-    // α while training, read back with the running loss.
+    // α while training, read back with the running loss (in one process: a rank
+    // holds only its rows of β).
     let watched = alpha_of.clone();
-    trainer.watch = Some(Watch {
+    trainer.watch = (ranks == 1).then(|| Watch {
         dispatches: Vec::new(),
         source: beta.clone(),
         words: n * nb,
         to_event: Box::new(move |beta: &[f32]| Event::Coefficients {
-            alpha: watched(beta).0,
+            alpha: watched(&beta.iter().map(|&b| b as f64).collect::<Vec<_>>()).0,
         }),
     });
     let trained = trainer.run(observer);
@@ -87,7 +120,7 @@ pub(crate) fn train_explicit(
     trained?;
     trainer.recalibrate_bn()?;
     let totals = trainer.evaluate()?;
-    let beta: Vec<f32> = gpu.read(&beta, 0, n * nb)?;
+    let beta = gather(&gpu.read::<f32>(&beta, 0, space.coefficients())?);
     let (alpha, per_block) = alpha_of(&beta);
     observer(Event::Coefficients {
         alpha: alpha.clone(),
@@ -124,13 +157,15 @@ pub(crate) fn train_explicit(
 /// Make `trainer`'s steps explicit-coefficient TWA over `space` with coefficients
 /// `beta` (rows × blocks): ∂L/∂β from the gradient, β updated by `twa.optimizer`
 /// (fresh optimiser state), the parameters rebuilt from β — and rebuild them now.
+/// With several ranks each holds some of the rows: the parameters each rebuilds are
+/// its part of the sum, summed over the ranks.
 pub fn explicit_steps(
     gpu: &Gpu,
     trainer: &mut Trainer,
     space: &Directions,
     beta: &wgpu::Buffer,
     twa: &TwaConfig,
-) {
+) -> Result<()> {
     let k = &trainer.net.kernels;
     let len = space.coefficients();
     let grad = gpu.storage(len, "grad beta");
@@ -152,6 +187,20 @@ pub fn explicit_steps(
     };
     let [dots, sum] = space.gradient(gpu, k, &trainer.net.grads, &grad);
     let combine = space.combine(gpu, k, beta, &trainer.net.params);
-    submit(gpu, &[&combine]);
-    trainer.gradient_step = GradientStep::Replace(vec![dots, sum, update, combine]);
+    let collective = trainer.collective();
+    let dispatches = vec![dots, sum, update, combine];
+    if collective.size() == 1 {
+        submit(gpu, &[&dispatches[3]]);
+        trainer.gradient_step = GradientStep::Replace(dispatches);
+        return Ok(());
+    }
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        dispatches[3].record(&mut pass);
+    }
+    let d = trainer.net.model.num_params();
+    DeviceSum::new(gpu, d).sum_in_place(gpu, collective, encoder, &trainer.net.params, d, 1.0)?;
+    trainer.gradient_step = GradientStep::ReplaceSummed(dispatches);
+    Ok(())
 }
