@@ -141,7 +141,7 @@ print(2*1024**3/best/1e9)";
     String::from_utf8(out.stdout).ok()?.trim().parse().ok()
 }
 
-fn synthetic(count: usize, rng: &mut Rng) -> Split {
+pub(crate) fn synthetic(count: usize, rng: &mut Rng) -> Split {
     let features = 784;
     let labels: Vec<u8> = (0..count).map(|_| rng.below(10) as u8).collect();
     let pixels = (0..count * features)

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 use twa::config::RunConfig;
 use twa::error::{Error, Result};
-use twa::gpu::Gpu;
 use twa::twa::History;
 
 #[derive(Parser)]
@@ -62,6 +61,10 @@ enum Command {
         /// Fewer repetitions (a smoke run).
         #[arg(long)]
         quick: bool,
+        /// What distribution costs instead (run it under `mpirun -np R` too): the sum
+        /// across ranks in GB/s, and SGD and TWA steps with their share in the sums.
+        #[arg(long)]
+        collective: bool,
     },
 }
 
@@ -120,7 +123,13 @@ fn main() {
         Command::Landscape(args) => landscape(&job, adapter, args),
         Command::Plan(args) => cli::plan::plan(args),
         Command::Config { preset } => RunConfig::preset(&preset).map(|c| print!("{}", c.to_toml())),
-        Command::Bench { quick } => Gpu::new(adapter).and_then(|gpu| twa::bench::run(&gpu, quick)),
+        Command::Bench { quick, collective } => job.gpu(adapter).and_then(|gpu| {
+            if collective {
+                twa::collective::bench::run(&gpu, &*job.world, quick)
+            } else {
+                twa::bench::run(&gpu, quick)
+            }
+        }),
     };
     if let Err(e) = result {
         job.fail(&e);
@@ -201,7 +210,7 @@ fn landscape(job: &cli::job::Job, adapter: Option<&str>, args: LandscapeArgs) ->
     let bar = indicatif::ProgressBar::new((args.grid * args.grid) as u64);
     let grid_started = Instant::now();
     let mut levels = Vec::new();
-    let grid = land.evaluate(&spec, metric.part(), &mut |g| {
+    let grid = land.evaluate(&spec, metric.part(), &*job.world, &mut |g| {
         let done = g.loss.iter().filter(|v| !v.is_nan()).count();
         bar.set_position(done as u64);
         if levels

@@ -315,7 +315,9 @@ pub struct Plan {
     pub subspace_bytes: usize,
     pub total_bytes: usize,
     /// Bytes each rank sends per step (ring all-reduce: 2(R − 1)/R of the vector):
-    /// the gradient, and during TWA the n coefficients of the projection.
+    /// the gradient, and during TWA the sum of the ranks' projections P_rᵀ(P_r g) (or,
+    /// with explicit coefficients, of their parts of the rebuilt parameters): another
+    /// D-vector.
     pub gradient_exchange_bytes: usize,
     pub projection_exchange_bytes: usize,
 }
@@ -358,7 +360,7 @@ pub fn plan(
         subspace_bytes,
         total_bytes: 3 * parameter_bytes + activation_bytes + subspace_bytes,
         gradient_exchange_bytes: ring(floats(d)),
-        projection_exchange_bytes: ring(floats(samples)),
+        projection_exchange_bytes: ring(floats(d)),
     }
 }
 

@@ -117,7 +117,7 @@ fn grid_points_match_models_built_from_their_weights_on_the_cpu() {
     let spec = GridSpec::around(&[plane.project(&twa), [0.0, 0.0]], side, 0.5);
     let mut reports = 0;
     let grid = land
-        .evaluate(&spec, Part::Test, &mut |_| {
+        .evaluate(&spec, Part::Test, &twa::collective::Single, &mut |_| {
             reports += 1;
             true
         })

@@ -363,3 +363,45 @@ fn twa_over_two_ranks_with_sharded_directions_matches_one_process() {
         );
     }
 }
+
+/// `twa landscape` over 2 ranks shares the grid points out and writes the same CSV as
+/// one process, byte for byte (each point is evaluated alike on either rank).
+#[test]
+fn a_landscape_over_two_ranks_is_one_process_landscape() {
+    let dir = temp_dir("mpi-landscape");
+    let history = dir.join("h");
+    let out = Command::new(TWA)
+        .args([
+            "train",
+            "--epochs",
+            "2",
+            "--samples-per-epoch",
+            "2",
+            "--out",
+        ])
+        .arg(&history)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let history = history.join("history.safetensors");
+    let args = |out: &str| -> Vec<String> {
+        let mut args: Vec<String> = ["landscape", "--grid", "9", "--history"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        args.push(history.to_str().unwrap().into());
+        args.extend(["--out".into(), dir.join(out).to_str().unwrap().into()]);
+        args
+    };
+    let one = Command::new(TWA).args(args("one")).output().unwrap();
+    assert!(one.status.success(), "{}", stderr(&one));
+    let two_args = args("two");
+    let two = mpirun(
+        2,
+        TWA,
+        &two_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(two.status.success(), "{}", stderr(&two));
+    let csv = |d: &str| std::fs::read_to_string(dir.join(d).join("landscape.csv")).unwrap();
+    assert_eq!(csv("one"), csv("two"));
+}

@@ -195,7 +195,7 @@ fn compute(
         .map(|a| plane.project(&anchors.combine(a)))
         .collect();
     let spec = landscape::grid_around(&overlay, grid);
-    land.evaluate(&spec, metric.part(), &mut |g| {
+    land.evaluate(&spec, metric.part(), &twa::collective::Single, &mut |g| {
         send(Reply::View(Box::new(View {
             generation,
             plane: plane.clone(),

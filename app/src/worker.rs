@@ -113,6 +113,7 @@ fn work(
         &mut observer,
         twa::twa::pipeline::Checkpointing::none(),
     )
+    .map(|outcome| outcome.rows)
 }
 
 /// Pending messages of a channel, without blocking.

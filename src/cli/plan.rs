@@ -124,8 +124,8 @@ pub fn plan(args: PlanArgs) -> Result<()> {
     }
     println!(
         "activations: every layer's output and its gradient at the batch per rank, plus the \
-         largest im2col buffer; sent: ring all-reduce of the gradient (and, during TWA, of \
-         the n coefficients)"
+         largest im2col buffer; sent: ring all-reduce of the gradient, and during TWA of the \
+         ranks' projections (D values each)"
     );
     if args.json {
         println!("{}", serde_json::to_string(&plans).expect("serialises"));

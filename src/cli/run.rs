@@ -99,7 +99,8 @@ pub fn run(job: &Job, adapter: Option<&str>, args: RunArgs) -> Result<()> {
     );
     let mut reporter = reporter.into_inner();
     reporter.finish();
-    let rows = checkpoints.finish(rows, &out)?;
+    let outcome = checkpoints.finish(rows, &out)?;
+    let rows = outcome.rows;
     if let Some(e) = reporter.write_error.take() {
         return Err(e);
     }
@@ -107,7 +108,13 @@ pub fn run(job: &Job, adapter: Option<&str>, args: RunArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::json!({ "stage": format!("{:?}", config.pipeline.stage).to_lowercase(), "seed": config.train.seed, "rows": rows })
+            serde_json::json!({
+                "stage": format!("{:?}", config.pipeline.stage).to_lowercase(),
+                "seed": config.train.seed,
+                "rows": rows,
+                "ranks": job.world.size(),
+                "bytes_per_rank": outcome.bytes_per_rank,
+            })
         );
     }
     Ok(())

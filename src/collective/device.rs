@@ -4,12 +4,17 @@
 use super::Collective;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use std::time::{Duration, Instant};
 
 /// Staging for sums of up to `words` f32 values of a device buffer.
 pub struct DeviceSum {
     staging: wgpu::Buffer,
     words: usize,
     host: Vec<f32>,
+    /// Time spent so far waiting for the device (the work before the copy, the copy,
+    /// the map) and in the collective's sum itself.
+    pub waited: Duration,
+    pub summed: Duration,
 }
 
 impl DeviceSum {
@@ -25,6 +30,8 @@ impl DeviceSum {
             staging,
             words,
             host: vec![0.0; words],
+            waited: Duration::ZERO,
+            summed: Duration::ZERO,
         }
     }
 
@@ -46,6 +53,7 @@ impl DeviceSum {
             self.words
         );
         let bytes = (words * 4) as u64;
+        let started = Instant::now();
         encoder.copy_buffer_to_buffer(buffer, 0, &self.staging, 0, bytes);
         gpu.queue.submit([encoder.finish()]);
         let slice = self.staging.slice(..bytes.max(4));
@@ -69,7 +77,10 @@ impl DeviceSum {
         if scale != 1.0 {
             host.iter_mut().for_each(|v| *v *= scale);
         }
+        let waited = started.elapsed();
         collective.sum_f32(host);
+        self.summed += started.elapsed() - waited;
+        self.waited += waited;
         gpu.write(buffer, 0, host);
         Ok(())
     }

@@ -10,7 +10,7 @@
 
 use super::grid::{Grid, GridSpec};
 use super::plane::{Anchors, Plane};
-use crate::collective::Single;
+use crate::collective::{Collective, Single};
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::gpu::kernels::submit;
@@ -224,12 +224,15 @@ impl<'a> Landscape<'a> {
 
     /// Evaluate the current plane on `spec`, coarse to fine, on the fixed batch of
     /// `part`. `progress` sees the grid after every chunk of points and returns false
-    /// to stop early (the partial grid is returned).
+    /// to stop early (the partial grid is returned). With the ranks of `collective`
+    /// the points are shared out and their values summed after every chunk (then
+    /// `progress` must answer alike on every rank).
     #[track_caller]
     pub fn evaluate(
         &mut self,
         spec: &GridSpec,
         part: Part,
+        collective: &dyn Collective,
         progress: &mut dyn FnMut(&Grid) -> bool,
     ) -> Result<Grid> {
         assert!(self.has_plane, "set_plane before evaluate");
@@ -243,21 +246,32 @@ impl<'a> Landscape<'a> {
         for stride in spec.strides() {
             let points = spec.level_points(stride, coarser);
             for chunk in points.chunks(CHUNK) {
-                for &(i, j) in chunk {
+                // With several ranks each evaluates every R-th point of the chunk.
+                let (rank, ranks) = (collective.rank(), collective.size());
+                let mine = || chunk.iter().skip(rank).step_by(ranks);
+                for &(i, j) in mine() {
                     let [x, y] = spec.coord(i, j);
                     self.submit_point((x, y), batch, first.as_ref(), &results, j * n + i);
                 }
                 let words: Vec<f32> = gpu.read(&results, 0, n * n * 4)?;
-                for &(i, j) in chunk {
+                // (loss, accuracy) of each point of the chunk, 0 where another rank has it.
+                let mut values = vec![0.0f64; 2 * chunk.len()];
+                for (m, &(i, j)) in chunk.iter().enumerate().skip(rank).step_by(ranks) {
                     let k = j * n + i;
                     let totals = Network::decode_totals(&words[4 * k..4 * k + 4]);
-                    let loss = totals.mean_loss() as f32;
+                    values[2 * m] = totals.mean_loss();
+                    values[2 * m + 1] = totals.accuracy();
+                }
+                collective.sum(&mut values);
+                for (m, &(i, j)) in chunk.iter().enumerate() {
+                    let k = j * n + i;
+                    let loss = values[2 * m] as f32;
                     grid.loss[k] = if loss.is_finite() {
                         loss
                     } else {
                         f32::INFINITY
                     };
-                    grid.acc[k] = totals.accuracy() as f32;
+                    grid.acc[k] = values[2 * m + 1] as f32;
                 }
                 if chunk.len() == CHUNK && !progress(&grid) {
                     return Ok(grid);

@@ -9,6 +9,6 @@ pub mod optim;
 pub mod params;
 
 pub use model::{Model, ModelConfig};
-pub use network::{GradientStep, Network, StepState, Totals};
+pub use network::{DeviceMemory, GradientStep, Network, StepState, Totals};
 pub use optim::SgdConfig;
 pub use params::{ParamEntry, ParamTable};

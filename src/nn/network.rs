@@ -77,6 +77,19 @@ pub struct Segment {
     pub sync: Option<BnSync>,
 }
 
+/// Bytes a rank holds on its device, by what for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceMemory {
+    /// Parameters, gradients, momentum and BatchNorm state.
+    pub parameters: u64,
+    /// Activations and their gradients at the largest batch, and scratch.
+    pub activations: u64,
+    /// Sampled solutions kept for averaging.
+    pub samples: u64,
+    /// TWA's directions (this rank's share).
+    pub subspace: u64,
+}
+
 /// The dispatches for one batch size.
 struct BatchPlan {
     /// Forward (train mode), loss with gradient, backward.
@@ -448,6 +461,34 @@ impl Network {
     ) {
         self.record_gradient(pass, batch);
         self.record_update(pass, update);
+    }
+
+    /// What the network's buffers hold on the device (samples and subspace: 0).
+    pub fn memory(&self) -> DeviceMemory {
+        let size = |b: &wgpu::Buffer| b.size();
+        let parameters = [&self.params, &self.grads, &self.velocity, &self.state]
+            .into_iter()
+            .map(size)
+            .sum();
+        let activations = self
+            .acts
+            .iter()
+            .chain(&self.dacts)
+            .chain(self.transposed.iter().flatten())
+            .chain([
+                &self.cols,
+                &self.dcols,
+                &self.dscratch,
+                &self.partials,
+                &self.labels,
+            ])
+            .map(size)
+            .sum();
+        DeviceMemory {
+            parameters,
+            activations,
+            ..DeviceMemory::default()
+        }
     }
 
     /// Build (from now on) the training step cut at every BatchNorm's sync point for

@@ -319,6 +319,14 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
+    /// Time the gradient exchange has spent so far: waiting for the device, and in
+    /// the sums across ranks (zero in one process).
+    pub fn exchange_time(&self) -> (std::time::Duration, std::time::Duration) {
+        self.exchange
+            .as_ref()
+            .map_or(Default::default(), |e| (e.waited, e.summed))
+    }
+
     /// The processes this trainer shares its work with.
     pub fn collective(&self) -> &'a dyn Collective {
         self.collective

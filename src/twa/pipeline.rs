@@ -10,7 +10,7 @@ use crate::config::{RunConfig, Stage};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::nn::Totals;
+use crate::nn::{DeviceMemory, Totals};
 use crate::resume::{train_epochs, Progress, SaveCheckpoint};
 use crate::train::{Event, Schedule, SharedSamples, Trainer, TrainerState};
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,15 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// What a pipeline produced: the table, and the bytes each rank held on its device
+/// for each part: a network (parameters, activations), the samples, and TWA's share
+/// of the directions.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Outcome {
+    pub rows: Vec<Row>,
+    pub bytes_per_rank: DeviceMemory,
+}
 
 /// One line of the final table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -76,7 +85,7 @@ pub fn run(
     stop: &Arc<AtomicBool>,
     observer: &mut dyn FnMut(Event),
     checkpoints: Checkpointing,
-) -> Result<Vec<Row>> {
+) -> Result<Outcome> {
     let Checkpointing { resume, mut save } = checkpoints;
     let save = save.as_mut();
     let p = &config.pipeline;
@@ -109,6 +118,7 @@ pub fn run(
     let mut trainer = Trainer::new(gpu, data, &config.model, config.train.clone())?;
     trainer.distribute(collective)?;
     trainer.stop = stop.clone();
+    let mut memory = trainer.net.memory();
     let report = |observer: &mut dyn FnMut(Event), row: &Row, alpha: Option<Vec<f64>>| {
         observer(Event::Result {
             method: row.method.clone(),
@@ -257,6 +267,7 @@ pub fn run(
     };
     if in_phase("sgd") || in_phase("swa-phase") {
         let (_, store) = trainer.sampler.take().expect("sampler attached above");
+        memory.samples = store.bytes();
         let history = History {
             table: trainer.net.model.params.clone(),
             samples: store.read(gpu)?,
@@ -264,9 +275,10 @@ pub fn run(
             config: config.clone(),
         };
         let averaging_started = started.elapsed().as_secs_f64();
-        let averaged = average(
+        let (averaged, subspace) = average(
             gpu, collective, data, val, config, &history, out, stop, observer,
         )?;
+        memory.subspace = subspace;
         for (r, alpha) in averaged {
             let r = Row {
                 epochs: r.epochs + sampled_epochs as f64,
@@ -302,12 +314,16 @@ pub fn run(
         report(observer, &full_row, None);
         rows.push(full_row);
     }
-    Ok(rows)
+    Ok(Outcome {
+        rows,
+        bytes_per_rank: memory,
+    })
 }
 
 /// SWA and TWA of `history` on a second network (so that the SGD run can go on
 /// afterwards): saves history, SWA and TWA weights and α into `out`; returns their
-/// rows (epochs of averaging, seconds since the samples were ready) with α.
+/// rows (epochs of averaging, seconds since the samples were ready) with α, and the
+/// bytes of TWA's directions on this rank.
 fn average(
     gpu: &Gpu,
     collective: &dyn Collective,
@@ -318,7 +334,7 @@ fn average(
     out: &Path,
     stop: &Arc<AtomicBool>,
     observer: &mut dyn FnMut(Event),
-) -> Result<Vec<(Row, Vec<f64>)>> {
+) -> Result<(Vec<(Row, Vec<f64>)>, u64)> {
     let twa = config.twa.to_twa()?;
     let dim = history.dim();
     history.save(&out.join("history.safetensors"))?;
@@ -390,7 +406,8 @@ fn average(
         )));
     }
     write_alpha(out, &t)?;
-    Ok(vec![(swa_row, swa_alpha), (twa_row, t.alpha)])
+    let subspace = t.subspace_bytes.unwrap_or(0) as u64;
+    Ok((vec![(swa_row, swa_alpha), (twa_row, t.alpha)], subspace))
 }
 
 /// OUT/twa_alpha.json: α over the samples, per layer too for per-layer coefficients,

@@ -87,6 +87,11 @@ impl SampleStore {
         })
     }
 
+    /// Bytes the samples take on the device.
+    pub fn bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| c.size()).sum()
+    }
+
     /// Record a copy of `params` as the next sample into `encoder`.
     #[track_caller]
     pub fn record(
