@@ -132,8 +132,8 @@ fn two_ranks_train_as_one_process(name: &str, batchnorm: bool, lr: &str, flags: 
 /// Without BatchNorm the two ranks' summed gradient is the global batch's. The
 /// learning rate is low because the f32 sum is split in two: at the preset's 0.1
 /// with momentum 0.9 the first epoch amplifies that rounding to ~1 % of the loss —
-/// chaos of the optimisation, not an error of the sum (measured: 2e-4 at lr 0.05,
-/// 6e-8 at lr 0.02).
+/// chaos of the optimisation, not an error of the sum (measured: 4e-4 at lr 0.05,
+/// 2e-7 at lr 0.02).
 #[test]
 fn two_ranks_train_an_mlp_as_one_process_does() {
     two_ranks_train_as_one_process("mpi-mlp", false, "0.02", &[]);
@@ -141,7 +141,7 @@ fn two_ranks_train_an_mlp_as_one_process_does() {
 
 /// With BatchNorm and `--sync-bn` the ranks normalise with the global batch's
 /// statistics and sum their gradients: one process's run (lr 0.005: with BatchNorm
-/// rounding grows faster; measured 4e-4 at lr 0.02, 1e-7 at 0.005).
+/// rounding grows faster; measured 4e-4 at lr 0.02, 2e-7 at 0.005).
 #[test]
 fn two_ranks_with_sync_bn_train_as_one_process_does() {
     two_ranks_train_as_one_process("mpi-sync-bn", true, "0.005", &["--sync-bn"]);

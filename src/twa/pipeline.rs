@@ -320,6 +320,9 @@ pub fn run(
     })
 }
 
+/// A row of the table and the averaging coefficients behind it.
+type RowWithAlpha = (Row, Vec<f64>);
+
 /// SWA and TWA of `history` on a second network (so that the SGD run can go on
 /// afterwards): saves history, SWA and TWA weights and α into `out`; returns their
 /// rows (epochs of averaging, seconds since the samples were ready) with α, and the
@@ -334,7 +337,7 @@ fn average(
     out: &Path,
     stop: &Arc<AtomicBool>,
     observer: &mut dyn FnMut(Event),
-) -> Result<(Vec<(Row, Vec<f64>)>, u64)> {
+) -> Result<(Vec<RowWithAlpha>, u64)> {
     let twa = config.twa.to_twa()?;
     let dim = history.dim();
     history.save(&out.join("history.safetensors"))?;
