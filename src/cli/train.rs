@@ -190,6 +190,11 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
     if let Some(e) = reporter.write_error.take() {
         return Err(e);
     }
+    let mut memory = trainer.net.memory();
+    memory.samples = trainer
+        .sampler
+        .as_ref()
+        .map_or(0, |(_, store)| store.bytes());
     let params = trainer.net.read_params(&gpu)?;
     let state = trainer.net.read_state(&gpu)?;
     twa::checkpoint::save(
@@ -249,6 +254,8 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
             "params": trainer.net.model.num_params(),
             "adapter": gpu.describe(),
             "out": out.display().to_string(),
+            "ranks": job.world.size(),
+            "bytes_per_rank": memory,
         });
         println!("{summary}");
     }
