@@ -3,10 +3,14 @@
 // rows are read four values at a time: a row is `dim4` = ⌈dim/4⌉ vec4s, and the
 // padding past dim holds zeros (buffers are allocated in whole vec4s).
 //
-// dots     out[out_off + i] = Σ_d P[i, d]·x[d] for i < rows.
-//          One workgroup per 4 rows (x read once for the four); each invocation sums a
-//          strided slice of vec4s with Kahan compensation, then a tree reduction in
-//          workgroup memory.
+// dots     out[out_off + i] = Σ_d P[i, d]·x[d] for i < rows, in two dispatches:
+//          `dots` has a workgroup per (4 rows, span of `span4` vec4s of D) — x read
+//          once for the four rows, D split so that a large GPU gets many workgroups —
+//          each invocation summing its strided part of the span, then a tree
+//          reduction in workgroup memory into scratch[s·rows + i]; `dots_finish` sums
+//          the spans of row i in order. Short per-lane sums, the tree and the sum over
+//          spans are a blocked summation: as accurate as the compensated one it
+//          replaced, at a quarter of the arithmetic.
 // combine  y[d] = scale·y[d] + coef_scale·Σ_i coef[coef_off + i]·P[i, d]
 //          (scale = 0 overwrites y, so a stale NaN in y cannot leak through).
 //
@@ -16,32 +20,27 @@
 
 struct TwaParams {
     rows: u32, dim4: u32, out_off: u32, coef_off: u32,
-    scale: f32, coef_scale: f32, _pad0: u32, _pad1: u32,
+    scale: f32, coef_scale: f32,
+    // vec4s of D per workgroup of `dots`, and the number of such spans.
+    span4: u32, spans: u32,
 }
 
 @group(0) @binding(0) var<storage, read> basis: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> input: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> output: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> p: TwaParams;
+@group(0) @binding(4) var<storage, read_write> scratch: array<f32>;
 
 const LANES: u32 = 256u;
 // Rows of P per workgroup of `dots`: x is read once for all of them.
 const DOT_ROWS: u32 = 4u;
 var<workgroup> partial: array<vec4<f32>, LANES>;
 
-// One Kahan step: sum += term, with the running compensation in carry.
-fn kahan(sum: ptr<function, vec4<f32>>, carry: ptr<function, vec4<f32>>, value: vec4<f32>) {
-    let term = value - *carry;
-    let next = *sum + term;
-    *carry = (next - *sum) - term;
-    *sum = next;
-}
-
 fn hsum(v: vec4<f32>) -> f32 {
     return (v.x + v.y) + (v.z + v.w);
 }
 
-// Here `input` is x and `output` receives the dot products.
+// Here `input` is x; the dot products of span wg.y go to scratch.
 @compute @workgroup_size(256)
 fn dots(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let row0 = wg.x * DOT_ROWS;
@@ -50,20 +49,18 @@ fn dots(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let base1 = min(row0 + 1u, last) * p.dim4;
     let base2 = min(row0 + 2u, last) * p.dim4;
     let base3 = min(row0 + 3u, last) * p.dim4;
+    let start = wg.y * p.span4;
+    let end = min(start + p.span4, p.dim4);
     var s0 = vec4<f32>(0.0);
     var s1 = vec4<f32>(0.0);
     var s2 = vec4<f32>(0.0);
     var s3 = vec4<f32>(0.0);
-    var k0 = vec4<f32>(0.0);
-    var k1 = vec4<f32>(0.0);
-    var k2 = vec4<f32>(0.0);
-    var k3 = vec4<f32>(0.0);
-    for (var d = lid.x; d < p.dim4; d += LANES) {
+    for (var d = start + lid.x; d < end; d += LANES) {
         let xv = input[d];
-        kahan(&s0, &k0, basis[base0 + d] * xv);
-        kahan(&s1, &k1, basis[base1 + d] * xv);
-        kahan(&s2, &k2, basis[base2 + d] * xv);
-        kahan(&s3, &k3, basis[base3 + d] * xv);
+        s0 = fma(basis[base0 + d], xv, s0);
+        s1 = fma(basis[base1 + d], xv, s1);
+        s2 = fma(basis[base2 + d], xv, s2);
+        s3 = fma(basis[base3 + d], xv, s3);
     }
     partial[lid.x] = vec4<f32>(hsum(s0), hsum(s1), hsum(s2), hsum(s3));
     workgroupBarrier();
@@ -74,9 +71,23 @@ fn dots(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         workgroupBarrier();
     }
     if (lid.x < DOT_ROWS && row0 + lid.x < p.rows) {
-        let i = p.out_off + row0 + lid.x;
-        output[i >> 2u][i & 3u] = partial[0][lid.x];
+        scratch[wg.y * p.rows + row0 + lid.x] = partial[0][lid.x];
     }
+}
+
+// out[out_off + i] = Σ_s scratch[s·rows + i]: `output` receives the dot products.
+@compute @workgroup_size(64)
+fn dots_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= p.rows) {
+        return;
+    }
+    var sum = 0.0;
+    for (var s = 0u; s < p.spans; s++) {
+        sum += scratch[s * p.rows + i];
+    }
+    let k = p.out_off + i;
+    output[k >> 2u][k & 3u] = sum;
 }
 
 // Coefficient i of `input` read as a flat f32 array.

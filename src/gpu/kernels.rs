@@ -88,7 +88,7 @@ impl Shader {
             Shader::Loss => &[Read, Read, Rw, Rw, Uniform, Uniform],
             Shader::Optim => &[Read, Rw, Rw, Uniform, Uniform],
             Shader::Data => &[Read, Read, Read, Rw, Rw, Uniform, Uniform],
-            Shader::Twa => &[Read, Read, Rw, Uniform],
+            Shader::Twa => &[Read, Read, Rw, Uniform, Rw],
             Shader::Directions => &[Read, Read, Read, Read, Read, Rw, Uniform],
         }
     }
@@ -129,7 +129,7 @@ impl Shader {
             Shader::Loss => &["cross_entropy", "evaluate"],
             Shader::Optim => &["sgd_step", "adamw_step", "zero"],
             Shader::Data => &["gather"],
-            Shader::Twa => &["dots", "combine"],
+            Shader::Twa => &["dots", "dots_finish", "combine"],
             Shader::Directions => &["block_dots", "block_sum", "block_combine"],
         }
     }
@@ -185,6 +185,7 @@ pub struct Kernels {
     pub zero: Kernel,
     pub gather: Kernel,
     pub dots: Kernel,
+    pub dots_finish: Kernel,
     pub combine: Kernel,
     pub block_dots: Kernel,
     pub block_sum: Kernel,
@@ -306,6 +307,7 @@ impl Kernels {
             zero: take("zero"),
             gather: take("gather"),
             dots: take("dots"),
+            dots_finish: take("dots_finish"),
             combine: take("combine"),
             block_dots: take("block_dots"),
             block_sum: take("block_sum"),

@@ -23,7 +23,9 @@ struct TwaParams {
     coef_off: u32,
     scale: f32,
     coef_scale: f32,
-    pad: [u32; 2],
+    /// vec4s of D per workgroup of `dots`, and their number.
+    span4: u32,
+    spans: u32,
 }
 
 /// Rows of P held by one buffer.
@@ -89,14 +91,19 @@ fn params(
         coef_off: coef_off as u32,
         scale,
         coef_scale,
-        pad: [0; 2],
+        span4: SPAN4 as u32,
+        spans: dim.div_ceil(4).div_ceil(SPAN4) as u32,
     }
 }
+
+/// vec4s of D per workgroup of `dots` (a GPU gets rows/4 × D/(4·SPAN4) workgroups).
+const SPAN4: usize = 4096;
 
 /// Rows of P per workgroup of `dots` (`DOT_ROWS` in the shader).
 const DOT_ROWS: usize = 4;
 
-/// out[out_off + i] = P_chunk[i]·x for the first `rows` rows of a chunk.
+/// out[out_off + i] = P_chunk[i]·x for the first `rows` rows of a chunk: per-span
+/// partial sums, then their sum.
 fn dots(
     gpu: &Gpu,
     k: &Kernels,
@@ -106,14 +113,20 @@ fn dots(
     x: &wgpu::Buffer,
     out: &wgpu::Buffer,
     out_off: usize,
-) -> Dispatch {
-    let u = gpu.uniform(&params(rows, dim, out_off, 0, 0.0, 0.0), "dots");
-    Dispatch::new(
-        gpu,
-        &k.dots,
-        &[basis, x, out, &u],
-        [rows.div_ceil(DOT_ROWS).max(1) as u32, 1, 1],
-    )
+) -> [Dispatch; 2] {
+    let p = params(rows, dim, out_off, 0, 0.0, 0.0);
+    let u = gpu.uniform(&p, "dots");
+    let scratch = gpu.storage(p.spans as usize * rows.max(1), "dots per span");
+    let bindings = [basis, x, out, &u, &scratch];
+    [
+        Dispatch::new(
+            gpu,
+            &k.dots,
+            &bindings,
+            [rows.div_ceil(DOT_ROWS).max(1) as u32, p.spans, 1],
+        ),
+        Dispatch::new(gpu, &k.dots_finish, &bindings, groups_1d(rows.max(1), 64)),
+    ]
 }
 
 /// y ← scale·y + coef_scale·Σ_i coef[coef_off + i]·P_chunk[i] over the first `rows` rows.
@@ -129,10 +142,11 @@ pub(crate) fn combine(
     coef_scale: f32,
 ) -> Dispatch {
     let u = gpu.uniform(&params(rows, dim, 0, coef.1, scale, coef_scale), "combine");
+    let unused = gpu.storage(1, "unused");
     Dispatch::new(
         gpu,
         &k.combine,
-        &[basis, coef.0, y, &u],
+        &[basis, coef.0, y, &u, &unused],
         groups_1d(dim, 256),
     )
 }
@@ -263,7 +277,7 @@ impl Subspace {
         self.chunks
             .iter()
             .filter(|c| c.rows > 0)
-            .map(|c| {
+            .flat_map(|c| {
                 dots(
                     gpu,
                     k,
@@ -384,7 +398,7 @@ impl Subspace {
             }
         }
         // ‖r‖² with r as a one-row basis.
-        pending.push(dots(
+        pending.extend(dots(
             gpu,
             k,
             residual,
