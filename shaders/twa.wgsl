@@ -12,7 +12,8 @@
 //          spans are a blocked summation: as accurate as the compensated one it
 //          replaced, at a quarter of the arithmetic.
 // combine  y[d] = scale·y[d] + coef_scale·Σ_i coef[coef_off + i]·P[i, d]
-//          (scale = 0 overwrites y, so a stale NaN in y cannot leak through).
+//          (scale = 0 overwrites y, so a stale NaN in y cannot leak through); with
+//          rows = 0, y = scale·y.
 //
 // The projection of a gradient is g ← Pᵀ(P g): `dots` over every chunk, then
 // `combine` over every chunk (scale 0 for the first, 1 after). Gram–Schmidt uses the
@@ -95,18 +96,44 @@ fn coef(i: u32) -> f32 {
     return input[i >> 2u][i & 3u];
 }
 
-// Here `input` holds the coefficients and `output` is y.
+// Here `input` holds the coefficients and `output` is y. A workgroup per span of
+// `span4` vec4s of D, going over the rows four at a time: each pass reads four rows
+// along the span (long runs of memory, which a CPU's prefetcher follows) and adds
+// into y; the first pass sets y.
 @compute @workgroup_size(256)
-fn combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var d = gid.x; d < p.dim4; d += nwg.x * 256u) {
-        var acc = vec4<f32>(0.0);
-        for (var i = 0u; i < p.rows; i++) {
-            acc = fma(vec4<f32>(coef(p.coef_off + i)), basis[i * p.dim4 + d], acc);
+fn combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let start = wg.x * p.span4;
+    let end = min(start + p.span4, p.dim4);
+    if (p.rows == 0u) {
+        for (var d = start + lid.x; d < end; d += LANES) {
+            output[d] = select(vec4<f32>(0.0), p.scale * output[d], p.scale != 0.0);
         }
-        var y = p.coef_scale * acc;
-        if (p.scale != 0.0) {
-            y += p.scale * output[d];
+        return;
+    }
+    let last = p.rows - 1u;
+    for (var i = 0u; i < p.rows; i += 4u) {
+        // Coefficients of rows i..i+3 (0 past the last row, whose reads are clamped).
+        let c = vec4<f32>(
+            select(0.0, coef(p.coef_off + i), i < p.rows),
+            select(0.0, coef(p.coef_off + i + 1u), i + 1u < p.rows),
+            select(0.0, coef(p.coef_off + i + 2u), i + 2u < p.rows),
+            select(0.0, coef(p.coef_off + i + 3u), i + 3u < p.rows),
+        ) * p.coef_scale;
+        let b0 = min(i, last) * p.dim4;
+        let b1 = min(i + 1u, last) * p.dim4;
+        let b2 = min(i + 2u, last) * p.dim4;
+        let b3 = min(i + 3u, last) * p.dim4;
+        for (var d = start + lid.x; d < end; d += LANES) {
+            var acc = c.x * basis[b0 + d];
+            acc = fma(vec4<f32>(c.y), basis[b1 + d], acc);
+            acc = fma(vec4<f32>(c.z), basis[b2 + d], acc);
+            acc = fma(vec4<f32>(c.w), basis[b3 + d], acc);
+            if (i > 0u) {
+                acc += output[d];
+            } else if (p.scale != 0.0) {
+                acc += p.scale * output[d];
+            }
+            output[d] = acc;
         }
-        output[d] = y;
     }
 }

@@ -79,6 +79,7 @@ pub const DEPENDENCE_TOLERANCE: f64 = 1e-5;
 fn params(
     rows: usize,
     dim: usize,
+    span4: usize,
     out_off: usize,
     coef_off: usize,
     scale: f32,
@@ -91,13 +92,21 @@ fn params(
         coef_off: coef_off as u32,
         scale,
         coef_scale,
-        span4: SPAN4 as u32,
-        spans: dim.div_ceil(4).div_ceil(SPAN4) as u32,
+        span4: span4 as u32,
+        spans: dim.div_ceil(4).div_ceil(span4) as u32,
     }
 }
 
-/// vec4s of D per workgroup of `dots` (a GPU gets rows/4 × D/(4·SPAN4) workgroups).
-const SPAN4: usize = 4096;
+/// vec4s of D per workgroup of `dots` and of `combine`: long spans on a CPU adapter
+/// (few long runs of memory, which its prefetcher follows), short ones on a GPU (many
+/// workgroups; `combine`: one vec4 per invocation).
+fn spans4(gpu: &Gpu) -> (usize, usize) {
+    if gpu.info.device_type == wgpu::DeviceType::Cpu {
+        (4096, 4096)
+    } else {
+        (1024, 256)
+    }
+}
 
 /// Rows of P per workgroup of `dots` (`DOT_ROWS` in the shader).
 const DOT_ROWS: usize = 4;
@@ -114,7 +123,7 @@ fn dots(
     out: &wgpu::Buffer,
     out_off: usize,
 ) -> [Dispatch; 2] {
-    let p = params(rows, dim, out_off, 0, 0.0, 0.0);
+    let p = params(rows, dim, spans4(gpu).0, out_off, 0, 0.0, 0.0);
     let u = gpu.uniform(&p, "dots");
     let scratch = gpu.storage(p.spans as usize * rows.max(1), "dots per span");
     let bindings = [basis, x, out, &u, &scratch];
@@ -141,13 +150,14 @@ pub(crate) fn combine(
     scale: f32,
     coef_scale: f32,
 ) -> Dispatch {
-    let u = gpu.uniform(&params(rows, dim, 0, coef.1, scale, coef_scale), "combine");
+    let p = params(rows, dim, spans4(gpu).1, 0, coef.1, scale, coef_scale);
+    let u = gpu.uniform(&p, "combine");
     let unused = gpu.storage(1, "unused");
     Dispatch::new(
         gpu,
         &k.combine,
         &[basis, coef.0, y, &u, &unused],
-        groups_1d(dim, 256),
+        [p.spans, 1, 1],
     )
 }
 
