@@ -407,7 +407,7 @@ fn conv(gpu: &Gpu, k: &Kernels, s: &ConvShape, batch: usize) -> Result<(f64, f64
 
 /// Time every dispatch of one `cnn` training step (batch 128, Fashion-MNIST shapes)
 /// alone, and print the time per kernel and the step's total.
-fn profile_cnn_step(gpu: &Gpu, quick: bool) -> Result<()> {
+fn profile_cnn_step(gpu: &Gpu, quick: bool) -> Result<serde_json::Value> {
     let config = ModelConfig {
         arch: crate::nn::model::Arch::Cnn,
         ..ModelConfig::default()
@@ -452,25 +452,43 @@ fn profile_cnn_step(gpu: &Gpu, quick: bool) -> Result<()> {
     }
     by_kernel.sort_by(|a, b| b.1.total_cmp(&a.1));
     println!(
-        "cnn training step, batch 128 (each dispatch timed alone): {:.1} ms",
+        "cnn training step, batch 128 (each dispatch timed alone, wall clock): {:.1} ms",
         total * 1e3
     );
     println!(
         "{:<24} {:>8} {:>10} {:>8}",
         "kernel", "launches", "ms", "share"
     );
-    for (name, seconds, count) in by_kernel {
+    for (name, seconds, count) in &by_kernel {
         println!(
             "{name:<24} {count:>8} {:>10.2} {:>7.1}%",
             seconds * 1e3,
             100.0 * seconds / total
         );
     }
-    Ok(())
+    Ok(serde_json::json!({
+        "clock": "wall",
+        "step_ms": total * 1e3,
+        "kernels": by_kernel
+            .iter()
+            .map(|(name, seconds, count)| serde_json::json!({ "kernel": name, "launches": count, "ms": seconds * 1e3 }))
+            .collect::<Vec<_>>(),
+    }))
 }
 
-/// Run the benchmark and print its table.
-pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
+/// Run the benchmark and print its table: the short profile (a minute or two on a
+/// software rasteriser), or with `full` more repetitions and the training batch for
+/// the convolutions. With `json`, also every figure as one JSON object, the last line
+/// of stdout.
+pub fn run(gpu: &Gpu, full: bool, json: bool) -> Result<()> {
+    let quick = !full;
+    let bench_started = Instant::now();
+    let mut report = serde_json::Map::new();
+    let mut put = |key: &str, value: serde_json::Value| {
+        report.insert(key.into(), value);
+    };
+    put("adapter", gpu.describe().into());
+    put("profile", if full { "full" } else { "short" }.into());
     println!("adapter: {}", gpu.describe());
     let k = Kernels::new(gpu);
     println!(
@@ -497,6 +515,10 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
             "{:<30} {lanes:>10.2} {vec4:>10.2} {tiled:>10.2} {subgroup:>10.2} {worst:>12.1e}",
             s.name
         );
+        put(
+            &format!("gemm {}", s.name),
+            serde_json::json!({ "lanes": lanes, "vec4": vec4, "tiled": tiled, "subgroup": finite(subgroup), "max_rel_err": worst }),
+        );
         if s.m == 1024 {
             square = match &k.matmul_subgroup {
                 _ if k.prefer_tiled => tiled,
@@ -505,7 +527,10 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
             };
         }
     }
-    match numpy_sgemm() {
+    let numpy = numpy_sgemm();
+    put("gemm 1024 GFLOP/s", square.into());
+    put("numpy sgemm 1024 GFLOP/s", numpy.into());
+    match numpy {
         Some(np) => println!(
             "numpy sgemm 1024³: {np:.1} GFLOP/s; twa (variant used on this adapter) / numpy = {:.3}",
             square / np
@@ -522,9 +547,17 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
     for s in CONV_SHAPES {
         let (fwd, bwd) = conv(gpu, &k, s, batch)?;
         println!("{:<30} {fwd:>11.2} {bwd:>11.2}", s.name);
+        put(
+            &format!("conv {}", s.name),
+            serde_json::json!({ "batch": batch, "forward_gflops": fwd, "backward_gflops": bwd }),
+        );
     }
-    profile_cnn_step(gpu, quick)?;
+    put("cnn step profile", profile_cnn_step(gpu, quick)?);
     let (proj, copy) = projection(gpu, &k, quick)?;
+    put(
+        "twa projection",
+        serde_json::json!({ "n": 50, "dim": 270346, "gbs": proj, "copy_gbs": copy, "ratio": proj / copy }),
+    );
     println!(
         "TWA projection Pᵀ(Pg), n = 50, D = 270346: {proj:.2} GB/s; buffer copy of P: {copy:.2} GB/s; ratio {:.2}",
         proj / copy
@@ -533,6 +566,10 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
     for (bits, ms, gbs) in explicit_directions(gpu, &k, quick)? {
         println!(
             "  {bits:>2}-bit directions: {ms:>7.2} ms a step, {gbs:>6.2} GB/s of stored directions"
+        );
+        put(
+            &format!("explicit twa step {bits}-bit"),
+            serde_json::json!({ "ms": ms, "gbs": gbs }),
         );
     }
     let mut rng = Rng::new(3);
@@ -556,5 +593,17 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<()> {
         "training MLP-BN 784-256-256-10, batch 128: {:.0} samples/s ({count} samples in {seconds:.2}s)",
         count as f64 / seconds
     );
+    put("training samples/s", (count as f64 / seconds).into());
+    let total = bench_started.elapsed().as_secs_f64();
+    put("seconds", total.into());
+    println!("benchmark took {total:.1} s");
+    if json {
+        println!("{}", serde_json::Value::Object(report));
+    }
     Ok(())
+}
+
+/// A figure for JSON: NaN (not measured) as null.
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
 }

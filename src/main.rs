@@ -58,9 +58,13 @@ enum Command {
     },
     /// Benchmark the kernels on the current adapter and print a table.
     Bench {
-        /// Fewer repetitions (a smoke run).
+        /// The long profile: more repetitions, the convolutions at the training batch
+        /// (≈ 15 minutes on a software rasteriser; the default takes one or two).
         #[arg(long)]
-        quick: bool,
+        full: bool,
+        /// Also print every figure as one JSON object, the last line of stdout.
+        #[arg(long)]
+        json: bool,
         /// What distribution costs instead (run it under `mpirun -np R` too): the sum
         /// across ranks in GB/s, and SGD and TWA steps with their share in the sums.
         #[arg(long)]
@@ -123,11 +127,15 @@ fn main() {
         Command::Landscape(args) => landscape(&job, adapter, args),
         Command::Plan(args) => cli::plan::plan(args),
         Command::Config { preset } => RunConfig::preset(&preset).map(|c| print!("{}", c.to_toml())),
-        Command::Bench { quick, collective } => job.gpu(adapter).and_then(|gpu| {
+        Command::Bench {
+            full,
+            json,
+            collective,
+        } => job.gpu(adapter).and_then(|gpu| {
             if collective {
-                twa::collective::bench::run(&gpu, &*job.world, quick)
+                twa::collective::bench::run(&gpu, &*job.world)
             } else {
-                twa::bench::run(&gpu, quick)
+                twa::bench::run(&gpu, full, json)
             }
         }),
     };

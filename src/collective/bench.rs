@@ -13,7 +13,7 @@ use crate::train::{TrainConfig, Trainer};
 use std::time::Instant;
 
 /// Print the all-reduce bandwidth and the step times (on rank 0).
-pub fn run(gpu: &Gpu, world: &dyn Collective, quick: bool) -> Result<()> {
+pub fn run(gpu: &Gpu, world: &dyn Collective) -> Result<()> {
     let ranks = world.size();
     let say = |line: String| {
         if world.is_root() {
@@ -31,7 +31,7 @@ pub fn run(gpu: &Gpu, world: &dyn Collective, quick: bool) -> Result<()> {
     }
     for mib in [1usize, 4, 16].into_iter().filter(|_| ranks > 1) {
         let mut values = vec![1.0f32; mib << 18];
-        let repeats = if quick { 3 } else { 10 };
+        let repeats = 10;
         world.sum_f32(&mut values); // warm-up
         let started = Instant::now();
         for _ in 0..repeats {
@@ -45,7 +45,7 @@ pub fn run(gpu: &Gpu, world: &dyn Collective, quick: bool) -> Result<()> {
         ));
     }
     let mut rng = Rng::new(3);
-    let count = if quick { 2048 } else { 8192 };
+    let count = 8192;
     let data = Dataset::from_splits(
         crate::bench::synthetic(count, &mut rng),
         crate::bench::synthetic(1000, &mut rng),
