@@ -190,6 +190,8 @@ pub struct Trainer<'a> {
     collective: &'a dyn Collective,
     /// Staging for the gradient's sum across ranks (with more than one).
     exchange: Option<DeviceSum>,
+    /// Whether the kernels have run once ([`Trainer::warm_up`]).
+    warmed_up: bool,
 }
 
 /// (start, size) of the batches of `batch` samples that cover `range`.
@@ -262,6 +264,7 @@ impl<'a> Trainer<'a> {
             stop: Arc::new(AtomicBool::new(false)),
             collective: &Single,
             exchange: None,
+            warmed_up: false,
         })
     }
 
@@ -696,6 +699,43 @@ impl<'a> Trainer<'a> {
         self.merge_bn_state(weight)
     }
 
+    /// Run the kernels of a training step (gather, forward, loss, backward, update)
+    /// and of an evaluation once, leaving parameters, momentum, BatchNorm statistics
+    /// and totals as they were: a driver that compiles a kernel on its first launch
+    /// (llvmpipe: ≈ 8 s on a cold shader cache) does so here, not in epoch 1's time.
+    pub fn warm_up(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.warmed_up, true) {
+            return Ok(());
+        }
+        let gpu = self.gpu;
+        let kept: Vec<(&wgpu::Buffer, Vec<f32>)> = [
+            &self.net.params,
+            &self.net.velocity,
+            &self.net.state,
+            self.net.totals_buffer(true),
+            self.net.totals_buffer(false),
+        ]
+        .into_iter()
+        .map(|b| Ok((b, gpu.read::<f32>(b, 0, (b.size() / 4) as usize)?)))
+        .collect::<Result<_>>()?;
+        self.net.set_step(gpu, StepState::default());
+        let (train, test) = (self.train_gathers[0].0, self.test_gathers[0].0);
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            Self::gather_for(&self.train_gathers, train).record(&mut pass);
+            self.net
+                .record_train_step(&mut pass, train, &GradientStep::Sgd(Vec::new()));
+            Self::gather_for(&self.test_gathers, test).record(&mut pass);
+            self.net.record_eval(&mut pass, test);
+        }
+        gpu.queue.submit([encoder.finish()]);
+        for (buffer, words) in kept {
+            gpu.write(buffer, 0, &words);
+        }
+        gpu.wait()
+    }
+
     /// Train epochs `range` (0-based) of the schedule, evaluating after each and
     /// reporting it as [`Event::Epoch`]; `after_epoch` then sees the trainer (to save a
     /// checkpoint). Returns the last epoch's test totals (for an empty range, those of
@@ -709,6 +749,7 @@ impl<'a> Trainer<'a> {
         if range.is_empty() {
             return self.evaluate();
         }
+        self.warm_up()?;
         let mut last = Totals::default();
         for epoch in range {
             let started = Instant::now();
