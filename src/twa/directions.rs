@@ -217,20 +217,30 @@ impl Packed {
     }
 }
 
-/// Elements per tile (a multiple of 32, so that tiles start on words).
-const TILE: usize = 2048;
+/// Elements per tile (a multiple of 32, so that tiles start on words) for `bits`-bit
+/// directions: long tiles on a CPU adapter for packed values (fewer workgroups, each
+/// with its reduction: the 8-bit step on lavapipe went from 18–22 to 11–12 ms on Mesa
+/// 25 and from 33–36 to 23–24 ms on Mesa 22.3; 32-bit values lost on Mesa 22.3, 65–69
+/// → 85–91 ms, and keep short ones), short ones on a GPU (many workgroups).
+pub fn tile_len(gpu: &Gpu, bits: u32) -> usize {
+    if gpu.info.device_type == wgpu::DeviceType::Cpu && bits < 32 {
+        16384
+    } else {
+        2048
+    }
+}
 
-/// The tile table of `directions.wgsl`: (first, length, block, first word in a row)
-/// per tile, then (first tile, tile count) per block. Also returns the number of
-/// tiles.
-fn tile_table(packed: &Packed) -> (Vec<u32>, usize) {
+/// The tile table of `directions.wgsl` for tiles of `tile` elements: (first, length,
+/// block, first word in a row) per tile, then (first tile, tile count) per block.
+/// Also returns the number of tiles.
+fn tile_table(packed: &Packed, tile: usize) -> (Vec<u32>, usize) {
     let per = (32 / packed.bits) as usize;
     let mut tiles = Vec::new();
     let mut spans = Vec::new();
     for (b, (range, &offset)) in packed.ranges.iter().zip(&packed.word_offsets).enumerate() {
         let first = tiles.len() / 4;
-        for start in range.clone().step_by(TILE) {
-            let len = TILE.min(range.end - start);
+        for start in range.clone().step_by(tile) {
+            let len = tile.min(range.end - start);
             let word = offset + (start - range.start) / per;
             tiles.extend([start as u32, len as u32, b as u32, word as u32]);
         }
@@ -276,6 +286,17 @@ impl Directions {
     /// Upload the centre and the packed directions; refuses what one storage binding
     /// of this adapter cannot hold.
     pub fn upload(gpu: &Gpu, centre: &[f32], packed: &Packed) -> Result<Directions> {
+        Self::upload_tiled(gpu, centre, packed, tile_len(gpu, packed.bits))
+    }
+
+    /// [`Directions::upload`] with tiles of `tile` elements (a multiple of 32).
+    pub fn upload_tiled(
+        gpu: &Gpu,
+        centre: &[f32],
+        packed: &Packed,
+        tile: usize,
+    ) -> Result<Directions> {
+        assert!(tile > 0 && tile.is_multiple_of(32), "tile of {tile} elements");
         let limit = gpu.limits.max_storage_buffer_binding_size as usize;
         if 4 * packed.words.len() > limit {
             return Err(Error::Config(format!(
@@ -288,7 +309,7 @@ impl Directions {
                 limit >> 20
             )));
         }
-        let (table, tile_count) = tile_table(packed);
+        let (table, tile_count) = tile_table(packed, tile);
         if tile_count > 65535 || packed.rows > 65535 {
             return Err(Error::Config(format!(
                 "{} tiles × {} directions exceed one dispatch (65535 each)",
@@ -460,7 +481,7 @@ mod tests {
         // 8 values a word: block a takes 625 words, b one.
         assert_eq!(packed.word_offsets, [0, 625]);
         assert_eq!(packed.words_per_row, 626);
-        let (table, count) = tile_table(&packed);
+        let (table, count) = tile_table(&packed, 2048);
         assert_eq!(count, 4);
         assert_eq!(
             &table[..16],
