@@ -141,7 +141,27 @@ print(2*1024**3/best/1e9)";
     String::from_utf8(out.stdout).ok()?.trim().parse().ok()
 }
 
-pub(crate) fn synthetic(count: usize, rng: &mut Rng) -> Split {
+/// The default MLP-BN's trainer (one epoch) on `count` synthetic 28×28 training
+/// images and 1000 test images, and its rng for more random values.
+pub(crate) fn synthetic_trainer(gpu: &Gpu, count: usize) -> Result<(Trainer<'_>, Rng)> {
+    let mut rng = Rng::new(3);
+    let data = Dataset::from_splits(
+        synthetic(count, &mut rng),
+        synthetic(1000, &mut rng),
+        "synthetic".into(),
+        crate::data::Classes::Format(10),
+    )?;
+    let config = TrainConfig {
+        epochs: 1,
+        ..TrainConfig::default()
+    };
+    Ok((
+        Trainer::new(gpu, &data, &ModelConfig::default(), config)?,
+        rng,
+    ))
+}
+
+fn synthetic(count: usize, rng: &mut Rng) -> Split {
     let features = 784;
     let labels: Vec<u8> = (0..count).map(|_| rng.below(10) as u8).collect();
     let pixels = (0..count * features)
@@ -572,19 +592,8 @@ pub fn run(gpu: &Gpu, full: bool, json: bool) -> Result<()> {
             serde_json::json!({ "ms": ms, "gbs": gbs }),
         );
     }
-    let mut rng = Rng::new(3);
     let count = if quick { 1024 } else { 8192 };
-    let data = Dataset::from_splits(
-        synthetic(count, &mut rng),
-        synthetic(1000, &mut rng),
-        "synthetic".into(),
-        crate::data::Classes::Format(10),
-    )?;
-    let config = TrainConfig {
-        epochs: 1,
-        ..TrainConfig::default()
-    };
-    let mut trainer = Trainer::new(gpu, &data, &ModelConfig::default(), config)?;
+    let (mut trainer, _) = synthetic_trainer(gpu, count)?;
     trainer.train_epoch(0, &mut |_| {})?; // warm-up: first-use costs
     let started = Instant::now();
     trainer.train_epoch(0, &mut |_| {})?;

@@ -61,6 +61,21 @@ fn metrics(dir: &std::path::Path) -> Vec<serde_json::Value> {
 
 const TWA: &str = env!("CARGO_BIN_EXE_twa");
 
+/// Run `twa` with `args("one")` in one process, then with `args("two")` as 2 ranks;
+/// both must succeed. Returns the 2-rank job's output.
+fn one_process_then_two_ranks(args: impl Fn(&str) -> Vec<String>) -> Output {
+    let one = Command::new(TWA).args(args("one")).output().unwrap();
+    assert!(one.status.success(), "{}", stderr(&one));
+    let two_args = args("two");
+    let two = mpirun(
+        2,
+        TWA,
+        &two_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(two.status.success(), "{}", stderr(&two));
+    two
+}
+
 /// Train the quick preset's MLP (2 epochs, global batch 128, `lr`; without BatchNorm
 /// unless `batchnorm`) in one process and as 2 ranks with `flags`; every epoch's
 /// losses within 1e-4 relative, accuracies within 0.1 point. Rank 0 alone prints.
@@ -91,15 +106,7 @@ fn two_ranks_train_as_one_process(name: &str, batchnorm: bool, lr: &str, flags: 
         args.extend(flags.iter().map(|f| f.to_string()));
         args
     };
-    let one = Command::new(TWA).args(args("one")).output().unwrap();
-    assert!(one.status.success(), "{}", stderr(&one));
-    let two_args = args("two");
-    let two = mpirun(
-        2,
-        TWA,
-        &two_args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    assert!(two.status.success(), "{}", stderr(&two));
+    let two = one_process_then_two_ranks(args);
     let (a, b) = (metrics(&dir.join("one")), metrics(&dir.join("two")));
     assert_eq!(a.len(), 2);
     assert_eq!(b.len(), 2);
@@ -268,6 +275,26 @@ fn sharded_subspace_matches_one_device() {
     }
 }
 
+/// A history of the quick preset's model: `epochs` epochs, 2 samples each (plus w₀),
+/// trained in one process into `dir`/h.
+fn history(dir: &std::path::Path, epochs: &str) -> std::path::PathBuf {
+    let out = dir.join("h");
+    let run = Command::new(TWA)
+        .args([
+            "train",
+            "--epochs",
+            epochs,
+            "--samples-per-epoch",
+            "2",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    out.join("history.safetensors")
+}
+
 /// TWA over 2 ranks with either storage of the directions (orthonormal rows for
 /// P-SGD, 8-bit per-block directions for explicit coefficients), each rank holding
 /// 4 or 3 of the 7 samples' rows: the same α and test loss as one process, and rank 0
@@ -275,21 +302,7 @@ fn sharded_subspace_matches_one_device() {
 #[test]
 fn twa_over_two_ranks_with_sharded_directions_matches_one_process() {
     let dir = temp_dir("mpi-twa");
-    let history = dir.join("h");
-    let out = Command::new(TWA)
-        .args([
-            "train",
-            "--epochs",
-            "3",
-            "--samples-per-epoch",
-            "2",
-            "--out",
-        ])
-        .arg(&history)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let history = history.join("history.safetensors");
+    let history = history(&dir, "3");
     for storage in [
         &["--coefficients", "orthonormal"][..],
         &["--coefficients", "global", "--bits", "8"],
@@ -369,21 +382,7 @@ fn twa_over_two_ranks_with_sharded_directions_matches_one_process() {
 #[test]
 fn a_landscape_over_two_ranks_is_one_process_landscape() {
     let dir = temp_dir("mpi-landscape");
-    let history = dir.join("h");
-    let out = Command::new(TWA)
-        .args([
-            "train",
-            "--epochs",
-            "2",
-            "--samples-per-epoch",
-            "2",
-            "--out",
-        ])
-        .arg(&history)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let history = history.join("history.safetensors");
+    let history = history(&dir, "2");
     let args = |out: &str| -> Vec<String> {
         let mut args: Vec<String> = ["landscape", "--grid", "9", "--history"]
             .into_iter()
@@ -393,15 +392,7 @@ fn a_landscape_over_two_ranks_is_one_process_landscape() {
         args.extend(["--out".into(), dir.join(out).to_str().unwrap().into()]);
         args
     };
-    let one = Command::new(TWA).args(args("one")).output().unwrap();
-    assert!(one.status.success(), "{}", stderr(&one));
-    let two_args = args("two");
-    let two = mpirun(
-        2,
-        TWA,
-        &two_args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    assert!(two.status.success(), "{}", stderr(&two));
+    one_process_then_two_ranks(args);
     let csv = |d: &str| std::fs::read_to_string(dir.join(d).join("landscape.csv")).unwrap();
     assert_eq!(csv("one"), csv("two"));
 }

@@ -4,12 +4,9 @@
 //! spent waiting for the device and in the sums. Rank 0 prints.
 
 use super::Collective;
-use crate::data::Dataset;
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::nn::ModelConfig;
-use crate::rng::Rng;
-use crate::train::{TrainConfig, Trainer};
+use crate::train::Trainer;
 use std::time::Instant;
 
 /// Print the all-reduce bandwidth and the step times (on rank 0).
@@ -44,20 +41,10 @@ pub fn run(gpu: &Gpu, world: &dyn Collective) -> Result<()> {
             (mib << 20) as f64 / seconds / 1e9
         ));
     }
-    let mut rng = Rng::new(3);
     let count = 8192;
-    let data = Dataset::from_splits(
-        crate::bench::synthetic(count, &mut rng),
-        crate::bench::synthetic(1000, &mut rng),
-        "synthetic".into(),
-        crate::data::Classes::Format(10),
-    )?;
-    let config = TrainConfig {
-        epochs: 1,
-        ..TrainConfig::default()
-    };
-    let mut trainer = Trainer::new(gpu, &data, &ModelConfig::default(), config.clone())?;
+    let (mut trainer, mut rng) = crate::bench::synthetic_trainer(gpu, count)?;
     trainer.distribute(world)?;
+    let config = trainer.config.clone();
     let steps = count.div_ceil(config.batch);
     say(format!(
         "training MLP-BN 784-256-256-10 (D = {}), global batch {}, {count} synthetic samples:",

@@ -296,7 +296,10 @@ impl Directions {
         packed: &Packed,
         tile: usize,
     ) -> Result<Directions> {
-        assert!(tile > 0 && tile.is_multiple_of(32), "tile of {tile} elements");
+        assert!(
+            tile > 0 && tile.is_multiple_of(32),
+            "tile of {tile} elements"
+        );
         let limit = gpu.limits.max_storage_buffer_binding_size as usize;
         if 4 * packed.words.len() > limit {
             return Err(Error::Config(format!(
