@@ -2,7 +2,7 @@
 //! of the caller's encoder, summed on the host by the [`Collective`], written back.
 
 use super::Collective;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::Gpu;
 use std::time::{Duration, Instant};
 
@@ -56,23 +56,7 @@ impl DeviceSum {
         let started = Instant::now();
         encoder.copy_buffer_to_buffer(buffer, 0, &self.staging, 0, bytes);
         gpu.queue.submit([encoder.finish()]);
-        let slice = self.staging.slice(..bytes.max(4));
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        gpu.wait()?;
-        rx.recv()
-            .map_err(|e| Error::Gpu(e.to_string()))?
-            .map_err(|e| Error::Gpu(format!("readback for a sum across ranks failed: {e}")))?;
-        {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Gpu(e.to_string()))?;
-            let host = &mut self.host[..words];
-            host.copy_from_slice(bytemuck::cast_slice(&view[..bytes as usize]));
-        }
-        self.staging.unmap();
+        gpu.read_staging(&self.staging, &mut self.host[..words])?;
         let host = &mut self.host[..words];
         if scale != 1.0 {
             host.iter_mut().for_each(|v| *v *= scale);

@@ -60,21 +60,36 @@ impl Gpu {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(buffer, (offset_words * 4) as u64, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
+        let mut out = vec![T::zeroed(); words];
+        self.read_staging(&staging, &mut out)?;
+        Ok(out)
+    }
+
+    /// Map the `MAP_READ` buffer `staging` once the device is done with it and copy
+    /// its first values into `out`.
+    pub fn read_staging<T: bytemuck::Pod>(
+        &self,
+        staging: &wgpu::Buffer,
+        out: &mut [T],
+    ) -> Result<()> {
+        let bytes = std::mem::size_of_val(out) as u64;
+        let slice = staging.slice(..bytes.max(4));
         let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+        slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
         self.wait()?;
         rx.recv()
             .map_err(|e| Error::Gpu(e.to_string()))?
             .map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
-        let view = staging
-            .get_mapped_range(..)
-            .map_err(|e| Error::Gpu(e.to_string()))?;
-        let out = bytemuck::cast_slice(&view[..bytes as usize]).to_vec();
-        drop(view);
+        {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(e.to_string()))?;
+            out.copy_from_slice(bytemuck::cast_slice(&view[..bytes as usize]));
+        }
         staging.unmap();
-        Ok(out)
+        Ok(())
     }
 
     /// Overwrite `buffer` from `offset_words` with `data`.
