@@ -138,8 +138,10 @@ impl Gpu {
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
             label: Some("twa"),
-            // Subgroups only where offered: they speed up one matrix-product variant.
-            required_features: adapter.features() & wgpu::Features::SUBGROUP,
+            // Subgroups only where offered: they speed up one matrix-product variant;
+            // timestamp queries time kernels in `twa bench`.
+            required_features: adapter.features()
+                & (wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY),
             required_limits: limits.clone(),
             ..Default::default()
         };
