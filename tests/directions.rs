@@ -90,12 +90,13 @@ fn block_dots_and_combine_match_the_cpu_twin_at_every_bit_width() {
     let centre = random(&mut rng, dim);
     let g = random(&mut rng, dim);
     let beta = random(&mut rng, ROWS * nb);
-    for bits in BITS {
+    // Tiles of 2048 elements (a GPU's: the blocks above span several tiles, one
+    // exactly, one partly) and of 16384 (a CPU adapter's for packed values: a block
+    // in one partial tile).
+    for (bits, tile) in BITS.into_iter().flat_map(|b| [(b, 2048), (b, 16384)]) {
         let mut packed = Packed::pack(&dirs, dim, &blocks, bits).unwrap();
         packed.renormalise();
-        // Tiles of 2048 elements (a GPU's; a CPU adapter's are longer): the blocks
-        // above span several tiles, one exactly, one partly.
-        let space = Directions::upload_tiled(gpu, &centre, &packed, 2048).unwrap();
+        let space = Directions::upload_tiled(gpu, &centre, &packed, tile).unwrap();
         let g_buf = gpu.storage_init(&g, "g");
         let grad = gpu.storage(ROWS * nb, "grad beta");
         let beta_buf = gpu.storage_init(&beta, "beta");
@@ -122,11 +123,17 @@ fn block_dots_and_combine_match_the_cpu_twin_at_every_bit_width() {
             let tol = 1e-5 * magnitude[j] + 1e-6;
             assert!(
                 (got as f64 - want).abs() <= tol,
-                "b = {bits}: ∂L/∂β[{j}] gpu {got} vs reference {want} (tolerance {tol})"
+                "b = {bits}, tile {tile}: ∂L/∂β[{j}] gpu {got} vs reference {want} (tolerance {tol})"
             );
         }
         let got_w: Vec<f32> = gpu.read(&w, 0, dim).unwrap();
-        assert_close(&format!("b = {bits}: combine"), &got_w, &want_w, 1e-5, 1e-5);
+        assert_close(
+            &format!("b = {bits}, tile {tile}: combine"),
+            &got_w,
+            &want_w,
+            1e-5,
+            1e-5,
+        );
     }
 }
 

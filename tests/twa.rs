@@ -179,3 +179,30 @@ fn duplicates_are_dropped_and_alpha_reproduces_points_of_the_span() {
     let norm: f64 = x.iter().map(|v| v * v).sum::<f64>().sqrt();
     assert!(diff / norm <= 1e-4, "‖Σ αᵢwᵢ − x‖/‖x‖ = {:e}", diff / norm);
 }
+
+/// The projection kernels (per-span dots, their sum, the span-wise combine) against a
+/// CPU f64 Pᵀ(P g) on the device's own basis: random samples and g, D = 40,001 (several
+/// spans of D on any adapter), chunks of 3 rows (rows not a multiple of 4, a last chunk
+/// of one row). Tolerance 1e-6 + 1e-4 relative.
+#[test]
+fn projection_of_a_random_vector_matches_the_cpu_on_the_devices_basis() {
+    let mut rng = rng("projection_cpu");
+    let (n, dim) = (7, 40_001);
+    let w = random(&mut rng, n * dim);
+    let space = Subspace::build(gpu(), kernels(), &w, dim, 3).unwrap();
+    assert_eq!(space.rank, n);
+    let p = space.read_basis(gpu()).unwrap();
+    let g = random(&mut rng, dim);
+    let coefficients: Vec<f64> = p
+        .chunks(dim)
+        .map(|row| row.iter().zip(&g).map(|(a, b)| *a as f64 * *b as f64).sum())
+        .collect();
+    let want: Vec<f64> = (0..dim)
+        .map(|d| {
+            (0..n)
+                .map(|i| coefficients[i] * p[i * dim + d] as f64)
+                .sum()
+        })
+        .collect();
+    assert_close("Pᵀ(P g)", &project(&space, &g), &want, 1e-6, 1e-4);
+}

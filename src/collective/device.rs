@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// Staging for sums of up to `words` f32 values of a device buffer.
 pub struct DeviceSum {
     staging: wgpu::Buffer,
-    words: usize,
+    /// The values on the host (its length: the most values a sum takes).
     host: Vec<f32>,
     /// Time spent so far waiting for the device (the work before the copy, the copy,
     /// the map) and in the collective's sum itself.
@@ -28,7 +28,6 @@ impl DeviceSum {
         });
         DeviceSum {
             staging,
-            words,
             host: vec![0.0; words],
             waited: Duration::ZERO,
             summed: Duration::ZERO,
@@ -48,9 +47,9 @@ impl DeviceSum {
         scale: f32,
     ) -> Result<()> {
         assert!(
-            words <= self.words,
+            words <= self.host.len(),
             "{words} values, staging for {}",
-            self.words
+            self.host.len()
         );
         let bytes = (words * 4) as u64;
         let started = Instant::now();

@@ -322,9 +322,52 @@ pub struct BnSync {
     /// `finish_train` that is told the global rows.
     params: BatchNormParams,
     finish: Option<wgpu::Buffer>,
+    /// Where the values it sums are read back (made once, used every step).
+    staging: wgpu::Buffer,
 }
 
 impl BnSync {
+    fn new(gpu: &Gpu, params: BatchNormParams, finish: Option<wgpu::Buffer>) -> BnSync {
+        // The chunks' (mean, M2) for the statistics, (dγ, dβ) for the gradients.
+        let words = match finish {
+            Some(_) => 2 * params.chunks * params.features,
+            None => 2 * params.features,
+        };
+        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("batchnorm sync staging"),
+            size: 4 * words as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        BnSync {
+            params,
+            finish,
+            staging,
+        }
+    }
+
+    /// `words` values of `buffer` from `offset` words, through the staging buffer.
+    fn read(
+        &self,
+        gpu: &Gpu,
+        buffer: &wgpu::Buffer,
+        offset: usize,
+        words: usize,
+    ) -> crate::error::Result<Vec<f32>> {
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(
+            buffer,
+            4 * offset as u64,
+            &self.staging,
+            0,
+            4 * words as u64,
+        );
+        gpu.queue.submit([encoder.finish()]);
+        let mut values = vec![0.0f32; words];
+        gpu.read_staging(&self.staging, &mut values)?;
+        Ok(values)
+    }
+
     /// After `partial_stats`: every rank's chunk (mean, M2) merged (Chan et al., in
     /// f64, ranks in order) into chunk 0 of `partials`; after `finish_grads`:
     /// (dγ, dβ) ← Σ_r share_r·(dγ_r, dβ_r) with share_r this rank's part of the global
@@ -341,7 +384,7 @@ impl BnSync {
         let nf = p.features as usize;
         let Some(finish) = &self.finish else {
             let g_off = p.g_off as usize;
-            let local: Vec<f32> = gpu.read(grads, g_off, 2 * nf)?;
+            let local = self.read(gpu, grads, g_off, 2 * nf)?;
             let mut sums: Vec<f64> = local.iter().map(|&v| v as f64 * share).collect();
             collective.sum(&mut sums);
             let words: Vec<f32> = sums.into_iter().map(|v| v as f32).collect();
@@ -349,7 +392,7 @@ impl BnSync {
             return Ok(());
         };
         let chunks = p.chunks as usize;
-        let values: Vec<f32> = gpu.read(partials, 0, 2 * chunks * nf)?;
+        let values = self.read(gpu, partials, 0, 2 * chunks * nf)?;
         // (count, mean, M2) per feature over this rank's chunks.
         let mut local = vec![0.0f64; 3 * nf];
         for k in 0..chunks {
@@ -422,10 +465,7 @@ pub fn batchnorm_synced(
             let before = batchnorm_with(gpu, &p, &u, &[&k.bn_partial_stats], io, bufs);
             let mut after = batchnorm_with(gpu, &p, &finish, &[&k.bn_finish_train], io, bufs);
             after.extend(batchnorm_with(gpu, &p, &u, &[&k.bn_normalise], io, bufs));
-            let sync = BnSync {
-                params: p,
-                finish: Some(finish),
-            };
+            let sync = BnSync::new(gpu, p, Some(finish));
             (before, sync, after)
         }
         Some(dx) => {
@@ -433,10 +473,7 @@ pub fn batchnorm_synced(
             let entries: [&crate::gpu::Kernel; 2] = [&k.bn_partial_grads, &k.bn_finish_grads];
             let before = batchnorm_with(gpu, &p, &u, &entries, io, bufs);
             let after = batchnorm_with(gpu, &p, &u, &[&k.bn_backward_dx], io, bufs);
-            let sync = BnSync {
-                params: p,
-                finish: None,
-            };
+            let sync = BnSync::new(gpu, p, None);
             (before, sync, after)
         }
     }
