@@ -289,6 +289,12 @@ const CASES: &[Case] = &[
         needle: "--grid must be in 2..=257",
     },
     Case {
+        name: "landscape at 3 bits",
+        args: "landscape --history {history} --bits 3 --out {out}",
+        code: 3,
+        needle: "--bits 3",
+    },
+    Case {
         name: "landscape of an unknown metric",
         args: "landscape --history {history} --metric accuracy --out {out}",
         code: 3,

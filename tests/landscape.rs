@@ -11,7 +11,6 @@ use twa::reference as cpu;
 use twa::train::{Event, Part, TrainConfig, Trainer};
 use twa::twa::average::{self, Start, TwaConfig};
 use twa::twa::directions::Coefficients;
-use twa::twa::subspace::averaging_coefficients;
 
 fn model_config() -> ModelConfig {
     ModelConfig {
@@ -62,8 +61,20 @@ fn combination(samples: &[Vec<f64>], alpha: &[f64]) -> Vec<f64> {
     w
 }
 
+/// Over P (32 bits) the device's weights are the CPU's up to f32 rounding; over 8-bit
+/// directions they are off by the rounding of the levels (at most scale/2 a value), and
+/// the loss and accuracy with them.
 #[test]
 fn grid_points_match_models_built_from_their_weights_on_the_cpu() {
+    grid_points_match_the_cpu(32, 1e-4, 0.011);
+}
+
+#[test]
+fn grid_points_over_8_bit_directions_match_models_built_from_their_weights_on_the_cpu() {
+    grid_points_match_the_cpu(8, 2e-2, 0.031);
+}
+
+fn grid_points_match_the_cpu(bits: u32, loss_tolerance: f64, acc_tolerance: f64) {
     let data = toy_data();
     let model = Model::mlp(&model_config(), data.train.features(), data.classes);
     let n = 6;
@@ -71,8 +82,11 @@ fn grid_points_match_models_built_from_their_weights_on_the_cpu() {
     let flat: Vec<f32> = drawn.concat();
     let samples: Vec<Vec<f64>> = drawn.iter().map(|s| f64s(s)).collect();
     // The whole test split is the fixed batch, so its order does not matter.
-    let mut land = Landscape::new(gpu(), &data, &model_config(), &flat, 100, 5).unwrap();
-    assert_eq!(land.space.rank, n);
+    let mut land = Landscape::new(gpu(), &data, &model_config(), &flat, bits, 100, 5).unwrap();
+    // P spans the samples; the directions around their mean one dimension fewer, or
+    // as many when the levels' rounding keeps Σ_i ‖w_i − c‖ d̃_i away from zero.
+    let rank = land.space.rank();
+    assert!(rank == n || (bits < 32 && rank == n - 1), "rank {rank}");
     let alpha = [0.4, -0.2, 0.1, 0.3, 0.5, -0.1];
     let twa = land.anchors(None).combine(&alpha);
     let anchors = land.anchors(Some(twa.clone()));
@@ -83,12 +97,12 @@ fn grid_points_match_models_built_from_their_weights_on_the_cpu() {
         let (loss, acc) = cpu::model_probe(&model, weights, &x, &labels);
         let err = (got.0 as f64 - loss).abs();
         assert!(
-            err <= 1e-4 * loss + 1e-5,
-            "{what}: loss {} vs CPU {loss}",
+            err <= loss_tolerance * loss + 1e-5,
+            "{what} ({bits} bits): loss {} vs CPU {loss}",
             got.0
         );
         assert!(
-            (got.1 as f64 - acc).abs() <= 0.011,
+            (got.1 as f64 - acc).abs() <= acc_tolerance,
             "{what}: acc {} vs CPU {acc}",
             got.1
         );
@@ -129,7 +143,7 @@ fn grid_points_match_models_built_from_their_weights_on_the_cpu() {
     for j in 0..side {
         for i in 0..side {
             let [gx, gy] = spec.coord(i, j);
-            let a = averaging_coefficients(&land.space.transform, n, &plane.point(gx, gy));
+            let a = land.space.averaging_coefficients(&plane.point(gx, gy));
             let k = j * side + i;
             check(
                 &format!("grid ({i}, {j})"),
@@ -203,7 +217,7 @@ fn a_clicked_point_is_evaluated_like_an_averaged_model() {
     let model = Model::mlp(&model_config(), data.train.features(), data.classes);
     let dim = model.num_params();
     let samples = samples_around_init(&model, 4, 4, 0.2, &mut rng("click")).concat();
-    let mut land = Landscape::new(gpu(), &data, &model_config(), &samples, 50, 5).unwrap();
+    let mut land = Landscape::new(gpu(), &data, &model_config(), &samples, 32, 50, 5).unwrap();
     let anchors = land.anchors(None);
     let plane = Plane::build(PlaneKind::Pca, &anchors).unwrap();
     land.set_plane(&plane).unwrap();
@@ -220,4 +234,57 @@ fn a_clicked_point_is_evaluated_like_an_averaged_model() {
     let (a, b) = (clicked.mean_loss(), swa.mean_loss());
     assert!((a - b).abs() <= 1e-4 * b, "clicked {a} vs SWA {b}");
     assert_eq!(clicked.accuracy(), swa.accuracy());
+}
+
+/// Coordinates over b-bit directions are orthonormal ones: distances between the
+/// samples' coordinates are the distances between their weights, and projecting a
+/// sample's weights gives back its coordinates — up to the levels' rounding (at 2 bits
+/// the projection of the exact weights leans on the other directions' rounding too,
+/// so only distances are checked there).
+#[test]
+fn coordinates_over_quantised_directions_keep_weight_space_distances() {
+    let data = toy_data();
+    let model = Model::mlp(&model_config(), data.train.features(), data.classes);
+    let n = 7;
+    let drawn = samples_around_init(&model, 4, n, 0.3, &mut rng("quantised landscape"));
+    let flat: Vec<f32> = drawn.concat();
+    // Relative errors allowed at each b for distances and projections (measured over
+    // seeds: distances 3e-4, 5e-3, 3e-2; projections 2.5e-3, 4e-2).
+    for (bits, tolerance, projection) in [(8, 2e-3, 1e-2), (4, 2e-2, 0.1), (2, 0.1, f64::NAN)] {
+        let projects = !projection.is_nan();
+        let land = Landscape::new(gpu(), &data, &model_config(), &flat, bits, 50, 5).unwrap();
+        let coords = land.space.sample_coordinates();
+        let (mut worst, mut worst_projection): (f64, f64) = (0.0, 0.0);
+        for i in 0..n {
+            for j in 0..i {
+                let weights: f64 = drawn[i]
+                    .iter()
+                    .zip(&drawn[j])
+                    .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                let between: f64 = coords[i]
+                    .iter()
+                    .zip(&coords[j])
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                worst = worst.max((between - weights).abs() / weights);
+            }
+            if !projects {
+                continue;
+            }
+            let back = land.coordinates_of(&drawn[i]).unwrap();
+            let scale = coords[i].iter().map(|c| c * c).sum::<f64>().sqrt();
+            for (a, b) in back.iter().zip(&coords[i]) {
+                assert!(
+                    (a - b).abs() <= projection * scale,
+                    "{bits} bits, sample {i}: projected {a} vs {b}"
+                );
+                worst_projection = worst_projection.max((a - b).abs() / scale);
+            }
+        }
+        eprintln!("{bits} bits: worst relative distance error {worst:.2e}, projection {worst_projection:.2e}");
+        assert!(worst <= tolerance, "{bits} bits: {worst} > {tolerance}");
+    }
 }

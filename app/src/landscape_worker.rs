@@ -133,9 +133,9 @@ fn serve(requests: &Receiver<Request>, latest: &AtomicU64, send: &dyn Fn(Reply))
             } => {
                 let started = Instant::now();
                 land = None;
-                Landscape::new(&gpu, &data, &model, &samples.samples, BATCH, seed).map(|l| {
+                Landscape::new(&gpu, &data, &model, &samples.samples, 32, BATCH, seed).map(|l| {
                     send(Reply::Ready {
-                        rank: l.space.rank,
+                        rank: l.space.rank(),
                         seconds: started.elapsed().as_secs_f64(),
                     });
                     land = Some(l);

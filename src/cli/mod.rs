@@ -5,6 +5,7 @@ pub mod average;
 pub mod eval;
 pub mod history;
 pub mod job;
+pub mod landscape;
 pub mod plan;
 pub mod run;
 pub mod train;

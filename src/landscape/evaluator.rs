@@ -1,6 +1,6 @@
 //! Loss over a plane on the device. The plane's origin and directions are expanded
 //! once into weight space (C = Pᵀ·origin, U = Pᵀ·u, V = Pᵀ·v, three rows of one
-//! buffer); each grid point is then one `combine` (w = C + x·U + y·V) and one forward
+//! buffer; over b-bit directions, see [`Basis`]); each grid point is then one `combine` (w = C + x·U + y·V) and one forward
 //! pass over a fixed batch with BatchNorm using that batch's statistics, its totals
 //! copied into a results buffer. One submit per point, one readback per chunk.
 //!
@@ -8,9 +8,10 @@
 //! C + x·U + y·V is out(C) + x·out(U) + y·out(V): those three are computed once per
 //! batch and each point only combines them, which skips the widest matrix product.
 
+use super::basis::Basis;
 use super::grid::{Grid, GridSpec};
 use super::plane::{Anchors, Plane};
-use crate::collective::{Collective, Single};
+use crate::collective::Collective;
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::gpu::kernels::submit;
@@ -19,7 +20,6 @@ use crate::nn::model::LayerKind;
 use crate::nn::{ModelConfig, Network, Totals};
 use crate::train::{Part, TrainConfig, Trainer};
 use crate::twa::subspace::{combine, row_stride};
-use crate::twa::Subspace;
 
 /// Points evaluated between two readbacks (and progress reports).
 const CHUNK: usize = 48;
@@ -34,7 +34,7 @@ struct FirstLayer {
 /// A model, its data and the samples' subspace on one device, ready to evaluate planes.
 pub struct Landscape<'a> {
     pub trainer: Trainer<'a>,
-    pub space: Subspace,
+    pub space: Basis,
     /// Seed of the fixed batches' order.
     pub seed: u64,
     /// Whether a plane was set.
@@ -48,13 +48,15 @@ pub struct Landscape<'a> {
 }
 
 impl<'a> Landscape<'a> {
-    /// Build the subspace of `samples` (n × D) for `model` on `data`; fixed batches
-    /// hold `batch` samples.
+    /// Build the subspace of `samples` (n × D) for `model` on `data`, stored at `bits`
+    /// bits (32: the orthonormal basis; 1, 2, 4, 8: quantised directions); fixed
+    /// batches hold `batch` samples.
     pub fn new(
         gpu: &'a Gpu,
         data: &Dataset,
         model: &ModelConfig,
         samples: &[f32],
+        bits: u32,
         batch: usize,
         seed: u64,
     ) -> Result<Landscape<'a>> {
@@ -68,7 +70,7 @@ impl<'a> Landscape<'a> {
         let trainer = Trainer::new(gpu, data, model, config)?;
         let dim = trainer.net.model.num_params();
         let k = &trainer.net.kernels;
-        let space = Subspace::build(gpu, k, samples, dim, Subspace::rows_per_chunk(gpu, dim)?)?;
+        let space = Basis::build(gpu, k, samples, dim, bits)?;
         let plane_rows = gpu.storage(3 * row_stride(dim), "plane rows");
         let point = gpu.storage(4, "plane point");
         let to_params = combine(
@@ -100,29 +102,23 @@ impl<'a> Landscape<'a> {
 
     /// The samples' coordinates, the SWA point and `twa` (coordinates) as plane anchors.
     pub fn anchors(&self, twa: Option<Vec<f64>>) -> Anchors {
-        Anchors::new(self.space.sample_coordinates.clone(), twa)
+        Anchors::new(self.space.sample_coordinates(), twa)
     }
 
     /// Subspace coordinates of a weight vector (its projection onto the span).
     pub fn coordinates_of(&self, params: &[f32]) -> Result<Vec<f64>> {
         self.gpu().write(&self.scratch, 0, params);
-        self.space.coordinates(
-            self.gpu(),
-            &self.trainer.net.kernels,
-            &Single,
-            &self.scratch,
-        )
+        self.space
+            .coordinates(self.gpu(), &self.trainer.net.kernels, &self.scratch)
     }
 
     /// Make `plane` the current one: expand its origin and directions on the device.
     pub fn set_plane(&mut self, plane: &Plane) -> Result<()> {
         let gpu = self.gpu();
-        let stride = (row_stride(self.space.dim) * 4) as u64;
+        let stride = (row_stride(self.trainer.net.model.num_params()) * 4) as u64;
         for (row, beta) in [&plane.origin, &plane.u, &plane.v].into_iter().enumerate() {
-            let work = self
-                .space
-                .expand(gpu, &self.trainer.net.kernels, beta, &self.scratch);
-            submit(gpu, &work.iter().collect::<Vec<_>>());
+            let k = &self.trainer.net.kernels;
+            self.space.expand(gpu, k, beta, row == 0, &self.scratch)?;
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
             encoder.copy_buffer_to_buffer(
                 &self.scratch,

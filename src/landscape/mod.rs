@@ -2,11 +2,13 @@
 //! ([`plane`]), a grid over it evaluated coarse to fine on the device ([`evaluator`],
 //! [`grid`]), and its pictures ([`render`]). Shared by `twa landscape` and the app.
 
+pub mod basis;
 pub mod evaluator;
 pub mod grid;
 pub mod plane;
 pub mod render;
 
+pub use basis::Basis;
 pub use evaluator::Landscape;
 pub use grid::{Grid, GridSpec, Metric};
 pub use plane::{Anchors, Plane, PlaneKind};
