@@ -183,10 +183,11 @@ fn twa_reports_its_coefficients_while_training() {
         let dim = trainer.net.model.num_params();
         let n = 5;
         let samples: Vec<f32> = (0..n).flat_map(|_| random(&mut rng, dim)).collect();
-        let mut reported = Vec::new();
+        let (mut reported, mut layers) = (Vec::new(), Vec::new());
         average::train_twa(gpu(), &mut trainer, &samples, &twa, &mut |e| {
-            if let Event::Coefficients { alpha } = e {
+            if let Event::Coefficients { alpha, per_layer } = e {
                 reported.push(alpha);
+                layers.push(per_layer);
             }
         })
         .unwrap();
@@ -206,6 +207,22 @@ fn twa_reports_its_coefficients_while_training() {
             assert_eq!(alpha.len(), n);
             for a in alpha {
                 assert!((a - 0.2).abs() < 1e-4, "{coefficients:?}: {alpha:?}");
+            }
+        }
+        // Per-layer α only with per-layer coefficients: the MLP's Linear and
+        // BatchNorm layers by their PyTorch names, each at 1/n.
+        for per_layer in &layers {
+            if coefficients != Coefficients::Layer {
+                assert!(per_layer.is_empty());
+                continue;
+            }
+            let names: Vec<&str> = per_layer.iter().map(|(name, _)| name.as_str()).collect();
+            assert_eq!(names, ["0", "1", "3", "4", "6"]);
+            for (name, alpha) in per_layer {
+                assert!(
+                    alpha.len() == n && alpha.iter().all(|a| (a - 0.2).abs() < 1e-4),
+                    "layer {name}: {alpha:?}"
+                );
             }
         }
     }

@@ -12,6 +12,7 @@ use twa::config::RunConfig;
 use twa::data::Dataset;
 use twa::landscape::{ColorScale, Metric, PlaneKind};
 use twa::train::Event;
+use twa::twa::directions::Coefficients;
 
 /// Presets offered in the run panel: the teaching demo first.
 pub const PRESETS: [&str; 4] = ["spirals", "head", "tail", "head-cnn"];
@@ -31,6 +32,9 @@ pub struct Settings {
     pub samples_per_epoch: usize,
     pub twa_epochs: usize,
     pub twa_lr: f64,
+    /// How TWA parametrises the average (orthonormal P-SGD, global or per-layer
+    /// coefficients over the directions).
+    pub coefficients: Coefficients,
     pub seed: u64,
 }
 
@@ -51,6 +55,7 @@ impl Settings {
             samples_per_epoch: c.pipeline.samples_per_epoch,
             twa_epochs: c.twa.epochs,
             twa_lr: c.twa.lr,
+            coefficients: c.twa.coefficients,
             seed: c.train.seed,
         })
     }
@@ -80,6 +85,7 @@ impl Settings {
         c.pipeline.samples_per_epoch = self.samples_per_epoch;
         c.twa.epochs = self.twa_epochs;
         c.twa.lr = self.twa_lr;
+        c.twa.coefficients = self.coefficients;
         Ok(c)
     }
 }
@@ -168,8 +174,10 @@ pub struct TwaApp {
     pub status: String,
     pub error: Option<String>,
     pub curves: Curves,
-    /// TWA's latest coefficients and its path.
+    /// TWA's latest coefficients, each layer's (with per-layer coefficients), and its
+    /// path.
     pub alpha: Option<Vec<f64>>,
+    pub alpha_per_layer: Vec<(String, Vec<f64>)>,
     pub trajectory: Vec<Vec<f64>>,
     pub samples: usize,
     in_twa: bool,
@@ -209,6 +217,7 @@ impl TwaApp {
             error: None,
             curves: Curves::default(),
             alpha: None,
+            alpha_per_layer: Vec::new(),
             trajectory: Vec::new(),
             samples: 0,
             in_twa: false,
@@ -241,6 +250,7 @@ impl TwaApp {
         self.model = config.model.clone();
         self.curves = Curves::default();
         (self.alpha, self.trajectory, self.marks) = (None, Vec::new(), Vec::new());
+        self.alpha_per_layer.clear();
         (self.shown, self.subspace_ready, self.in_twa) = (None, false, false);
         self.error = None;
         self.status = format!("Starting {}…", self.settings.preset);
@@ -356,9 +366,10 @@ impl TwaApp {
                 self.status = name;
             }
             Event::Epoch(_) if self.in_twa => self.request_landscape(),
-            Event::Coefficients { alpha } => {
+            Event::Coefficients { alpha, per_layer } => {
                 self.trajectory.push(alpha.clone());
                 self.alpha = Some(alpha);
+                self.alpha_per_layer = per_layer;
             }
             Event::Samples(samples) => {
                 self.samples = samples.samples.len() / samples.dim.max(1);

@@ -9,6 +9,7 @@ use egui_plot::{
 };
 use twa::landscape::render::colormap;
 use twa::landscape::{Metric, PlaneKind};
+use twa::twa::directions::Coefficients;
 
 const TWA_COLOUR: Color32 = Color32::from_rgb(230, 60, 40);
 const SWA_COLOUR: Color32 = Color32::from_rgb(60, 140, 230);
@@ -103,6 +104,21 @@ fn run_panel(app: &mut TwaApp, ui: &mut egui::Ui) {
             number(ui, "samples / epoch", &mut s.samples_per_epoch, 0.2);
             number(ui, "TWA epochs", &mut s.twa_epochs, 0.2);
             number(ui, "TWA LR", &mut s.twa_lr, 0.01);
+            let label = ui.label("TWA α");
+            egui::ComboBox::from_id_salt("coefficients")
+                .selected_text(coefficients_name(s.coefficients))
+                .show_ui(ui, |ui| {
+                    for c in [
+                        Coefficients::Orthonormal,
+                        Coefficients::Global,
+                        Coefficients::Layer,
+                    ] {
+                        ui.selectable_value(&mut s.coefficients, c, coefficients_name(c));
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            ui.end_row();
             number(ui, "seed", &mut s.seed, 0.2);
         });
     });
@@ -195,8 +211,24 @@ fn reference_lines(
     }
 }
 
+/// The settings' name of a coefficients mode.
+fn coefficients_name(c: Coefficients) -> &'static str {
+    match c {
+        Coefficients::Orthonormal => "orthonormal (P-SGD)",
+        Coefficients::Global => "global",
+        Coefficients::Layer => "per layer",
+    }
+}
+
+/// TWA's α over the samples as bars (with per-layer coefficients: their mean weighted
+/// by the layers' sizes, and each layer's α as a line), SWA's 1/n as a line.
 fn coefficients(app: &TwaApp, ui: &mut egui::Ui) {
-    ui.label(RichText::new("Averaging coefficients α (TWA) vs SWA's 1/n").strong());
+    let title = if app.alpha_per_layer.is_empty() {
+        "Averaging coefficients α (TWA) vs SWA's 1/n"
+    } else {
+        "Averaging coefficients α per layer (TWA) vs SWA's 1/n"
+    };
+    ui.label(RichText::new(title).strong());
     Plot::new("alpha")
         .height(150.0)
         .legend(Legend::default())
@@ -208,7 +240,20 @@ fn coefficients(app: &TwaApp, ui: &mut egui::Ui) {
                     .enumerate()
                     .map(|(i, a)| Bar::new(i as f64, *a).width(0.8))
                     .collect();
-                plot.bar_chart(BarChart::new("TWA α", bars).color(TWA_COLOUR));
+                let name = if app.alpha_per_layer.is_empty() {
+                    "TWA α"
+                } else {
+                    "TWA α (layers' mean)"
+                };
+                plot.bar_chart(BarChart::new(name, bars).color(TWA_COLOUR));
+            }
+            for (name, alpha) in &app.alpha_per_layer {
+                let points: Vec<[f64; 2]> = alpha
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| [i as f64, *a])
+                    .collect();
+                plot.line(Line::new(format!("layer {name}"), points).width(1.5));
             }
             if app.samples > 0 {
                 plot.hline(HLine::new("SWA 1/n", 1.0 / app.samples as f64).color(SWA_COLOUR));

@@ -77,6 +77,28 @@ fn a_demo_run_started_by_clicking_fills_every_panel() {
 }
 
 #[test]
+fn per_layer_coefficients_show_each_layers_alpha() {
+    let mut h = harness("spirals", "layers");
+    h.state_mut().settings.coefficients = twa::twa::directions::Coefficients::Layer;
+    h.run_steps(2);
+    h.get_by_label("Start").click();
+    h.run_steps(1);
+    assert!(h.state().running(), "Start launches the worker");
+    step_until(&mut h, Duration::from_secs(300), |app| !app.running());
+    let app = h.state();
+    assert_eq!(app.error, None);
+    let names: Vec<&str> = app.alpha_per_layer.iter().map(|l| l.0.as_str()).collect();
+    // The spirals MLP (2-32-32-2 with BatchNorm) by its PyTorch layer names.
+    assert_eq!(names, ["0", "1", "3", "4", "6"]);
+    for (name, alpha) in &app.alpha_per_layer {
+        assert_eq!(alpha.len(), 51, "layer {name}");
+        let sum: f64 = alpha.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-6, "layer {name}: α sums to {sum}");
+    }
+    h.get_by_label_contains("α per layer");
+}
+
+#[test]
 fn a_worker_error_shows_as_a_message_and_the_app_keeps_running() {
     let mut h = harness("head", "error");
     h.state_mut().settings.data_dir = "/nonexistent/fashion-mnist".into();

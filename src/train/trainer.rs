@@ -107,8 +107,12 @@ pub enum Event {
     /// An epoch finished and was evaluated.
     Epoch(EpochMetrics),
     /// TWA's current point as averaging coefficients α over the samples (read back
-    /// with the running loss while TWA trains).
-    Coefficients { alpha: Vec<f64> },
+    /// with the running loss while TWA trains); with per-layer coefficients also each
+    /// layer's own α (its name, n values), else empty.
+    Coefficients {
+        alpha: Vec<f64>,
+        per_layer: Vec<(String, Vec<f64>)>,
+    },
     /// A result of the pipeline (SGD at some epoch, SWA, TWA), as soon as it is known.
     Result {
         method: String,

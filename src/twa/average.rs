@@ -250,11 +250,15 @@ pub fn train_twa(
             let beta: Vec<f64> = beta.iter().map(|&b| b as f64).collect();
             Event::Coefficients {
                 alpha: subspace::averaging_coefficients(&transform, samples, &beta),
+                per_layer: Vec::new(),
             }
         }),
     });
     trainer.net.set_params(gpu, &start);
-    observer(Event::Coefficients { alpha: start_alpha });
+    observer(Event::Coefficients {
+        alpha: start_alpha,
+        per_layer: Vec::new(),
+    });
     let trained = trainer.run(observer);
     trainer.watch = None;
     trained?;

@@ -94,24 +94,33 @@ pub(crate) fn train_explicit(
         }
         (mean, per_block)
     };
-    observer(Event::Coefficients {
-        alpha: alpha_of(&vec![0.0; n * nb]).0,
-    });
+    // The event of a β: with per-layer coefficients each layer's α too.
+    let names: Vec<String> = match twa.coefficients {
+        Coefficients::Layer => blocks.iter().map(|b| b.name.clone()).collect(),
+        _ => Vec::new(),
+    };
+    let event_of = {
+        let alpha_of = alpha_of.clone();
+        move |beta: &[f64]| {
+            let (alpha, per_block) = alpha_of(beta);
+            let per_layer = names.iter().cloned().zip(per_block).collect();
+            Event::Coefficients { alpha, per_layer }
+        }
+    };
+    observer(event_of(&vec![0.0; n * nb]));
     if from_sample.is_some() {
         let beta0: Vec<f64> = beta0.iter().map(|&b| b as f64).collect();
-        observer(Event::Coefficients {
-            alpha: alpha_of(&beta0).0,
-        });
+        observer(event_of(&beta0));
     }
     // α while training, read back with the running loss (in one process: a rank
     // holds only its rows of β).
-    let watched = alpha_of.clone();
+    let watched = event_of.clone();
     trainer.watch = (ranks == 1).then(|| Watch {
         dispatches: Vec::new(),
         source: beta.clone(),
         words: n * nb,
-        to_event: Box::new(move |beta: &[f32]| Event::Coefficients {
-            alpha: watched(&beta.iter().map(|&b| b as f64).collect::<Vec<_>>()).0,
+        to_event: Box::new(move |beta: &[f32]| {
+            watched(&beta.iter().map(|&b| b as f64).collect::<Vec<_>>())
         }),
     });
     let trained = trainer.run(observer);
@@ -122,9 +131,7 @@ pub(crate) fn train_explicit(
     let totals = trainer.evaluate()?;
     let beta = gather(&gpu.read::<f32>(&beta, 0, space.coefficients())?);
     let (alpha, per_block) = alpha_of(&beta);
-    observer(Event::Coefficients {
-        alpha: alpha.clone(),
-    });
+    observer(event_of(&beta));
     let alpha_per_block = match twa.coefficients {
         Coefficients::Layer => blocks
             .iter()
