@@ -2,7 +2,8 @@
 //! (recall), CSV and a PNG heatmap (rows: true class, columns: predicted class, each
 //! row coloured by its fraction so rare classes read as well as common ones).
 
-use crate::landscape::render::{colormap, encode_png, Canvas};
+use crate::canvas::{Align, Canvas};
+use crate::landscape::render::{colormap, encode_png};
 
 /// `counts[t * classes + p]`: samples of true class t predicted as p.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,21 +80,25 @@ impl Confusion {
                     }
                 }
                 let text = count.to_string();
-                if cell >= 4 * text.len() + 4 {
+                let px = (cell as f32 * 0.4).clamp(8.0, 16.0);
+                if Canvas::text_width(&text, px) + 3.0 <= cell as f32 {
                     let ink = if count as f32 / support > 0.6 {
                         [0, 0, 0]
                     } else {
                         [255, 255, 255]
                     };
-                    canvas.text(x0 + 2, y0 + (cell as i64 - 5) / 2, &text, 1, ink);
+                    let (x, y) = (x0 as f32 + cell as f32 / 2.0, y0 as f32 + cell as f32 / 2.0);
+                    canvas.text(x, y + 0.35 * px, &text, px, Align::Centre, ink);
                 }
             }
         }
         if cell >= 12 {
             for k in 0..n {
-                let at = (margin + k * cell + cell / 2 - 4) as i64;
-                canvas.text(at, 8, &k.to_string(), 2, [0, 0, 0]);
-                canvas.text(4, at, &k.to_string(), 2, [0, 0, 0]);
+                let at = (margin + k * cell) as f32 + cell as f32 / 2.0;
+                let label = k.to_string();
+                canvas.text(at, 20.0, &label, 14.0, Align::Centre, [0, 0, 0]);
+                let x = margin as f32 - 6.0;
+                canvas.text(x, at + 5.0, &label, 14.0, Align::End, [0, 0, 0]);
             }
         }
         encode_png(canvas.width, canvas.height, &canvas.rgb)

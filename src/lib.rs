@@ -2,6 +2,7 @@
 //! Trainable Weight Averaging. See `shaders/` for the kernels and README.md for use.
 
 pub mod bench;
+pub mod canvas;
 pub mod checkpoint;
 pub mod collective;
 pub mod config;

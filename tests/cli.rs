@@ -329,7 +329,8 @@ fn sampled_history_averages_with_swa_ema_and_twa() {
     assert_eq!(rows.len(), 1 + 81);
     for row in &rows[1..] {
         let loss: f64 = row.split(',').nth(4).unwrap().parse().unwrap();
-        assert!(loss.is_finite() && loss > 0.0, "{row}");
+        // (Far out a confident toy model's cross-entropy rounds to 0 in f32.)
+        assert!(loss.is_finite() && loss >= 0.0, "{row}");
     }
     let png = std::fs::read(dir.join("land/landscape.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");

@@ -446,7 +446,14 @@ impl TwaApp {
         overlay.trajectory = panels::trajectory_points(self, v);
         overlay.twa = overlay.trajectory.last().copied().or(overlay.twa);
         overlay.marks = self.marks.iter().map(|m| [m.x, m.y]).collect();
-        let png = twa::landscape::render::render_png(&v.grid, v.metric, &overlay, 768);
+        let labels = twa::landscape::labels(
+            v.plane.kind,
+            v.metric,
+            v.grid.spec.n,
+            landscape_worker::BATCH,
+            32,
+        );
+        let png = twa::landscape::render::render_png(&v.grid, v.metric, &overlay, &labels, 768);
         let path = self.out_dir.join(format!(
             "landscape-{}-{}.png",
             v.plane.kind.name(),

@@ -121,7 +121,8 @@ pub fn landscape(job: &Job, adapter: Option<&str>, args: LandscapeArgs) -> Resul
     let csv = args.out.join("landscape.csv");
     let png = args.out.join("landscape.png");
     twa::files::write_atomic(&csv, grid.to_csv().as_bytes())?;
-    let picture = landscape::render::render_png(&grid, metric, &overlay, args.size);
+    let labels = landscape::labels(kind, metric, args.grid, args.batch, args.bits);
+    let picture = landscape::render::render_png(&grid, metric, &overlay, &labels, args.size);
     twa::files::write_atomic(&png, &picture)?;
     let at = |p: Option<[f64; 2]>| p.map(|[x, y]| serde_json::json!({ "x": x, "y": y }));
     let summary = serde_json::json!({

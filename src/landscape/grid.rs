@@ -95,6 +95,22 @@ impl GridSpec {
         }
     }
 
+    /// The same spec with the shorter side widened (about its centre) to at least
+    /// `ratio` of the longer one, so that a picture at equal scales is not a sliver.
+    pub fn with_aspect(mut self, ratio: f64) -> GridSpec {
+        let (w, h) = (self.x.1 - self.x.0, self.y.1 - self.y.0);
+        let widen = |(a, b): (f64, f64), to: f64| {
+            let centre = 0.5 * (a + b);
+            (centre - 0.5 * to, centre + 0.5 * to)
+        };
+        if h < ratio * w {
+            self.y = widen(self.y, ratio * w);
+        } else if w < ratio * h {
+            self.x = widen(self.x, ratio * h);
+        }
+        self
+    }
+
     /// Plane coordinates of grid point (i, j): column i, row j.
     pub fn coord(&self, i: usize, j: usize) -> [f64; 2] {
         let t = |k: usize, (a, b): (f64, f64)| a + (b - a) * k as f64 / (self.n - 1) as f64;

@@ -3,6 +3,7 @@
 //! uses the same colour map, scale and contours, so both show the same picture.
 
 use super::grid::{Grid, Metric};
+use crate::canvas::{Align, Canvas, BLACK, WHITE};
 
 /// Viridis at nine evenly spaced stops.
 const VIRIDIS: [[u8; 3]; 9] = [
@@ -131,116 +132,16 @@ pub struct Overlay {
     pub marks: Vec<[f64; 2]>,
 }
 
-/// An RGB raster (white when new).
-pub struct Canvas {
-    pub width: usize,
-    pub height: usize,
-    pub rgb: Vec<u8>,
-}
-
-impl Canvas {
-    /// A white `width` × `height` raster.
-    pub fn new(width: usize, height: usize) -> Canvas {
-        Canvas {
-            width,
-            height,
-            rgb: vec![255; width * height * 3],
-        }
-    }
-
-    /// Set one pixel (outside the raster: ignored).
-    pub fn put(&mut self, x: i64, y: i64, c: [u8; 3]) {
-        if x >= 0 && y >= 0 && (x as usize) < self.width && (y as usize) < self.height {
-            let k = (y as usize * self.width + x as usize) * 3;
-            self.rgb[k..k + 3].copy_from_slice(&c);
-        }
-    }
-
-    fn line(&mut self, a: [f32; 2], b: [f32; 2], c: [u8; 3]) {
-        let steps = ((b[0] - a[0]).abs().max((b[1] - a[1]).abs()).ceil() as usize).max(1);
-        for s in 0..=steps {
-            let t = s as f32 / steps as f32;
-            let x = a[0] + t * (b[0] - a[0]);
-            let y = a[1] + t * (b[1] - a[1]);
-            self.put(x.round() as i64, y.round() as i64, c);
-        }
-    }
-
-    fn disc(&mut self, p: [f32; 2], r: f32, fill: [u8; 3], edge: [u8; 3]) {
-        let ri = r.ceil() as i64 + 1;
-        let (cx, cy) = (p[0].round() as i64, p[1].round() as i64);
-        for dy in -ri..=ri {
-            for dx in -ri..=ri {
-                let d = ((dx * dx + dy * dy) as f32).sqrt();
-                if d <= r - 1.0 {
-                    self.put(cx + dx, cy + dy, fill);
-                } else if d <= r + 0.5 {
-                    self.put(cx + dx, cy + dy, edge);
-                }
-            }
-        }
-    }
-
-    fn square(&mut self, p: [f32; 2], r: i64, fill: [u8; 3], edge: [u8; 3]) {
-        let (cx, cy) = (p[0].round() as i64, p[1].round() as i64);
-        for dy in -r..=r {
-            for dx in -r..=r {
-                let c = if dx.abs() == r || dy.abs() == r {
-                    edge
-                } else {
-                    fill
-                };
-                self.put(cx + dx, cy + dy, c);
-            }
-        }
-    }
-
-    /// Text in a 3×5 pixel font scaled by `scale` (digits and . - e + only).
-    pub fn text(&mut self, x: i64, y: i64, s: &str, scale: i64, c: [u8; 3]) {
-        for (k, ch) in s.chars().enumerate() {
-            let rows = glyph(ch);
-            for (r, bits) in rows.iter().enumerate() {
-                for col in 0..3 {
-                    if bits & (4 >> col) != 0 {
-                        for sy in 0..scale {
-                            for sx in 0..scale {
-                                self.put(
-                                    x + (k as i64 * 4 + col) * scale + sx,
-                                    y + r as i64 * scale + sy,
-                                    c,
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Rows (3 bits each, left bit first) of a 3×5 glyph.
-fn glyph(c: char) -> [u8; 5] {
-    match c {
-        '0' => [7, 5, 5, 5, 7],
-        '1' => [2, 6, 2, 2, 7],
-        '2' => [7, 1, 7, 4, 7],
-        '3' => [7, 1, 7, 1, 7],
-        '4' => [5, 5, 7, 1, 1],
-        '5' => [7, 4, 7, 1, 7],
-        '6' => [7, 4, 7, 5, 7],
-        '7' => [7, 1, 1, 1, 1],
-        '8' => [7, 5, 7, 5, 7],
-        '9' => [7, 5, 7, 1, 7],
-        '.' => [0, 0, 0, 0, 2],
-        '-' => [0, 0, 7, 0, 0],
-        '+' => [0, 2, 7, 2, 0],
-        'e' => [0, 7, 7, 4, 7],
-        _ => [0; 5],
-    }
+/// What a figure says around the picture.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Labels {
+    pub title: String,
+    pub x: String,
+    pub y: String,
 }
 
 /// A short label for a value on the colour bar.
-fn label(v: f32) -> String {
+fn value_label(v: f32) -> String {
     if v != 0.0 && (v.abs() < 0.01 || v.abs() >= 1000.0) {
         format!("{v:.1e}")
     } else {
@@ -248,10 +149,25 @@ fn label(v: f32) -> String {
     }
 }
 
-const WHITE: [u8; 3] = [255, 255, 255];
-const BLACK: [u8; 3] = [0, 0, 0];
+/// Round tick positions (1, 2 or 5 × 10^k apart) in [lo, hi], about `target` of them,
+/// and the decimals their labels need.
+pub fn ticks(lo: f64, hi: f64, target: usize) -> (Vec<f64>, usize) {
+    let raw = ((hi - lo) / target.max(1) as f64).max(f64::MIN_POSITIVE);
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw * (1.0 - 1e-9))
+        .unwrap_or(10.0 * magnitude);
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    ((first..=last).map(|k| k as f64 * step).collect(), decimals)
+}
+
 const TWA_COLOUR: [u8; 3] = [230, 60, 40];
 const MARK_COLOUR: [u8; 3] = [40, 120, 255];
+const GREY: [u8; 3] = [90, 90, 90];
 
 /// The heatmap of `grid`'s `metric`, `size` pixels square (bilinear between grid
 /// points, y upwards), with white contour lines at 8 levels: RGB bytes and the scale.
@@ -260,25 +176,42 @@ pub fn heatmap(grid: &Grid, metric: Metric, size: usize) -> (Vec<u8>, ColorScale
     let values = grid.values(metric);
     let scale = ColorScale::fit(&values, metric);
     let mut canvas = Canvas::new(size, size);
-    draw_heatmap(&mut canvas, &values, n, &scale, size);
+    draw_heatmap(&mut canvas, &values, n, &scale, (0, 0), (size, size));
     (canvas.rgb, scale)
 }
 
-fn draw_heatmap(canvas: &mut Canvas, values: &[f32], n: usize, scale: &ColorScale, size: usize) {
-    let cell = (size - 1) as f32 / (n - 1) as f32;
-    for py in 0..size {
-        for px in 0..size {
-            let gx = px as f32 / cell;
-            let gy = (size - 1 - py) as f32 / cell;
+/// The heatmap of the n × n `values` into the `w` × `h` rectangle at `origin`.
+fn draw_heatmap(
+    canvas: &mut Canvas,
+    values: &[f32],
+    n: usize,
+    scale: &ColorScale,
+    origin: (usize, usize),
+    (w, h): (usize, usize),
+) {
+    let (cx, cy) = (
+        (w - 1) as f32 / (n - 1) as f32,
+        (h - 1) as f32 / (n - 1) as f32,
+    );
+    let (ox, oy) = (origin.0 as i64, origin.1 as i64);
+    for py in 0..h {
+        for px in 0..w {
+            let gx = px as f32 / cx;
+            let gy = (h - 1 - py) as f32 / cy;
             let (i, j) = ((gx as usize).min(n - 2), (gy as usize).min(n - 2));
             let (fx, fy) = (gx - i as f32, gy - j as f32);
             let v = |a: usize, b: usize| scale.position(values[b * n + a]);
             let t = (1.0 - fy) * ((1.0 - fx) * v(i, j) + fx * v(i + 1, j))
                 + fy * ((1.0 - fx) * v(i, j + 1) + fx * v(i + 1, j + 1));
-            canvas.put(px as i64, py as i64, colormap(t));
+            canvas.put(ox + px as i64, oy + py as i64, colormap(t));
         }
     }
-    let to_pixel = |g: [f32; 2]| [g[0] * cell, (size - 1) as f32 - g[1] * cell];
+    let to_pixel = |g: [f32; 2]| {
+        [
+            origin.0 as f32 + g[0] * cx,
+            origin.1 as f32 + (h - 1) as f32 - g[1] * cy,
+        ]
+    };
     for level in scale.levels(8) {
         for [a, b] in contour(values, n, level) {
             canvas.line(to_pixel(a), to_pixel(b), WHITE);
@@ -286,71 +219,171 @@ fn draw_heatmap(canvas: &mut Canvas, values: &[f32], n: usize, scale: &ColorScal
     }
 }
 
-/// Render `grid`'s `metric` as a PNG, `size` pixels square plus a colour bar: the
-/// [`heatmap`] with contours, samples (small white dots, the last one larger), SWA
-/// (white square), the TWA trajectory and point (red), and marked points (blue).
-pub fn render_png(grid: &Grid, metric: Metric, overlay: &Overlay, size: usize) -> Vec<u8> {
+/// Render `grid`'s `metric` as a figure for a report: the [`heatmap`] with contours,
+/// `size` pixels wide and as high as the plane's y range makes it at equal scales;
+/// samples (small white dots, the last one larger), SWA (white square), the TWA path
+/// and point (red) and marked points (blue) over it; a frame with ticks in weight-space
+/// distance, the axis labels and title of `labels`, a legend of the markers and a
+/// labelled colour bar.
+pub fn render_png(
+    grid: &Grid,
+    metric: Metric,
+    overlay: &Overlay,
+    labels: &Labels,
+    size: usize,
+) -> Vec<u8> {
     let n = grid.spec.n;
+    let spec = &grid.spec;
     let values = grid.values(metric);
     let scale = ColorScale::fit(&values, metric);
-    let bar = 90;
-    let mut canvas = Canvas::new(size + bar, size);
-    draw_heatmap(&mut canvas, &values, n, &scale, size);
-    let cell = (size - 1) as f32 / (n - 1) as f32;
-    let to_pixel = |g: [f32; 2]| [g[0] * cell, (size - 1) as f32 - g[1] * cell];
-    let spec = &grid.spec;
-    let plane_to_pixel = |p: [f64; 2]| {
-        let gx = (p[0] - spec.x.0) / (spec.x.1 - spec.x.0) * (n - 1) as f64;
-        let gy = (p[1] - spec.y.0) / (spec.y.1 - spec.y.0) * (n - 1) as f64;
-        to_pixel([gx as f32, gy as f32])
+    let (xr, yr) = (spec.x.1 - spec.x.0, spec.y.1 - spec.y.0);
+    let (w, h) = (
+        size,
+        ((size as f64 * yr / xr).round() as usize).clamp(size / 4, 2 * size),
+    );
+    let text = (size as f32 / 40.0).clamp(11.0, 18.0);
+    let (left, top) = ((5.5 * text) as usize, (3.0 * text) as usize);
+    let (right, bottom) = ((8.5 * text) as usize, (6.0 * text) as usize);
+    let mut canvas = Canvas::new(left + w + right, top + h + bottom);
+    draw_heatmap(&mut canvas, &values, n, &scale, (left, top), (w, h));
+    let to_pixel = |p: [f64; 2]| {
+        [
+            left as f32 + ((p[0] - spec.x.0) / xr * (w - 1) as f64) as f32,
+            top as f32 + (h - 1) as f32 - ((p[1] - spec.y.0) / yr * (h - 1) as f64) as f32,
+        ]
     };
     for (k, s) in overlay.samples.iter().enumerate() {
         let last = k + 1 == overlay.samples.len();
-        canvas.disc(
-            plane_to_pixel(*s),
-            if last { 5.0 } else { 2.5 },
-            WHITE,
-            BLACK,
-        );
+        let r = if last { 5.0 } else { 2.5 };
+        canvas.disc(to_pixel(*s), r, WHITE, BLACK);
     }
-    for w in overlay.trajectory.windows(2) {
-        canvas.line(plane_to_pixel(w[0]), plane_to_pixel(w[1]), TWA_COLOUR);
+    for pair in overlay.trajectory.windows(2) {
+        canvas.line(to_pixel(pair[0]), to_pixel(pair[1]), TWA_COLOUR);
     }
     if let Some(p) = overlay.swa {
-        canvas.square(plane_to_pixel(p), 5, WHITE, BLACK);
+        canvas.square(to_pixel(p), 5, WHITE, BLACK);
     }
     if let Some(p) = overlay.twa {
-        canvas.disc(plane_to_pixel(p), 6.0, TWA_COLOUR, BLACK);
+        canvas.disc(to_pixel(p), 6.0, TWA_COLOUR, BLACK);
     }
     for m in &overlay.marks {
-        canvas.disc(plane_to_pixel(*m), 4.0, MARK_COLOUR, BLACK);
+        canvas.disc(to_pixel(*m), 4.0, MARK_COLOUR, BLACK);
     }
-    // Colour bar: low at the bottom, five labels.
-    let (bx, bw) = (size + 8, 16);
-    for py in 0..size {
-        let t = 1.0 - py as f32 / (size - 1) as f32;
-        for px in bx..bx + bw {
-            canvas.put(px as i64, py as i64, colormap(t));
-        }
+    // Frame, ticks and their labels.
+    let (l, t, r, b) = (
+        left as f32 - 1.0,
+        top as f32 - 1.0,
+        (left + w) as f32,
+        (top + h) as f32,
+    );
+    for (a, z) in [
+        ([l, t], [r, t]),
+        ([r, t], [r, b]),
+        ([r, b], [l, b]),
+        ([l, b], [l, t]),
+    ] {
+        canvas.line(a, z, BLACK);
     }
+    let (xs, x_decimals) = ticks(spec.x.0, spec.x.1, 6);
+    for x in xs {
+        let px = to_pixel([x, spec.y.0])[0];
+        canvas.line([px, b], [px, b + 5.0], BLACK);
+        let label = format!("{x:.x_decimals$}");
+        canvas.text(px, b + 6.0 + text, &label, text, Align::Centre, BLACK);
+    }
+    let (ys, y_decimals) = ticks(spec.y.0, spec.y.1, (6 * h / w).max(3));
+    for y in ys {
+        let py = to_pixel([spec.x.0, y])[1];
+        canvas.line([l - 5.0, py], [l, py], BLACK);
+        let label = format!("{y:.y_decimals$}");
+        canvas.text(l - 8.0, py + 0.35 * text, &label, text, Align::End, BLACK);
+    }
+    let centre_x = (l + r) / 2.0;
+    canvas.text(
+        centre_x,
+        b + 2.6 * text,
+        &labels.x,
+        text,
+        Align::Centre,
+        BLACK,
+    );
+    canvas.vertical_text(
+        1.1 * text,
+        (t + b) / 2.0,
+        &labels.y,
+        text,
+        Align::Centre,
+        BLACK,
+    );
+    canvas.text(
+        centre_x,
+        1.9 * text,
+        &labels.title,
+        1.15 * text,
+        Align::Centre,
+        BLACK,
+    );
+    draw_legend(&mut canvas, overlay, [l, b + 4.4 * text], text);
+    // Colour bar: low at the bottom, five labelled ticks, the metric's name above.
+    let (bx, bw) = (r + 0.8 * text, (text as i64).max(12));
+    for py in 0..h {
+        let at = 1.0 - py as f32 / (h - 1) as f32;
+        let y = (top + py) as i64;
+        canvas.fill((bx as i64, y), (bx as i64 + bw, y + 1), colormap(at));
+    }
+    let bar_end = bx + bw as f32;
     for k in 0..5 {
-        let t = k as f32 / 4.0;
-        let py = ((1.0 - t) * (size - 1) as f32) as i64;
-        let y = (py - 5).clamp(0, size as i64 - 10);
-        canvas.line(
-            [(bx + bw) as f32, py as f32],
-            [(bx + bw + 3) as f32, py as f32],
-            BLACK,
-        );
+        let at = k as f32 / 4.0;
+        let py = top as f32 + (1.0 - at) * (h - 1) as f32;
+        canvas.line([bar_end, py], [bar_end + 4.0, py], BLACK);
+        let label = value_label(scale.value_at(at));
         canvas.text(
-            (bx + bw + 6) as i64,
-            y.max(0),
-            &label(scale.value_at(t)),
-            2,
+            bar_end + 6.0,
+            py + 0.35 * text,
+            &label,
+            text,
+            Align::Start,
             BLACK,
         );
     }
+    let name = if scale.log {
+        format!("{} (log)", metric.label())
+    } else {
+        metric.label().to_string()
+    };
+    canvas.text(bx, t - 0.5 * text, &name, text, Align::Start, BLACK);
     encode_png(canvas.width, canvas.height, &canvas.rgb)
+}
+
+/// One row of marker explanations starting at `at` (the row's top left).
+fn draw_legend(canvas: &mut Canvas, overlay: &Overlay, at: [f32; 2], text: f32) {
+    let y = at[1] + 0.5 * text;
+    let mut x = at[0] + 6.0;
+    let mut entry = |canvas: &mut Canvas, label: &str, draw: &dyn Fn(&mut Canvas, [f32; 2])| {
+        draw(canvas, [x, y]);
+        canvas.text(x + 10.0, y + 0.35 * text, label, text, Align::Start, GREY);
+        x += 10.0 + Canvas::text_width(label, text) + 1.2 * text;
+    };
+    if !overlay.samples.is_empty() {
+        entry(canvas, "samples", &|c, p| c.disc(p, 2.5, WHITE, BLACK));
+        entry(canvas, "last sample", &|c, p| c.disc(p, 5.0, WHITE, BLACK));
+    }
+    if overlay.swa.is_some() {
+        entry(canvas, "SWA", &|c, p| c.square(p, 5, WHITE, BLACK));
+    }
+    if overlay.twa.is_some() {
+        entry(canvas, "TWA", &|c, p| c.disc(p, 6.0, TWA_COLOUR, BLACK));
+    }
+    if overlay.trajectory.len() > 1 {
+        entry(canvas, "TWA's path", &|c, p| {
+            c.line([p[0] - 6.0, p[1]], [p[0] + 6.0, p[1]], TWA_COLOUR)
+        });
+    }
+    if !overlay.marks.is_empty() {
+        entry(canvas, "evaluated", &|c, p| {
+            c.disc(p, 4.0, MARK_COLOUR, BLACK)
+        });
+    }
 }
 
 /// PNG bytes of an RGB image (in memory, so only invalid sizes could fail).
