@@ -90,12 +90,9 @@ impl Settings {
     }
 }
 
-/// Training curves, x in epochs (fractional while an epoch runs).
+/// Per-epoch and running (per-step) values of one branch of training.
 #[derive(Default)]
-pub struct Curves {
-    pub epochs_done: f64,
-    steps: usize,
-    step: usize,
+pub struct Series {
     pub running_loss: Vec<[f64; 2]>,
     pub running_acc: Vec<[f64; 2]>,
     pub train_loss: Vec<[f64; 2]>,
@@ -103,43 +100,104 @@ pub struct Curves {
     pub train_acc: Vec<[f64; 2]>,
     pub test_acc: Vec<[f64; 2]>,
     pub lr: Vec<[f64; 2]>,
+}
+
+/// A result as it comes: method, test accuracy, test loss, and the training epochs it
+/// cost (SWA: the SGD epochs it averages; TWA: those plus its own).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub method: String,
+    pub acc: f64,
+    pub loss: f64,
+    pub epochs: f64,
+}
+
+/// Training curves, x in epochs of training (fractional while an epoch runs): the SGD
+/// run along the axis, TWA as a branch from the SGD epoch it started at (the end of
+/// the head, or of the SWA phase), so that the epochs each result cost line up.
+#[derive(Default)]
+pub struct Curves {
+    /// SGD epochs finished (every phase but TWA).
+    pub sgd_epochs: f64,
+    /// TWA epochs finished, and the SGD epoch its branch starts at (while in TWA).
+    twa_epochs: f64,
+    branch: Option<f64>,
+    steps: usize,
+    step: usize,
+    pub sgd: Series,
+    pub twa: Series,
     /// Where each phase began, and its name.
     pub phases: Vec<(f64, String)>,
-    /// Results as they come: (method, test accuracy, test loss).
-    pub results: Vec<(String, f64, f64)>,
+    pub results: Vec<Outcome>,
 }
 
 impl Curves {
-    fn x(&self) -> f64 {
-        self.epochs_done + self.step as f64 / self.steps.max(1) as f64
+    /// The x of the current position, and the series it belongs to.
+    fn position(&mut self) -> (f64, &mut Series) {
+        let part = self.step as f64 / self.steps.max(1) as f64;
+        match self.branch {
+            Some(from) => (from + self.twa_epochs + part, &mut self.twa),
+            None => (self.sgd_epochs + part, &mut self.sgd),
+        }
     }
 
     fn take(&mut self, event: &Event) {
         match event {
-            Event::Phase(name) => self.phases.push((self.epochs_done, name.clone())),
+            // (Other phases are notes: a held-out split, dropped samples.)
+            Event::Phase(name) if ["SGD", "SWA", "TWA"].iter().any(|p| name.starts_with(p)) => {
+                let twa = name.starts_with("TWA");
+                self.branch = twa.then_some(self.sgd_epochs);
+                self.twa_epochs = 0.0;
+                if !twa {
+                    self.phases.push((self.sgd_epochs, name.clone()));
+                }
+            }
+            Event::Phase(_) => {}
             Event::EpochStart { steps, .. } => (self.steps, self.step) = (*steps, 0),
             Event::Step { step } => self.step = *step,
             Event::Running { loss, acc } => {
-                let x = self.x();
-                self.running_loss.push([x, *loss]);
-                self.running_acc.push([x, *acc]);
+                let (x, series) = self.position();
+                series.running_loss.push([x, *loss]);
+                series.running_acc.push([x, *acc]);
             }
             Event::Epoch(m) => {
-                self.epochs_done += 1.0;
+                match self.branch {
+                    Some(_) => self.twa_epochs += 1.0,
+                    None => self.sgd_epochs += 1.0,
+                }
                 self.step = 0;
-                let x = self.epochs_done;
-                self.train_loss.push([x, m.train_loss]);
-                self.test_loss.push([x, m.test_loss]);
-                self.train_acc.push([x, m.train_acc]);
-                self.test_acc.push([x, m.test_acc]);
-                self.lr.push([x, m.lr]);
+                let (x, series) = self.position();
+                series.train_loss.push([x, m.train_loss]);
+                series.test_loss.push([x, m.test_loss]);
+                series.train_acc.push([x, m.train_acc]);
+                series.test_acc.push([x, m.test_acc]);
+                series.lr.push([x, m.lr]);
             }
             Event::Result {
                 method,
                 test_acc,
                 test_loss,
                 ..
-            } => self.results.push((method.clone(), *test_acc, *test_loss)),
+            } => {
+                // SWA averages the SGD epochs before TWA's branch, whenever it is
+                // reported; TWA's result ends the branch.
+                let twa = method.starts_with("TWA");
+                let from = self.branch.unwrap_or(self.sgd_epochs);
+                let epochs = match method.as_str() {
+                    _ if twa => from + self.twa_epochs,
+                    "SWA" => from,
+                    _ => self.sgd_epochs,
+                };
+                self.results.push(Outcome {
+                    method: method.clone(),
+                    acc: *test_acc,
+                    loss: *test_loss,
+                    epochs,
+                });
+                if twa {
+                    self.branch = None;
+                }
+            }
             Event::Coefficients { .. } | Event::Samples(_) => {}
         }
     }

@@ -1,11 +1,12 @@
 //! Drawing: the status bar, the run panel, the curves, the coefficients and the
 //! landscape. Each function paints from the app's state and turns clicks into calls.
 
-use crate::app::{TwaApp, PRESETS};
+use crate::app::{Outcome, Series, TwaApp, PRESETS};
 use crate::landscape_worker::View;
 use eframe::egui::{self, Color32, RichText};
 use egui_plot::{
-    Bar, BarChart, HLine, Legend, Line, MarkerShape, Plot, PlotImage, PlotPoint, Points, VLine,
+    Bar, BarChart, Corner, HLine, Legend, Line, MarkerShape, Plot, PlotImage, PlotPoint, Points,
+    Text, VLine,
 };
 use twa::landscape::render::colormap;
 use twa::landscape::{Metric, PlaneKind};
@@ -14,6 +15,11 @@ use twa::twa::directions::Coefficients;
 const TWA_COLOUR: Color32 = Color32::from_rgb(230, 60, 40);
 const SWA_COLOUR: Color32 = Color32::from_rgb(60, 140, 230);
 const MARK_COLOUR: Color32 = Color32::from_rgb(40, 120, 255);
+const RUNNING_COLOUR: Color32 = Color32::from_rgb(120, 120, 120);
+const TRAIN_COLOUR: Color32 = Color32::from_rgb(150, 200, 90);
+const TEST_COLOUR: Color32 = Color32::from_rgb(240, 240, 240);
+const TWA_RUNNING: Color32 = Color32::from_rgb(150, 80, 70);
+const TWA_TRAIN: Color32 = Color32::from_rgb(250, 160, 110);
 
 /// The whole window.
 pub fn show(app: &mut TwaApp, ui: &mut egui::Ui) {
@@ -144,7 +150,10 @@ fn run_panel(app: &mut TwaApp, ui: &mut egui::Ui) {
         ui.separator();
         ui.label(RichText::new("Results (test)").strong());
         egui::Grid::new("results").num_columns(3).show(ui, |ui| {
-            for (method, acc, loss) in &app.curves.results {
+            for Outcome {
+                method, acc, loss, ..
+            } in &app.curves.results
+            {
                 ui.label(method);
                 ui.label(format!("{:.2}%", 100.0 * acc));
                 ui.label(format!("{loss:.4}"));
@@ -154,60 +163,196 @@ fn run_panel(app: &mut TwaApp, ui: &mut egui::Ui) {
     }
 }
 
+/// Where each SGD phase begins (unnamed: the legend is for the curves).
 fn phase_lines(app: &TwaApp, plot: &mut egui_plot::PlotUi) {
-    for (x, name) in &app.curves.phases {
-        let short: String = name.split([',', '(']).next().unwrap_or(name).trim().into();
-        plot.vline(VLine::new(short, *x).color(Color32::GRAY));
+    for (x, _) in &app.curves.phases {
+        plot.vline(VLine::new("", *x).color(Color32::from_gray(90)));
     }
 }
 
-/// One curve plot: running (per step), train and test series per epoch, optionally the
-/// LR, with the phases and the SWA/TWA results (`value` picks accuracy or loss).
+/// A short explanation under a panel's title, opened on request.
+fn explain(ui: &mut egui::Ui, id: &str, text: &str) {
+    egui::CollapsingHeader::new("What am I looking at?")
+        .id_salt(id)
+        .show(ui, |ui| {
+            ui.label(RichText::new(text).small());
+        });
+}
+
+/// One curve plot: the SGD run's running (per step), train and test values per epoch
+/// along the axis, TWA's as a branch from where it started, and the SGD/SWA/TWA
+/// results as markers at the epochs they cost (`pick` chooses accuracy or loss).
 fn curve_plot(
     app: &TwaApp,
     ui: &mut egui::Ui,
     title: &str,
-    series: [&[[f64; 2]]; 3],
-    lr: Option<&[[f64; 2]]>,
-    value: impl Fn(&(String, f64, f64)) -> f64,
+    pick: impl Fn(&Series) -> [&Vec<[f64; 2]>; 3],
+    value: impl Fn(&Outcome) -> f64,
 ) {
     ui.label(RichText::new(title).strong());
+    let c = &app.curves;
     Plot::new(title)
-        .height(170.0)
-        .legend(Legend::default())
-        .x_axis_label("epochs run (all phases)")
+        .height(150.0)
+        .set_margin_fraction(egui::vec2(0.1, 0.08))
+        .x_axis_label("epochs of training")
+        .link_axis(egui::Id::unique("curves"), [true, false])
         .show(ui, |plot| {
-            for (name, points) in ["running (train)", "train", "test"].into_iter().zip(series) {
-                plot.line(Line::new(name, points.to_vec()));
-            }
-            if let Some(lr) = lr {
-                plot.line(Line::new("LR", lr.to_vec()).style(egui_plot::LineStyle::dashed_dense()));
-            }
+            let [running, train, test] = pick(&c.sgd);
+            plot.line(Line::new("", running.clone()).color(RUNNING_COLOUR));
+            plot.line(Line::new("", train.clone()).color(TRAIN_COLOUR));
+            plot.line(Line::new("", test.clone()).color(TEST_COLOUR));
+            let [running, train, test] = pick(&c.twa);
+            plot.line(Line::new("", running.clone()).color(TWA_RUNNING));
+            plot.line(Line::new("", train.clone()).color(TWA_TRAIN));
+            plot.line(Line::new("", test.clone()).color(TWA_COLOUR).width(2.0));
             phase_lines(app, plot);
-            reference_lines(app, plot, value);
+            results(app, plot, value);
         });
 }
 
 fn curves(app: &TwaApp, ui: &mut egui::Ui) {
-    let c = &app.curves;
-    let losses = [&c.running_loss[..], &c.train_loss, &c.test_loss];
-    curve_plot(app, ui, "Loss", losses, None, |r| r.2);
-    let accuracies = [&c.running_acc[..], &c.train_acc, &c.test_acc];
-    curve_plot(app, ui, "Accuracy and LR", accuracies, Some(&c.lr), |r| r.1);
+    explain(
+        ui,
+        "curves",
+        "Loss and accuracy per epoch of training. SGD runs along the axis (grey lines \
+         mark its phases); TWA branches off where it starts — after the sampled head \
+         epochs — and trains only the averaging coefficients, so its epochs count on \
+         top of those. Markers: each result (test split) at the epochs it cost; SWA \
+         costs no extra epoch. TWA at the head ending near SGD's final accuracy with \
+         far fewer epochs is the method's point.",
+    );
+    curves_legend(ui);
+    curve_plot(
+        app,
+        ui,
+        "Loss",
+        |s| [&s.running_loss, &s.train_loss, &s.test_loss],
+        |r| r.loss,
+    );
+    curve_plot(
+        app,
+        ui,
+        "Accuracy",
+        |s| [&s.running_acc, &s.train_acc, &s.test_acc],
+        |r| r.acc,
+    );
+    learning_rates(app, ui);
 }
 
-fn reference_lines(
-    app: &TwaApp,
-    plot: &mut egui_plot::PlotUi,
-    value: impl Fn(&(String, f64, f64)) -> f64,
-) {
+/// How a legend entry is drawn.
+#[derive(Clone, Copy)]
+enum Swatch {
+    Line,
+    Diamond,
+    Square,
+    Disc,
+}
+
+/// The curves' legend, above them (not over them): painted swatches and names.
+fn curves_legend(ui: &mut egui::Ui) {
+    ui.horizontal_wrapped(|ui| {
+        let entries = [
+            ("SGD test", TEST_COLOUR, Swatch::Line),
+            ("SGD train", TRAIN_COLOUR, Swatch::Line),
+            ("running (per step)", RUNNING_COLOUR, Swatch::Line),
+            ("TWA test", TWA_COLOUR, Swatch::Line),
+            ("TWA train", TWA_TRAIN, Swatch::Line),
+            ("SGD", TEST_COLOUR, Swatch::Diamond),
+            ("SWA", SWA_COLOUR, Swatch::Square),
+            ("TWA", TWA_COLOUR, Swatch::Disc),
+        ];
+        for (text, colour, swatch) in entries {
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(14.0, 10.0), egui::Sense::hover());
+            let (c, p) = (rect.center(), ui.painter());
+            match swatch {
+                Swatch::Line => {
+                    p.line_segment([rect.left_center(), rect.right_center()], (2.0, colour));
+                }
+                Swatch::Diamond => {
+                    let d = 4.5;
+                    let points = vec![
+                        c + egui::vec2(0.0, -d),
+                        c + egui::vec2(d, 0.0),
+                        c + egui::vec2(0.0, d),
+                        c + egui::vec2(-d, 0.0),
+                    ];
+                    p.add(egui::Shape::convex_polygon(
+                        points,
+                        colour,
+                        egui::Stroke::NONE,
+                    ));
+                }
+                Swatch::Square => {
+                    p.rect_filled(
+                        egui::Rect::from_center_size(c, egui::vec2(8.0, 8.0)),
+                        0.0,
+                        colour,
+                    );
+                }
+                Swatch::Disc => {
+                    p.circle_filled(c, 4.5, colour);
+                }
+            }
+            ui.label(RichText::new(text).small().color(colour));
+            ui.add_space(4.0);
+        }
+    });
+}
+
+/// SGD's and TWA's learning rates on a log axis of their own (TWA's can be 20× SGD's).
+fn learning_rates(app: &TwaApp, ui: &mut egui::Ui) {
+    let c = &app.curves;
+    let log = |points: &[[f64; 2]]| -> Vec<[f64; 2]> {
+        points
+            .iter()
+            .filter(|p| p[1] > 0.0)
+            .map(|p| [p[0], p[1].log10()])
+            .collect()
+    };
+    Plot::new("learning rate")
+        .height(70.0)
+        .legend(
+            Legend::default()
+                .position(Corner::LeftBottom)
+                .background_alpha(0.6)
+                .text_style(egui::TextStyle::Small),
+        )
+        .link_axis(egui::Id::unique("curves"), [true, false])
+        .y_axis_label("LR")
+        .y_axis_formatter(|mark, _| format!("{}", 10f64.powf(mark.value)))
+        .show(ui, |plot| {
+            plot.line(Line::new("SGD LR", log(&c.sgd.lr)).color(TRAIN_COLOUR));
+            plot.line(Line::new("TWA LR", log(&c.twa.lr)).color(TWA_COLOUR));
+            phase_lines(app, plot);
+        });
+}
+
+/// The results as markers at (epochs they cost, value).
+fn results(app: &TwaApp, plot: &mut egui_plot::PlotUi, value: impl Fn(&Outcome) -> f64) {
     for r in &app.curves.results {
-        let colour = match r.0.as_str() {
-            "TWA" => TWA_COLOUR,
-            "SWA" => SWA_COLOUR,
-            _ => continue,
+        let (colour, shape) = match r.method.as_str() {
+            m if m.starts_with("TWA") => (TWA_COLOUR, MarkerShape::Circle),
+            "SWA" => (SWA_COLOUR, MarkerShape::Square),
+            _ => (TEST_COLOUR, MarkerShape::Diamond),
         };
-        plot.hline(HLine::new(r.0.clone(), value(r)).color(colour));
+        let at = [r.epochs, value(r)];
+        plot.points(
+            Points::new("", vec![at])
+                .color(colour)
+                .shape(shape)
+                .filled(true)
+                .radius(5.0),
+        );
+        let label = r.method.replace("SGD (epoch ", "SGD@").replace(')', "");
+        plot.text(
+            Text::new(
+                "",
+                PlotPoint::new(at[0] + 0.4, at[1]),
+                RichText::new(label).small(),
+            )
+            .color(colour)
+            .anchor(egui::Align2::LEFT_CENTER),
+        );
     }
 }
 
@@ -229,6 +374,15 @@ fn coefficients(app: &TwaApp, ui: &mut egui::Ui) {
         "Averaging coefficients α per layer (TWA) vs SWA's 1/n"
     };
     ui.label(RichText::new(title).strong());
+    explain(
+        ui,
+        "alpha",
+        "TWA's model is Σ αᵢ wᵢ over the sampled solutions wᵢ (the coefficients sum to \
+         1). SWA gives every sample the same weight 1/n (blue line); TWA trains the α, \
+         so the bars show which samples it leans on — often late samples up, early \
+         ones down, some negative (extrapolating past them). With per-layer \
+         coefficients each layer has its own α (one line each).",
+    );
     Plot::new("alpha")
         .height(150.0)
         .legend(Legend::default())
@@ -310,6 +464,19 @@ fn landscape_controls(app: &mut TwaApp, ui: &mut egui::Ui) {
 
 fn landscape(app: &mut TwaApp, ui: &mut egui::Ui) {
     ui.label(RichText::new("Loss landscape of the coefficient space").strong());
+    explain(
+        ui,
+        "landscape",
+        "Every point of this picture is a model: a weighted average of the sampled \
+         SGD solutions (white dots, the last one larger). The plane passes through SWA \
+         (their plain mean, blue square), the TWA point (red, with the path TWA took) \
+         and the last sample; distances are distances between weight vectors. The \
+         colour is the loss (or error) of that averaged model on a fixed batch, with \
+         contour lines. SWA sits where all samples count alike; TWA learns how much \
+         each sample should count and moves downhill within the samples' span — \
+         usually to a lower point than SWA's. Switch to the PCA plane to see the \
+         samples' two main directions of spread.",
+    );
     landscape_controls(app, ui);
     let Some(shown) = &app.shown else {
         ui.label(if app.samples > 0 {
@@ -324,14 +491,17 @@ fn landscape(app: &mut TwaApp, ui: &mut egui::Ui) {
     let trajectory = trajectory_points(app, v);
     let mut clicked = None;
     let mut hover = None;
-    let size = ui
-        .available_width()
-        .min(ui.available_height() - 120.0)
-        .max(120.0);
+    // The plot takes the grid's shape (equal scales), as wide as the panel allows
+    // beside the colour bar.
+    let ratio = ((spec.y.1 - spec.y.0) / (spec.x.1 - spec.x.0)) as f32;
+    let height = ((ui.available_width() - 70.0) * ratio)
+        .min(ui.available_height() - 150.0)
+        .max(80.0);
+    let width = height / ratio;
     ui.horizontal(|ui| {
         let response = Plot::new("landscape")
-            .width(size - 70.0)
-            .height(size - 70.0)
+            .width(width)
+            .height(height)
             .data_aspect(1.0)
             .allow_double_click_reset(true)
             .show(ui, |plot| {
@@ -392,7 +562,7 @@ fn landscape(app: &mut TwaApp, ui: &mut egui::Ui) {
         response
             .response
             .on_hover_cursor(egui::CursorIcon::Crosshair);
-        colour_bar(ui, shown.scale, size - 70.0);
+        colour_bar(ui, shown.scale, height);
     });
     let value_at = |p: PlotPoint| {
         let n = spec.n;

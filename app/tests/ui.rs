@@ -52,9 +52,25 @@ fn a_demo_run_started_by_clicking_fills_every_panel() {
     });
     let app = h.state();
     assert_eq!(app.error, None);
-    let methods: Vec<&str> = app.curves.results.iter().map(|r| r.0.as_str()).collect();
-    assert_eq!(methods, ["SGD (epoch 10)", "SWA", "TWA", "SGD (epoch 20)"]);
-    assert_eq!(app.curves.test_acc.len(), 20 + 2, "SGD and TWA epochs");
+    let results: Vec<(&str, f64)> = app
+        .curves
+        .results
+        .iter()
+        .map(|r| (r.method.as_str(), r.epochs))
+        .collect();
+    // Each result at the epochs of training it cost: TWA branches off at epoch 10.
+    assert_eq!(
+        results,
+        [
+            ("SGD (epoch 10)", 10.0),
+            ("SWA", 10.0),
+            ("TWA", 12.0),
+            ("SGD (epoch 20)", 20.0)
+        ]
+    );
+    assert_eq!(app.curves.sgd.test_acc.len(), 20, "SGD epochs");
+    let twa_epochs: Vec<f64> = app.curves.twa.test_acc.iter().map(|p| p[0]).collect();
+    assert_eq!(twa_epochs, [11.0, 12.0], "TWA's branch from epoch 10");
     assert_eq!(
         app.alpha.as_ref().map(Vec::len),
         Some(51),
