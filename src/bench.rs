@@ -10,6 +10,7 @@ use crate::nn::layers::{self, LinearParams};
 use crate::nn::ModelConfig;
 use crate::rng::Rng;
 use crate::train::{TrainConfig, Trainer};
+use pollster::block_on;
 use std::time::Instant;
 
 /// A GEMM shape: C[m, n] = A[m, k]·B[k, n].
@@ -93,7 +94,7 @@ fn gemm(
     };
     let d = layers::matmul_with(gpu, kernel, tile, p, &ab, &bb, &bb, &cb);
     kernels::submit(gpu, &[&d]);
-    let c: Vec<f32> = gpu.read(&cb, 0, s.m * s.n)?;
+    let c: Vec<f32> = block_on(gpu.read(&cb, 0, s.m * s.n))?;
     let mut worst: f64 = 0.0;
     for t in 0..256 {
         let (i, j) = ((t * 7919) % s.m, (t * 104729) % s.n);
@@ -111,7 +112,7 @@ fn gemm(
     let batch: Vec<&Dispatch> = std::iter::repeat_n(&d, reps).collect();
     let seconds = best_of(5, || {
         kernels::submit(gpu, &batch);
-        gpu.wait()
+        block_on(gpu.wait())
     })?;
     Ok((2.0 * (s.m * s.n * s.k * reps) as f64 / seconds / 1e9, worst))
 }
@@ -183,18 +184,18 @@ fn projection(gpu: &Gpu, k: &Kernels, quick: bool) -> Result<(f64, f64)> {
     let n = 50;
     let mut rng = Rng::new(5);
     let samples = random(&mut rng, n * dim);
-    let space = crate::twa::Subspace::build(
+    let space = block_on(crate::twa::Subspace::build(
         gpu,
         k,
         &samples,
         dim,
         crate::twa::Subspace::rows_per_chunk(gpu, dim)?,
-    )?;
+    ))?;
     // Validate: the projection of a sample is the sample.
     let g = gpu.storage_init(&samples[..dim], "g");
     let work = space.projection(gpu, k, &g);
     kernels::submit(gpu, &work.iter().collect::<Vec<_>>());
-    let back: Vec<f32> = gpu.read(&g, 0, dim)?;
+    let back: Vec<f32> = block_on(gpu.read(&g, 0, dim))?;
     let err = back
         .iter()
         .zip(&samples)
@@ -210,7 +211,7 @@ fn projection(gpu: &Gpu, k: &Kernels, quick: bool) -> Result<(f64, f64)> {
     let bytes = (2 * n * dim * 4 + 3 * dim * 4) as f64 * reps as f64;
     let best = best_of(3, || {
         kernels::submit(gpu, &batch);
-        gpu.wait()
+        block_on(gpu.wait())
     })?;
     let src = gpu.storage(n * dim, "copy src");
     let dst = gpu.storage(n * dim, "copy dst");
@@ -220,7 +221,7 @@ fn projection(gpu: &Gpu, k: &Kernels, quick: bool) -> Result<(f64, f64)> {
             encoder.copy_buffer_to_buffer(&src, 0, &dst, 0, (n * dim * 4) as u64);
         }
         gpu.queue.submit([encoder.finish()]);
-        gpu.wait()
+        block_on(gpu.wait())
     })?;
     let copy_bytes = (2 * n * dim * 4) as f64 * reps as f64;
     Ok((bytes / best / 1e9, copy_bytes / copy_best / 1e9))
@@ -254,7 +255,7 @@ fn explicit_directions(gpu: &Gpu, k: &Kernels, quick: bool) -> Result<Vec<(u32, 
         let batch: Vec<&Dispatch> = (0..reps).flat_map(|_| [&dots, &sum, &combine]).collect();
         let best = best_of(3, || {
             kernels::submit(gpu, &batch);
-            gpu.wait()
+            block_on(gpu.wait())
         })?;
         let per_step = best / reps as f64;
         rows.push((
@@ -384,7 +385,7 @@ fn conv(gpu: &Gpu, k: &Kernels, s: &ConvShape, batch: usize) -> Result<(f64, f64
     );
     let backward = layers::backward(gpu, k, &layer, batch, &xb, &yb, &dyb, Some(&dxb), &bufs);
     kernels::submit(gpu, &forward.iter().collect::<Vec<_>>());
-    let y: Vec<f32> = gpu.read(&yb, 0, rows * s.outputs)?;
+    let y: Vec<f32> = block_on(gpu.read(&yb, 0, rows * s.outputs))?;
     for t in 0..64 {
         let (row, o) = ((t * 7919) % rows, (t * 104729) % s.outputs);
         let (b, pix) = (row / (oh * ow), row % (oh * ow));
@@ -416,7 +417,7 @@ fn conv(gpu: &Gpu, k: &Kernels, s: &ConvShape, batch: usize) -> Result<(f64, f64
         let refs: Vec<&Dispatch> = work.iter().collect();
         best_of(3, || {
             kernels::submit(gpu, &refs);
-            gpu.wait()
+            block_on(gpu.wait())
         })
     };
     Ok((
@@ -472,7 +473,7 @@ fn gpu_times(gpu: &Gpu, dispatches: &[Dispatch], reps: usize) -> Result<Option<V
         encoder.copy_buffer_to_buffer(&resolved, 0, &staging, 0, 8 * count as u64);
         gpu.queue.submit([encoder.finish()]);
         let mut ticks = vec![0u64; count as usize];
-        gpu.read_staging(&staging, &mut ticks)?;
+        block_on(gpu.read_staging(&staging, &mut ticks))?;
         for (b, pair) in best.iter_mut().zip(ticks.chunks(2)) {
             let seconds = pair[1].saturating_sub(pair[0]) as f64 * period / reps as f64;
             *b = b.min(seconds);
@@ -518,7 +519,7 @@ fn profile_cnn_step(gpu: &Gpu, quick: bool) -> Result<serde_json::Value> {
             for d in dispatches {
                 let seconds = best_of(3, || {
                     kernels::submit(gpu, &vec![d; reps]);
-                    gpu.wait()
+                    block_on(gpu.wait())
                 })?;
                 times.push(seconds / reps as f64);
             }
@@ -662,9 +663,9 @@ pub fn run(gpu: &Gpu, full: bool, json: bool) -> Result<()> {
     }
     let count = if quick { 1024 } else { 8192 };
     let (mut trainer, _) = synthetic_trainer(gpu, count)?;
-    trainer.train_epoch(0, &mut |_| {})?; // warm-up: first-use costs
+    block_on(trainer.train_epoch(0, &mut |_| {}))?; // warm-up: first-use costs
     let started = Instant::now();
-    trainer.train_epoch(0, &mut |_| {})?;
+    block_on(trainer.train_epoch(0, &mut |_| {}))?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "training MLP-BN 784-256-256-10, batch 128: {:.0} samples/s ({count} samples in {seconds:.2}s)",

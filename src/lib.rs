@@ -1,6 +1,7 @@
 //! twa: a WebGPU training engine (WGSL compute shaders through wgpu) implementing
 //! Trainable Weight Averaging. See `shaders/` for the kernels and README.md for use.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod canvas;
 pub mod checkpoint;

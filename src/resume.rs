@@ -245,21 +245,39 @@ fn differences(then: &BTreeMap<String, String>, now: &BTreeMap<String, String>) 
 }
 
 /// Saves a checkpoint: the trainer (at its position) and the command's progress.
-pub type SaveCheckpoint<'s> = dyn FnMut(&Trainer, &Progress) -> Result<()> + 's;
+pub type SaveCheckpoint<'s> = dyn FnMut(TrainerState, &Progress) -> Result<()> + 's;
 
 /// Train epochs `range` (0-based) of `trainer`'s schedule, evaluating after each and
 /// saving a checkpoint with the `progress` of that moment after each; a stop saves
 /// one at the step reached. Returns the last epoch's test totals.
-pub fn train_epochs(
-    trainer: &mut Trainer,
+pub async fn train_epochs(
+    trainer: &mut Trainer<'_>,
     range: std::ops::Range<usize>,
     progress: &dyn Fn() -> Progress,
     observer: &mut dyn FnMut(Event),
-    save: &mut SaveCheckpoint,
+    mut save: Option<&mut SaveCheckpoint<'_>>,
 ) -> Result<Totals> {
-    let result = trainer.train_epochs(range, observer, &mut |t, _| save(t, &progress()));
-    if let Err(Error::Stopped) = result {
-        save(trainer, &progress())?;
+    let mut last = Totals::default();
+    for epoch in range.clone() {
+        match trainer
+            .train_epochs(epoch..epoch + 1, observer, &mut |_| {})
+            .await
+        {
+            Ok(totals) => last = totals,
+            Err(Error::Stopped) => {
+                if let Some(save) = save.as_deref_mut() {
+                    save(trainer.save_state().await?, &progress())?;
+                }
+                return Err(Error::Stopped);
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(save) = save.as_deref_mut() {
+            save(trainer.save_state().await?, &progress())?;
+        }
     }
-    result
+    if range.is_empty() {
+        last = trainer.evaluate().await?;
+    }
+    Ok(last)
 }

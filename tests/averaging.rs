@@ -31,8 +31,8 @@ fn batchnorm_recalibration_is_the_cumulative_average_of_batch_statistics() {
     let mut trainer = Trainer::new(gpu(), &data, &model, config(1)).unwrap();
     let mut rng = rng("recalibrate");
     let params = random(&mut rng, trainer.net.model.num_params());
-    average::evaluate_at(&mut trainer, &params).unwrap();
-    let state = trainer.net.read_state(gpu()).unwrap();
+    block_on(average::evaluate_at(&mut trainer, &params)).unwrap();
+    let state = block_on(trainer.net.read_state(gpu())).unwrap();
     // CPU: the BatchNorm input is the first Linear's output; batches in data order.
     let (inputs, hidden) = (64, 6);
     let w = f64s(&params[..hidden * inputs]);
@@ -109,10 +109,10 @@ fn projected_sgd_stays_in_the_span_and_alpha_rebuilds_the_iterate() {
         plan.clone(),
         SampleStore::new(gpu, dim, plan.count()).unwrap(),
     ));
-    sgd.run(&mut |_| {}).unwrap();
+    block_on(sgd.run(&mut |_| {})).unwrap();
     let (_, store) = sgd.sampler.take().unwrap();
     assert_eq!(store.infos.len(), 9);
-    let samples = store.read(gpu).unwrap();
+    let samples = block_on(store.read(gpu)).unwrap();
     assert_eq!(
         &samples[..dim],
         &sgd.net.model.init_params(sgd.config.seed)[..],
@@ -133,7 +133,14 @@ fn projected_sgd_stays_in_the_span_and_alpha_rebuilds_the_iterate() {
         average::twa_train_config(&config(8), &twa),
     )
     .unwrap();
-    let run = average::train_twa(gpu, &mut trainer, &samples, &twa, &mut |_| {}).unwrap();
+    let run = block_on(average::train_twa(
+        gpu,
+        &mut trainer,
+        &samples,
+        &twa,
+        &mut |_| {},
+    ))
+    .unwrap();
     let w = f64s(&run.outcome.params);
     let last = &samples[8 * dim..];
     assert!(
@@ -142,8 +149,8 @@ fn projected_sgd_stays_in_the_span_and_alpha_rebuilds_the_iterate() {
             .any(|(a, &b)| (a - b as f64).abs() > 1e-4),
         "TWA moved"
     );
-    let space = Subspace::build(gpu, &trainer.net.kernels, &samples, dim, 9).unwrap();
-    let p = space.read_basis(gpu).unwrap();
+    let space = block_on(Subspace::build(gpu, &trainer.net.kernels, &samples, dim, 9)).unwrap();
+    let p = block_on(space.read_basis(gpu)).unwrap();
     let mut in_span = vec![0.0f64; dim];
     for row in p.chunks(dim) {
         let c: f64 = row.iter().zip(&w).map(|(a, b)| *a as f64 * b).sum();

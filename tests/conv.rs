@@ -43,9 +43,9 @@ fn check_step(name: &str, model: Model, batch: usize) {
         net.record_train_step(&mut pass, batch, &twa::nn::GradientStep::Sgd(Vec::new()));
     }
     g.queue.submit([encoder.finish()]);
-    let totals = net.read_totals(g, true).unwrap();
-    let grads = net.read_grads(g).unwrap();
-    let params = net.read_params(g).unwrap();
+    let totals = block_on(net.read_totals(g, true)).unwrap();
+    let grads = block_on(net.read_grads(g)).unwrap();
+    let params = block_on(net.read_params(g)).unwrap();
 
     let p = f64s(&init);
     let acts = cpu::model_forward(&model, &p, &f64s(&x), batch);
@@ -63,7 +63,7 @@ fn check_step(name: &str, model: Model, batch: usize) {
     let device_acts: Vec<Vec<f64>> = (0..=model.layers.len())
         .map(|i| {
             f64s(
-                &g.read::<f32>(&net.acts[i], 0, batch * model.act_shape(i).len())
+                &block_on(g.read::<f32>(&net.acts[i], 0, batch * model.act_shape(i).len()))
                     .unwrap(),
             )
         })

@@ -181,8 +181,8 @@ fn gather_normalises_pixels_in_the_given_order() {
         },
     );
     twa::gpu::kernels::submit(g, &[&gather]);
-    let x: Vec<f32> = g.read(&net.acts[0], 0, 3 * 12).unwrap();
-    let y: Vec<u32> = g.read(&net.labels, 0, 3).unwrap();
+    let x: Vec<f32> = block_on(g.read(&net.acts[0], 0, 3 * 12)).unwrap();
+    let y: Vec<u32> = block_on(g.read(&net.labels, 0, 3)).unwrap();
     let mut want_x = Vec::new();
     let mut want_y = Vec::new();
     for &i in &order[5..8] {
@@ -298,7 +298,7 @@ fn gather_normalises_per_channel_and_augments_with_seeded_crops_and_flips() {
             },
         );
         twa::gpu::kernels::submit(g, &[&gather]);
-        g.read(&net.acts[0], 0, count * shape.len()).unwrap()
+        block_on(g.read(&net.acts[0], 0, count * shape.len())).unwrap()
     };
     let plain = gathered(None, 0);
     for i in 0..count {

@@ -118,7 +118,7 @@ fn block_dots_and_combine_match_the_cpu_twin_at_every_bit_width() {
             }
         }
         // f32 sums of up to 4103 terms: relative to the sum of magnitudes.
-        let got_grad: Vec<f32> = gpu.read(&grad, 0, ROWS * nb).unwrap();
+        let got_grad: Vec<f32> = block_on(gpu.read(&grad, 0, ROWS * nb)).unwrap();
         for (j, (&got, &want)) in got_grad.iter().zip(&want_grad).enumerate() {
             let tol = 1e-5 * magnitude[j] + 1e-6;
             assert!(
@@ -126,7 +126,7 @@ fn block_dots_and_combine_match_the_cpu_twin_at_every_bit_width() {
                 "b = {bits}, tile {tile}: ∂L/∂β[{j}] gpu {got} vs reference {want} (tolerance {tol})"
             );
         }
-        let got_w: Vec<f32> = gpu.read(&w, 0, dim).unwrap();
+        let got_w: Vec<f32> = block_on(gpu.read(&w, 0, dim)).unwrap();
         assert_close(
             &format!("b = {bits}, tile {tile}: combine"),
             &got_w,
@@ -237,13 +237,13 @@ fn explicit_global_32_bit_mode_reproduces_projected_sgd_on_orthonormal_direction
     let centre = psgd.net.model.init_params(7);
 
     let chunk = Subspace::rows_per_chunk(gpu, dim).unwrap();
-    let space = Subspace::build(gpu, &psgd.net.kernels, &rows, dim, chunk).unwrap();
+    let space = block_on(Subspace::build(gpu, &psgd.net.kernels, &rows, dim, chunk)).unwrap();
     assert_eq!(space.rank, 3);
     psgd.gradient_step =
         GradientStep::Sgd(space.projection(gpu, &psgd.net.kernels, &psgd.net.grads));
     psgd.net.set_params(gpu, &centre);
-    psgd.run(&mut |_| {}).unwrap();
-    let want = psgd.net.read_params(gpu).unwrap();
+    block_on(psgd.run(&mut |_| {})).unwrap();
+    let want = block_on(psgd.net.read_params(gpu)).unwrap();
 
     let mut explicit = Trainer::new(gpu, &data, &model, config).unwrap();
     let blocks = directions::blocks(&explicit.net.model.params, false);
@@ -255,9 +255,16 @@ fn explicit_global_32_bit_mode_reproduces_projected_sgd_on_orthonormal_direction
         weight_decay: 0.0,
         ..TwaConfig::default()
     };
-    twa::twa::explicit::explicit_steps(gpu, &mut explicit, &dirs, &beta, &twa).unwrap();
-    explicit.run(&mut |_| {}).unwrap();
-    let got = explicit.net.read_params(gpu).unwrap();
+    block_on(twa::twa::explicit::explicit_steps(
+        gpu,
+        &mut explicit,
+        &dirs,
+        &beta,
+        &twa,
+    ))
+    .unwrap();
+    block_on(explicit.run(&mut |_| {})).unwrap();
+    let got = block_on(explicit.net.read_params(gpu)).unwrap();
 
     // The iterate moved (26 steps at lr 0.5), and both forms agree to f32 rounding.
     let moved: f64 = want
@@ -321,10 +328,12 @@ fn beta_gradient_matches_finite_differences_of_the_loss() {
             work.extend([&dots, &sum]);
         }
         submit(gpu, &work);
-        trainer.net.read_totals(gpu, true).unwrap().mean_loss()
+        block_on(trainer.net.read_totals(gpu, true))
+            .unwrap()
+            .mean_loss()
     };
     loss_at(&beta0, true);
-    let analytic: Vec<f32> = gpu.read(&grad, 0, 3 * nb).unwrap();
+    let analytic: Vec<f32> = block_on(gpu.read(&grad, 0, 3 * nb)).unwrap();
     let largest = analytic.iter().fold(0.0f32, |m, a| m.max(a.abs()));
     assert!(
         largest > 0.05,

@@ -81,7 +81,7 @@ fn three_sgd_steps_and_eval_match_pytorch() {
             net.record_train_step(&mut pass, 8, &twa::nn::GradientStep::Sgd(Vec::new()));
         }
         g.queue.submit([encoder.finish()]);
-        let logits: Vec<f32> = g.read(logits_buf, 0, 8 * 5).unwrap();
+        let logits: Vec<f32> = block_on(g.read(logits_buf, 0, 8 * 5)).unwrap();
         assert_close(
             &format!("step {s} logits"),
             &logits,
@@ -89,7 +89,7 @@ fn three_sgd_steps_and_eval_match_pytorch() {
             1e-5,
             1e-4,
         );
-        let totals = net.read_totals(g, true).unwrap();
+        let totals = block_on(net.read_totals(g, true)).unwrap();
         let loss = tensor(&file, &format!("step{s}.loss"))[0];
         assert_close(
             &format!("step {s} loss"),
@@ -98,8 +98,8 @@ fn three_sgd_steps_and_eval_match_pytorch() {
             1e-6,
             1e-5,
         );
-        let grads = net.read_grads(g).unwrap();
-        let params = net.read_params(g).unwrap();
+        let grads = block_on(net.read_grads(g)).unwrap();
+        let params = block_on(net.read_params(g)).unwrap();
         for e in &model.params.entries {
             let want = tensor(&file, &format!("step{s}.grad.{}", e.name));
             assert_close(
@@ -118,7 +118,7 @@ fn three_sgd_steps_and_eval_match_pytorch() {
                 1e-4,
             );
         }
-        let state = net.read_state(g).unwrap();
+        let state = block_on(net.read_state(g)).unwrap();
         for e in &model.state.entries {
             let want = tensor(&file, &format!("step{s}.after.{}", e.name));
             assert_close(
@@ -139,7 +139,7 @@ fn three_sgd_steps_and_eval_match_pytorch() {
         net.record_eval(&mut pass, 6);
     }
     g.queue.submit([encoder.finish()]);
-    let logits: Vec<f32> = g.read(logits_buf, 0, 6 * 5).unwrap();
+    let logits: Vec<f32> = block_on(g.read(logits_buf, 0, 6 * 5)).unwrap();
     assert_close(
         "eval logits",
         &logits,

@@ -26,7 +26,7 @@ fn run(dispatches: &[Dispatch]) {
 }
 
 fn read(buffer: &wgpu::Buffer, len: usize) -> Vec<f32> {
-    gpu().read(buffer, 0, len).expect("readback")
+    block_on(gpu().read(buffer, 0, len)).expect("readback")
 }
 
 #[test]

@@ -82,7 +82,16 @@ fn grid_points_match_the_cpu(bits: u32, loss_tolerance: f64, acc_tolerance: f64)
     let flat: Vec<f32> = drawn.concat();
     let samples: Vec<Vec<f64>> = drawn.iter().map(|s| f64s(s)).collect();
     // The whole test split is the fixed batch, so its order does not matter.
-    let mut land = Landscape::new(gpu(), &data, &model_config(), &flat, bits, 100, 5).unwrap();
+    let mut land = block_on(Landscape::new(
+        gpu(),
+        &data,
+        &model_config(),
+        &flat,
+        bits,
+        100,
+        5,
+    ))
+    .unwrap();
     // P spans the samples; the directions around their mean one dimension fewer, or
     // as many when the levels' rounding keeps Σ_i ‖w_i − c‖ d̃_i away from zero.
     let rank = land.space.rank();
@@ -91,7 +100,7 @@ fn grid_points_match_the_cpu(bits: u32, loss_tolerance: f64, acc_tolerance: f64)
     let twa = land.anchors(None).combine(&alpha);
     let anchors = land.anchors(Some(twa.clone()));
     let plane = Plane::build(PlaneKind::SwaTwaLast, &anchors).unwrap();
-    land.set_plane(&plane).unwrap();
+    block_on(land.set_plane(&plane)).unwrap();
     let (x, labels) = test_inputs(&data);
     let check = |what: &str, got: (f32, f32), weights: &[f64]| {
         let (loss, acc) = cpu::model_probe(&model, weights, &x, &labels);
@@ -122,7 +131,7 @@ fn grid_points_match_the_cpu(bits: u32, loss_tolerance: f64, acc_tolerance: f64)
         let [px, py] = plane.project(beta);
         check(
             what,
-            land.evaluate_point(Part::Test, px, py).unwrap(),
+            block_on(land.evaluate_point(Part::Test, px, py)).unwrap(),
             weights,
         );
     }
@@ -130,12 +139,13 @@ fn grid_points_match_the_cpu(bits: u32, loss_tolerance: f64, acc_tolerance: f64)
     let side = 17;
     let spec = GridSpec::around(&[plane.project(&twa), [0.0, 0.0]], side, 0.5);
     let mut reports = 0;
-    let grid = land
-        .evaluate(&spec, Part::Test, &twa::collective::Single, &mut |_| {
+    let grid = block_on(
+        land.evaluate(&spec, Part::Test, &twa::collective::Single, &mut |_| {
             reports += 1;
             true
-        })
-        .unwrap();
+        }),
+    )
+    .unwrap();
     assert!(
         grid.complete() && reports >= 2,
         "coarse to fine: {reports} reports"
@@ -184,12 +194,18 @@ fn twa_reports_its_coefficients_while_training() {
         let n = 5;
         let samples: Vec<f32> = (0..n).flat_map(|_| random(&mut rng, dim)).collect();
         let (mut reported, mut layers) = (Vec::new(), Vec::new());
-        average::train_twa(gpu(), &mut trainer, &samples, &twa, &mut |e| {
-            if let Event::Coefficients { alpha, per_layer } = e {
-                reported.push(alpha);
-                layers.push(per_layer);
-            }
-        })
+        block_on(average::train_twa(
+            gpu(),
+            &mut trainer,
+            &samples,
+            &twa,
+            &mut |e| {
+                if let Event::Coefficients { alpha, per_layer } = e {
+                    reported.push(alpha);
+                    layers.push(per_layer);
+                }
+            },
+        ))
         .unwrap();
         // The start, then 50 steps with a copy every 25 while no readback is pending
         // (explicit coefficients also report the end).
@@ -234,12 +250,21 @@ fn a_clicked_point_is_evaluated_like_an_averaged_model() {
     let model = Model::mlp(&model_config(), data.train.features(), data.classes);
     let dim = model.num_params();
     let samples = samples_around_init(&model, 4, 4, 0.2, &mut rng("click")).concat();
-    let mut land = Landscape::new(gpu(), &data, &model_config(), &samples, 32, 50, 5).unwrap();
+    let mut land = block_on(Landscape::new(
+        gpu(),
+        &data,
+        &model_config(),
+        &samples,
+        32,
+        50,
+        5,
+    ))
+    .unwrap();
     let anchors = land.anchors(None);
     let plane = Plane::build(PlaneKind::Pca, &anchors).unwrap();
-    land.set_plane(&plane).unwrap();
+    block_on(land.set_plane(&plane)).unwrap();
     let [x, y] = plane.project(&anchors.swa);
-    let clicked = land.evaluate_model(x, y).unwrap();
+    let clicked = block_on(land.evaluate_model(x, y)).unwrap();
     // The same model through the averaging path: SWA weights, BN re-estimated, test split.
     let config = TrainConfig {
         batch: 50,
@@ -247,7 +272,11 @@ fn a_clicked_point_is_evaluated_like_an_averaged_model() {
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(gpu(), &data, &model_config(), config).unwrap();
-    let swa = average::evaluate_at(&mut trainer, &average::mean(&samples, dim)).unwrap();
+    let swa = block_on(average::evaluate_at(
+        &mut trainer,
+        &average::mean(&samples, dim),
+    ))
+    .unwrap();
     let (a, b) = (clicked.mean_loss(), swa.mean_loss());
     assert!((a - b).abs() <= 1e-4 * b, "clicked {a} vs SWA {b}");
     assert_eq!(clicked.accuracy(), swa.accuracy());
@@ -269,7 +298,16 @@ fn coordinates_over_quantised_directions_keep_weight_space_distances() {
     // seeds: distances 3e-4, 5e-3, 3e-2; projections 2.5e-3, 4e-2).
     for (bits, tolerance, projection) in [(8, 2e-3, 1e-2), (4, 2e-2, 0.1), (2, 0.1, f64::NAN)] {
         let projects = !projection.is_nan();
-        let land = Landscape::new(gpu(), &data, &model_config(), &flat, bits, 50, 5).unwrap();
+        let land = block_on(Landscape::new(
+            gpu(),
+            &data,
+            &model_config(),
+            &flat,
+            bits,
+            50,
+            5,
+        ))
+        .unwrap();
         let coords = land.space.sample_coordinates();
         let (mut worst, mut worst_projection): (f64, f64) = (0.0, 0.0);
         for i in 0..n {
@@ -291,7 +329,7 @@ fn coordinates_over_quantised_directions_keep_weight_space_distances() {
             if !projects {
                 continue;
             }
-            let back = land.coordinates_of(&drawn[i]).unwrap();
+            let back = block_on(land.coordinates_of(&drawn[i])).unwrap();
             let scale = coords[i].iter().map(|c| c * c).sum::<f64>().sqrt();
             for (a, b) in back.iter().zip(&coords[i]) {
                 assert!(

@@ -207,13 +207,13 @@ fn rank_sharded_subspace() {
     let (gpu, k) = (gpu(), kernels());
     let (n, dim) = (7, 1001);
     let w = samples(n, dim);
-    let whole = Subspace::build(gpu, &k, &w, dim, 3).unwrap();
-    let sharded = Subspace::build_sharded(gpu, &k, &*world, &w, dim, 2).unwrap();
+    let whole = block_on(Subspace::build(gpu, &k, &w, dim, 3)).unwrap();
+    let sharded = block_on(Subspace::build_sharded(gpu, &k, &*world, &w, dim, 2)).unwrap();
     assert_eq!(sharded.rank, whole.rank);
     assert_eq!(sharded.transform.len(), whole.transform.len());
     let (r, ranks) = (world.rank(), world.size());
-    let all = whole.read_basis(gpu).unwrap();
-    let mine = sharded.read_basis(gpu).unwrap();
+    let all = block_on(whole.read_basis(gpu)).unwrap();
+    let mine = block_on(sharded.read_basis(gpu)).unwrap();
     assert_eq!(mine.len(), (n - r).div_ceil(ranks) * dim);
     let mut dp: f64 = 0.0;
     for (l, row) in mine.chunks(dim).enumerate() {
@@ -232,7 +232,7 @@ fn rank_sharded_subspace() {
                 .iter()
                 .collect::<Vec<_>>(),
         );
-        gpu.read::<f32>(&buffer, 0, dim).unwrap()
+        block_on(gpu.read::<f32>(&buffer, 0, dim)).unwrap()
     };
     let want = project(&whole);
     let mut got = project(&sharded);
@@ -243,8 +243,8 @@ fn rank_sharded_subspace() {
         .map(|(a, b)| (a - b).abs() as f64)
         .fold(0.0, f64::max);
     let x = gpu.storage_init(&g, "x");
-    let beta_whole = whole.coordinates(gpu, &k, &Single, &x).unwrap();
-    let beta = sharded.coordinates(gpu, &k, &*world, &x).unwrap();
+    let beta_whole = block_on(whole.coordinates(gpu, &k, &Single, &x)).unwrap();
+    let beta = block_on(sharded.coordinates(gpu, &k, &*world, &x)).unwrap();
     let db = beta_whole
         .iter()
         .zip(&beta)

@@ -33,7 +33,7 @@ fn project(space: &Subspace, g: &[f32]) -> Vec<f32> {
     let buffer = gpu.storage_init(g, "g");
     let work = space.projection(gpu, kernels(), &buffer);
     submit(gpu, &work.iter().collect::<Vec<_>>());
-    gpu.read(&buffer, 0, g.len()).unwrap()
+    block_on(gpu.read(&buffer, 0, g.len())).unwrap()
 }
 
 /// max |P Pᵀ − I| over all entries, in f64.
@@ -61,12 +61,12 @@ fn gram_schmidt_and_projection_match_pytorch() {
     let w = f32s(&tensor(&file, "W"));
     let g = f32s(&tensor(&file, "g"));
     for rows_per_chunk in [6, 4, 1] {
-        let space = Subspace::build(gpu(), kernels(), &w, 40, rows_per_chunk).unwrap();
+        let space = block_on(Subspace::build(gpu(), kernels(), &w, 40, rows_per_chunk)).unwrap();
         assert_eq!((space.rank, space.dropped.len()), (6, 0));
         let what = format!("chunks of {rows_per_chunk} rows");
         assert_close(
             &format!("P, {what}"),
-            &space.read_basis(gpu()).unwrap(),
+            &block_on(space.read_basis(gpu())).unwrap(),
             &tensor(&file, "P"),
             1e-5,
             1e-4,
@@ -106,15 +106,15 @@ fn nearly_parallel_samples_stay_orthonormal_and_chunking_changes_nothing() {
     let mut rng = rng("nearly_parallel");
     let (n, dim) = (24, 40_001);
     let w = trajectory(&mut rng, n, dim, 2e-3);
-    let whole = Subspace::build(gpu(), kernels(), &w, dim, n).unwrap();
+    let whole = block_on(Subspace::build(gpu(), kernels(), &w, dim, n)).unwrap();
     assert_eq!(whole.rank, n, "no sample is dependent: {:?}", whole.dropped);
-    let p = whole.read_basis(gpu()).unwrap();
+    let p = block_on(whole.read_basis(gpu())).unwrap();
     let err = orthogonality_error(&p, n, dim);
     assert!(err <= 1e-5, "‖PPᵀ − I‖∞ = {err:e}");
-    let chunked = Subspace::build(gpu(), kernels(), &w, dim, 5).unwrap();
+    let chunked = block_on(Subspace::build(gpu(), kernels(), &w, dim, 5)).unwrap();
     // Chunks change the summation order, so the basis vectors differ by rounding
     // (amplified for nearly parallel samples); the span, and so the projection, must not.
-    let err = orthogonality_error(&chunked.read_basis(gpu()).unwrap(), n, dim);
+    let err = orthogonality_error(&block_on(chunked.read_basis(gpu())).unwrap(), n, dim);
     assert!(err <= 1e-5, "chunked: ‖PPᵀ − I‖∞ = {err:e}");
     // Every sample lies in the span, whichever the chunking: ‖w − PᵀPw‖/‖w‖ small.
     for space in [&whole, &chunked] {
@@ -149,7 +149,7 @@ fn duplicates_are_dropped_and_alpha_reproduces_points_of_the_span() {
     // Sample 5 repeats sample 4 exactly.
     let copy: Vec<f32> = w[4 * dim..5 * dim].to_vec();
     w[5 * dim..6 * dim].copy_from_slice(&copy);
-    let space = Subspace::build(gpu(), kernels(), &w, dim, n).unwrap();
+    let space = block_on(Subspace::build(gpu(), kernels(), &w, dim, n)).unwrap();
     assert_eq!(space.rank, n - 1);
     assert_eq!(
         space.dropped.iter().map(|d| d.sample).collect::<Vec<_>>(),
@@ -165,9 +165,7 @@ fn duplicates_are_dropped_and_alpha_reproduces_points_of_the_span() {
     let x = combine(&gamma);
     let xb = gpu().storage_init(&f32s(&x), "x");
     let alpha = space.averaging_coefficients(
-        &space
-            .coordinates(gpu(), kernels(), &twa::collective::Single, &xb)
-            .unwrap(),
+        &block_on(space.coordinates(gpu(), kernels(), &twa::collective::Single, &xb)).unwrap(),
     );
     let rebuilt = combine(&alpha);
     let diff: f64 = rebuilt
@@ -189,9 +187,9 @@ fn projection_of_a_random_vector_matches_the_cpu_on_the_devices_basis() {
     let mut rng = rng("projection_cpu");
     let (n, dim) = (7, 40_001);
     let w = random(&mut rng, n * dim);
-    let space = Subspace::build(gpu(), kernels(), &w, dim, 3).unwrap();
+    let space = block_on(Subspace::build(gpu(), kernels(), &w, dim, 3)).unwrap();
     assert_eq!(space.rank, n);
-    let p = space.read_basis(gpu()).unwrap();
+    let p = block_on(space.read_basis(gpu())).unwrap();
     let g = random(&mut rng, dim);
     let coefficients: Vec<f64> = p
         .chunks(dim)

@@ -2,6 +2,7 @@
 //! subspace and evaluates planes coarse to fine, sending each refinement back. A newer
 //! request cancels the grid being computed (checked after every chunk of points).
 
+use pollster::block_on;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -133,7 +134,16 @@ fn serve(requests: &Receiver<Request>, latest: &AtomicU64, send: &dyn Fn(Reply))
             } => {
                 let started = Instant::now();
                 land = None;
-                Landscape::new(&gpu, &data, &model, &samples.samples, 32, BATCH, seed).map(|l| {
+                block_on(Landscape::new(
+                    &gpu,
+                    &data,
+                    &model,
+                    &samples.samples,
+                    32,
+                    BATCH,
+                    seed,
+                ))
+                .map(|l| {
                     send(Reply::Ready {
                         rank: l.space.rank(),
                         seconds: started.elapsed().as_secs_f64(),
@@ -142,11 +152,11 @@ fn serve(requests: &Receiver<Request>, latest: &AtomicU64, send: &dyn Fn(Reply))
                 })
             }
             Request::Compute(c) => match land.as_mut() {
-                Some(l) => compute(l, c, latest, send),
+                Some(l) => block_on(compute(l, c, latest, send)),
                 None => Ok(()),
             },
             Request::Evaluate { x, y } => match land.as_mut() {
-                Some(l) => l.evaluate_model(x, y).map(|t| {
+                Some(l) => block_on(l.evaluate_model(x, y)).map(|t| {
                     send(Reply::Point {
                         x,
                         y,
@@ -163,8 +173,8 @@ fn serve(requests: &Receiver<Request>, latest: &AtomicU64, send: &dyn Fn(Reply))
     }
 }
 
-fn compute(
-    land: &mut Landscape,
+async fn compute(
+    land: &mut Landscape<'_>,
     request: Compute,
     latest: &AtomicU64,
     send: &dyn Fn(Reply),
@@ -188,7 +198,7 @@ fn compute(
         ),
         Err(e) => return Err(e),
     };
-    land.set_plane(&plane)?;
+    land.set_plane(&plane).await?;
     let mut overlay = landscape::overlay(&plane, &anchors);
     overlay.trajectory = trajectory
         .iter()
@@ -207,6 +217,7 @@ fn compute(
             note: note.clone(),
         })));
         latest.load(Ordering::SeqCst) == generation
-    })?;
+    })
+    .await?;
     Ok(())
 }

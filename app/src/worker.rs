@@ -103,16 +103,16 @@ fn work(
         }
         send(Msg::Event(e));
     };
-    twa::twa::pipeline::run(
+    pollster::block_on(twa::twa::pipeline::run(
         &gpu,
         &twa::collective::Single,
         &data,
         config,
-        out,
+        Some(out),
         &control.stop,
         &mut observer,
         twa::twa::pipeline::Checkpointing::none(),
-    )
+    ))
     .map(|outcome| outcome.rows)
 }
 

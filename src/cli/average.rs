@@ -4,6 +4,7 @@
 
 use crate::progress::Reporter;
 use clap::Args;
+use pollster::block_on;
 use std::path::PathBuf;
 use std::time::Instant;
 use twa::config::RunConfig;
@@ -316,7 +317,7 @@ pub fn average(job: &super::job::Job, adapter: Option<&str>, args: AverageArgs) 
             params,
             ..Default::default()
         };
-        average::re_evaluate(trainer, &mut averaged)?;
+        block_on(average::re_evaluate(trainer, &mut averaged))?;
         averaged.seconds = started.elapsed().as_secs_f64();
         Ok(averaged)
     };
@@ -342,7 +343,8 @@ pub fn average(job: &super::job::Job, adapter: Option<&str>, args: AverageArgs) 
         let mut validator = Trainer::new(&gpu, &on_validation, &config.model, twa_train.clone())?;
         validator.distribute(world)?;
         let started = Instant::now();
-        let (params, alpha, log) = twa::twa::soup::greedy_soup(&mut validator, samples, dim)?;
+        let (params, alpha, log) =
+            block_on(twa::twa::soup::greedy_soup(&mut validator, samples, dim))?;
         drop(validator);
         let mut soup = point("greedy-soup", params, alpha, &mut trainer)?;
         soup.seconds += started.elapsed().as_secs_f64();
@@ -365,13 +367,17 @@ pub fn average(job: &super::job::Job, adapter: Option<&str>, args: AverageArgs) 
             })
             .transpose()?;
         let twa_trainer = val_trainer.as_mut().unwrap_or(&mut trainer);
-        let run = average::train_twa(&gpu, twa_trainer, samples, &twa_config, &mut |e| {
-            reporter.event(e)
-        });
+        let run = block_on(average::train_twa(
+            &gpu,
+            twa_trainer,
+            samples,
+            &twa_config,
+            &mut |e| reporter.event(e),
+        ));
         reporter.finish();
         let mut run = run?;
         if val_trainer.is_some() {
-            average::re_evaluate(&mut trainer, &mut run.outcome)?;
+            block_on(average::re_evaluate(&mut trainer, &mut run.outcome))?;
             run.outcome.method = "twa-v".into();
         }
         if !run.dropped.is_empty() {

@@ -4,6 +4,7 @@
 
 use super::describe_setup;
 use clap::Args;
+use pollster::block_on;
 use std::path::PathBuf;
 use twa::checkpoint::{load_table, ModelInfo};
 use twa::confusion::Confusion;
@@ -57,8 +58,8 @@ pub fn eval(adapter: Option<&str>, args: EvalArgs) -> Result<()> {
     let state = load_table(&args.model, &bytes, &trainer.net.model.state)?;
     trainer.net.set_params(&gpu, &params);
     trainer.net.set_state(&gpu, &state);
-    let totals = trainer.evaluate()?;
-    let predicted = trainer.predict()?;
+    let totals = block_on(trainer.evaluate())?;
+    let predicted = block_on(trainer.predict())?;
     let confusion = Confusion::new(data.classes, &data.test.labels, &predicted);
     let csv = args.out.join("confusion.csv");
     let png = args.out.join("confusion.png");

@@ -3,6 +3,7 @@
 
 use super::job::Job;
 use clap::Args;
+use pollster::block_on;
 use std::path::PathBuf;
 use std::time::Instant;
 use twa::error::{Error, Result};
@@ -85,7 +86,7 @@ pub fn landscape(job: &Job, adapter: Option<&str>, args: LandscapeArgs) -> Resul
     let gpu = job.gpu(adapter)?;
     super::describe_setup(&gpu, &data);
     let started = Instant::now();
-    let mut land = Landscape::new(
+    let mut land = block_on(Landscape::new(
         &gpu,
         &data,
         &config.model,
@@ -93,18 +94,21 @@ pub fn landscape(job: &Job, adapter: Option<&str>, args: LandscapeArgs) -> Resul
         args.bits,
         args.batch,
         config.train.seed,
-    )?;
-    let twa_point = twa_params.map(|p| land.coordinates_of(&p)).transpose()?;
+    ))?;
+    let twa_point = match twa_params {
+        Some(p) => Some(block_on(land.coordinates_of(&p))?),
+        None => None,
+    };
     let anchors = land.anchors(twa_point);
     let plane = Plane::build(kind, &anchors)?;
-    land.set_plane(&plane)?;
+    block_on(land.set_plane(&plane))?;
     let subspace_seconds = started.elapsed().as_secs_f64();
     let overlay = landscape::overlay(&plane, &anchors);
     let spec = landscape::grid_around(&overlay, args.grid);
     let bar = indicatif::ProgressBar::new((args.grid * args.grid) as u64);
     let grid_started = Instant::now();
     let mut levels = Vec::new();
-    let grid = land.evaluate(&spec, metric.part(), &*job.world, &mut |g| {
+    let grid = block_on(land.evaluate(&spec, metric.part(), &*job.world, &mut |g| {
         let done = g.loss.iter().filter(|v| !v.is_nan()).count();
         bar.set_position(done as u64);
         if levels
@@ -115,7 +119,7 @@ pub fn landscape(job: &Job, adapter: Option<&str>, args: LandscapeArgs) -> Resul
             levels.push((g.stride, done, grid_started.elapsed().as_secs_f64()));
         }
         true
-    })?;
+    }))?;
     bar.finish_and_clear();
     let grid_seconds = started.elapsed().as_secs_f64() - subspace_seconds;
     let csv = args.out.join("landscape.csv");

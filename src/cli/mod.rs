@@ -20,7 +20,7 @@ use twa::data::Dataset;
 use twa::error::{Error, Result};
 use twa::gpu::Gpu;
 use twa::resume::{Checkpoint, Progress};
-use twa::train::Trainer;
+use twa::train::TrainerState;
 use twa::twa::History;
 
 use crate::progress::Reporter;
@@ -191,14 +191,13 @@ impl<'a> Checkpoints<'a> {
         Ok(Some(saved))
     }
 
-    /// Save `trainer` with `progress` and the metrics `reporter` has seen.
+    /// Save the trainer's snapshot with `progress` and the metrics `reporter` has seen.
     pub fn save(
         &self,
-        trainer: &Trainer,
+        trainer: TrainerState,
         progress: &Progress,
         reporter: &RefCell<Reporter>,
     ) -> Result<()> {
-        let trainer = trainer.save_state()?;
         let position = (trainer.epoch, trainer.step);
         Checkpoint {
             command: self.command.into(),

@@ -5,6 +5,7 @@ use super::job::Job;
 use super::{base_config, describe_setup, output_dir, stop_on_ctrl_c, Checkpoints, DataArgs};
 use crate::progress::Reporter;
 use clap::Args;
+use pollster::block_on;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -84,19 +85,19 @@ pub fn run(job: &Job, adapter: Option<&str>, args: RunArgs) -> Result<()> {
             progress: saved.progress,
         }
     });
-    let rows = pipeline::run(
+    let rows = block_on(pipeline::run(
         &gpu,
         &*job.world,
         &data,
         &config,
-        &out,
+        Some(&out),
         &stop_on_ctrl_c(),
         &mut |e| reporter.borrow_mut().event(e),
         Checkpointing {
             resume,
-            save: Box::new(|t, p| checkpoints.save(t, p, &reporter)),
+            save: Some(Box::new(|t, p| checkpoints.save(t, p, &reporter))),
         },
-    );
+    ));
     let mut reporter = reporter.into_inner();
     reporter.finish();
     let outcome = checkpoints.finish(rows, &out)?;

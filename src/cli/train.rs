@@ -5,6 +5,7 @@ use super::job::Job;
 use super::{base_config, describe_setup, output_dir, stop_on_ctrl_c, Checkpoints, DataArgs};
 use crate::progress::Reporter;
 use clap::Args;
+use pollster::block_on;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -177,13 +178,13 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
             saved.trainer.step
         );
     }
-    let result = train_epochs(
+    let result = block_on(train_epochs(
         &mut trainer,
         first_epoch..config.train.epochs,
         &Progress::default,
         &mut |e| reporter.borrow_mut().event(e),
-        &mut |t, p| checkpoints.save(t, p, &reporter),
-    );
+        Some(&mut |t, p| checkpoints.save(t, p, &reporter)),
+    ));
     let mut reporter = reporter.into_inner();
     reporter.finish();
     checkpoints.finish(result, &out)?;
@@ -195,8 +196,8 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
         .sampler
         .as_ref()
         .map_or(0, |(_, store)| store.bytes());
-    let params = trainer.net.read_params(&gpu)?;
-    let state = trainer.net.read_state(&gpu)?;
+    let params = block_on(trainer.net.read_params(&gpu))?;
+    let state = block_on(trainer.net.read_state(&gpu))?;
     twa::checkpoint::save(
         &out.join("model.safetensors"),
         &trainer.net.model,
@@ -207,7 +208,7 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
     if let Some((_, store)) = trainer.sampler.take() {
         let history = History {
             table: trainer.net.model.params.clone(),
-            samples: store.read(&gpu)?,
+            samples: block_on(store.read(&gpu))?,
             infos: store.infos,
             config: config.clone(),
         };

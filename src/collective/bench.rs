@@ -7,6 +7,7 @@ use super::Collective;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::train::Trainer;
+use pollster::block_on;
 use std::time::Instant;
 
 /// Print the all-reduce bandwidth and the step times (on rank 0).
@@ -52,10 +53,10 @@ pub fn run(gpu: &Gpu, world: &dyn Collective) -> Result<()> {
         config.batch
     ));
     let epoch = |trainer: &mut Trainer, label: &str| -> Result<()> {
-        trainer.train_epoch(0, &mut |_| {})?; // warm-up: first-use costs
+        block_on(trainer.train_epoch(0, &mut |_| {}))?; // warm-up: first-use costs
         let (waited, summed) = trainer.exchange_time();
         let started = Instant::now();
-        trainer.train_epoch(0, &mut |_| {})?;
+        block_on(trainer.train_epoch(0, &mut |_| {}))?;
         let seconds = started.elapsed().as_secs_f64();
         let (w, s) = trainer.exchange_time();
         let (waited, summed) = ((w - waited).as_secs_f64(), (s - summed).as_secs_f64());
@@ -71,20 +72,20 @@ pub fn run(gpu: &Gpu, world: &dyn Collective) -> Result<()> {
     epoch(&mut trainer, "SGD step")?;
     // TWA over 20 samples of this trajectory (P sharded by rows).
     let dim = trainer.net.model.num_params();
-    let params = trainer.net.read_params(gpu)?;
+    let params = block_on(trainer.net.read_params(gpu))?;
     let samples: Vec<f32> = (0..20)
         .flat_map(|i| params.iter().map(move |&w| w * (1.0 + 0.01 * i as f32)))
         .zip((0..).map(|_| rng.uniform(-1e-3, 1e-3)))
         .map(|(w, e)| w + e)
         .collect();
-    let space = crate::twa::Subspace::build_sharded(
+    let space = block_on(crate::twa::Subspace::build_sharded(
         gpu,
         &trainer.net.kernels,
         world,
         &samples,
         dim,
         crate::twa::Subspace::rows_per_chunk(gpu, dim)?,
-    )?;
+    ))?;
     trainer.gradient_step = space.projected_sgd(gpu, &trainer.net.kernels, &trainer.net.grads);
     say(format!(
         "  (TWA: {} rows of P, {} on this rank, {:.1} MiB)",

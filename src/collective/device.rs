@@ -4,7 +4,8 @@
 use super::Collective;
 use crate::error::Result;
 use crate::gpu::Gpu;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use web_time::Instant;
 
 /// Staging for sums of up to `words` f32 values of a device buffer.
 pub struct DeviceSum {
@@ -37,7 +38,7 @@ impl DeviceSum {
     /// Submit `encoder` with a copy of the first `words` values of `buffer` appended,
     /// wait for it, and replace those values by Σ over ranks of `scale`·values (the
     /// write lands before the next submit).
-    pub fn sum_in_place(
+    pub async fn sum_in_place(
         &mut self,
         gpu: &Gpu,
         collective: &dyn Collective,
@@ -55,7 +56,8 @@ impl DeviceSum {
         let started = Instant::now();
         encoder.copy_buffer_to_buffer(buffer, 0, &self.staging, 0, bytes);
         gpu.queue.submit([encoder.finish()]);
-        gpu.read_staging(&self.staging, &mut self.host[..words])?;
+        gpu.read_staging(&self.staging, &mut self.host[..words])
+            .await?;
         let host = &mut self.host[..words];
         if scale != 1.0 {
             host.iter_mut().for_each(|v| *v *= scale);

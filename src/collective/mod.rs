@@ -4,6 +4,7 @@
 //! Data-parallel gradients, evaluation totals, BatchNorm statistics and the
 //! row-sharded TWA subspace all go through [`Collective::sum`].
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 mod device;
 #[cfg(feature = "mpi")]

@@ -1,6 +1,7 @@
 //! Buffer helpers: storage and uniform buffers, and reading results back.
 
 use super::context::Gpu;
+use super::signal::signal;
 use crate::error::{Error, Result};
 use wgpu::util::DeviceExt;
 
@@ -43,8 +44,9 @@ impl Gpu {
             })
     }
 
-    /// Copy `words` 4-byte words from `offset_words` of `buffer` to the host (blocking).
-    pub fn read<T: bytemuck::Pod>(
+    /// Copy `words` 4-byte words from `offset_words` of `buffer` to the host (natively
+    /// it blocks; on the web it waits for the browser to map the copy).
+    pub async fn read<T: bytemuck::Pod>(
         &self,
         buffer: &wgpu::Buffer,
         offset_words: usize,
@@ -61,26 +63,24 @@ impl Gpu {
         encoder.copy_buffer_to_buffer(buffer, (offset_words * 4) as u64, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
         let mut out = vec![T::zeroed(); words];
-        self.read_staging(&staging, &mut out)?;
+        self.read_staging(&staging, &mut out).await?;
         Ok(out)
     }
 
     /// Map the `MAP_READ` buffer `staging` once the device is done with it and copy
     /// its first values into `out`.
-    pub fn read_staging<T: bytemuck::Pod>(
+    pub async fn read_staging<T: bytemuck::Pod>(
         &self,
         staging: &wgpu::Buffer,
         out: &mut [T],
     ) -> Result<()> {
         let bytes = std::mem::size_of_val(out) as u64;
         let slice = staging.slice(..bytes.max(4));
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait()?;
-        rx.recv()
-            .map_err(|e| Error::Gpu(e.to_string()))?
+        let (tx, mapped) = signal();
+        slice.map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+        self.wait().await?;
+        mapped
+            .await
             .map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
         {
             let view = slice

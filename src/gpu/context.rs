@@ -18,6 +18,7 @@ pub struct Gpu {
     failure: Arc<Mutex<Option<String>>>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn adapters_of(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = backends;
@@ -28,6 +29,7 @@ fn adapters_of(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
 /// those of `WGPU_BACKEND` if set, else those of the primary backends (Vulkan, Metal,
 /// DX12) and, only where none of them has one, GL's — probing GL without a display
 /// prints noise (EGL, XDG_RUNTIME_DIR) on headless machines.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters() -> Vec<wgpu::Adapter> {
     if let Some(backends) = wgpu::Backends::from_env() {
         return adapters_of(backends);
@@ -40,6 +42,7 @@ pub fn list_adapters() -> Vec<wgpu::Adapter> {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn rank(kind: wgpu::DeviceType) -> u8 {
     match kind {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -52,6 +55,7 @@ fn rank(kind: wgpu::DeviceType) -> u8 {
 
 /// The adapters best first: a real GPU before a software one; among equals, Vulkan
 /// first (it is what the tests run on).
+#[cfg(not(target_arch = "wasm32"))]
 fn by_preference(mut adapters: Vec<wgpu::Adapter>) -> Vec<wgpu::Adapter> {
     adapters.sort_by_key(|a| {
         let info = a.get_info();
@@ -64,6 +68,7 @@ fn by_preference(mut adapters: Vec<wgpu::Adapter>) -> Vec<wgpu::Adapter> {
 }
 
 /// No adapter on any backend searched.
+#[cfg(not(target_arch = "wasm32"))]
 fn none_found() -> Error {
     let searched =
         wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY | wgpu::Backends::GL);
@@ -71,6 +76,7 @@ fn none_found() -> Error {
 }
 
 /// The adapter `--adapter` names: an index into [`list_adapters`] or part of a name.
+#[cfg(not(target_arch = "wasm32"))]
 fn named_adapter(wanted: &str) -> Result<wgpu::Adapter> {
     let adapters = list_adapters();
     if adapters.is_empty() {
@@ -97,6 +103,7 @@ impl Gpu {
     /// Open the adapter chosen by `choice` with all the limits it offers. Without a
     /// choice, an adapter whose device cannot be opened (a broken driver; Wine's
     /// DX12 over a software Vulkan) gives way to the next best, with a warning.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(choice: AdapterChoice) -> Result<Gpu> {
         if let Some(wanted) = choice {
             return Gpu::from_adapter(&named_adapter(wanted)?);
@@ -119,6 +126,7 @@ impl Gpu {
     /// The adapter of local rank `local` in a job of several processes: the
     /// `local`-th (modulo their number) of the adapters of the best one's kind and
     /// backend, so that ranks spread over a machine's GPUs.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn for_local_rank(local: usize) -> Result<Gpu> {
         let adapters = by_preference(list_adapters());
         let best = adapters.first().ok_or_else(none_found)?.get_info();
@@ -132,8 +140,27 @@ impl Gpu {
         Gpu::from_adapter(&alike[local % alike.len()])
     }
 
-    /// Open a device on `adapter`, requesting the adapter's own limits.
+    /// Open a device on `adapter`, requesting the adapter's own limits (blocking).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Gpu> {
+        pollster::block_on(Gpu::open(adapter))
+    }
+
+    /// The browser's WebGPU adapter, opened (on the web nothing else exists, and the
+    /// browser answers asynchronously).
+    #[cfg(target_arch = "wasm32")]
+    pub async fn open_browser() -> Result<Gpu> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::BROWSER_WEBGPU;
+        let adapter = wgpu::Instance::new(desc)
+            .request_adapter(&wgpu::RequestAdapterOptions::default())
+            .await
+            .map_err(|e| Error::NoAdapter(format!("this browser offers no WebGPU adapter: {e}")))?;
+        Gpu::open(&adapter).await
+    }
+
+    /// Open a device on `adapter`, requesting the adapter's own limits.
+    pub async fn open(adapter: &wgpu::Adapter) -> Result<Gpu> {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
@@ -145,8 +172,10 @@ impl Gpu {
             required_limits: limits.clone(),
             ..Default::default()
         };
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&desc)).map_err(|e| Error::Device {
+        let (device, queue) = adapter
+            .request_device(&desc)
+            .await
+            .map_err(|e| Error::Device {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
@@ -189,11 +218,17 @@ impl Gpu {
             .min(self.limits.max_buffer_size)
     }
 
-    /// Wait until all submitted work has finished; fails if the device reported an error.
-    pub fn wait(&self) -> Result<()> {
+    /// Wait until all submitted work has finished; fails if the device reported an
+    /// error. Natively the device is polled until then (callbacks of finished work,
+    /// such as maps, run meanwhile); on the web the browser reports it.
+    pub async fn wait(&self) -> Result<()> {
+        let (tx, done) = super::signal::signal();
+        self.queue.on_submitted_work_done(move || tx.send(()));
+        #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(e.to_string()))?;
+        done.await;
         self.check()
     }
 

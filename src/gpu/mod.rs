@@ -4,6 +4,7 @@ pub mod buffers;
 pub mod context;
 pub mod kernels;
 pub mod readback;
+pub mod signal;
 
 pub use context::Gpu;
 pub use kernels::{Dispatch, Kernel, Kernels, Shader};

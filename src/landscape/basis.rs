@@ -52,14 +52,20 @@ pub struct QuantisedBasis {
 
 impl Basis {
     /// The basis of `samples` (n × `dim`): P for `bits` = 32, b-bit directions otherwise.
-    pub fn build(gpu: &Gpu, k: &Kernels, samples: &[f32], dim: usize, bits: u32) -> Result<Basis> {
+    pub async fn build(
+        gpu: &Gpu,
+        k: &Kernels,
+        samples: &[f32],
+        dim: usize,
+        bits: u32,
+    ) -> Result<Basis> {
         if bits == 32 {
             let rows = Subspace::rows_per_chunk(gpu, dim)?;
-            return Ok(Basis::Orthonormal(Subspace::build(
-                gpu, k, samples, dim, rows,
-            )?));
+            return Ok(Basis::Orthonormal(
+                Subspace::build(gpu, k, samples, dim, rows).await?,
+            ));
         }
-        let quantised = QuantisedBasis::build(gpu, k, samples, dim, bits)?;
+        let quantised = QuantisedBasis::build(gpu, k, samples, dim, bits).await?;
         Ok(Basis::Quantised(Box::new(quantised)))
     }
 
@@ -104,7 +110,7 @@ impl Basis {
     /// Write into `out` (D words) the weights at `coords` (a point: P's span holds
     /// the origin, the directions are around c) or, with `point` false, the weight-space
     /// vector of the coordinate displacement `coords` (blocking).
-    pub fn expand(
+    pub async fn expand(
         &self,
         gpu: &Gpu,
         k: &Kernels,
@@ -123,23 +129,24 @@ impl Basis {
                 gpu.write(&q.beta, 0, &words);
                 submit(gpu, &[&q.directions.combine(gpu, k, &q.beta, out)]);
                 if point {
-                    let mut w: Vec<f32> = gpu.read(out, 0, q.centre.len())?;
+                    let mut w: Vec<f32> = gpu.read(out, 0, q.centre.len()).await?;
                     w.iter_mut().zip(&q.centre).for_each(|(w, c)| *w += c);
                     gpu.write(out, 0, &w);
                 }
             }
         }
-        gpu.wait()
+        gpu.wait().await
     }
 
     /// Coordinates of the orthogonal projection of the weights `x` (a device vector)
     /// onto the samples' span (blocking).
-    pub fn coordinates(&self, gpu: &Gpu, k: &Kernels, x: &wgpu::Buffer) -> Result<Vec<f64>> {
+    pub async fn coordinates(&self, gpu: &Gpu, k: &Kernels, x: &wgpu::Buffer) -> Result<Vec<f64>> {
         match self {
-            Basis::Orthonormal(p) => p.coordinates(gpu, k, &Single, x),
+            Basis::Orthonormal(p) => p.coordinates(gpu, k, &Single, x).await,
             Basis::Quantised(q) => {
                 let h: Vec<f64> = q
-                    .dot_products(gpu, k, x)?
+                    .dot_products(gpu, k, x)
+                    .await?
                     .iter()
                     .zip(&q.centre_dots)
                     .map(|(h, c)| h - c)
@@ -171,7 +178,7 @@ impl Basis {
 }
 
 impl QuantisedBasis {
-    fn build(gpu: &Gpu, k: &Kernels, samples: &[f32], dim: usize, bits: u32) -> Result<Self> {
+    async fn build(gpu: &Gpu, k: &Kernels, samples: &[f32], dim: usize, bits: u32) -> Result<Self> {
         let whole = [Block {
             name: "all".into(),
             range: 0..dim,
@@ -206,7 +213,12 @@ impl QuantisedBasis {
                 gpu,
                 &[&basis.directions.combine(gpu, k, &basis.beta, &column)],
             );
-            for (i, g) in basis.dot_products(gpu, k, &column)?.into_iter().enumerate() {
+            for (i, g) in basis
+                .dot_products(gpu, k, &column)
+                .await?
+                .into_iter()
+                .enumerate()
+            {
                 gram[i * n + j] = g;
             }
         }
@@ -235,15 +247,15 @@ impl QuantisedBasis {
             .map(|(i, r)| vectors[i * n + r] / values[r].sqrt())
             .collect();
         let centre_buffer = gpu.storage_init(&basis.centre, "landscape centre");
-        basis.centre_dots = basis.dot_products(gpu, k, &centre_buffer)?;
+        basis.centre_dots = basis.dot_products(gpu, k, &centre_buffer).await?;
         Ok(basis)
     }
 
     /// ⟨d̃_i, x⟩ for every direction (blocking).
-    fn dot_products(&self, gpu: &Gpu, k: &Kernels, x: &wgpu::Buffer) -> Result<Vec<f64>> {
+    async fn dot_products(&self, gpu: &Gpu, k: &Kernels, x: &wgpu::Buffer) -> Result<Vec<f64>> {
         let [dots, sum] = self.directions.gradient(gpu, k, x, &self.dots);
         submit(gpu, &[&dots, &sum]);
-        let words: Vec<f32> = gpu.read(&self.dots, 0, self.norms.len())?;
+        let words: Vec<f32> = gpu.read(&self.dots, 0, self.norms.len()).await?;
         Ok(words.into_iter().map(f64::from).collect())
     }
 

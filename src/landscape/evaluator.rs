@@ -51,7 +51,7 @@ impl<'a> Landscape<'a> {
     /// Build the subspace of `samples` (n × D) for `model` on `data`, stored at `bits`
     /// bits (32: the orthonormal basis; 1, 2, 4, 8: quantised directions); fixed
     /// batches hold `batch` samples.
-    pub fn new(
+    pub async fn new(
         gpu: &'a Gpu,
         data: &Dataset,
         model: &ModelConfig,
@@ -70,7 +70,7 @@ impl<'a> Landscape<'a> {
         let trainer = Trainer::new(gpu, data, model, config)?;
         let dim = trainer.net.model.num_params();
         let k = &trainer.net.kernels;
-        let space = Basis::build(gpu, k, samples, dim, bits)?;
+        let space = Basis::build(gpu, k, samples, dim, bits).await?;
         let plane_rows = gpu.storage(3 * row_stride(dim), "plane rows");
         let point = gpu.storage(4, "plane point");
         let to_params = combine(
@@ -106,19 +106,22 @@ impl<'a> Landscape<'a> {
     }
 
     /// Subspace coordinates of a weight vector (its projection onto the span).
-    pub fn coordinates_of(&self, params: &[f32]) -> Result<Vec<f64>> {
+    pub async fn coordinates_of(&self, params: &[f32]) -> Result<Vec<f64>> {
         self.gpu().write(&self.scratch, 0, params);
         self.space
             .coordinates(self.gpu(), &self.trainer.net.kernels, &self.scratch)
+            .await
     }
 
     /// Make `plane` the current one: expand its origin and directions on the device.
-    pub fn set_plane(&mut self, plane: &Plane) -> Result<()> {
+    pub async fn set_plane(&mut self, plane: &Plane) -> Result<()> {
         let gpu = self.gpu();
         let stride = (row_stride(self.trainer.net.model.num_params()) * 4) as u64;
         for (row, beta) in [&plane.origin, &plane.u, &plane.v].into_iter().enumerate() {
             let k = &self.trainer.net.kernels;
-            self.space.expand(gpu, k, beta, row == 0, &self.scratch)?;
+            self.space
+                .expand(gpu, k, beta, row == 0, &self.scratch)
+                .await?;
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
             encoder.copy_buffer_to_buffer(
                 &self.scratch,
@@ -129,7 +132,7 @@ impl<'a> Landscape<'a> {
             );
             gpu.queue.submit([encoder.finish()]);
         }
-        gpu.wait()?;
+        gpu.wait().await?;
         self.has_plane = true;
         Ok(())
     }
@@ -223,8 +226,7 @@ impl<'a> Landscape<'a> {
     /// to stop early (the partial grid is returned). With the ranks of `collective`
     /// the points are shared out and their values summed after every chunk (then
     /// `progress` must answer alike on every rank).
-    #[track_caller]
-    pub fn evaluate(
+    pub async fn evaluate(
         &mut self,
         spec: &GridSpec,
         part: Part,
@@ -249,7 +251,7 @@ impl<'a> Landscape<'a> {
                     let [x, y] = spec.coord(i, j);
                     self.submit_point((x, y), batch, first.as_ref(), &results, j * n + i);
                 }
-                let words: Vec<f32> = gpu.read(&results, 0, n * n * 4)?;
+                let words: Vec<f32> = gpu.read(&results, 0, n * n * 4).await?;
                 // (loss, accuracy) of each point of the chunk, 0 where another rank has it.
                 let mut values = vec![0.0f64; 2 * chunk.len()];
                 for (m, &(i, j)) in chunk.iter().enumerate().skip(rank).step_by(ranks) {
@@ -284,22 +286,22 @@ impl<'a> Landscape<'a> {
 
     /// (mean loss, accuracy) at plane point (x, y) on the fixed batch of `part`, as
     /// one grid point is evaluated.
-    pub fn evaluate_point(&mut self, part: Part, x: f64, y: f64) -> Result<(f32, f32)> {
+    pub async fn evaluate_point(&mut self, part: Part, x: f64, y: f64) -> Result<(f32, f32)> {
         let batch = self.load_batch(part);
         let first = self.first_layer(batch);
         let results = self.gpu().storage(4, "point result");
         self.submit_point((x, y), batch, first.as_ref(), &results, 0);
-        let totals = Network::decode_totals(&self.gpu().read(&results, 0, 4)?);
+        let totals = Network::decode_totals(&self.gpu().read(&results, 0, 4).await?);
         Ok((totals.mean_loss() as f32, totals.accuracy() as f32))
     }
 
     /// The model at plane point (x, y) on the whole test split, after re-estimating
     /// BatchNorm's running statistics on the training split (as SWA and TWA are).
-    pub fn evaluate_model(&mut self, x: f64, y: f64) -> Result<Totals> {
+    pub async fn evaluate_model(&mut self, x: f64, y: f64) -> Result<Totals> {
         let gpu = self.gpu();
         gpu.write(&self.point, 0, &[1.0f32, x as f32, y as f32, 0.0]);
         submit(gpu, &[&self.to_params]);
-        self.trainer.recalibrate_bn()?;
-        self.trainer.evaluate()
+        self.trainer.recalibrate_bn().await?;
+        self.trainer.evaluate().await
     }
 }

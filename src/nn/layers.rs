@@ -347,7 +347,7 @@ impl BnSync {
     }
 
     /// `words` values of `buffer` from `offset` words, through the staging buffer.
-    fn read(
+    async fn read(
         &self,
         gpu: &Gpu,
         buffer: &wgpu::Buffer,
@@ -364,7 +364,7 @@ impl BnSync {
         );
         gpu.queue.submit([encoder.finish()]);
         let mut values = vec![0.0f32; words];
-        gpu.read_staging(&self.staging, &mut values)?;
+        gpu.read_staging(&self.staging, &mut values).await?;
         Ok(values)
     }
 
@@ -372,7 +372,7 @@ impl BnSync {
     /// f64, ranks in order) into chunk 0 of `partials`; after `finish_grads`:
     /// (dγ, dβ) ← Σ_r share_r·(dγ_r, dβ_r) with share_r this rank's part of the global
     /// batch (each rank's dy is a mean over its own rows).
-    pub fn apply(
+    pub async fn apply(
         &self,
         gpu: &Gpu,
         collective: &dyn crate::collective::Collective,
@@ -384,7 +384,7 @@ impl BnSync {
         let nf = p.features as usize;
         let Some(finish) = &self.finish else {
             let g_off = p.g_off as usize;
-            let local = self.read(gpu, grads, g_off, 2 * nf)?;
+            let local = self.read(gpu, grads, g_off, 2 * nf).await?;
             let mut sums: Vec<f64> = local.iter().map(|&v| v as f64 * share).collect();
             collective.sum(&mut sums);
             let words: Vec<f32> = sums.into_iter().map(|v| v as f32).collect();
@@ -392,7 +392,7 @@ impl BnSync {
             return Ok(());
         };
         let chunks = p.chunks as usize;
-        let values = self.read(gpu, partials, 0, 2 * chunks * nf)?;
+        let values = self.read(gpu, partials, 0, 2 * chunks * nf).await?;
         // (count, mean, M2) per feature over this rank's chunks.
         let mut local = vec![0.0f64; 3 * nf];
         for k in 0..chunks {

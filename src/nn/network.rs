@@ -629,13 +629,11 @@ impl Network {
         }
     }
 
-    /// Read the training or evaluation totals (blocking).
-    pub fn read_totals(&self, gpu: &Gpu, train: bool) -> Result<Totals> {
-        Ok(Totals::from_words(&gpu.read::<f32>(
-            self.totals_buffer(train),
-            0,
-            4,
-        )?))
+    /// Read the training or evaluation totals.
+    pub async fn read_totals(&self, gpu: &Gpu, train: bool) -> Result<Totals> {
+        Ok(Totals::from_words(
+            &gpu.read::<f32>(self.totals_buffer(train), 0, 4).await?,
+        ))
     }
 
     /// Decode totals read asynchronously.
@@ -643,18 +641,18 @@ impl Network {
         Totals::from_words(words)
     }
 
-    /// Current parameters (blocking readback).
-    pub fn read_params(&self, gpu: &Gpu) -> Result<Vec<f32>> {
-        gpu.read(&self.params, 0, self.model.num_params())
+    /// Current parameters.
+    pub async fn read_params(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        gpu.read(&self.params, 0, self.model.num_params()).await
     }
 
-    /// Current gradients (blocking readback).
-    pub fn read_grads(&self, gpu: &Gpu) -> Result<Vec<f32>> {
-        gpu.read(&self.grads, 0, self.model.num_params())
+    /// Current gradients.
+    pub async fn read_grads(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        gpu.read(&self.grads, 0, self.model.num_params()).await
     }
 
-    /// Current state: running statistics and scratch (blocking readback).
-    pub fn read_state(&self, gpu: &Gpu) -> Result<Vec<f32>> {
-        gpu.read(&self.state, 0, self.model.state.len)
+    /// Current state: running statistics and scratch.
+    pub async fn read_state(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        gpu.read(&self.state, 0, self.model.state.len).await
     }
 }

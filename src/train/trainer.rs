@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use web_time::Instant;
 
 /// Optimisation settings of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -362,11 +362,11 @@ impl<'a> Trainer<'a> {
 
     /// BatchNorm statistics ← their mean over the ranks, weighted by `weight` (this
     /// rank's share); a no-op in one process or a model without BatchNorm.
-    fn merge_bn_state(&self, weight: f64) -> Result<()> {
+    async fn merge_bn_state(&self, weight: f64) -> Result<()> {
         if self.collective.size() == 1 || self.net.model.state.len == 0 {
             return Ok(());
         }
-        let state = self.net.read_state(self.gpu)?;
+        let state = self.net.read_state(self.gpu).await?;
         let mut merged: Vec<f64> = state.iter().map(|&v| v as f64 * weight).collect();
         self.collective.sum(&mut merged);
         let words: Vec<f32> = merged.into_iter().map(|v| v as f32).collect();
@@ -399,7 +399,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Train one epoch (`epoch` is 0-based); returns the epoch's training totals.
-    pub fn train_epoch(
+    pub async fn train_epoch(
         &mut self,
         epoch: usize,
         observer: &mut dyn FnMut(Event),
@@ -468,7 +468,7 @@ impl<'a> Trainer<'a> {
                 }
             }
             if self.exchange.is_some() {
-                encoder = self.step_across_ranks(encoder, part.len(), size)?;
+                encoder = self.step_across_ranks(encoder, part.len(), size).await?;
             }
             if let Some((plan, store)) = self.sampler.as_mut() {
                 if plan.takes(epoch, step, steps) {
@@ -519,7 +519,7 @@ impl<'a> Trainer<'a> {
             }
             observer(Event::Step { step: step + 1 });
         }
-        let totals = self.summed(self.net.read_totals(gpu, true)?);
+        let totals = self.summed(self.net.read_totals(gpu, true).await?);
         self.diverged(&totals, epoch + 1)?;
         self.position = (epoch + 1, 0);
         self.epoch_rng = self.rng.clone();
@@ -531,7 +531,7 @@ impl<'a> Trainer<'a> {
     /// each BatchNorm with `sync_bn`), the gradients summed over the ranks, then
     /// `gradient_step` (a sharded transform's partial results summed before SGD, a
     /// sharded rebuild's parameters after it). Returns the encoder the rest of the step goes into.
-    fn step_across_ranks(
+    async fn step_across_ranks(
         &mut self,
         mut encoder: wgpu::CommandEncoder,
         local: usize,
@@ -551,19 +551,24 @@ impl<'a> Trainer<'a> {
             }
             if let Some(sync) = &segment.sync {
                 gpu.queue.submit([encoder.finish()]);
-                sync.apply(gpu, collective, self.net.partials(), &self.net.grads, share)?;
+                sync.apply(gpu, collective, self.net.partials(), &self.net.grads, share)
+                    .await?;
                 encoder = gpu.device.create_command_encoder(&Default::default());
             }
         }
         let exchange = self.exchange.as_mut().expect("distributed");
-        exchange.sum_in_place(gpu, collective, encoder, &self.net.grads, d, share as f32)?;
+        exchange
+            .sum_in_place(gpu, collective, encoder, &self.net.grads, d, share as f32)
+            .await?;
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         if let GradientStep::SgdSummed(transform) = &self.gradient_step {
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 transform.iter().for_each(|t| t.record(&mut pass));
             }
-            exchange.sum_in_place(gpu, collective, encoder, &self.net.grads, d, 1.0)?;
+            exchange
+                .sum_in_place(gpu, collective, encoder, &self.net.grads, d, 1.0)
+                .await?;
             encoder = gpu.device.create_command_encoder(&Default::default());
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.net.record_sgd(&mut pass);
@@ -572,7 +577,9 @@ impl<'a> Trainer<'a> {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 dispatches.iter().for_each(|t| t.record(&mut pass));
             }
-            exchange.sum_in_place(gpu, collective, encoder, &self.net.params, d, 1.0)?;
+            exchange
+                .sum_in_place(gpu, collective, encoder, &self.net.params, d, 1.0)
+                .await?;
             encoder = gpu.device.create_command_encoder(&Default::default());
         } else {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -581,35 +588,30 @@ impl<'a> Trainer<'a> {
         Ok(encoder)
     }
 
-    /// One submit per batch of `batches` ((start in the split's current order, size)):
-    /// the batch's gather, then what `record` adds; `after` sees (start, size) of each
-    /// batch once submitted. The step state carries the batch's start and its index
-    /// in `batches`.
-    fn over_batches(
+    /// Submit batch number `t` of a pass ((start in the split's current order, size)):
+    /// the batch's gather, then what `record` adds. The step state carries the batch's
+    /// start and its index.
+    fn submit_batch(
         &self,
         gathers: &[(usize, Dispatch)],
-        batches: impl Iterator<Item = (usize, usize)>,
+        t: usize,
+        (start, size): (usize, usize),
         record: impl Fn(&Network, &mut wgpu::ComputePass, usize),
-        mut after: impl FnMut(usize, usize) -> Result<()>,
-    ) -> Result<()> {
+    ) {
         let gpu = self.gpu;
-        for (t, (start, size)) in batches.enumerate() {
-            let state = StepState {
-                start: start as u32,
-                step: t as u32,
-                ..Default::default()
-            };
-            self.net.set_step(gpu, state);
-            let mut encoder = gpu.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                Self::gather_for(gathers, size).record(&mut pass);
-                record(&self.net, &mut pass, size);
-            }
-            gpu.queue.submit([encoder.finish()]);
-            after(start, size)?;
+        let state = StepState {
+            start: start as u32,
+            step: t as u32,
+            ..Default::default()
+        };
+        self.net.set_step(gpu, state);
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            Self::gather_for(gathers, size).record(&mut pass);
+            record(&self.net, &mut pass, size);
         }
-        Ok(())
+        gpu.queue.submit([encoder.finish()]);
     }
 
     /// Gather a fixed batch into the network's input: the first samples of `part` in
@@ -637,44 +639,40 @@ impl<'a> Trainer<'a> {
     /// Evaluate the current parameters (BatchNorm in eval mode) on the test split;
     /// with several ranks each takes a contiguous share, the running statistics
     /// first averaged over the ranks.
-    pub fn evaluate(&mut self) -> Result<Totals> {
+    pub async fn evaluate(&mut self) -> Result<Totals> {
         let ranks = self.collective.size();
-        self.merge_bn_state(1.0 / ranks as f64)?;
+        self.merge_bn_state(1.0 / ranks as f64).await?;
         let part = shard(self.test.count, self.collective.rank(), ranks);
         self.net.reset_totals(self.gpu, false);
-        self.over_batches(
-            &self.test_gathers,
-            batches(part, self.config.eval_batch),
-            |net, pass, size| net.record_eval(pass, size),
-            |_, _| Ok(()),
-        )?;
-        let local = self.net.read_totals(self.gpu, false)?;
+        for (t, batch) in batches(part, self.config.eval_batch).enumerate() {
+            self.submit_batch(&self.test_gathers, t, batch, |net, pass, size| {
+                net.record_eval(pass, size)
+            });
+        }
+        let local = self.net.read_totals(self.gpu, false).await?;
         Ok(self.summed(local))
     }
 
     /// The predicted class (arg max of the logits, BatchNorm in eval mode) of every
     /// test sample, in the split's file order; one readback per batch.
-    pub fn predict(&mut self) -> Result<Vec<usize>> {
+    pub async fn predict(&mut self) -> Result<Vec<usize>> {
         let n = self.test.count;
         let classes = self.net.model.classes;
         self.test
             .set_order(self.gpu, &(0..n as u32).collect::<Vec<_>>());
         let logits = &self.net.acts[self.net.model.layers.len()];
         let mut predicted = Vec::with_capacity(n);
-        self.over_batches(
-            &self.test_gathers,
-            batches(0..n, self.config.eval_batch),
-            |net, pass, size| net.record_eval(pass, size),
-            |_, size| {
-                let values = self.gpu.read::<f32>(logits, 0, size * classes)?;
-                predicted.extend(values.chunks_exact(classes).map(|row| {
-                    (0..classes)
-                        .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
-                        .expect("at least one class")
-                }));
-                Ok(())
-            },
-        )?;
+        for (t, (start, size)) in batches(0..n, self.config.eval_batch).enumerate() {
+            self.submit_batch(&self.test_gathers, t, (start, size), |net, pass, size| {
+                net.record_eval(pass, size)
+            });
+            let values = self.gpu.read::<f32>(logits, 0, size * classes).await?;
+            predicted.extend(values.chunks_exact(classes).map(|row| {
+                (0..classes)
+                    .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
+                    .expect("at least one class")
+            }));
+        }
         Ok(predicted)
     }
 
@@ -683,7 +681,7 @@ impl<'a> Trainer<'a> {
     /// weighted equally (as `torch.optim.swa_utils.update_bn`). With several ranks,
     /// rank r takes batches r, r + R, … and the averages are merged by batch count:
     /// the same batches and weights as one process.
-    pub fn recalibrate_bn(&mut self) -> Result<()> {
+    pub async fn recalibrate_bn(&mut self) -> Result<()> {
         let n = self.train.count;
         self.train
             .set_order(self.gpu, &(0..n as u32).collect::<Vec<_>>());
@@ -693,35 +691,34 @@ impl<'a> Trainer<'a> {
         let total = all.len();
         let mine: Vec<_> = all.into_iter().skip(rank).step_by(ranks).collect();
         let weight = mine.len() as f64 / total as f64;
-        self.over_batches(
-            &self.train_gathers,
-            mine.into_iter(),
-            |net, pass, size| net.record_recalibrate(pass, size),
-            |_, _| Ok(()),
-        )?;
-        self.gpu.wait()?;
-        self.merge_bn_state(weight)
+        for (t, batch) in mine.into_iter().enumerate() {
+            self.submit_batch(&self.train_gathers, t, batch, |net, pass, size| {
+                net.record_recalibrate(pass, size)
+            });
+        }
+        self.gpu.wait().await?;
+        self.merge_bn_state(weight).await
     }
 
     /// Run the kernels of a training step (gather, forward, loss, backward, update)
     /// and of an evaluation once, leaving parameters, momentum, BatchNorm statistics
     /// and totals as they were: a driver that compiles a kernel on its first launch
     /// (llvmpipe: ≈ 8 s on a cold shader cache) does so here, not in epoch 1's time.
-    pub fn warm_up(&mut self) -> Result<()> {
+    pub async fn warm_up(&mut self) -> Result<()> {
         if std::mem::replace(&mut self.warmed_up, true) {
             return Ok(());
         }
         let gpu = self.gpu;
-        let kept: Vec<(&wgpu::Buffer, Vec<f32>)> = [
+        let mut kept: Vec<(&wgpu::Buffer, Vec<f32>)> = Vec::new();
+        for b in [
             &self.net.params,
             &self.net.velocity,
             &self.net.state,
             self.net.totals_buffer(true),
             self.net.totals_buffer(false),
-        ]
-        .into_iter()
-        .map(|b| Ok((b, gpu.read::<f32>(b, 0, (b.size() / 4) as usize)?)))
-        .collect::<Result<_>>()?;
+        ] {
+            kept.push((b, gpu.read::<f32>(b, 0, (b.size() / 4) as usize).await?));
+        }
         self.net.set_step(gpu, StepState::default());
         let (train, test) = (self.train_gathers[0].0, self.test_gathers[0].0);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
@@ -737,28 +734,28 @@ impl<'a> Trainer<'a> {
         for (buffer, words) in kept {
             gpu.write(buffer, 0, &words);
         }
-        gpu.wait()
+        gpu.wait().await
     }
 
     /// Train epochs `range` (0-based) of the schedule, evaluating after each and
     /// reporting it as [`Event::Epoch`]; `after_epoch` then sees the trainer (to save a
     /// checkpoint). Returns the last epoch's test totals (for an empty range, those of
     /// the current parameters: a run resumed at its end reports the same).
-    pub fn train_epochs(
+    pub async fn train_epochs(
         &mut self,
         range: std::ops::Range<usize>,
         observer: &mut dyn FnMut(Event),
-        after_epoch: &mut dyn FnMut(&Trainer, &EpochMetrics) -> Result<()>,
+        after_epoch: &mut dyn FnMut(&EpochMetrics),
     ) -> Result<Totals> {
         if range.is_empty() {
-            return self.evaluate();
+            return self.evaluate().await;
         }
-        self.warm_up()?;
+        self.warm_up().await?;
         let mut last = Totals::default();
         for epoch in range {
             let started = Instant::now();
-            let (train, lr) = self.train_epoch(epoch, observer)?;
-            last = self.evaluate()?;
+            let (train, lr) = self.train_epoch(epoch, observer).await?;
+            last = self.evaluate().await?;
             let metrics = EpochMetrics {
                 epoch: epoch + 1,
                 lr,
@@ -769,18 +766,18 @@ impl<'a> Trainer<'a> {
                 seconds: started.elapsed().as_secs_f64(),
             };
             observer(Event::Epoch(metrics.clone()));
-            after_epoch(self, &metrics)?;
+            after_epoch(&metrics);
         }
         Ok(last)
     }
 
     /// Train for the configured epochs, evaluating after each.
-    pub fn run(&mut self, observer: &mut dyn FnMut(Event)) -> Result<Vec<EpochMetrics>> {
+    pub async fn run(&mut self, observer: &mut dyn FnMut(Event)) -> Result<Vec<EpochMetrics>> {
         let mut history = Vec::new();
-        self.train_epochs(0..self.config.epochs, observer, &mut |_, m| {
-            history.push(m.clone());
-            Ok(())
-        })?;
+        self.train_epochs(0..self.config.epochs, observer, &mut |m| {
+            history.push(m.clone())
+        })
+        .await?;
         Ok(history)
     }
 
@@ -797,21 +794,23 @@ impl<'a> Trainer<'a> {
 
     /// Everything needed to continue this run bit for bit from [`Trainer::position`]
     /// (blocking readbacks).
-    pub fn save_state(&self) -> Result<TrainerState> {
+    pub async fn save_state(&self) -> Result<TrainerState> {
         let gpu = self.gpu;
         let (samples, sample_infos) = match &self.sampler {
-            Some((_, store)) => (store.read(gpu)?, store.infos.clone()),
+            Some((_, store)) => (store.read(gpu).await?, store.infos.clone()),
             None => (Vec::new(), Vec::new()),
         };
-        let totals = gpu.read::<f32>(self.net.totals_buffer(true), 0, 4)?;
+        let totals = gpu.read::<f32>(self.net.totals_buffer(true), 0, 4).await?;
         Ok(TrainerState {
             epoch: self.position.0,
             step: self.position.1,
             global_step: self.global_step,
             rng: self.epoch_rng.state(),
-            params: self.net.read_params(gpu)?,
-            velocity: gpu.read(&self.net.velocity, 0, self.net.model.num_params())?,
-            state: self.net.read_state(gpu)?,
+            params: self.net.read_params(gpu).await?,
+            velocity: gpu
+                .read(&self.net.velocity, 0, self.net.model.num_params())
+                .await?,
+            state: self.net.read_state(gpu).await?,
             train_totals: totals.try_into().expect("4 words"),
             samples,
             sample_infos,

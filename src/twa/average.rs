@@ -174,19 +174,19 @@ pub fn ema(samples: &[f32], dim: usize, decay: f64) -> (Vec<f32>, Vec<f64>) {
 }
 
 /// Load `params`, re-estimate BatchNorm, evaluate.
-pub fn evaluate_at(trainer: &mut Trainer, params: &[f32]) -> Result<Totals> {
+pub async fn evaluate_at(trainer: &mut Trainer<'_>, params: &[f32]) -> Result<Totals> {
     trainer.net.set_params(trainer.gpu, params);
-    trainer.recalibrate_bn()?;
-    trainer.evaluate()
+    trainer.recalibrate_bn().await?;
+    trainer.evaluate().await
 }
 
 /// Re-estimate BatchNorm for `outcome`'s weights on `trainer`'s training split and
 /// evaluate them: test accuracy, loss and the BatchNorm state filled in.
-pub fn re_evaluate(trainer: &mut Trainer, outcome: &mut Averaged) -> Result<()> {
-    let totals = evaluate_at(trainer, &outcome.params)?;
+pub async fn re_evaluate(trainer: &mut Trainer<'_>, outcome: &mut Averaged) -> Result<()> {
+    let totals = evaluate_at(trainer, &outcome.params).await?;
     outcome.test_acc = totals.accuracy();
     outcome.test_loss = totals.mean_loss();
-    outcome.state = trainer.net.read_state(trainer.gpu)?;
+    outcome.state = trainer.net.read_state(trainer.gpu).await?;
     Ok(())
 }
 
@@ -206,18 +206,18 @@ pub struct TwaRun {
 
 /// Train the averaging: projected SGD in span(samples) on `trainer` (whose config holds
 /// TWA's settings), then BatchNorm re-estimation and evaluation.
-pub fn train_twa(
+pub async fn train_twa(
     gpu: &Gpu,
-    trainer: &mut Trainer,
+    trainer: &mut Trainer<'_>,
     samples: &[f32],
     twa: &TwaConfig,
     observer: &mut dyn FnMut(Event),
 ) -> Result<TwaRun> {
     twa.validate()?;
     if twa.coefficients != Coefficients::Orthonormal {
-        return super::explicit::train_explicit(gpu, trainer, samples, twa, observer);
+        return super::explicit::train_explicit(gpu, trainer, samples, twa, observer).await;
     }
-    let started = std::time::Instant::now();
+    let started = web_time::Instant::now();
     let dim = trainer.net.model.num_params();
     let n = sample_count(samples, dim)?;
     let (start, start_alpha) = match start_sample(twa.start, n)? {
@@ -232,7 +232,8 @@ pub fn train_twa(
         samples,
         dim,
         Subspace::rows_per_chunk(gpu, dim)?,
-    )?;
+    )
+    .await?;
     trainer.gradient_step = space.projected_sgd(gpu, &trainer.net.kernels, &trainer.net.grads);
     let coordinates = gpu.storage(space.rank, "twa coordinates");
     let (transform, samples) = (space.transform.clone(), space.samples);
@@ -259,20 +260,22 @@ pub fn train_twa(
         alpha: start_alpha,
         per_layer: Vec::new(),
     });
-    let trained = trainer.run(observer);
+    let trained = trainer.run(observer).await;
     trainer.watch = None;
     trained?;
-    trainer.recalibrate_bn()?;
-    let totals = trainer.evaluate()?;
-    let beta = space.coordinates(gpu, &trainer.net.kernels, collective, &trainer.net.params)?;
+    trainer.recalibrate_bn().await?;
+    let totals = trainer.evaluate().await?;
+    let beta = space
+        .coordinates(gpu, &trainer.net.kernels, collective, &trainer.net.params)
+        .await?;
     let outcome = Averaged {
         method: "twa".into(),
         test_acc: totals.accuracy(),
         test_loss: totals.mean_loss(),
         seconds: started.elapsed().as_secs_f64(),
         alpha: space.averaging_coefficients(&beta),
-        params: trainer.net.read_params(gpu)?,
-        state: trainer.net.read_state(gpu)?,
+        params: trainer.net.read_params(gpu).await?,
+        state: trainer.net.read_state(gpu).await?,
         subspace_bytes: Some(space.local_bytes()),
         ..Averaged::default()
     };

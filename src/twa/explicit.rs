@@ -18,14 +18,14 @@ use crate::train::{Event, Trainer};
 /// per-block normalised directions d_i = w_i − c stored at `twa.bits` bits; each step
 /// takes ∂L/∂β (per-block dots with g), updates β by SGD or AdamW and rebuilds w,
 /// all in the step's command encoder. Then BatchNorm re-estimation and evaluation.
-pub(crate) fn train_explicit(
+pub(crate) async fn train_explicit(
     gpu: &Gpu,
-    trainer: &mut Trainer,
+    trainer: &mut Trainer<'_>,
     samples: &[f32],
     twa: &TwaConfig,
     observer: &mut dyn FnMut(Event),
 ) -> Result<TwaRun> {
-    let started = std::time::Instant::now();
+    let started = web_time::Instant::now();
     let dim = trainer.net.model.num_params();
     let n = sample_count(samples, dim)?;
     let blocks = directions::blocks(
@@ -67,7 +67,7 @@ pub(crate) fn train_explicit(
         .flat_map(|&i| beta0[i * nb..(i + 1) * nb].iter().copied())
         .collect();
     let beta = gpu.storage_init(&local_beta0, "beta");
-    explicit_steps(gpu, trainer, &space, &beta, twa)?;
+    explicit_steps(gpu, trainer, &space, &beta, twa).await?;
     // Every rank's β in sample order (n × blocks).
     let gather = move |local: &[f32]| {
         let mut all = vec![0.0f64; n * nb];
@@ -123,13 +123,13 @@ pub(crate) fn train_explicit(
             watched(&beta.iter().map(|&b| b as f64).collect::<Vec<_>>())
         }),
     });
-    let trained = trainer.run(observer);
+    let trained = trainer.run(observer).await;
     trainer.gradient_step = GradientStep::Sgd(Vec::new());
     trainer.watch = None;
     trained?;
-    trainer.recalibrate_bn()?;
-    let totals = trainer.evaluate()?;
-    let beta = gather(&gpu.read::<f32>(&beta, 0, space.coefficients())?);
+    trainer.recalibrate_bn().await?;
+    let totals = trainer.evaluate().await?;
+    let beta = gather(&gpu.read::<f32>(&beta, 0, space.coefficients()).await?);
     let (alpha, per_block) = alpha_of(&beta);
     observer(event_of(&beta));
     let alpha_per_block = match twa.coefficients {
@@ -151,8 +151,8 @@ pub(crate) fn train_explicit(
         alpha,
         alpha_per_block,
         subspace_bytes: Some(space.bytes),
-        params: trainer.net.read_params(gpu)?,
-        state: trainer.net.read_state(gpu)?,
+        params: trainer.net.read_params(gpu).await?,
+        state: trainer.net.read_state(gpu).await?,
     };
     Ok(TwaRun {
         outcome,
@@ -166,9 +166,9 @@ pub(crate) fn train_explicit(
 /// (fresh optimiser state), the parameters rebuilt from β — and rebuild them now.
 /// With several ranks each holds some of the rows: the parameters each rebuilds are
 /// its part of the sum, summed over the ranks.
-pub fn explicit_steps(
+pub async fn explicit_steps(
     gpu: &Gpu,
-    trainer: &mut Trainer,
+    trainer: &mut Trainer<'_>,
     space: &Directions,
     beta: &wgpu::Buffer,
     twa: &TwaConfig,
@@ -207,7 +207,9 @@ pub fn explicit_steps(
         dispatches[3].record(&mut pass);
     }
     let d = trainer.net.model.num_params();
-    DeviceSum::new(gpu, d).sum_in_place(gpu, collective, encoder, &trainer.net.params, d, 1.0)?;
+    DeviceSum::new(gpu, d)
+        .sum_in_place(gpu, collective, encoder, &trainer.net.params, d, 1.0)
+        .await?;
     trainer.gradient_step = GradientStep::ReplaceSummed(dispatches);
     Ok(())
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
+use web_time::Instant;
 
 /// What a pipeline produced: the table, and the bytes each rank held on its device
 /// for each part: a network (parameters, activations), the samples, and TWA's share
@@ -58,7 +58,8 @@ pub struct Resume {
 /// How a pipeline keeps checkpoints: a run to continue, if any, and where to save.
 pub struct Checkpointing<'s> {
     pub resume: Option<Resume>,
-    pub save: Box<SaveCheckpoint<'s>>,
+    /// Called with a snapshot after every SGD epoch (None: no checkpoints).
+    pub save: Option<Box<SaveCheckpoint<'s>>>,
 }
 
 impl Checkpointing<'_> {
@@ -66,7 +67,7 @@ impl Checkpointing<'_> {
     pub fn none() -> Self {
         Checkpointing {
             resume: None,
-            save: Box::new(|_, _| Ok(())),
+            save: None,
         }
     }
 }
@@ -76,18 +77,17 @@ impl Checkpointing<'_> {
 /// when known. Setting `stop` ends the run at the next step with [`Error::Stopped`].
 /// `checkpoints.save` is handed a checkpoint after every SGD epoch and at a stop
 /// during SGD; `checkpoints.resume` continues from one.
-pub fn run(
+pub async fn run(
     gpu: &Gpu,
     collective: &dyn Collective,
     data: &Dataset,
     config: &RunConfig,
-    out: &Path,
+    out: Option<&Path>,
     stop: &Arc<AtomicBool>,
     observer: &mut dyn FnMut(Event),
-    checkpoints: Checkpointing,
+    checkpoints: Checkpointing<'_>,
 ) -> Result<Outcome> {
     let Checkpointing { resume, mut save } = checkpoints;
-    let save = save.as_mut();
     let p = &config.pipeline;
     config.twa.to_twa()?;
     let sgd_epochs = config.train.epochs;
@@ -193,8 +193,9 @@ pub fn run(
                     start_of("sgd")..p.head_epochs,
                     &|| progress("sgd", &[], 0.0),
                     observer,
-                    save,
-                )?;
+                    save.as_deref_mut(),
+                )
+                .await?;
                 let label = format!("SGD (epoch {})", p.head_epochs);
                 let sgd_row = row(
                     &label,
@@ -221,8 +222,9 @@ pub fn run(
                     start_of("sgd")..sgd_epochs,
                     &|| progress("sgd", &[], 0.0),
                     observer,
-                    save,
-                )?;
+                    save.as_deref_mut(),
+                )
+                .await?;
                 let sgd_row = row(
                     "SGD",
                     sgd_epochs as f64,
@@ -251,8 +253,9 @@ pub fn run(
                 start_of("swa-phase")..p.swa_epochs,
                 &|| progress("swa-phase", &rows, 0.0),
                 observer,
-                save,
-            )?;
+                save.as_deref_mut(),
+            )
+            .await?;
             let label = format!("SGD (+{} SWA-phase epochs)", p.swa_epochs);
             let swa_phase_row = row(
                 &label,
@@ -270,14 +273,15 @@ pub fn run(
         memory.samples = store.bytes();
         let history = History {
             table: trainer.net.model.params.clone(),
-            samples: store.read(gpu)?,
+            samples: store.read(gpu).await?,
             infos: store.infos.clone(),
             config: config.clone(),
         };
         let averaging_started = started.elapsed().as_secs_f64();
         let (averaged, subspace) = average(
             gpu, collective, data, val, config, &history, out, stop, observer,
-        )?;
+        )
+        .await?;
         memory.subspace = subspace;
         for (r, alpha) in averaged {
             let r = Row {
@@ -302,8 +306,9 @@ pub fn run(
             start_of("continue").max(p.head_epochs)..sgd_epochs,
             &|| progress("continue", &rows, averaging_seconds),
             observer,
-            save,
-        )?;
+            save.as_deref_mut(),
+        )
+        .await?;
         // The SGD run's own time: the whole run's less the averaging's.
         let full_row = row(
             &format!("SGD (epoch {sgd_epochs})"),
@@ -324,23 +329,26 @@ pub fn run(
 type RowWithAlpha = (Row, Vec<f64>);
 
 /// SWA and TWA of `history` on a second network (so that the SGD run can go on
-/// afterwards): saves history, SWA and TWA weights and α into `out`; returns their
+/// afterwards): saves history, SWA and TWA weights and α into `out` (if any; the
+/// browser has no files); returns their
 /// rows (epochs of averaging, seconds since the samples were ready) with α, and the
 /// bytes of TWA's directions on this rank.
-fn average(
+async fn average(
     gpu: &Gpu,
     collective: &dyn Collective,
     data: &Dataset,
     val: Option<&Dataset>,
     config: &RunConfig,
     history: &History,
-    out: &Path,
+    out: Option<&Path>,
     stop: &Arc<AtomicBool>,
     observer: &mut dyn FnMut(Event),
 ) -> Result<(Vec<RowWithAlpha>, u64)> {
     let twa = config.twa.to_twa()?;
     let dim = history.dim();
-    history.save(&out.join("history.safetensors"))?;
+    if let Some(out) = out {
+        history.save(&out.join("history.safetensors"))?;
+    }
     observer(Event::Samples(SharedSamples {
         samples: Arc::new(history.samples.clone()),
         dim,
@@ -356,16 +364,18 @@ fn average(
     let meta = crate::checkpoint::describe(config, data);
     let swa_started = Instant::now();
     let swa_params = mean(&history.samples, dim);
-    let swa = evaluate_at(&mut averager, &swa_params)?;
+    let swa = evaluate_at(&mut averager, &swa_params).await?;
     let swa_row = row("SWA", 0.0, &swa, swa_started.elapsed().as_secs_f64());
     let swa_alpha = vec![1.0 / history.len() as f64; history.len()];
-    crate::checkpoint::save(
-        &out.join("swa.safetensors"),
-        &averager.net.model,
-        &swa_params,
-        &averager.net.read_state(gpu)?,
-        meta.clone(),
-    )?;
+    if let Some(out) = out {
+        crate::checkpoint::save(
+            &out.join("swa.safetensors"),
+            &averager.net.model,
+            &swa_params,
+            &averager.net.read_state(gpu).await?,
+            meta.clone(),
+        )?;
+    }
     observer(Event::Phase(format!(
         "TWA, {} epochs at lr {} from {:?} over {} samples",
         twa.epochs,
@@ -382,10 +392,10 @@ fn average(
         t.stop = stop.clone();
     }
     let coefficients = val_trainer.as_mut().unwrap_or(&mut averager);
-    let run = train_twa(gpu, coefficients, &history.samples, &twa, observer)?;
+    let run = train_twa(gpu, coefficients, &history.samples, &twa, observer).await?;
     let mut t = run.outcome;
     if val_trainer.is_some() {
-        super::average::re_evaluate(&mut averager, &mut t)?;
+        super::average::re_evaluate(&mut averager, &mut t).await?;
     }
     let twa_row = Row {
         method: if val.is_some() { "TWA-v" } else { "TWA" }.into(),
@@ -394,13 +404,16 @@ fn average(
         test_loss: t.test_loss,
         seconds: t.seconds,
     };
-    crate::checkpoint::save(
-        &out.join("twa.safetensors"),
-        &averager.net.model,
-        &t.params,
-        &t.state,
-        meta,
-    )?;
+    if let Some(out) = out {
+        crate::checkpoint::save(
+            &out.join("twa.safetensors"),
+            &averager.net.model,
+            &t.params,
+            &t.state,
+            meta,
+        )?;
+        write_alpha(out, &t)?;
+    }
     if !run.dropped.is_empty() {
         observer(Event::Phase(format!(
             "note: {} near-duplicate samples left out of the subspace: {:?}",
@@ -408,7 +421,6 @@ fn average(
             run.dropped
         )));
     }
-    write_alpha(out, &t)?;
     let subspace = t.subspace_bytes.unwrap_or(0) as u64;
     Ok((vec![(swa_row, swa_alpha), (twa_row, t.alpha)], subspace))
 }

@@ -128,7 +128,7 @@ impl SampleStore {
     }
 
     /// All samples taken, n × D row-major (blocking readback).
-    pub fn read(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+    pub async fn read(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         let n = self.infos.len();
         let mut out = Vec::with_capacity(n * self.dim);
         for (c, chunk) in self.chunks.iter().enumerate() {
@@ -136,7 +136,7 @@ impl SampleStore {
                 .rows_per_chunk
                 .min(n.saturating_sub(c * self.rows_per_chunk));
             if rows > 0 {
-                out.extend(gpu.read::<f32>(chunk, 0, rows * self.dim)?);
+                out.extend(gpu.read::<f32>(chunk, 0, rows * self.dim).await?);
             }
         }
         Ok(out)

@@ -23,8 +23,8 @@ pub struct Ingredient {
 /// BatchNorm on its training split and evaluates on its test split, which must be
 /// the held-out validation samples (never the test set). Returns the soup's weights,
 /// its averaging coefficients and the ingredients in the order tried.
-pub fn greedy_soup(
-    validator: &mut Trainer,
+pub async fn greedy_soup(
+    validator: &mut Trainer<'_>,
     samples: &[f32],
     dim: usize,
 ) -> Result<(Vec<f32>, Vec<f64>, Vec<Ingredient>)> {
@@ -32,7 +32,7 @@ pub fn greedy_soup(
     let row = |i: usize| &samples[i * dim..(i + 1) * dim];
     let mut ranked = Vec::with_capacity(n);
     for i in 0..n {
-        ranked.push((i, evaluate_at(validator, row(i))?.accuracy()));
+        ranked.push((i, evaluate_at(validator, row(i)).await?.accuracy()));
     }
     // Best first; equal accuracies keep the given order.
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -50,7 +50,9 @@ pub fn greedy_soup(
     };
     for &(i, val_acc) in &ranked[1..] {
         let candidate: Vec<f64> = sum.iter().zip(row(i)).map(|(s, &w)| s + w as f64).collect();
-        let acc = evaluate_at(validator, &mean(&candidate, chosen.len() + 1))?.accuracy();
+        let acc = evaluate_at(validator, &mean(&candidate, chosen.len() + 1))
+            .await?
+            .accuracy();
         let kept = acc >= best;
         if kept {
             sum = candidate;

@@ -176,19 +176,19 @@ impl Subspace {
 
     /// Orthonormalise `samples` (n × D, row-major) in row order on the device, at most
     /// `rows_per_chunk` rows per buffer.
-    pub fn build(
+    pub async fn build(
         gpu: &Gpu,
         k: &Kernels,
         samples: &[f32],
         dim: usize,
         rows_per_chunk: usize,
     ) -> Result<Subspace> {
-        Self::build_sharded(gpu, k, &Single, samples, dim, rows_per_chunk)
+        Self::build_sharded(gpu, k, &Single, samples, dim, rows_per_chunk).await
     }
 
     /// [`Subspace::build`] with the rows shared by the ranks of `collective` (every
     /// rank passes the same samples and keeps only its rows).
-    pub fn build_sharded(
+    pub async fn build_sharded(
         gpu: &Gpu,
         k: &Kernels,
         collective: &dyn Collective,
@@ -237,7 +237,7 @@ impl Subspace {
         // coef[2n + 1] = 1: the coefficient of `partial` taken as a one-row basis.
         gpu.write(&space.coef, 2 * n + 1, &[1.0f32]);
         for (i, w) in samples.chunks(dim).enumerate() {
-            space.add_row(gpu, k, collective, i, w, &mut work)?;
+            space.add_row(gpu, k, collective, i, w, &mut work).await?;
         }
         space.chunks.retain(|c| c.rows > 0);
         let rank = space.rank;
@@ -348,7 +348,7 @@ impl Subspace {
 
     /// Orthogonalise sample `index` against the rows so far (twice) and append it
     /// unless its residual is negligible.
-    fn add_row(
+    async fn add_row(
         &mut self,
         gpu: &Gpu,
         k: &Kernels,
@@ -385,14 +385,9 @@ impl Subspace {
                     ));
                     let encoder = encode(gpu, &pending);
                     pending.clear();
-                    exchange.sum_in_place(
-                        gpu,
-                        collective,
-                        encoder,
-                        &work.partial,
-                        self.dim,
-                        1.0,
-                    )?;
+                    exchange
+                        .sum_in_place(gpu, collective, encoder, &work.partial, self.dim, 1.0)
+                        .await?;
                     pending.push(combine(
                         gpu,
                         k,
@@ -419,7 +414,7 @@ impl Subspace {
             2 * n,
         ));
         submit(gpu, &pending.iter().collect::<Vec<_>>());
-        let local: Vec<f32> = gpu.read(&self.coef, 0, 2 * n + 1)?;
+        let local: Vec<f32> = gpu.read(&self.coef, 0, 2 * n + 1).await?;
         let norm = (local[2 * n] as f64).max(0.0).sqrt();
         // The dot products of both passes with every row of P, wherever it is held.
         let first = self.gathered(collective, &local[..n], n);
@@ -545,7 +540,7 @@ impl Subspace {
 
     /// Coordinates β = P·x of a device vector x (blocking): every row's, from the
     /// ranks of `collective` when P is sharded (the one it was built with).
-    pub fn coordinates(
+    pub async fn coordinates(
         &self,
         gpu: &Gpu,
         k: &Kernels,
@@ -554,7 +549,7 @@ impl Subspace {
     ) -> Result<Vec<f64>> {
         let work = self.dots_into(gpu, k, x, &self.coef, 0);
         submit(gpu, &work.iter().collect::<Vec<_>>());
-        let local = gpu.read::<f32>(&self.coef, 0, self.local_rows())?;
+        let local = gpu.read::<f32>(&self.coef, 0, self.local_rows()).await?;
         Ok(self.gathered(collective, &local, self.rank))
     }
 
@@ -588,10 +583,12 @@ impl Subspace {
 
     /// This rank's rows of P (all of P in one process) as rows × D floats (blocking;
     /// for tests and reports).
-    pub fn read_basis(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+    pub async fn read_basis(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(self.local_rows() * self.dim);
         for c in &self.chunks {
-            let rows: Vec<f32> = gpu.read(&c.buffer, 0, c.rows * row_stride(self.dim))?;
+            let rows: Vec<f32> = gpu
+                .read(&c.buffer, 0, c.rows * row_stride(self.dim))
+                .await?;
             for row in rows.chunks(row_stride(self.dim)) {
                 out.extend_from_slice(&row[..self.dim]);
             }

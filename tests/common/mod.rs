@@ -4,6 +4,8 @@
 
 pub mod cli;
 
+#[allow(unused_imports)]
+pub use pollster::block_on;
 use std::sync::OnceLock;
 use twa::gpu::Gpu;
 use twa::rng::Rng;
