@@ -1,17 +1,16 @@
-//! The landscape worker: a named thread with its own device that builds the samples'
+//! The landscape worker: a task with its own device ([`crate::spawn`]) that builds the samples'
 //! subspace and evaluates planes coarse to fine, sending each refinement back. A newer
 //! request cancels the grid being computed (checked after every chunk of points).
 
-use pollster::block_on;
+use crate::spawn::{next, open_gpu, spawn};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
-use std::time::Instant;
 use twa::data::Dataset;
-use twa::gpu::Gpu;
 use twa::landscape::{self, Anchors, Grid, Landscape, Metric, Overlay, Plane, PlaneKind};
 use twa::nn::ModelConfig;
 use twa::train::SharedSamples;
+use web_time::Instant;
 
 /// Work for the landscape worker.
 pub enum Request {
@@ -91,16 +90,14 @@ impl Worker {
         let (tx, rx) = std::sync::mpsc::channel();
         let latest = Arc::new(AtomicU64::new(0));
         let current = latest.clone();
-        std::thread::Builder::new()
-            .name("twa-landscape".into())
-            .spawn(move || {
-                let send = |r: Reply| {
-                    let _ = tx.send(r);
-                    wake();
-                };
-                serve(&req_rx, &current, &send);
-            })
-            .expect("spawn the landscape thread");
+        // Ends by itself when the app (the requests' sender) goes.
+        let _task = spawn("twa-landscape", move || async move {
+            let send = |r: Reply| {
+                let _ = tx.send(r);
+                wake();
+            };
+            serve(&req_rx, &current, &send).await;
+        });
         Worker {
             requests: req_tx,
             replies: rx,
@@ -114,8 +111,8 @@ impl Worker {
     }
 }
 
-fn serve(requests: &Receiver<Request>, latest: &AtomicU64, send: &dyn Fn(Reply)) {
-    let gpu = match Gpu::new(None) {
+async fn serve(requests: &Receiver<Request>, latest: &AtomicU64, send: &dyn Fn(Reply)) {
+    let gpu = match open_gpu().await {
         Ok(gpu) => gpu,
         Err(e) => {
             send(Reply::Failed(e.to_string()));
@@ -124,7 +121,7 @@ fn serve(requests: &Receiver<Request>, latest: &AtomicU64, send: &dyn Fn(Reply))
     };
     send(Reply::Adapter(gpu.describe()));
     let mut land: Option<Landscape> = None;
-    while let Ok(request) = requests.recv() {
+    while let Some(request) = next(requests).await {
         let result = match request {
             Request::Load {
                 data,
@@ -134,29 +131,22 @@ fn serve(requests: &Receiver<Request>, latest: &AtomicU64, send: &dyn Fn(Reply))
             } => {
                 let started = Instant::now();
                 land = None;
-                block_on(Landscape::new(
-                    &gpu,
-                    &data,
-                    &model,
-                    &samples.samples,
-                    32,
-                    BATCH,
-                    seed,
-                ))
-                .map(|l| {
-                    send(Reply::Ready {
-                        rank: l.space.rank(),
-                        seconds: started.elapsed().as_secs_f64(),
-                    });
-                    land = Some(l);
-                })
+                Landscape::new(&gpu, &data, &model, &samples.samples, 32, BATCH, seed)
+                    .await
+                    .map(|l| {
+                        send(Reply::Ready {
+                            rank: l.space.rank(),
+                            seconds: started.elapsed().as_secs_f64(),
+                        });
+                        land = Some(l);
+                    })
             }
             Request::Compute(c) => match land.as_mut() {
-                Some(l) => block_on(compute(l, c, latest, send)),
+                Some(l) => compute(l, c, latest, send).await,
                 None => Ok(()),
             },
             Request::Evaluate { x, y } => match land.as_mut() {
-                Some(l) => block_on(l.evaluate_model(x, y)).map(|t| {
+                Some(l) => l.evaluate_model(x, y).await.map(|t| {
                     send(Reply::Point {
                         x,
                         y,

@@ -6,6 +6,7 @@ pub mod app;
 pub mod capture;
 pub mod landscape_worker;
 pub mod panels;
+pub mod spawn;
 pub mod worker;
 
 pub use app::TwaApp;

@@ -1,19 +1,19 @@
-//! The training worker: a named thread that owns its own device, runs the `twa run`
-//! pipeline and sends every event over a channel. Pause blocks the worker between
-//! steps; Stop ends the run at the next step.
+//! The training worker: a task that owns its own device (a thread natively, a future
+//! on the web: [`crate::spawn`]), runs the `twa run` pipeline and sends every event
+//! over a channel. Pause blocks the worker between steps (natively); Stop ends the run
+//! at the next step.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 use twa::config::RunConfig;
 use twa::data::Dataset;
 use twa::error::Error;
-use twa::gpu::Gpu;
 use twa::train::Event;
 use twa::twa::pipeline::Row;
+
+use crate::spawn::{open_gpu, spawn, Task};
 
 /// What the worker reports.
 pub enum Msg {
@@ -40,7 +40,7 @@ pub struct Control {
 pub struct Run {
     pub control: Control,
     pub messages: Receiver<Msg>,
-    thread: Option<JoinHandle<()>>,
+    task: Task,
 }
 
 impl Run {
@@ -49,30 +49,27 @@ impl Run {
         let (tx, rx) = std::sync::mpsc::channel();
         let control = Control::default();
         let shared = control.clone();
-        let thread = std::thread::Builder::new()
-            .name("twa-train".into())
-            .spawn(move || {
-                let send = |m: Msg| {
-                    let _ = tx.send(m);
-                    wake();
-                };
-                match work(&config, &out, &shared, &send) {
-                    Ok(rows) => send(Msg::Finished(rows)),
-                    Err(Error::Stopped) => send(Msg::Stopped),
-                    Err(e) => send(Msg::Failed(e.to_string())),
-                }
-            })
-            .expect("spawn the training thread");
+        let task = spawn("twa-train", move || async move {
+            let send = |m: Msg| {
+                let _ = tx.send(m);
+                wake();
+            };
+            match work(&config, &out, &shared, &send).await {
+                Ok(rows) => send(Msg::Finished(rows)),
+                Err(Error::Stopped) => send(Msg::Stopped),
+                Err(e) => send(Msg::Failed(e.to_string())),
+            }
+        });
         Run {
             control,
             messages: rx,
-            thread: Some(thread),
+            task,
         }
     }
 
-    /// Whether the worker thread has ended.
+    /// Whether the worker has ended.
     pub fn finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
+        self.task.finished()
     }
 }
 
@@ -80,39 +77,43 @@ impl Drop for Run {
     fn drop(&mut self) {
         self.control.stop.store(true, Ordering::Relaxed);
         self.control.pause.store(false, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.task.join();
     }
 }
 
-fn work(
+async fn work(
     config: &RunConfig,
     out: &std::path::Path,
     control: &Control,
     send: &dyn Fn(Msg),
 ) -> twa::error::Result<Vec<Row>> {
-    twa::files::ensure_writable_dir(out)?;
-    let gpu = Gpu::new(None)?;
+    // The browser has no files: the run's weights stay in memory there.
+    let out = (!cfg!(target_arch = "wasm32")).then_some(out);
+    if let Some(out) = out {
+        twa::files::ensure_writable_dir(out)?;
+    }
+    let gpu = open_gpu().await?;
     send(Msg::Adapter(gpu.describe()));
     let data = Arc::new(config.load_data()?);
     send(Msg::Data(data.clone()));
     let mut observer = |e: Event| {
+        #[cfg(not(target_arch = "wasm32"))]
         while control.pause.load(Ordering::Relaxed) && !control.stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(30));
+            std::thread::sleep(std::time::Duration::from_millis(30));
         }
         send(Msg::Event(e));
     };
-    pollster::block_on(twa::twa::pipeline::run(
+    twa::twa::pipeline::run(
         &gpu,
         &twa::collective::Single,
         &data,
         config,
-        Some(out),
+        out,
         &control.stop,
         &mut observer,
         twa::twa::pipeline::Checkpointing::none(),
-    ))
+    )
+    .await
     .map(|outcome| outcome.rows)
 }
 
