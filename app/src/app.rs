@@ -263,6 +263,8 @@ impl TwaApp {
     pub fn new(ctx: &egui::Context, preset: &str) -> TwaApp {
         let settings = Settings::from_preset(preset)
             .unwrap_or_else(|_| Settings::from_preset(PRESETS[0]).expect("shipped preset"));
+        // Dark whatever the system prefers: the colours are chosen for it.
+        ctx.set_theme(egui::Theme::Dark);
         let wake = ctx.clone();
         TwaApp {
             settings,
@@ -512,15 +514,23 @@ impl TwaApp {
             32,
         );
         let png = twa::landscape::render::render_png(&v.grid, v.metric, &overlay, &labels, 768);
-        let path = self.out_dir.join(format!(
+        let name = format!(
             "landscape-{}-{}.png",
             v.plane.kind.name(),
             v.metric.label().replace(' ', "-")
-        ));
-        let written = twa::files::ensure_writable_dir(&self.out_dir)
-            .and_then(|_| twa::files::write_atomic(&path, &png));
+        );
+        // In a browser: a download.
+        #[cfg(target_arch = "wasm32")]
+        let written = crate::web::download(&name, &png).map(|()| name);
+        #[cfg(not(target_arch = "wasm32"))]
+        let written = {
+            let path = self.out_dir.join(&name);
+            twa::files::ensure_writable_dir(&self.out_dir)
+                .and_then(|_| twa::files::write_atomic(&path, &png))
+                .map(|()| path.display().to_string())
+        };
         match written {
-            Ok(()) => self.status = format!("Wrote {}", path.display()),
+            Ok(place) => self.status = format!("Wrote {place}"),
             Err(e) => self.error = Some(e.to_string()),
         }
     }
@@ -540,6 +550,8 @@ impl eframe::App for TwaApp {
         }
         panels::show(self, ui);
         crate::capture::step(self, ui.ctx());
+        #[cfg(target_arch = "wasm32")]
+        crate::web::report(self);
         if self.running() || busy {
             ui.ctx().request_repaint();
         }

@@ -112,7 +112,7 @@ impl Worker {
 }
 
 async fn serve(requests: &Receiver<Request>, latest: &AtomicU64, send: &dyn Fn(Reply)) {
-    let gpu = match open_gpu().await {
+    let gpu = match open_gpu() {
         Ok(gpu) => gpu,
         Err(e) => {
             send(Reply::Failed(e.to_string()));

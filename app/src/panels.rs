@@ -135,9 +135,12 @@ fn run_panel(app: &mut TwaApp, ui: &mut egui::Ui) {
         {
             app.start();
         }
-        let pause = if app.paused() { "Resume" } else { "Pause" };
-        if ui.add_enabled(running, egui::Button::new(pause)).clicked() {
-            app.toggle_pause();
+        // (In a browser the worker cannot block between steps: no Pause there.)
+        if !cfg!(target_arch = "wasm32") {
+            let pause = if app.paused() { "Resume" } else { "Pause" };
+            if ui.add_enabled(running, egui::Button::new(pause)).clicked() {
+                app.toggle_pause();
+            }
         }
         if ui.add_enabled(running, egui::Button::new("Stop")).clicked() {
             app.stop();

@@ -80,14 +80,15 @@ pub async fn next<T>(rx: &Receiver<T>) -> Option<T> {
     }
 }
 
-/// A device of the best adapter natively, of the browser's WebGPU adapter on the web.
-pub async fn open_gpu() -> twa::error::Result<Gpu> {
+/// A device of the best adapter natively; on the web the page's device (the one that
+/// also draws the app: a browser gives a page one WebGPU adapter).
+pub fn open_gpu() -> twa::error::Result<Gpu> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         Gpu::new(None)
     }
     #[cfg(target_arch = "wasm32")]
     {
-        Gpu::open_browser().await
+        crate::web::page_gpu()
     }
 }

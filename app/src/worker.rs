@@ -92,7 +92,7 @@ async fn work(
     if let Some(out) = out {
         twa::files::ensure_writable_dir(out)?;
     }
-    let gpu = open_gpu().await?;
+    let gpu = open_gpu()?;
     send(Msg::Adapter(gpu.describe()));
     let data = Arc::new(config.load_data()?);
     send(Msg::Data(data.clone()));

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 /// any other), `Some(s)` an index from `twa info` or a case-insensitive part of a name.
 pub type AdapterChoice<'a> = Option<&'a str>;
 
-/// An open device and its queue, with what was learned about the adapter.
+/// An open device and its queue, with what was learned about the adapter (clones
+/// share the device).
+#[derive(Clone)]
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -143,24 +145,6 @@ impl Gpu {
     /// Open a device on `adapter`, requesting the adapter's own limits (blocking).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Gpu> {
-        pollster::block_on(Gpu::open(adapter))
-    }
-
-    /// The browser's WebGPU adapter, opened (on the web nothing else exists, and the
-    /// browser answers asynchronously).
-    #[cfg(target_arch = "wasm32")]
-    pub async fn open_browser() -> Result<Gpu> {
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = wgpu::Backends::BROWSER_WEBGPU;
-        let adapter = wgpu::Instance::new(desc)
-            .request_adapter(&wgpu::RequestAdapterOptions::default())
-            .await
-            .map_err(|e| Error::NoAdapter(format!("this browser offers no WebGPU adapter: {e}")))?;
-        Gpu::open(&adapter).await
-    }
-
-    /// Open a device on `adapter`, requesting the adapter's own limits.
-    pub async fn open(adapter: &wgpu::Adapter) -> Result<Gpu> {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
@@ -172,13 +156,17 @@ impl Gpu {
             required_limits: limits.clone(),
             ..Default::default()
         };
-        let (device, queue) = adapter
-            .request_device(&desc)
-            .await
-            .map_err(|e| Error::Device {
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&desc)).map_err(|e| Error::Device {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
+        Ok(Gpu::from_device(adapter, device, queue))
+    }
+
+    /// Take over a device already opened on `adapter` (in a browser: the page's one,
+    /// which also draws it), with the limits it was opened with.
+    pub fn from_device(adapter: &wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Gpu {
         // Errors surface as `Error::Gpu` at the next wait instead of aborting the process.
         let failure = Arc::new(Mutex::new(None));
         let record = |slot: &Arc<Mutex<Option<String>>>, message: String| {
@@ -191,13 +179,13 @@ impl Gpu {
         device.set_device_lost_callback(move |reason, message| {
             record(&slot, format!("device lost ({reason:?}): {message}"))
         });
-        Ok(Gpu {
+        Gpu {
+            info: adapter.get_info(),
+            limits: device.limits(),
             device,
             queue,
-            info,
-            limits,
             failure,
-        })
+        }
     }
 
     /// One line naming the adapter: name, backend, driver.
