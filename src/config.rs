@@ -221,6 +221,21 @@ impl RunConfig {
         Ok(data)
     }
 
+    /// [`RunConfig::load_data`] for IDX data already read (a browser fetches the
+    /// files): `read(name)` gives the contents of the data directory's file `name`.
+    pub fn load_idx_data(
+        &self,
+        read: &mut dyn FnMut(&str) -> Result<Vec<u8>>,
+    ) -> Result<crate::data::Dataset> {
+        let classes = crate::data::Classes::stated_or(
+            self.data.declared_classes(),
+            crate::data::Classes::Infer,
+        );
+        let data = crate::data::Dataset::from_idx_files(&self.data_dir(), read, classes)?;
+        crate::nn::Model::build(&self.model, data.train.shape, data.classes)?;
+        Ok(data)
+    }
+
     /// `data` without the `[data] holdout` validation samples, and those samples as a
     /// data set of their own (its training split; the same test split).
     pub fn training_split(

@@ -388,3 +388,33 @@ fn held_out_validation_split_is_disjoint_stratified_and_stable() {
     );
     assert_eq!(val.test.labels, data.test.labels);
 }
+
+/// What a browser does: the same IDX files, read by someone else, load as the
+/// directory does; a file that cannot be had is named.
+#[test]
+fn idx_files_read_elsewhere_load_as_their_directory() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist-subset");
+    let classes = twa::data::Classes::Infer;
+    let from_dir = Dataset::load_idx_dir(&dir, classes).unwrap();
+    let mut read =
+        |name: &str| std::fs::read(dir.join(name)).map_err(|e| Error::io(dir.join(name), e));
+    let fetched = Dataset::from_idx_files(&dir, &mut read, classes).unwrap();
+    assert_eq!(fetched.train.pixels, from_dir.train.pixels);
+    assert_eq!(fetched.train.labels, from_dir.train.labels);
+    assert_eq!(fetched.test.pixels, from_dir.test.pixels);
+    assert_eq!(fetched.test.labels, from_dir.test.labels);
+    assert_eq!(
+        (fetched.classes, &fetched.mean, &fetched.std),
+        (from_dir.classes, &from_dir.mean, &from_dir.std)
+    );
+    let mut missing = |name: &str| -> twa::error::Result<Vec<u8>> {
+        Err(Error::io(format!("data/{name}"), "404 Not Found"))
+    };
+    let err = Dataset::from_idx_files(&dir, &mut missing, classes)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("train-images-idx3-ubyte.gz") && err.contains("404"),
+        "{err}"
+    );
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the app for the web: a static site (index.html, twa_app.js, twa_app_bg.wasm)
-# in web/dist that any static file server can host.
+# Build the app for the web: a static site (index.html, twa_app.js, twa_app_bg.wasm,
+# and data/fashion-mnist-subset for the Fashion-MNIST presets) in web/dist that any
+# static file server can host.
 #
 # Needs (Debian 12): apt-get install --no-install-recommends rustc-web cargo-web
 #   rust-web-src rust-web-llvm lld-22
@@ -29,4 +30,7 @@ mkdir -p "$out"
 wasm-bindgen --target web --no-typescript --out-dir "$out" \
   target/web/wasm32-unknown-unknown/release/twa_app.wasm
 cp web/index.html "$out/"
+# The Fashion-MNIST presets fetch the shipped subset from beside the page.
+mkdir -p "$out/data/fashion-mnist-subset"
+cp assets/fashion-mnist-subset/*.gz assets/fashion-mnist-subset/LICENSE "$out/data/fashion-mnist-subset/"
 echo "web/build.sh: $out: $(du -h "$out/twa_app_bg.wasm" | cut -f1) of WebAssembly; serve it, e.g. python3 -m http.server -d $out -b 127.0.0.1 8000"

@@ -17,6 +17,9 @@ use twa::twa::directions::Coefficients;
 /// Presets offered in the run panel: the teaching demo first.
 pub const PRESETS: [&str; 4] = ["spirals", "head", "tail", "head-cnn"];
 
+/// Where the web build's page finds the shipped Fashion-MNIST subset (`web/build.sh`).
+pub const WEB_DATA: &str = "data/fashion-mnist-subset";
+
 /// The editable settings of the next run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -43,10 +46,16 @@ impl Settings {
     pub fn from_preset(name: &str) -> twa::error::Result<Settings> {
         let c = RunConfig::preset(name)?;
         let hidden: Vec<String> = c.model.hidden.iter().map(|h| h.to_string()).collect();
+        // In a browser the data is fetched from beside the page: the shipped subset.
+        let data_dir = if cfg!(target_arch = "wasm32") {
+            WEB_DATA.to_string()
+        } else {
+            c.data.dir.clone()
+        };
         Ok(Settings {
             preset: name.into(),
             arch: c.model.arch,
-            data_dir: c.data.dir.clone(),
+            data_dir,
             hidden: hidden.join(", "),
             batchnorm: c.model.batchnorm,
             epochs: c.train.epochs,

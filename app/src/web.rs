@@ -199,3 +199,49 @@ pub fn download(name: &str, bytes: &[u8]) -> Result<()> {
     link.click();
     web_sys::Url::revoke_object_url(&url).map_err(fail)
 }
+
+/// Fetch `url` (relative to the page) as bytes.
+async fn fetch(url: &str) -> Result<Vec<u8>> {
+    let fail = |e: JsValue| Error::io(url, format!("{e:?}"));
+    let window = web_sys::window().ok_or_else(|| fail(JsValue::from_str("no window")))?;
+    let response: web_sys::Response =
+        wasm_bindgen_futures::JsFuture::from(window.fetch_with_str(url))
+            .await
+            .map_err(fail)?
+            .dyn_into()
+            .map_err(fail)?;
+    if !response.ok() {
+        return Err(Error::io(
+            url,
+            format!("HTTP {} {}", response.status(), response.status_text()),
+        ));
+    }
+    let body = wasm_bindgen_futures::JsFuture::from(response.array_buffer().map_err(fail)?)
+        .await
+        .map_err(fail)?;
+    Ok(js_sys::Uint8Array::new(&body).to_vec())
+}
+
+/// The run's data in a browser: generated in code, or the IDX files fetched from the
+/// data directory's URL (relative to the page; `web/build.sh` puts the shipped
+/// Fashion-MNIST subset at `data/fashion-mnist-subset`).
+pub async fn load_data(config: &twa::config::RunConfig) -> Result<twa::data::Dataset> {
+    if !config.data.generated.is_empty() {
+        return config.load_data();
+    }
+    let dir = config.data.dir.trim_end_matches('/');
+    let mut files = std::collections::HashMap::new();
+    for name in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        files.insert(name, fetch(&format!("{dir}/{name}")).await?);
+    }
+    config.load_idx_data(&mut |name| {
+        files
+            .remove(name)
+            .ok_or_else(|| Error::io(format!("{dir}/{name}"), "not fetched"))
+    })
+}

@@ -94,7 +94,10 @@ async fn work(
     }
     let gpu = open_gpu()?;
     send(Msg::Adapter(gpu.describe()));
+    #[cfg(not(target_arch = "wasm32"))]
     let data = Arc::new(config.load_data()?);
+    #[cfg(target_arch = "wasm32")]
+    let data = Arc::new(crate::web::load_data(config).await?);
     send(Msg::Data(data.clone()));
     let mut observer = |e: Event| {
         #[cfg(not(target_arch = "wasm32"))]

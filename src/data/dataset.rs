@@ -1,7 +1,7 @@
 //! Image classification data: an IDX directory loaded into memory (train and test
 //! splits), normalisation statistics, and the device copy that batches are gathered from.
 
-use super::idx::read_idx;
+use super::idx::{decode_idx, read_idx, IdxArray};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu};
 use crate::nn::model::Shape;
@@ -86,6 +86,16 @@ fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
     let labels_path = find(dir, &format!("{prefix}-labels"), "idx1")?;
     let images = read_idx(&images_path)?;
     let labels = read_idx(&labels_path)?;
+    split_of(images, images_path, labels, labels_path)
+}
+
+/// A split from its decoded image and label arrays (the paths name them in errors).
+fn split_of(
+    images: IdxArray,
+    images_path: PathBuf,
+    labels: IdxArray,
+    labels_path: PathBuf,
+) -> Result<Split> {
     if images.dims.len() < 2 {
         return Err(Error::format(
             &images_path,
@@ -136,6 +146,31 @@ impl Dataset {
         let train = load_split(dir, "train")?;
         let test = load_split(dir, "t10k")?;
         Dataset::from_splits(train, test, dir.to_path_buf(), classes)
+    }
+
+    /// The IDX files of [`Dataset::load_idx_dir`] already read (where there are no
+    /// files: a browser fetches them): `read(name)` gives the contents of
+    /// `source/name` for the names `train-images-idx3-ubyte.gz`,
+    /// `train-labels-idx1-ubyte.gz`, `t10k-images-idx3-ubyte.gz` and
+    /// `t10k-labels-idx1-ubyte.gz`, raw or gzip.
+    pub fn from_idx_files(
+        source: &Path,
+        read: &mut dyn FnMut(&str) -> Result<Vec<u8>>,
+        classes: Classes,
+    ) -> Result<Dataset> {
+        let mut split = |prefix: &str| -> Result<Split> {
+            let mut array = |kind: &str, rank: &str| -> Result<(IdxArray, PathBuf)> {
+                let name = format!("{prefix}-{kind}-{rank}-ubyte.gz");
+                let path = source.join(&name);
+                Ok((decode_idx(&path, read(&name)?)?, path))
+            };
+            let (images, images_path) = array("images", "idx3")?;
+            let (labels, labels_path) = array("labels", "idx1")?;
+            split_of(images, images_path, labels, labels_path)
+        };
+        let train = split("train")?;
+        let test = split("t10k")?;
+        Dataset::from_splits(train, test, source.to_path_buf(), classes)
     }
 
     /// Build from splits, checking they agree and computing per-channel

@@ -16,6 +16,11 @@ pub struct IdxArray {
 /// Read an IDX file of unsigned bytes, raw or gzip.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_idx(path, raw)
+}
+
+/// Decode the contents `raw` of an IDX file (raw or gzip); `path` names it in errors.
+pub fn decode_idx(path: &Path, raw: Vec<u8>) -> Result<IdxArray> {
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
