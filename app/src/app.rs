@@ -1,5 +1,6 @@
-//! The app's state and what it draws. Work happens on two worker threads (training,
-//! landscape); this only sends requests, takes messages and paints.
+//! The app's state and what it draws. Work happens in two worker tasks (training,
+//! landscape: threads natively, futures on the web); this only sends requests, takes
+//! messages and paints.
 
 use crate::landscape_worker::{self, Reply, Request, View};
 use crate::panels;
