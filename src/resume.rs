@@ -257,27 +257,16 @@ pub async fn train_epochs(
     observer: &mut dyn FnMut(Event),
     mut save: Option<&mut SaveCheckpoint<'_>>,
 ) -> Result<Totals> {
+    if range.is_empty() {
+        return trainer.train_epochs(range, observer).await;
+    }
     let mut last = Totals::default();
-    for epoch in range.clone() {
-        match trainer
-            .train_epochs(epoch..epoch + 1, observer, &mut |_| {})
-            .await
-        {
-            Ok(totals) => last = totals,
-            Err(Error::Stopped) => {
-                if let Some(save) = save.as_deref_mut() {
-                    save(trainer.save_state().await?, &progress())?;
-                }
-                return Err(Error::Stopped);
-            }
-            Err(e) => return Err(e),
-        }
-        if let Some(save) = save.as_deref_mut() {
+    for epoch in range {
+        let trained = trainer.train_epochs(epoch..epoch + 1, observer).await;
+        if let (Ok(_) | Err(Error::Stopped), Some(save)) = (&trained, save.as_deref_mut()) {
             save(trainer.save_state().await?, &progress())?;
         }
-    }
-    if range.is_empty() {
-        last = trainer.evaluate().await?;
+        last = trained?;
     }
     Ok(last)
 }

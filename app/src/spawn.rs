@@ -80,8 +80,8 @@ pub async fn next<T>(rx: &Receiver<T>) -> Option<T> {
     }
 }
 
-/// A device of the best adapter natively; on the web the page's device (the one that
-/// also draws the app: a browser gives a page one WebGPU adapter).
+/// A device of the best adapter natively; on the web the page's one compute device
+/// (opened once by [`crate::web`], shared by both workers).
 pub fn open_gpu() -> twa::error::Result<Gpu> {
     #[cfg(not(target_arch = "wasm32"))]
     {

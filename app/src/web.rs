@@ -1,5 +1,5 @@
-//! The app in a browser: the page's canvas `#twa` runs the same [`TwaApp`] on WebGPU
-//! (eframe's web runner). `?preset=NAME` picks the preset, `?autostart` starts it at
+//! The app in a browser: the page's canvas `#twa` runs the same [`TwaApp`] (eframe's
+//! web runner, drawing with WebGL2), training and the landscape on WebGPU. `?preset=NAME` picks the preset, `?autostart` starts it at
 //! once. The element `#twa-status`, if the page has one, holds the run's state as JSON
 //! (status, results, landscape, frame times) for scripts and the browser test.
 
@@ -11,11 +11,11 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 thread_local! {
-    /// The page's device, once eframe has opened it.
+    /// The page's compute device, once opened.
     static PAGE_GPU: RefCell<Option<Gpu>> = const { RefCell::new(None) };
 }
 
-/// The page's device (shared by drawing, training and the landscape).
+/// The page's compute device (shared by training and the landscape).
 pub fn page_gpu() -> Result<Gpu> {
     PAGE_GPU
         .with(|g| g.borrow().clone())

@@ -164,8 +164,8 @@ impl Gpu {
         Ok(Gpu::from_device(adapter, device, queue))
     }
 
-    /// Take over a device already opened on `adapter` (in a browser: the page's one,
-    /// which also draws it), with the limits it was opened with.
+    /// Take over a device already opened on `adapter` (in a browser, where opening is
+    /// asynchronous), with the limits it was opened with.
     pub fn from_device(adapter: &wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Gpu {
         // Errors surface as `Error::Gpu` at the next wait instead of aborting the process.
         let failure = Arc::new(Mutex::new(None));

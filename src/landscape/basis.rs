@@ -47,7 +47,6 @@ pub struct QuantisedBasis {
     /// Coefficients β on the device, and their dot products with a vector.
     beta: wgpu::Buffer,
     dots: wgpu::Buffer,
-    rank: usize,
 }
 
 impl Basis {
@@ -73,7 +72,7 @@ impl Basis {
     pub fn rank(&self) -> usize {
         match self {
             Basis::Orthonormal(p) => p.rank,
-            Basis::Quantised(q) => q.rank,
+            Basis::Quantised(q) => q.rank(),
         }
     }
 
@@ -109,7 +108,7 @@ impl Basis {
 
     /// Write into `out` (D words) the weights at `coords` (a point: P's span holds
     /// the origin, the directions are around c) or, with `point` false, the weight-space
-    /// vector of the coordinate displacement `coords` (blocking).
+    /// vector of the coordinate displacement `coords`; done when it returns.
     pub async fn expand(
         &self,
         gpu: &Gpu,
@@ -139,7 +138,7 @@ impl Basis {
     }
 
     /// Coordinates of the orthogonal projection of the weights `x` (a device vector)
-    /// onto the samples' span (blocking).
+    /// onto the samples' span (read back).
     pub async fn coordinates(&self, gpu: &Gpu, k: &Kernels, x: &wgpu::Buffer) -> Result<Vec<f64>> {
         match self {
             Basis::Orthonormal(p) => p.coordinates(gpu, k, &Single, x).await,
@@ -152,13 +151,9 @@ impl Basis {
                     .map(|(h, c)| h - c)
                     .collect();
                 // γ = Λ^-½ Vᵀ h, i.e. to_coefficientsᵀ·h.
-                let n = q.norms.len();
-                Ok((0..q.rank)
-                    .map(|r| {
-                        (0..n)
-                            .map(|i| q.to_coefficients[i * q.rank + r] * h[i])
-                            .sum()
-                    })
+                let (n, rank) = (q.norms.len(), q.rank());
+                Ok((0..rank)
+                    .map(|r| (0..n).map(|i| q.to_coefficients[i * rank + r] * h[i]).sum())
                     .collect())
             }
         }
@@ -199,7 +194,6 @@ impl QuantisedBasis {
             centre_dots: Vec::new(),
             beta: gpu.storage(n, "landscape coefficients"),
             dots: gpu.storage(n, "landscape direction dots"),
-            rank: 0,
             directions,
         };
         // G column by column: d̃_j expanded, then its dot products with every d̃_i.
@@ -235,7 +229,6 @@ impl QuantisedBasis {
         let kept: Vec<usize> = (0..n)
             .filter(|&r| values[r] > RELATIVE_EIGENVALUE * largest)
             .collect();
-        basis.rank = kept.len();
         for &r in &kept {
             let root = values[r].sqrt();
             basis
@@ -251,12 +244,17 @@ impl QuantisedBasis {
         Ok(basis)
     }
 
-    /// ⟨d̃_i, x⟩ for every direction (blocking).
+    /// ⟨d̃_i, x⟩ for every direction (read back).
     async fn dot_products(&self, gpu: &Gpu, k: &Kernels, x: &wgpu::Buffer) -> Result<Vec<f64>> {
         let [dots, sum] = self.directions.gradient(gpu, k, x, &self.dots);
         submit(gpu, &[&dots, &sum]);
         let words: Vec<f32> = gpu.read(&self.dots, 0, self.norms.len()).await?;
         Ok(words.into_iter().map(f64::from).collect())
+    }
+
+    /// Dimensions of γ: the eigenvalues of G kept.
+    fn rank(&self) -> usize {
+        self.to_coordinates.len() / self.norms.len()
     }
 
     /// γ = Λ^½ Vᵀ β.
@@ -269,9 +267,9 @@ impl QuantisedBasis {
 
     /// β = V Λ^-½ γ.
     fn coefficients_of_coordinates(&self, coords: &[f64]) -> Vec<f64> {
-        assert_eq!(coords.len(), self.rank, "coordinates vs rank");
+        assert_eq!(coords.len(), self.rank(), "coordinates vs rank");
         self.to_coefficients
-            .chunks(self.rank)
+            .chunks(self.rank())
             .map(|row| row.iter().zip(coords).map(|(a, b)| a * b).sum())
             .collect()
     }

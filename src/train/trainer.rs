@@ -738,14 +738,13 @@ impl<'a> Trainer<'a> {
     }
 
     /// Train epochs `range` (0-based) of the schedule, evaluating after each and
-    /// reporting it as [`Event::Epoch`]; `after_epoch` then sees the trainer (to save a
-    /// checkpoint). Returns the last epoch's test totals (for an empty range, those of
-    /// the current parameters: a run resumed at its end reports the same).
+    /// reporting it as [`Event::Epoch`]. Returns the last epoch's test totals (for an
+    /// empty range, those of the current parameters: a run resumed at its end reports
+    /// the same).
     pub async fn train_epochs(
         &mut self,
         range: std::ops::Range<usize>,
         observer: &mut dyn FnMut(Event),
-        after_epoch: &mut dyn FnMut(&EpochMetrics),
     ) -> Result<Totals> {
         if range.is_empty() {
             return self.evaluate().await;
@@ -765,8 +764,7 @@ impl<'a> Trainer<'a> {
                 test_acc: last.accuracy(),
                 seconds: started.elapsed().as_secs_f64(),
             };
-            observer(Event::Epoch(metrics.clone()));
-            after_epoch(&metrics);
+            observer(Event::Epoch(metrics));
         }
         Ok(last)
     }
@@ -774,8 +772,11 @@ impl<'a> Trainer<'a> {
     /// Train for the configured epochs, evaluating after each.
     pub async fn run(&mut self, observer: &mut dyn FnMut(Event)) -> Result<Vec<EpochMetrics>> {
         let mut history = Vec::new();
-        self.train_epochs(0..self.config.epochs, observer, &mut |m| {
-            history.push(m.clone())
+        self.train_epochs(0..self.config.epochs, &mut |e| {
+            if let Event::Epoch(m) = &e {
+                history.push(m.clone());
+            }
+            observer(e)
         })
         .await?;
         Ok(history)
@@ -793,7 +794,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Everything needed to continue this run bit for bit from [`Trainer::position`]
-    /// (blocking readbacks).
+    /// (read back from the device).
     pub async fn save_state(&self) -> Result<TrainerState> {
         let gpu = self.gpu;
         let (samples, sample_infos) = match &self.sampler {

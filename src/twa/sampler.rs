@@ -127,7 +127,7 @@ impl SampleStore {
         self.infos = infos.to_vec();
     }
 
-    /// All samples taken, n × D row-major (blocking readback).
+    /// All samples taken, n × D row-major (read back from the device).
     pub async fn read(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         let n = self.infos.len();
         let mut out = Vec::with_capacity(n * self.dim);

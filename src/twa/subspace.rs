@@ -538,7 +538,7 @@ impl Subspace {
         self.share.1 > 1
     }
 
-    /// Coordinates β = P·x of a device vector x (blocking): every row's, from the
+    /// Coordinates β = P·x of a device vector x (read back): every row's, from the
     /// ranks of `collective` when P is sharded (the one it was built with).
     pub async fn coordinates(
         &self,
@@ -581,7 +581,7 @@ impl Subspace {
         self.combine_into(gpu, k, (&self.coef, 0), y, 0.0, 1.0)
     }
 
-    /// This rank's rows of P (all of P in one process) as rows × D floats (blocking;
+    /// This rank's rows of P (all of P in one process) as rows × D floats (read back;
     /// for tests and reports).
     pub async fn read_basis(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(self.local_rows() * self.dim);
