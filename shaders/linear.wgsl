@@ -296,12 +296,13 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
 }
 
 // transpose: c[c_off + j·ldc + i] = a[a_off + i·n + j] for an m × n row-major matrix
-// (ldc ≥ m: the transposed rows may be padded, e.g. to whole vec4s).
-@compute @workgroup_size(16, 16)
-fn transpose(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.y;
-    let j = gid.x;
-    if (i < p.m && j < p.n) {
+// (ldc ≥ m: the transposed rows may be padded, e.g. to whole vec4s). A grid-stride
+// loop over the result: its writes are contiguous, its reads gathers.
+@compute @workgroup_size(256)
+fn transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var t = gid.x; t < p.m * p.n; t += nwg.x * 256u) {
+        let j = t / p.m;
+        let i = t - j * p.m;
         c[p.c_off + j * p.ldc + i] = a[p.a_off + i * p.n + j];
     }
 }

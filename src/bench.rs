@@ -482,12 +482,17 @@ fn gpu_times(gpu: &Gpu, dispatches: &[Dispatch], reps: usize) -> Result<Option<V
     Ok(Some(best))
 }
 
-/// Time every dispatch of one `cnn` training step (batch 128, Fashion-MNIST shapes)
-/// alone, and print the time per kernel and the step's total.
-fn profile_cnn_step(gpu: &Gpu, quick: bool) -> Result<serde_json::Value> {
+/// Time every dispatch of one training step of `arch` (batch 128, Fashion-MNIST
+/// shapes) alone, and print the time per kernel and the step's total.
+fn profile_step(gpu: &Gpu, arch: crate::nn::model::Arch, quick: bool) -> Result<serde_json::Value> {
     let config = ModelConfig {
-        arch: crate::nn::model::Arch::Cnn,
+        arch,
         ..ModelConfig::default()
+    };
+    let title = match arch {
+        crate::nn::model::Arch::Mlp => "MLP-BN 784-256-256-10",
+        crate::nn::model::Arch::Cnn => "cnn",
+        crate::nn::model::Arch::Resnet => "resnet",
     };
     let model = crate::nn::Model::build(&config, crate::nn::model::Shape::image(28, 28, 1), 10)?;
     let init = model.init_params(1);
@@ -541,7 +546,7 @@ fn profile_cnn_step(gpu: &Gpu, quick: bool) -> Result<serde_json::Value> {
     }
     by_kernel.sort_by(|a, b| b.1.total_cmp(&a.1));
     println!(
-        "cnn training step, batch 128 (each dispatch timed alone, {clock}): {:.1} ms",
+        "{title} training step, batch 128 (each dispatch timed alone, {clock}): {:.1} ms",
         total * 1e3
     );
     println!(
@@ -641,7 +646,14 @@ pub fn run(gpu: &Gpu, full: bool, json: bool) -> Result<()> {
             serde_json::json!({ "batch": batch, "forward_gflops": fwd, "backward_gflops": bwd }),
         );
     }
-    put("cnn step profile", profile_cnn_step(gpu, quick)?);
+    put(
+        "mlp step profile",
+        profile_step(gpu, crate::nn::model::Arch::Mlp, quick)?,
+    );
+    put(
+        "cnn step profile",
+        profile_step(gpu, crate::nn::model::Arch::Cnn, quick)?,
+    );
     let (proj, copy) = projection(gpu, &k, quick)?;
     put(
         "twa projection",

@@ -376,7 +376,7 @@ impl DeviceSplit {
                 &u,
                 &net.step,
             ],
-            crate::gpu::kernels::groups_1d(batch * self.shape.len(), 256),
+            crate::gpu::kernels::grid(gpu, batch * self.shape.len()),
         )
     }
 }

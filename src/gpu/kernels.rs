@@ -386,7 +386,20 @@ pub fn submit(gpu: &Gpu, dispatches: &[&Dispatch]) -> wgpu::SubmissionIndex {
     gpu.queue.submit([encoder.finish()])
 }
 
-/// Workgroups for a 1-D grid-stride kernel over `len` items at `width` per group.
+/// Workgroups for a 1-D kernel with one invocation per item, `len` items at `width`
+/// per group.
 pub fn groups_1d(len: usize, width: usize) -> [u32; 3] {
     [len.div_ceil(width).clamp(1, 65535) as u32, 1, 1]
+}
+
+/// Workgroups of 256 invocations for a grid-stride loop over `len` items. A CPU
+/// adapter pays for every workgroup it launches (llvmpipe: a few µs each), so there
+/// each invocation loops over many items; a GPU gets one item per invocation.
+pub fn grid(gpu: &Gpu, len: usize) -> [u32; 3] {
+    let cap = if gpu.info.device_type == wgpu::DeviceType::Cpu {
+        64
+    } else {
+        65535
+    };
+    [len.div_ceil(256).clamp(1, cap) as u32, 1, 1]
 }

@@ -3,7 +3,7 @@
 //! Called once when a batch plan is built; the dispatches are then replayed every step.
 
 use super::model::{Layer, LayerKind, Window, BN_EPS, BN_MOMENTUM};
-use crate::gpu::kernels::groups_1d;
+use crate::gpu::kernels::{grid, groups_1d};
 use crate::gpu::{Dispatch, Gpu, Kernels};
 
 /// Uniform of `linear.wgsl` (see the shader for the meaning of each field).
@@ -121,7 +121,7 @@ fn window_op(
         gpu,
         kernel,
         &[bufs[0], bufs[1], bufs[2], &u],
-        groups_1d(len, 256),
+        grid(gpu, len),
     )
 }
 
@@ -216,8 +216,12 @@ pub fn transpose(
         ..Default::default()
     };
     let u = gpu.uniform(&p, "transpose");
-    let groups = [n.div_ceil(16) as u32, m.div_ceil(16) as u32, 1];
-    Dispatch::new(gpu, &k.transpose, &[a.0, unused, unused, c.0, &u], groups)
+    Dispatch::new(
+        gpu,
+        &k.transpose,
+        &[a.0, unused, unused, c.0, &u],
+        grid(gpu, m * n),
+    )
 }
 
 /// An `activation.wgsl` kernel over `len` values.
@@ -238,7 +242,7 @@ pub fn elementwise(
         gpu,
         kernel,
         &[bufs[0], bufs[1], bufs[2], &u],
-        groups_1d(len, 256),
+        grid(gpu, len),
     )
 }
 
@@ -292,7 +296,9 @@ fn batchnorm_with(
             } else if kernel.name.starts_with("finish") {
                 groups_1d(features, 64)
             } else {
-                groups_1d(rows * features, 256)
+                // An invocation keeps one feature: at least one lane per feature.
+                let [groups, ..] = grid(gpu, rows * features);
+                [groups.max(features.div_ceil(256) as u32), 1, 1]
             };
             Dispatch::new(
                 gpu,

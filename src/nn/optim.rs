@@ -1,6 +1,6 @@
 //! Optimiser dispatches over the flat parameter store (`optim.wgsl`).
 
-use crate::gpu::kernels::groups_1d;
+use crate::gpu::kernels::grid;
 use crate::gpu::{Dispatch, Gpu, Kernels};
 
 /// SGD hyper-parameters fixed for a run (the LR comes per step).
@@ -46,7 +46,7 @@ pub fn sgd_step(
         gpu,
         &k.sgd_step,
         &[grads, params, velocity, &u, step],
-        groups_1d(len, 256),
+        grid(gpu, len),
     )
 }
 
@@ -69,7 +69,7 @@ pub fn adamw_step(
         gpu,
         &k.adamw_step,
         &[grads, params, moments, &u, step],
-        groups_1d(len, 256),
+        grid(gpu, len),
     )
 }
 
@@ -97,6 +97,6 @@ pub fn zero(
         gpu,
         &k.zero,
         &[unused_read, target, unused_rw, &u, step],
-        groups_1d(len, 256),
+        grid(gpu, len),
     )
 }
