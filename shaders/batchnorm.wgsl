@@ -28,6 +28,11 @@
 //   Derivation: y depends on x_i directly and through μ and σ². dx̂ = γ·g;
 //   dσ² = Σ dx̂·(x − μ)·(−½)r³;  dμ = −r·Σ dx̂ (the σ² term sums to zero);
 //   dx = dx̂·r + dσ²·2(x − μ)/R + dμ/R, which collects to the line above.
+//
+// A BatchNorm followed by a ReLU runs as one layer (the `_relu` entry points):
+// normalise_relu and normalise_running_relu write z = max(y, 0) instead of y, and
+// partial_grads_relu and backward_dx_relu take g = dz·[z > 0] (the ReLU's backward)
+// with z in `relu_out` and dz in `dy`. y and dy themselves are never stored.
 
 struct BatchNormParams {
     rows: u32, features: u32, g_off: u32, s_off: u32,
@@ -47,6 +52,7 @@ struct StepState {
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(7) var<uniform> p: BatchNormParams;
 @group(0) @binding(8) var<uniform> step: StepState;
+@group(0) @binding(9) var<storage, read> relu_out: array<f32>;
 
 // Rows [first, end) of chunk k.
 fn chunk_rows(k: u32) -> vec2<u32> {
@@ -121,41 +127,61 @@ fn feature_stride(lanes: u32) -> u32 {
     return lanes - lanes % p.features;
 }
 
-@compute @workgroup_size(256)
-fn normalise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+// y = γ·(x − μ)·r + β over the grid-stride pass (z = max(y, 0) with `relu`), with the
+// batch's saved statistics or, with `running`, the running ones.
+fn normalise_pass(lane: u32, lanes: u32, running: bool, relu: bool) {
     let nf = p.features;
-    let stride = feature_stride(nwg.x * 256u);
-    if (gid.x >= stride) {
+    let stride = feature_stride(lanes);
+    if (lane >= stride) {
         return;
     }
-    let f = gid.x % nf;
-    let mean = state[p.s_off + 2u * nf + f];
-    let scale = params[p.g_off + f] * state[p.s_off + 3u * nf + f];
-    let beta = params[p.g_off + nf + f];
-    for (var t = gid.x; t < p.rows * nf; t += stride) {
-        out[t] = (x[t] - mean) * scale + beta;
+    let f = lane % nf;
+    var mean: f32;
+    var invstd: f32;
+    if (running) {
+        mean = state[p.s_off + f];
+        invstd = inverseSqrt(state[p.s_off + nf + f] + p.eps);
+    } else {
+        mean = state[p.s_off + 2u * nf + f];
+        invstd = state[p.s_off + 3u * nf + f];
     }
+    let scale = params[p.g_off + f] * invstd;
+    let beta = params[p.g_off + nf + f];
+    for (var t = lane; t < p.rows * nf; t += stride) {
+        let y = (x[t] - mean) * scale + beta;
+        out[t] = select(y, max(y, 0.0), relu);
+    }
+}
+
+@compute @workgroup_size(256)
+fn normalise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    normalise_pass(gid.x, nwg.x * 256u, false, false);
+}
+
+@compute @workgroup_size(256)
+fn normalise_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    normalise_pass(gid.x, nwg.x * 256u, false, true);
 }
 
 @compute @workgroup_size(256)
 fn normalise_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let nf = p.features;
-    let stride = feature_stride(nwg.x * 256u);
-    if (gid.x >= stride) {
-        return;
-    }
-    let f = gid.x % nf;
-    let mean = state[p.s_off + f];
-    let scale = params[p.g_off + f] * inverseSqrt(state[p.s_off + nf + f] + p.eps);
-    let beta = params[p.g_off + nf + f];
-    for (var t = gid.x; t < p.rows * nf; t += stride) {
-        out[t] = (x[t] - mean) * scale + beta;
-    }
+    normalise_pass(gid.x, nwg.x * 256u, true, false);
 }
 
-@compute @workgroup_size(64)
-fn partial_grads(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let t = gid.x;
+@compute @workgroup_size(256)
+fn normalise_running_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    normalise_pass(gid.x, nwg.x * 256u, true, true);
+}
+
+// The gradient reaching y at t: dy, or through the ReLU dz·[z > 0].
+fn upstream(t: u32, relu: bool) -> f32 {
+    if (relu) {
+        return select(0.0, dy[t], relu_out[t] > 0.0);
+    }
+    return dy[t];
+}
+
+fn partial_grads_pass(t: u32, relu: bool) {
     let nf = p.features;
     if (t >= p.chunks * nf) {
         return;
@@ -167,12 +193,22 @@ fn partial_grads(@builtin(global_invocation_id) gid: vec3<u32>) {
     var dbeta = 0.0;
     var dgamma = 0.0;
     for (var i = r.x; i < r.y; i++) {
-        let g = dy[i * nf + f];
+        let g = upstream(i * nf + f, relu);
         dbeta += g;
         dgamma += g * (x[i * nf + f] - mean) * invstd;
     }
     partials[2u * t] = dbeta;
     partials[2u * t + 1u] = dgamma;
+}
+
+@compute @workgroup_size(64)
+fn partial_grads(@builtin(global_invocation_id) gid: vec3<u32>) {
+    partial_grads_pass(gid.x, false);
+}
+
+@compute @workgroup_size(64)
+fn partial_grads_relu(@builtin(global_invocation_id) gid: vec3<u32>) {
+    partial_grads_pass(gid.x, true);
 }
 
 @compute @workgroup_size(64)
@@ -192,22 +228,31 @@ fn finish_grads(@builtin(global_invocation_id) gid: vec3<u32>) {
     grads[p.g_off + nf + f] = dbeta;
 }
 
-@compute @workgroup_size(256)
-fn backward_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn backward_dx_pass(lane: u32, lanes: u32, relu: bool) {
     let nf = p.features;
-    let stride = feature_stride(nwg.x * 256u);
-    if (gid.x >= stride) {
+    let stride = feature_stride(lanes);
+    if (lane >= stride) {
         return;
     }
-    let f = gid.x % nf;
+    let f = lane % nf;
     let nr = f32(p.rows);
     let mean = state[p.s_off + 2u * nf + f];
     let invstd = state[p.s_off + 3u * nf + f];
     let scale = params[p.g_off + f] * invstd / nr;
     let dgamma = grads[p.g_off + f];
     let dbeta = grads[p.g_off + nf + f];
-    for (var t = gid.x; t < p.rows * nf; t += stride) {
+    for (var t = lane; t < p.rows * nf; t += stride) {
         let xhat = (x[t] - mean) * invstd;
-        out[t] = scale * (nr * dy[t] - dbeta - xhat * dgamma);
+        out[t] = scale * (nr * upstream(t, relu) - dbeta - xhat * dgamma);
     }
+}
+
+@compute @workgroup_size(256)
+fn backward_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    backward_dx_pass(gid.x, nwg.x * 256u, false);
+}
+
+@compute @workgroup_size(256)
+fn backward_dx_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    backward_dx_pass(gid.x, nwg.x * 256u, true);
 }

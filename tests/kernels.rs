@@ -165,6 +165,23 @@ fn run_layer(
     dy: &[f32],
     train: bool,
 ) -> LayerRun {
+    run_layer_fused(kind, false, batch, x, other, params, state, dy, train)
+}
+
+/// [`run_layer`]; with `relu` a BatchNorm runs fused with a ReLU after it (`y` is the
+/// ReLU's output, `dy` its gradient).
+#[allow(clippy::too_many_arguments)]
+fn run_layer_fused(
+    kind: LayerKind,
+    relu: bool,
+    batch: usize,
+    x: &[f32],
+    other: Option<&[f32]>,
+    params: &[f32],
+    state: &[f32],
+    dy: &[f32],
+    train: bool,
+) -> LayerRun {
     let g = gpu();
     let layer = Layer {
         kind,
@@ -217,21 +234,38 @@ fn run_layer(
         layers::Mode::Eval
     };
     let other = other.map(|_| &ob);
-    run(&layers::forward(
-        g,
-        kernels(),
-        &layer,
-        batch,
-        mode,
-        &xb,
-        other,
-        &yb,
-        Some(&wt),
-        &bufs,
-    ));
+    run(&if relu {
+        layers::batchnorm_forward(g, kernels(), &layer, batch, mode, &xb, &yb, true, &bufs)
+    } else {
+        layers::forward(
+            g,
+            kernels(),
+            &layer,
+            batch,
+            mode,
+            &xb,
+            other,
+            &yb,
+            Some(&wt),
+            &bufs,
+        )
+    });
     let y = read(&yb, batch * outputs);
     let state_after = read(&sb, state.len().max(1));
-    if train {
+    if train && relu {
+        let k = kernels();
+        run(&layers::batchnorm_backward(
+            g,
+            k,
+            &layer,
+            batch,
+            &xb,
+            &dyb,
+            Some(&yb),
+            &dxb,
+            &bufs,
+        ));
+    } else if train {
         run(&layers::backward(
             g,
             kernels(),
@@ -649,17 +683,26 @@ fn residual_add_forward_and_backward() {
 
 #[test]
 fn batchnorm_train_eval_backward_and_gradient_check() {
-    check_batchnorm("batchnorm1d", 24, 1, 40);
+    check_batchnorm("batchnorm1d", 24, 1, 40, false);
 }
 
 /// BatchNorm2d: each channel over samples × pixels; 315 rows make 10 chunks, so the
 /// chunk merge is exercised.
 #[test]
 fn batchnorm2d_train_eval_backward_and_gradient_check() {
-    check_batchnorm("batchnorm2d", 5, 63, 6);
+    check_batchnorm("batchnorm2d", 5, 63, 6, false);
 }
 
-fn check_batchnorm(name: &str, samples: usize, spatial: usize, features: usize) {
+/// A BatchNorm and the ReLU after it as one layer: against ReLU ∘ BatchNorm.
+#[test]
+fn batchnorm_relu_fused_train_eval_backward_and_gradient_check() {
+    check_batchnorm("batchnorm1d+relu", 24, 1, 40, true);
+    check_batchnorm("batchnorm2d+relu", 5, 63, 6, true);
+}
+
+/// `relu`: the layer runs fused with a ReLU after it and is checked against ReLU ∘
+/// BatchNorm (the backward's upstream gradient then being the ReLU's).
+fn check_batchnorm(name: &str, samples: usize, spatial: usize, features: usize, relu: bool) {
     let mut rng = rng(name);
     // Rows, as the CPU reference sees them.
     let batch = samples * spatial;
@@ -680,17 +723,21 @@ fn check_batchnorm(name: &str, samples: usize, spatial: usize, features: usize) 
     }
     let dy = random(&mut rng, batch * features);
     let kind = LayerKind::BatchNorm { features, spatial };
-    let out = run_layer(kind, samples, &x, None, &params, &state, &dy, true);
+    let out = run_layer_fused(kind, relu, samples, &x, None, &params, &state, &dy, true);
     let (xd, gamma, beta) = (
         f64s(&x),
         f64s(&params[..features]),
         f64s(&params[features..]),
     );
     let eps = BN_EPS as f64;
+    let after = |y: Vec<f64>| if relu { cpu::relu(&y) } else { y };
+    let train_forward = |x: &[f64], gamma: &[f64], beta: &[f64]| {
+        after(cpu::batchnorm_train(x, gamma, beta, batch, eps))
+    };
     assert_close(
-        "batchnorm train forward",
+        &format!("{name} train forward"),
         &out.y,
-        &cpu::batchnorm_train(&xd, &gamma, &beta, batch, eps),
+        &train_forward(&xd, &gamma, &beta),
         1e-5,
         1e-4,
     );
@@ -703,30 +750,37 @@ fn check_batchnorm(name: &str, samples: usize, spatial: usize, features: usize) 
         .map(|f| (1.0 - m) * state[features + f] as f64 + m * var_unbiased[f])
         .collect();
     assert_close(
-        "batchnorm running mean",
+        &format!("{name} running mean"),
         &out.state[..features],
         &want_rm,
         1e-6,
         1e-5,
     );
     assert_close(
-        "batchnorm running var",
+        &format!("{name} running var"),
         &out.state[features..2 * features],
         &want_rv,
         1e-6,
         1e-5,
     );
-    let (dx, dgamma, dbeta) = cpu::batchnorm_backward(&xd, &gamma, &f64s(&dy), batch, eps);
-    assert_close("batchnorm grad x", &out.dx, &dx, 1e-5, 1e-3);
+    // Through the ReLU: from the device's own output (where an f32 value sits at 0 the
+    // gradient's route is no error of the backward).
+    let dy_bn = if relu {
+        cpu::relu_backward(&f64s(&out.y), &f64s(&dy))
+    } else {
+        f64s(&dy)
+    };
+    let (dx, dgamma, dbeta) = cpu::batchnorm_backward(&xd, &gamma, &dy_bn, batch, eps);
+    assert_close(&format!("{name} grad x"), &out.dx, &dx, 1e-5, 1e-3);
     assert_close(
-        "batchnorm grad gamma",
+        &format!("{name} grad gamma"),
         &out.grads[..features],
         &dgamma,
         1e-5,
         1e-4,
     );
     assert_close(
-        "batchnorm grad beta",
+        &format!("{name} grad beta"),
         &out.grads[features..],
         &dbeta,
         1e-5,
@@ -734,30 +788,30 @@ fn check_batchnorm(name: &str, samples: usize, spatial: usize, features: usize) 
     );
     let (gc, bc) = (gamma.clone(), beta.clone());
     check_gradient(
-        "batchnorm dx",
-        &|v| cpu::batchnorm_train(v, &gc, &bc, batch, eps),
+        &format!("{name} dx"),
+        &|v| train_forward(v, &gc, &bc),
         &xd,
         &dy,
         &out.dx,
         &mut rng,
     );
     check_gradient(
-        "batchnorm dγ, dβ",
-        &|v| cpu::batchnorm_train(&xd, &v[..features], &v[features..], batch, eps),
+        &format!("{name} dγ, dβ"),
+        &|v| train_forward(&xd, &v[..features], &v[features..]),
         &f64s(&params),
         &dy,
         &out.grads,
         &mut rng,
     );
-    let eval = run_layer(kind, samples, &x, None, &params, &state, &dy, false);
+    let eval = run_layer_fused(kind, relu, samples, &x, None, &params, &state, &dy, false);
     let (rm, rv) = (
         f64s(&state[..features]),
         f64s(&state[features..2 * features]),
     );
     assert_close(
-        "batchnorm eval forward",
+        &format!("{name} eval forward"),
         &eval.y,
-        &cpu::batchnorm_apply(&xd, &rm, &rv, &gamma, &beta, eps),
+        &after(cpu::batchnorm_apply(&xd, &rm, &rv, &gamma, &beta, eps)),
         1e-5,
         1e-4,
     );

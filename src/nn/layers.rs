@@ -262,14 +262,15 @@ fn batchnorm_params(layer: &Layer, rows: usize, features: usize) -> BatchNormPar
 }
 
 /// The dispatches of one BatchNorm pass: `entries` in order, each over (chunk,
-/// feature) pairs, features or all values as its name says.
+/// feature) pairs, features or all values as its name says. `io` is (x, dy, out, the
+/// ReLU output a fused backward reads).
 fn batchnorm(
     gpu: &Gpu,
     layer: &Layer,
     rows: usize,
     features: usize,
     entries: &[&crate::gpu::Kernel],
-    io: [&wgpu::Buffer; 3],
+    io: [&wgpu::Buffer; 4],
     bufs: &LayerBuffers,
 ) -> Vec<Dispatch> {
     let p = batchnorm_params(layer, rows, features);
@@ -283,11 +284,11 @@ fn batchnorm_with(
     p: &BatchNormParams,
     u: &wgpu::Buffer,
     entries: &[&crate::gpu::Kernel],
-    io: [&wgpu::Buffer; 3],
+    io: [&wgpu::Buffer; 4],
     bufs: &LayerBuffers,
 ) -> Vec<Dispatch> {
     let (rows, features, chunks) = (p.rows as usize, p.features as usize, p.chunks as usize);
-    let [x, dy, out] = io;
+    let [x, dy, out, relu_out] = io;
     entries
         .iter()
         .map(|kernel| {
@@ -313,6 +314,7 @@ fn batchnorm_with(
                     bufs.partials,
                     u,
                     bufs.step,
+                    relu_out,
                 ],
                 groups,
             )
@@ -467,7 +469,7 @@ pub fn batchnorm_synced(
     match dx {
         None => {
             let finish = gpu.uniform(&p, "batchnorm finish (global rows)");
-            let io = [x, bufs.unused, y];
+            let io = [x, bufs.unused, y, bufs.unused];
             let before = batchnorm_with(gpu, &p, &u, &[&k.bn_partial_stats], io, bufs);
             let mut after = batchnorm_with(gpu, &p, &finish, &[&k.bn_finish_train], io, bufs);
             after.extend(batchnorm_with(gpu, &p, &u, &[&k.bn_normalise], io, bufs));
@@ -475,7 +477,7 @@ pub fn batchnorm_synced(
             (before, sync, after)
         }
         Some(dx) => {
-            let io = [x, dy, dx];
+            let io = [x, dy, dx, bufs.unused];
             let entries: [&crate::gpu::Kernel; 2] = [&k.bn_partial_grads, &k.bn_finish_grads];
             let before = batchnorm_with(gpu, &p, &u, &entries, io, bufs);
             let after = batchnorm_with(gpu, &p, &u, &[&k.bn_backward_dx], io, bufs);
@@ -483,6 +485,67 @@ pub fn batchnorm_synced(
             (before, sync, after)
         }
     }
+}
+
+/// A BatchNorm layer's forward; with `relu` the ReLU after it too, `y` then getting
+/// the ReLU's output (the BatchNorm's own is never stored).
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_forward(
+    gpu: &Gpu,
+    k: &Kernels,
+    layer: &Layer,
+    batch: usize,
+    mode: Mode,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    relu: bool,
+    bufs: &LayerBuffers,
+) -> Vec<Dispatch> {
+    let LayerKind::BatchNorm { features, spatial } = layer.kind else {
+        panic!("{} is no BatchNorm", layer.kind.describe())
+    };
+    let normalise = if relu {
+        &k.bn_normalise_relu
+    } else {
+        &k.bn_normalise
+    };
+    let entries: &[&crate::gpu::Kernel] = match mode {
+        Mode::Train => &[&k.bn_partial_stats, &k.bn_finish_train, normalise],
+        Mode::Recalibrate => &[&k.bn_partial_stats, &k.bn_finish_recalibrate, normalise],
+        Mode::Eval if relu => &[&k.bn_normalise_running_relu],
+        Mode::Eval => &[&k.bn_normalise_running],
+    };
+    let io = [x, bufs.unused, y, bufs.unused];
+    batchnorm(gpu, layer, batch * spatial, features, entries, io, bufs)
+}
+
+/// A BatchNorm layer's backward from `dy`, or, with `relu_out` = z (the output of
+/// [`batchnorm_forward`] with `relu`), from the ReLU's: `dy` is then dz.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_backward(
+    gpu: &Gpu,
+    k: &Kernels,
+    layer: &Layer,
+    batch: usize,
+    x: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    relu_out: Option<&wgpu::Buffer>,
+    dx: &wgpu::Buffer,
+    bufs: &LayerBuffers,
+) -> Vec<Dispatch> {
+    let LayerKind::BatchNorm { features, spatial } = layer.kind else {
+        panic!("{} is no BatchNorm", layer.kind.describe())
+    };
+    let entries: [&crate::gpu::Kernel; 3] = match relu_out {
+        Some(_) => [
+            &k.bn_partial_grads_relu,
+            &k.bn_finish_grads,
+            &k.bn_backward_dx_relu,
+        ],
+        None => [&k.bn_partial_grads, &k.bn_finish_grads, &k.bn_backward_dx],
+    };
+    let io = [x, dy, dx, relu_out.unwrap_or(bufs.unused)];
+    batchnorm(gpu, layer, batch * spatial, features, &entries, io, bufs)
 }
 
 /// How a forward pass treats BatchNorm.
@@ -675,25 +738,8 @@ pub fn forward(
             out.extend(gemm.forward(gpu, k, bufs.cols, y, wt, bufs));
             out
         }
-        LayerKind::BatchNorm { features, spatial } => {
-            let entries: &[&crate::gpu::Kernel] = match mode {
-                Mode::Train => &[&k.bn_partial_stats, &k.bn_finish_train, &k.bn_normalise],
-                Mode::Recalibrate => &[
-                    &k.bn_partial_stats,
-                    &k.bn_finish_recalibrate,
-                    &k.bn_normalise,
-                ],
-                Mode::Eval => &[&k.bn_normalise_running],
-            };
-            batchnorm(
-                gpu,
-                layer,
-                batch * spatial,
-                features,
-                entries,
-                [x, bufs.unused, y],
-                bufs,
-            )
+        LayerKind::BatchNorm { .. } => {
+            batchnorm_forward(gpu, k, layer, batch, mode, x, y, false, bufs)
         }
         LayerKind::Relu { .. } => vec![elementwise(gpu, &k.relu_forward, len, [x, bufs.unused, y])],
         LayerKind::MaxPool { window } => {
@@ -797,15 +843,9 @@ pub fn backward(
             }
             out
         }
-        LayerKind::BatchNorm { features, spatial } => batchnorm(
-            gpu,
-            layer,
-            batch * spatial,
-            features,
-            &[&k.bn_partial_grads, &k.bn_finish_grads, &k.bn_backward_dx],
-            [x, dy, needs_dx()],
-            bufs,
-        ),
+        LayerKind::BatchNorm { .. } => {
+            batchnorm_backward(gpu, k, layer, batch, x, dy, None, needs_dx(), bufs)
+        }
         LayerKind::Relu { .. } => vec![elementwise(
             gpu,
             &k.relu_backward,

@@ -114,7 +114,8 @@ pub struct Network {
     pub grads: wgpu::Buffer,
     pub velocity: wgpu::Buffer,
     pub state: wgpu::Buffer,
-    /// `acts[0]` is the input batch, `acts[i + 1]` the output of layer i.
+    /// `acts[0]` is the input batch, `acts[i + 1]` the output of layer i (left
+    /// unwritten for a BatchNorm fused with its ReLU, see `fused`).
     pub acts: Vec<wgpu::Buffer>,
     /// `dacts[i]` is the loss gradient w.r.t. `acts[i]`.
     pub dacts: Vec<wgpu::Buffer>,
@@ -125,6 +126,9 @@ pub struct Network {
     train_totals: wgpu::Buffer,
     eval_totals: wgpu::Buffer,
     transposed: Vec<Option<wgpu::Buffer>>,
+    /// `fused[i]`: layer i is a BatchNorm that runs with the ReLU after it as one layer
+    /// (except where `--sync-bn` cuts the step at the BatchNorm).
+    fused: Vec<bool>,
     unused: wgpu::Buffer,
     scratch_rw: wgpu::Buffer,
     partials: wgpu::Buffer,
@@ -204,6 +208,7 @@ impl Network {
             .iter()
             .map(|l| layers::transposed_len(l).map(|len| gpu.storage(len, "transposed weight")))
             .collect();
+        let fused = fused_relus(&model);
         let step = gpu.uniform(&StepState::default(), "step");
         let unused = gpu.storage(1, "unused");
         let scratch_rw = gpu.storage(1, "unused rw");
@@ -224,6 +229,7 @@ impl Network {
             dacts,
             step,
             transposed,
+            fused,
             unused,
             scratch_rw,
             partials: gpu.storage(
@@ -258,6 +264,8 @@ impl Network {
         self.forward_layers(gpu, batch, mode, 0..self.model.layers.len())
     }
 
+    /// Forward dispatches of the layers in `range`, a BatchNorm and its ReLU as one
+    /// where both are in it.
     fn forward_layers(
         &self,
         gpu: &Gpu,
@@ -265,9 +273,24 @@ impl Network {
         mode: Mode,
         range: std::ops::Range<usize>,
     ) -> Vec<Dispatch> {
-        range
-            .flat_map(|i| self.forward_layer(gpu, i, batch, mode))
-            .collect()
+        let mut out = Vec::new();
+        let mut i = range.start;
+        while i < range.end {
+            if self.fused[i] && i + 1 < range.end {
+                let layer = &self.model.layers[i];
+                let (x, z) = (&self.acts[layer.input], &self.acts[i + 2]);
+                let bufs = self.buffers();
+                let k = &self.kernels;
+                out.extend(layers::batchnorm_forward(
+                    gpu, k, layer, batch, mode, x, z, true, &bufs,
+                ));
+                i += 2;
+            } else {
+                out.extend(self.forward_layer(gpu, i, batch, mode));
+                i += 1;
+            }
+        }
+        out
     }
 
     fn forward_layer(&self, gpu: &Gpu, i: usize, batch: usize, mode: Mode) -> Vec<Dispatch> {
@@ -328,16 +351,24 @@ impl Network {
         };
         let synced = |layer: &Layer| sync_bn && matches!(layer.kind, LayerKind::BatchNorm { .. });
         let k = &self.kernels;
-        for (i, layer) in self.model.layers.iter().enumerate() {
-            if synced(layer) {
-                let (x, y) = (&self.acts[layer.input], &self.acts[i + 1]);
-                let parts = layers::batchnorm_synced(gpu, k, layer, batch, x, y, x, None, &bufs);
-                cut(&mut segments, parts);
-            } else {
-                let d = self.forward_layer(gpu, i, batch, Mode::Train);
-                segments.last_mut().expect("a segment").dispatches.extend(d);
+        let layer_count = self.model.layers.len();
+        if sync_bn {
+            for (i, layer) in self.model.layers.iter().enumerate() {
+                if synced(layer) {
+                    let (x, y) = (&self.acts[layer.input], &self.acts[i + 1]);
+                    let parts =
+                        layers::batchnorm_synced(gpu, k, layer, batch, x, y, x, None, &bufs);
+                    cut(&mut segments, parts);
+                } else {
+                    let d = self.forward_layer(gpu, i, batch, Mode::Train);
+                    segments.last_mut().expect("a segment").dispatches.extend(d);
+                }
             }
+        } else {
+            segments[0].dispatches = self.forward_layers(gpu, batch, Mode::Train, 0..layer_count);
         }
+        // Unless the step is cut at BatchNorms, fused pairs run as one layer.
+        let fused = |i: usize| !sync_bn && self.fused[i];
         let push = |segments: &mut Vec<Segment>, d: Dispatch| {
             segments.last_mut().expect("a segment").dispatches.push(d)
         };
@@ -352,6 +383,10 @@ impl Network {
             }
         }
         for (i, layer) in self.model.layers.iter().enumerate().rev() {
+            if i > 0 && fused(i - 1) {
+                // The ReLU's backward is its BatchNorm's.
+                continue;
+            }
             let t = layer.input;
             let dy = &self.dacts[i + 1];
             // The input batch's gradient is never needed.
@@ -367,6 +402,11 @@ impl Network {
             if synced(layer) && dx.is_some() {
                 let parts = layers::batchnorm_synced(gpu, k, layer, batch, x, y, dy, dx, &bufs);
                 cut(&mut segments, parts);
+            } else if fused(i) {
+                let (z, dz) = (&self.acts[i + 2], &self.dacts[i + 2]);
+                let dx = dx.expect("a BatchNorm fused with its ReLU is never the first layer");
+                let d = layers::batchnorm_backward(gpu, k, layer, batch, x, dz, Some(z), dx, &bufs);
+                segments.last_mut().expect("a segment").dispatches.extend(d);
             } else {
                 let d = layers::backward(gpu, k, layer, batch, x, y, dy, dx, &bufs);
                 segments.last_mut().expect("a segment").dispatches.extend(d);
@@ -655,4 +695,26 @@ impl Network {
     pub async fn read_state(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         gpu.read(&self.state, 0, self.model.state.len).await
     }
+}
+
+/// Which layers are a BatchNorm whose output only the ReLU right after it reads: each
+/// such pair runs as one layer (`batchnorm.wgsl`'s `_relu` kernels).
+fn fused_relus(model: &Model) -> Vec<bool> {
+    let layers = &model.layers;
+    let read_elsewhere = |act: usize, reader: usize| {
+        layers.iter().enumerate().any(|(j, l)| {
+            j != reader
+                && (l.input == act
+                    || matches!(l.kind, LayerKind::Add { other, .. } if other == act))
+        })
+    };
+    (0..layers.len())
+        .map(|i| {
+            matches!(layers[i].kind, LayerKind::BatchNorm { .. })
+                && layers.get(i + 1).is_some_and(|relu| {
+                    matches!(relu.kind, LayerKind::Relu { .. }) && relu.input == i + 1
+                })
+                && !read_elsewhere(i + 1, i + 1)
+        })
+        .collect()
 }
