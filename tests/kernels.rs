@@ -1119,3 +1119,28 @@ fn batchnorm2d_recalibration_averages_batch_statistics() {
     assert_close("recalibrated mean", &state[..features], &mean, 1e-5, 1e-4);
     assert_close("recalibrated var", &state[features..], &var, 1e-5, 1e-4);
 }
+
+/// The pipeline cache on disk: written after compiling; a damaged file is no error
+/// (wgpu starts an empty cache) and is replaced by a good one.
+#[test]
+fn pipeline_cache_file_is_written_and_a_damaged_one_replaced() {
+    use twa::gpu::pipeline_cache::DiskCache;
+    let g = gpu();
+    let dir = std::env::temp_dir().join(format!("twa-pipeline-cache-{}", std::process::id()));
+    let Some(disk) = DiskCache::open_in(g, dir.clone()) else {
+        eprintln!("{}: no pipeline cache on this adapter", g.describe());
+        return;
+    };
+    twa::gpu::Kernels::with_cache(g, Some(&disk));
+    let good = std::fs::read(disk.path()).expect("the cache file is written");
+    assert!(!good.is_empty());
+    std::fs::write(disk.path(), b"not a pipeline cache").unwrap();
+    let reopened = DiskCache::open_in(g, dir.clone()).expect("a damaged file still opens");
+    twa::gpu::Kernels::with_cache(g, Some(&reopened));
+    let rewritten = std::fs::read(reopened.path()).unwrap();
+    assert_ne!(
+        rewritten, b"not a pipeline cache",
+        "the damaged file is replaced"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

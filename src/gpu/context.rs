@@ -150,9 +150,12 @@ impl Gpu {
         let desc = wgpu::DeviceDescriptor {
             label: Some("twa"),
             // Subgroups only where offered: they speed up one matrix-product variant;
-            // timestamp queries time kernels in `twa bench`.
+            // timestamp queries time kernels in `twa bench`; a pipeline cache keeps
+            // compiled kernels between runs.
             required_features: adapter.features()
-                & (wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY),
+                & (wgpu::Features::SUBGROUP
+                    | wgpu::Features::TIMESTAMP_QUERY
+                    | wgpu::Features::PIPELINE_CACHE),
             required_limits: limits.clone(),
             ..Default::default()
         };

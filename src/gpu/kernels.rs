@@ -2,6 +2,7 @@
 //! the compute pipelines built from its entry points, compiled once per device.
 
 use super::context::Gpu;
+use super::pipeline_cache::DiskCache;
 
 /// How a shader binds one resource: storage read-only, storage read-write, or uniform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,8 +219,12 @@ fn layout_entry(binding: u32, kind: Binding) -> wgpu::BindGroupLayoutEntry {
     }
 }
 
-/// Compile every entry point of `shader`.
-fn compile(device: &wgpu::Device, shader: Shader) -> Vec<Kernel> {
+/// Compile every entry point of `shader` (through `cache` when given).
+fn compile(
+    device: &wgpu::Device,
+    shader: Shader,
+    cache: Option<&wgpu::PipelineCache>,
+) -> Vec<Kernel> {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(shader.file()),
         source: wgpu::ShaderSource::Wgsl(shader.source().into()),
@@ -252,21 +257,31 @@ fn compile(device: &wgpu::Device, shader: Shader) -> Vec<Kernel> {
                 module: &module,
                 entry_point: Some(name),
                 compilation_options: Default::default(),
-                cache: None,
+                cache,
             }),
         })
         .collect()
 }
 
 impl Kernels {
-    /// Compile every shader for `gpu`'s device.
+    /// Compile every shader for `gpu`'s device, through the pipeline cache on disk
+    /// where there is one.
     pub fn new(gpu: &Gpu) -> Kernels {
+        Kernels::with_cache(gpu, DiskCache::open(gpu).as_ref())
+    }
+
+    /// Compile every shader for `gpu`'s device through `disk`, saved afterwards.
+    pub fn with_cache(gpu: &Gpu, disk: Option<&DiskCache>) -> Kernels {
         let subgroups = gpu.has_subgroups(8);
+        let cache = disk.map(|d| &d.cache);
         let mut all: Vec<Kernel> = Shader::ALL
             .iter()
             .filter(|&&s| s != Shader::LinearSubgroup || subgroups)
-            .flat_map(|&s| compile(&gpu.device, s))
+            .flat_map(|&s| compile(&gpu.device, s, cache))
             .collect();
+        if let Some(disk) = disk {
+            disk.save();
+        }
         let matmul_subgroup = all
             .iter()
             .position(|k| k.name == "matmul_subgroup")

@@ -3,6 +3,7 @@
 pub mod buffers;
 pub mod context;
 pub mod kernels;
+pub mod pipeline_cache;
 pub mod readback;
 pub mod signal;
 
