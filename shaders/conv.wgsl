@@ -20,6 +20,11 @@
 // avg_backward  dx[i] = Σ over windows containing i of dy[window]/(kh·kw).
 // flatten       y[b, ci·h·w + pixel] = x[b, pixel·c + ci];  unflatten is its inverse
 //               (used for the gradient).
+//
+// Element indices are split into coordinates (channel, column, row, sample) by a
+// mixed-radix counter: each invocation divides once for its first element and for its
+// grid stride, then adds the stride's digits with carries. A CPU rasteriser divides
+// lane by lane, which cost these kernels about half their time.
 
 struct WindowParams {
     batch: u32, h: u32, w: u32, c: u32,
@@ -31,6 +36,32 @@ struct WindowParams {
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: WindowParams;
+
+// The digits of t in the mixed radix (radix.x, radix.y, radix.z, unbounded), fastest
+// first.
+fn digits(t: u32, radix: vec3<u32>) -> vec4<u32> {
+    let q1 = t / radix.x;
+    let q2 = q1 / radix.y;
+    return vec4<u32>(t - q1 * radix.x, q1 - q2 * radix.y, q2 % radix.z, q2 / radix.z);
+}
+
+// pos + step digit by digit with carries (both in range: one subtraction each).
+fn advance(pos: vec4<u32>, step: vec4<u32>, radix: vec3<u32>) -> vec4<u32> {
+    var r = pos + step;
+    if (r.x >= radix.x) {
+        r.x -= radix.x;
+        r.y += 1u;
+    }
+    if (r.y >= radix.y) {
+        r.y -= radix.y;
+        r.z += 1u;
+    }
+    if (r.z >= radix.z) {
+        r.z -= radix.z;
+        r.w += 1u;
+    }
+    return r;
+}
 
 // Input pixel coordinate of output coordinate o at window offset k (may be outside).
 fn source(o: u32, k: u32) -> i32 {
@@ -67,21 +98,22 @@ fn reader_of(i: u32, k: u32, extent: u32) -> i32 {
 @compute @workgroup_size(256)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let total = p.batch * p.oh * p.ow * p.c;
-    for (var t = gid.x; t < total; t += nwg.x * 256u) {
-        let ci = t % p.c;
-        let row = t / p.c;
-        let b = row / (p.oh * p.ow);
-        let pix = row - b * p.oh * p.ow;
-        let oy = pix / p.ow;
-        let ox = pix - oy * p.ow;
-        var at = row * p.ldc + ci * p.kh * p.kw;
+    let radix = vec3<u32>(p.c, p.ow, p.oh);
+    let stride = nwg.x * 256u;
+    let step = digits(stride, radix);
+    var o = digits(gid.x, radix);
+    for (var t = gid.x; t < total; t += stride) {
+        // o = (ci, ox, oy, b).
+        let row = (o.w * p.oh + o.z) * p.ow + o.y;
+        var at = row * p.ldc + o.x * p.kh * p.kw;
         for (var ky = 0u; ky < p.kh; ky++) {
-            let iy = source(oy, ky);
+            let iy = source(o.z, ky);
             for (var kx = 0u; kx < p.kw; kx++) {
-                out[at] = pixel(b, iy, source(ox, kx), ci);
+                out[at] = pixel(o.w, iy, source(o.y, kx), o.x);
                 at++;
             }
         }
+        o = advance(o, step, radix);
     }
 }
 
@@ -89,63 +121,67 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 @compute @workgroup_size(256)
 fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let total = p.batch * p.h * p.w * p.c;
-    for (var t = gid.x; t < total; t += nwg.x * 256u) {
-        let ci = t % p.c;
-        let pix = t / p.c;
-        let ix = pix % p.w;
-        let iy = (pix / p.w) % p.h;
-        let b = pix / (p.w * p.h);
+    let radix = vec3<u32>(p.c, p.w, p.h);
+    let stride = nwg.x * 256u;
+    let step = digits(stride, radix);
+    var i = digits(gid.x, radix);
+    for (var t = gid.x; t < total; t += stride) {
+        // i = (ci, ix, iy, b).
         var sum = 0.0;
         for (var ky = 0u; ky < p.kh; ky++) {
-            let oy = reader_of(iy, ky, p.oh);
+            let oy = reader_of(i.z, ky, p.oh);
             if (oy < 0) {
                 continue;
             }
             for (var kx = 0u; kx < p.kw; kx++) {
-                let ox = reader_of(ix, kx, p.ow);
+                let ox = reader_of(i.y, kx, p.ow);
                 if (ox < 0) {
                     continue;
                 }
-                let row = (b * p.oh + u32(oy)) * p.ow + u32(ox);
-                sum += dy[row * p.ldc + (ci * p.kh + ky) * p.kw + kx];
+                let row = (i.w * p.oh + u32(oy)) * p.ow + u32(ox);
+                sum += dy[row * p.ldc + (i.x * p.kh + ky) * p.kw + kx];
             }
         }
         out[t] = sum;
+        i = advance(i, step, radix);
     }
 }
 
-// Offset (ky·kw + kx) of the first maximum of output pixel (b, oy, ox, ci)'s window.
-fn argmax(b: u32, oy: u32, ox: u32, ci: u32) -> u32 {
-    var best = pixel(b, source(oy, 0u), source(ox, 0u), ci);
-    var at = 0u;
+// Window offset (ky, kx) of the first maximum of output element o = (ci, ox, oy, b).
+fn argmax(o: vec4<u32>) -> vec2<u32> {
+    var best = pixel(o.w, source(o.z, 0u), source(o.y, 0u), o.x);
+    var at = vec2<u32>(0u);
     for (var ky = 0u; ky < p.kh; ky++) {
         for (var kx = 0u; kx < p.kw; kx++) {
-            let v = pixel(b, source(oy, ky), source(ox, kx), ci);
+            let v = pixel(o.w, source(o.z, ky), source(o.y, kx), o.x);
             if (v > best) {
                 best = v;
-                at = ky * p.kw + kx;
+                at = vec2<u32>(ky, kx);
             }
         }
     }
     return at;
 }
 
-// (b, oy, ox, ci) of output element t.
-fn output_index(t: u32) -> vec4<u32> {
-    let ci = t % p.c;
-    let pix = t / p.c;
-    let ox = pix % p.ow;
-    let oy = (pix / p.ow) % p.oh;
-    return vec4<u32>(pix / (p.ow * p.oh), oy, ox, ci);
+// Radix of output elements (ci, ox, oy, b) and of input elements (ci, ix, iy, b).
+fn output_radix() -> vec3<u32> {
+    return vec3<u32>(p.c, p.ow, p.oh);
+}
+
+fn input_radix() -> vec3<u32> {
+    return vec3<u32>(p.c, p.w, p.h);
 }
 
 @compute @workgroup_size(256)
 fn max_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let total = p.batch * p.oh * p.ow * p.c;
-    for (var t = gid.x; t < total; t += nwg.x * 256u) {
-        let o = output_index(t);
-        let at = argmax(o.x, o.y, o.z, o.w);
-        out[t] = pixel(o.x, source(o.y, at / p.kw), source(o.z, at % p.kw), o.w);
+    let stride = nwg.x * 256u;
+    let step = digits(stride, output_radix());
+    var o = digits(gid.x, output_radix());
+    for (var t = gid.x; t < total; t += stride) {
+        let at = argmax(o);
+        out[t] = pixel(o.w, source(o.z, at.x), source(o.y, at.y), o.x);
+        o = advance(o, step, output_radix());
     }
 }
 
@@ -153,41 +189,40 @@ fn max_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 fn avg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let total = p.batch * p.oh * p.ow * p.c;
     let scale = 1.0 / f32(p.kh * p.kw);
-    for (var t = gid.x; t < total; t += nwg.x * 256u) {
-        let o = output_index(t);
+    let stride = nwg.x * 256u;
+    let step = digits(stride, output_radix());
+    var o = digits(gid.x, output_radix());
+    for (var t = gid.x; t < total; t += stride) {
         var sum = 0.0;
         for (var ky = 0u; ky < p.kh; ky++) {
             for (var kx = 0u; kx < p.kw; kx++) {
-                sum += pixel(o.x, source(o.y, ky), source(o.z, kx), o.w);
+                sum += pixel(o.w, source(o.z, ky), source(o.y, kx), o.x);
             }
         }
         out[t] = sum * scale;
+        o = advance(o, step, output_radix());
     }
 }
 
-// Pool gradients: for input element t, the windows (oy, ox) that contain it.
-fn pool_backward(t: u32, max: bool) -> f32 {
-    let ci = t % p.c;
-    let pix = t / p.c;
-    let ix = pix % p.w;
-    let iy = (pix / p.w) % p.h;
-    let b = pix / (p.w * p.h);
+// Pool gradients: for input element i = (ci, ix, iy, b), the windows (oy, ox) that
+// contain it.
+fn pool_backward(i: vec4<u32>, max: bool) -> f32 {
     let scale = 1.0 / f32(p.kh * p.kw);
     var sum = 0.0;
     for (var ky = 0u; ky < p.kh; ky++) {
-        let oy = reader_of(iy, ky, p.oh);
+        let oy = reader_of(i.z, ky, p.oh);
         if (oy < 0) {
             continue;
         }
         for (var kx = 0u; kx < p.kw; kx++) {
-            let ox = reader_of(ix, kx, p.ow);
+            let ox = reader_of(i.y, kx, p.ow);
             if (ox < 0) {
                 continue;
             }
-            let g = dy[((b * p.oh + u32(oy)) * p.ow + u32(ox)) * p.c + ci];
+            let g = dy[((i.w * p.oh + u32(oy)) * p.ow + u32(ox)) * p.c + i.x];
             if (!max) {
                 sum += g * scale;
-            } else if (argmax(b, u32(oy), u32(ox), ci) == ky * p.kw + kx) {
+            } else if (all(argmax(vec4<u32>(i.x, u32(ox), u32(oy), i.w)) == vec2<u32>(ky, kx))) {
                 sum += g;
             }
         }
@@ -197,8 +232,12 @@ fn pool_backward(t: u32, max: bool) -> f32 {
 
 @compute @workgroup_size(256)
 fn max_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var t = gid.x; t < p.batch * p.h * p.w * p.c; t += nwg.x * 256u) {
-        out[t] = pool_backward(t, true);
+    let stride = nwg.x * 256u;
+    let step = digits(stride, input_radix());
+    var i = digits(gid.x, input_radix());
+    for (var t = gid.x; t < p.batch * p.h * p.w * p.c; t += stride) {
+        out[t] = pool_backward(i, true);
+        i = advance(i, step, input_radix());
     }
 }
 
@@ -207,49 +246,63 @@ fn max_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(256)
 fn max_backward_tiled(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let total = p.batch * p.oh * p.ow * p.c;
-    for (var t = gid.x; t < total; t += nwg.x * 256u) {
-        let o = output_index(t);
-        let at = argmax(o.x, o.y, o.z, o.w);
+    let stride = nwg.x * 256u;
+    let step = digits(stride, output_radix());
+    var o = digits(gid.x, output_radix());
+    for (var t = gid.x; t < total; t += stride) {
+        let at = argmax(o);
         for (var ky = 0u; ky < p.kh; ky++) {
             for (var kx = 0u; kx < p.kw; kx++) {
-                let iy = o.y * p.stride + ky;
-                let ix = o.z * p.stride + kx;
-                let i = ((o.x * p.h + iy) * p.w + ix) * p.c + o.w;
-                out[i] = select(0.0, dy[t], ky * p.kw + kx == at);
+                let iy = o.z * p.stride + ky;
+                let ix = o.y * p.stride + kx;
+                let i = ((o.w * p.h + iy) * p.w + ix) * p.c + o.x;
+                out[i] = select(0.0, dy[t], all(at == vec2<u32>(ky, kx)));
             }
         }
+        o = advance(o, step, output_radix());
     }
 }
 
 @compute @workgroup_size(256)
 fn avg_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var t = gid.x; t < p.batch * p.h * p.w * p.c; t += nwg.x * 256u) {
-        out[t] = pool_backward(t, false);
+    let stride = nwg.x * 256u;
+    let step = digits(stride, input_radix());
+    var i = digits(gid.x, input_radix());
+    for (var t = gid.x; t < p.batch * p.h * p.w * p.c; t += stride) {
+        out[t] = pool_backward(i, false);
+        i = advance(i, step, input_radix());
     }
 }
 
-// Index in x[b, pixel, ci] (channels-last) of element t of the channel-major order.
-fn channels_last(t: u32) -> u32 {
-    let hw = p.h * p.w;
-    let len = hw * p.c;
-    let b = t / len;
-    let j = t - b * len;
-    let ci = j / hw;
-    let pix = j - ci * hw;
-    return b * len + pix * p.c + ci;
+// Element t of the channel-major order, as (pixel, ci, b) digits, sits at
+// x[b, pixel, ci] (channels-last).
+fn channels_last(f: vec4<u32>) -> u32 {
+    return (f.z * p.h * p.w + f.x) * p.c + f.y;
+}
+
+fn flat_radix() -> vec3<u32> {
+    return vec3<u32>(p.h * p.w, p.c, 0xffffffffu);
 }
 
 @compute @workgroup_size(256)
 fn flatten(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var t = gid.x; t < p.batch * p.h * p.w * p.c; t += nwg.x * 256u) {
-        out[t] = x[channels_last(t)];
+    let stride = nwg.x * 256u;
+    let step = digits(stride, flat_radix());
+    var f = digits(gid.x, flat_radix());
+    for (var t = gid.x; t < p.batch * p.h * p.w * p.c; t += stride) {
+        out[t] = x[channels_last(f)];
+        f = advance(f, step, flat_radix());
     }
 }
 
 // Here `dy` is the gradient of the flattened output.
 @compute @workgroup_size(256)
 fn unflatten(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var t = gid.x; t < p.batch * p.h * p.w * p.c; t += nwg.x * 256u) {
-        out[channels_last(t)] = dy[t];
+    let stride = nwg.x * 256u;
+    let step = digits(stride, flat_radix());
+    var f = digits(gid.x, flat_radix());
+    for (var t = gid.x; t < p.batch * p.h * p.w * p.c; t += stride) {
+        out[channels_last(f)] = dy[t];
+        f = advance(f, step, flat_radix());
     }
 }
