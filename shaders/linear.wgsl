@@ -6,6 +6,7 @@
 // Grad input     dX[B, in] = dY[B, out] · W         (`matmul`, B operand = W itself)
 // Grad weight    dW[out, in] = dYᵀ · X              (`matmul`, A operand read transposed)
 // Grad bias      db[out] = Σ_b dY[b, out]           (`bias_grad`)
+// Split-K sum    C = Σ_z C_z                          (`split_k_sum`)
 //
 // matmul: C[m, n] = Σ_k A(m, k)·B[k, n] (+ bias[n]), with
 //   A(m, k) = a[a_off + m·a_rs + k·a_cs]   (any strides: every invocation of a workgroup
@@ -15,7 +16,10 @@
 // matmul_tiled on GPUs and matmul_vec4 / matmul on CPU rasterisers:
 // matmul_tiled (any alignment) the classic GPU kernel: 64 × 64 outputs per workgroup of
 //              16 × 16 invocations (4 × 4 each), A and B staged through workgroup
-//              memory in 64 × 16 and 16 × 64 tiles.
+//              memory in 64 × 16 and 16 × 64 tiles. Split-K (k_split > 0): workgroup
+//              layer z sums its own range of k into C slice z (c_slice elements
+//              apart), and `split_k_sum` adds the slices: a dW product with a long K
+//              (batch·H·W) and few outputs then fills a large GPU.
 // matmul_vec4  (B aligned: ldb and b_off multiples of 4) a workgroup owns VEC_ROWS rows
 //              and 8·VEC_WG columns; invocation `lid` owns 8 consecutive columns, read
 //              from B as two vec4 per k, and keeps VEC_ROWS × 8 sums in vec4
@@ -31,6 +35,7 @@ struct LinearParams {
     m: u32, n: u32, k: u32, has_bias: u32,
     a_off: u32, a_rs: u32, a_cs: u32, b_off: u32,
     ldb: u32, c_off: u32, ldc: u32, bias_off: u32,
+    k_split: u32, c_slice: u32, _pad0: u32, _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
@@ -103,10 +108,15 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
 
 // Store columns col..col+3 of row `row` (plus bias), skipping what lies outside C.
 fn store4(row: u32, col: u32, v: vec4<f32>) {
+    store4_at(0u, row, col, v);
+}
+
+// store4 into C shifted by `slice` elements.
+fn store4_at(slice: u32, row: u32, col: u32, v: vec4<f32>) {
     if (row >= p.m) {
         return;
     }
-    let base = p.c_off + row * p.ldc;
+    let base = p.c_off + slice + row * p.ldc;
     for (var j = 0u; j < 4u; j++) {
         let n = col + j;
         if (n < p.n) {
@@ -262,19 +272,23 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     let m0 = wg.y * 64u;
     let n0 = wg.x * 64u;
     let t = lid.y * 16u + lid.x;
+    // Split-K: workgroup layer z sums k in [z·k_split, (z + 1)·k_split) into C slice z.
+    let k_begin = wg.z * p.k_split;
+    let k_end = select(p.k, min(k_begin + p.k_split, p.k), p.k_split > 0u);
+    let slice = wg.z * p.c_slice;
     var acc: array<vec4<f32>, 4>;
-    for (var k0 = 0u; k0 < p.k; k0 += 16u) {
+    for (var k0 = k_begin; k0 < k_end; k0 += 16u) {
         for (var i = 0u; i < 4u; i++) {
             let e = t + i * 256u;
             // A tile element (row e / 16, k e % 16); B tile element (k e / 64, column e % 64).
             let am = m0 + e / 16u;
             let ak = k0 + e % 16u;
             let a_val = a[p.a_off + min(am, p.m - 1u) * p.a_rs + min(ak, p.k - 1u) * p.a_cs];
-            tile_a[e] = select(0.0, a_val, am < p.m && ak < p.k);
+            tile_a[e] = select(0.0, a_val, am < p.m && ak < k_end);
             let bk = k0 + e / 64u;
             let bn = n0 + e % 64u;
             let b_val = b_at(p.b_off + min(bk, p.k - 1u) * p.ldb + min(bn, p.n - 1u));
-            tile_b[e] = select(0.0, b_val, bk < p.k && bn < p.n);
+            tile_b[e] = select(0.0, b_val, bk < k_end && bn < p.n);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < 16u; kk++) {
@@ -291,7 +305,20 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
-        store4(m0 + lid.y * 4u + i, n0 + lid.x * 4u, acc[i]);
+        store4_at(slice, m0 + lid.y * 4u + i, n0 + lid.x * 4u, acc[i]);
+    }
+}
+
+// split_k_sum: c[c_off + i] = Σ_z a[a_off + z·c_slice + i] for i < m·n, z < k (the
+// slices of a split-K product, summed in order).
+@compute @workgroup_size(256)
+fn split_k_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var i = gid.x; i < p.m * p.n; i += nwg.x * 256u) {
+        var sum = 0.0;
+        for (var z = 0u; z < p.k; z++) {
+            sum += a[p.a_off + z * p.c_slice + i];
+        }
+        c[p.c_off + i] = sum;
     }
 }
 

@@ -359,6 +359,7 @@ fn conv(gpu: &Gpu, k: &Kernels, s: &ConvShape, batch: usize) -> Result<(f64, f64
         storage(rows * layers::padded(cols), "cols"),
         storage(rows * layers::padded(cols), "dcols"),
     );
+    let split = storage(layers::split_k_len(&layer, batch).max(1), "split-K slices");
     let step = gpu.uniform(&crate::nn::StepState::default(), "step");
     let bufs = layers::LayerBuffers {
         params: &params,
@@ -369,6 +370,7 @@ fn conv(gpu: &Gpu, k: &Kernels, s: &ConvShape, batch: usize) -> Result<(f64, f64
         partials: &one,
         cols: &colsb,
         dcols: &dcols,
+        split: &split,
     };
     let mode = layers::Mode::Train;
     let forward = layers::forward(

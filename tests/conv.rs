@@ -11,8 +11,10 @@ use twa::nn::model::{Arch, Shape};
 use twa::nn::{Model, ModelConfig, Network, SgdConfig, StepState};
 use twa::reference as cpu;
 
-/// One GPU training step of `model` vs the reference forward/backward and SGD step.
-fn check_step(name: &str, model: Model, batch: usize) {
+/// One GPU training step of `model` vs the reference forward/backward and SGD step;
+/// with `gpu_kernels` the kernels a GPU gets (tiled products, split-K weight
+/// gradients) whatever the adapter.
+fn check_step(name: &str, model: Model, batch: usize, gpu_kernels: bool) {
     let mut rng = rng(name);
     let g = gpu();
     let init = model.init_params(rng.below(1000) as u64);
@@ -26,6 +28,7 @@ fn check_step(name: &str, model: Model, batch: usize) {
         weight_decay: wd,
     };
     let mut net = Network::new(g, model.clone(), batch, &init, sgd).unwrap();
+    net.kernels.prefer_tiled |= gpu_kernels;
     net.prepare(g, batch);
     g.write(&net.acts[0], 0, &x);
     g.write(&net.labels, 0, &labels);
@@ -105,7 +108,19 @@ fn cnn_training_step_matches_the_cpu_reference() {
         ..Default::default()
     };
     let model = Model::build(&config, Shape::image(28, 28, 1), 10).unwrap();
-    check_step("cnn", model, 6);
+    check_step("cnn", model, 6, false);
+}
+
+/// The cnn step with a GPU's kernels: conv1's and conv2's weight gradients (K = 4704
+/// and 1176) are split-K products.
+#[test]
+fn cnn_training_step_with_gpu_kernels_matches_the_cpu_reference() {
+    let config = ModelConfig {
+        arch: Arch::Cnn,
+        ..Default::default()
+    };
+    let model = Model::build(&config, Shape::image(28, 28, 1), 10).unwrap();
+    check_step("cnn (GPU kernels)", model, 6, true);
 }
 
 #[test]
@@ -117,5 +132,5 @@ fn resnet8_training_step_matches_the_cpu_reference() {
         ..Default::default()
     };
     let model = Model::build(&config, Shape::image(8, 8, 3), 5).unwrap();
-    check_step("resnet8", model, 4);
+    check_step("resnet8", model, 4, false);
 }

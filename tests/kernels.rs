@@ -78,6 +78,7 @@ fn matmul_variants_match_reference_with_offsets_strides_and_bias() {
                 c_off: 4,
                 ldc: n as u32,
                 bias_off: 2,
+                ..Default::default()
             };
             run(&[layers::matmul_with(
                 g, kernel, tile, p, &ab, &bb, &biasb, &cb,
@@ -94,6 +95,53 @@ fn matmul_variants_match_reference_with_offsets_strides_and_bias() {
             let what = format!("{} {m}x{n}x{kk} b_off {b_off} ldb {ldb}", kernel.name);
             assert_close(&what, &read(&cb, m * n + 4)[4..], &want, ATOL, RTOL);
         }
+    }
+}
+
+/// Split-K on `matmul_tiled` (the weight gradients' product on GPUs): dW-shaped
+/// products, A read transposed, K cut into slices summed by `split_k_sum`, against
+/// the CPU product; the slice count from `layers::split_k` and forced ones (a last
+/// slice shorter than the others, K not a multiple of 16).
+#[test]
+fn split_k_matmul_matches_reference() {
+    let mut rng = rng("split-k");
+    let k = kernels();
+    assert_eq!(layers::split_k(256, 784, 128), 1, "MLP fc1: no split");
+    assert_eq!(layers::split_k(64, 288, 128 * 196), 52, "cnn conv2 dW");
+    for &(m, n, kk, split) in &[
+        (20, 37, 1000, 7),
+        (64, 36, 2501, layers::split_k(64, 36, 2501)),
+        (3, 70, 33, 2),
+        (70, 9, 4097, layers::split_k(70, 9, 4097)),
+    ] {
+        assert!(split > 1, "{m}×{n}×{kk} splits");
+        let g = gpu();
+        let a = random(&mut rng, m * kk);
+        let b = random(&mut rng, kk * n);
+        let (ab, bb, scratch, cb, unused) = (
+            g.storage_init(&a, "a"),
+            g.storage_init(&b, "b"),
+            g.storage(split * m * n, "split"),
+            g.storage(m * n + 5, "c"),
+            g.storage(1, "unused"),
+        );
+        let p = LinearParams {
+            m: m as u32,
+            n: n as u32,
+            k: kk as u32,
+            a_rs: 1,
+            a_cs: m as u32,
+            ldb: n as u32,
+            c_off: 5,
+            ldc: n as u32,
+            ..Default::default()
+        };
+        run(&layers::matmul_split_k(
+            g, k, p, split, &ab, &bb, &scratch, &cb, &unused,
+        ));
+        let want = cpu::matmul(&cpu::transpose(&f64s(&a), kk, m), &f64s(&b), m, n, kk);
+        let what = format!("split-K {m}×{n}×{kk} in {split}");
+        assert_close(&what, &read(&cb, m * n + 5)[5..], &want, ATOL, RTOL);
     }
 }
 
@@ -217,6 +265,7 @@ fn run_layer_fused(
         g.storage(cols, "cols"),
         g.storage(cols, "dcols"),
     );
+    let splitb = g.storage(layers::split_k_len(&layer, batch).max(1), "split");
     let step = g.uniform(&twa::nn::StepState::default(), "step");
     let bufs = LayerBuffers {
         params: &pb,
@@ -227,6 +276,7 @@ fn run_layer_fused(
         partials: &partials,
         cols: &colsb,
         dcols: &dcolsb,
+        split: &splitb,
     };
     let mode = if train {
         layers::Mode::Train
@@ -1108,6 +1158,7 @@ fn batchnorm2d_recalibration_averages_batch_statistics() {
         partials: &partials,
         cols: &unused,
         dcols: &unused,
+        split: &unused,
     };
     let work = layers::forward(
         g,

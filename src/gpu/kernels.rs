@@ -101,6 +101,7 @@ impl Shader {
                 "matmul",
                 "matmul_vec4",
                 "matmul_tiled",
+                "split_k_sum",
                 "transpose",
                 "bias_grad",
             ],
@@ -159,6 +160,7 @@ pub struct Kernels {
     /// Use `matmul_tiled` (real GPUs) rather than the register-blocked variants (CPU
     /// rasterisers such as lavapipe, where workgroup-memory tiling does not pay).
     pub prefer_tiled: bool,
+    pub split_k_sum: Kernel,
     pub transpose: Kernel,
     pub bias_grad: Kernel,
     pub relu_forward: Kernel,
@@ -299,6 +301,7 @@ impl Kernels {
             matmul_tiled: take("matmul_tiled"),
             matmul_subgroup,
             prefer_tiled: gpu.info.device_type != wgpu::DeviceType::Cpu,
+            split_k_sum: take("split_k_sum"),
             transpose: take("transpose"),
             bias_grad: take("bias_grad"),
             relu_forward: take("relu_forward"),

@@ -22,6 +22,11 @@ pub struct LinearParams {
     pub c_off: u32,
     pub ldc: u32,
     pub bias_off: u32,
+    /// Split-K (`matmul_tiled` only): k per workgroup layer, 0 for none.
+    pub k_split: u32,
+    /// Split-K: elements between the slices of C.
+    pub c_slice: u32,
+    pub pad: [u32; 2],
 }
 
 /// (rows, columns) a workgroup of `matmul` covers (`ROWS`, 8·`WG` in the shader).
@@ -149,6 +154,8 @@ pub struct LayerBuffers<'a> {
     /// Convolution scratch: the im2col matrix and its gradient (largest conv layer).
     pub cols: &'a wgpu::Buffer,
     pub dcols: &'a wgpu::Buffer,
+    /// The slices of a split-K weight gradient ([`split_k_len`] of the largest).
+    pub split: &'a wgpu::Buffer,
 }
 
 /// `c = a·b (+ bias)` as described in `linear.wgsl`, with the variant that suits the
@@ -189,6 +196,78 @@ pub fn matmul_with(
     ];
     let u = gpu.uniform(&p, kernel.name);
     Dispatch::new(gpu, kernel, &[a, b, bias, c, &u], groups)
+}
+
+/// Workgroup layers of a split-K `matmul_tiled` product of m × n outputs over k: enough
+/// that a GPU gets about 256 workgroups, each layer summing at least 256 values of k;
+/// 1 (no split) where the 64 × 64 tiles alone are enough or k is short.
+pub fn split_k(m: usize, n: usize, k: usize) -> usize {
+    let tiles = m.div_ceil(64) * n.div_ceil(64);
+    k.div_ceil(256).min(256usize.div_ceil(tiles)).max(1)
+}
+
+/// `c = a·b` (no bias) by `matmul_tiled` with k cut into `split` ranges: slice z of
+/// the product into `scratch` (z·m·n), then `split_k_sum` adds the slices into c at
+/// `p.c_off` (whose rows must be `p.n` apart).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_split_k(
+    gpu: &Gpu,
+    k: &Kernels,
+    p: LinearParams,
+    split: usize,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    scratch: &wgpu::Buffer,
+    c: &wgpu::Buffer,
+    unused: &wgpu::Buffer,
+) -> [Dispatch; 2] {
+    assert_eq!(p.ldc, p.n, "split-K sums contiguous rows");
+    let (m, n) = (p.m as usize, p.n as usize);
+    let k_split = (p.k as usize).div_ceil(split).next_multiple_of(16);
+    let layers = (p.k as usize).div_ceil(k_split);
+    let sliced = LinearParams {
+        c_off: 0,
+        k_split: k_split as u32,
+        c_slice: (m * n) as u32,
+        has_bias: 0,
+        ..p
+    };
+    let (rows, columns) = MATMUL_TILED_TILE;
+    let groups = [
+        n.div_ceil(columns) as u32,
+        m.div_ceil(rows) as u32,
+        layers as u32,
+    ];
+    let u = gpu.uniform(&sliced, "matmul_tiled");
+    let product = Dispatch::new(gpu, &k.matmul_tiled, &[a, b, unused, scratch, &u], groups);
+    let sum = LinearParams {
+        m: p.m,
+        n: p.n,
+        k: layers as u32,
+        c_off: p.c_off,
+        c_slice: (m * n) as u32,
+        ..Default::default()
+    };
+    let u = gpu.uniform(&sum, "split_k_sum");
+    let total = Dispatch::new(
+        gpu,
+        &k.split_k_sum,
+        &[scratch, unused, unused, c, &u],
+        grid(gpu, m * n),
+    );
+    [product, total]
+}
+
+/// Split-K scratch (elements) `layer`'s weight gradient needs at `batch` on a GPU.
+pub fn split_k_len(layer: &Layer, batch: usize) -> usize {
+    gemm_of(layer, batch).map_or(0, |g| {
+        let split = split_k(g.outputs, g.inputs, g.rows);
+        if split > 1 {
+            split * g.outputs * g.inputs
+        } else {
+            0
+        }
+    })
 }
 
 /// Row stride of a transposed weight: whole vec4s, so `matmul_vec4` can read it.
@@ -631,7 +710,17 @@ impl Gemm {
             ldc: inputs as u32,
             ..Default::default()
         };
-        let mut out = vec![matmul(gpu, k, grad_w, dy, x, bufs.unused, bufs.grads)];
+        let split = if k.prefer_tiled {
+            split_k(outputs, inputs, rows)
+        } else {
+            1
+        };
+        let mut out = if split > 1 {
+            let (scratch, unused) = (bufs.split, bufs.unused);
+            matmul_split_k(gpu, k, grad_w, split, dy, x, scratch, bufs.grads, unused).to_vec()
+        } else {
+            vec![matmul(gpu, k, grad_w, dy, x, bufs.unused, bufs.grads)]
+        };
         if self.bias {
             let grad_b = LinearParams {
                 m: rows as u32,

@@ -134,6 +134,8 @@ pub struct Network {
     partials: wgpu::Buffer,
     cols: wgpu::Buffer,
     dcols: wgpu::Buffer,
+    /// Split-K slices of a weight gradient (on GPUs).
+    split: wgpu::Buffer,
     /// A layer's input gradient when another reader already wrote that activation's.
     dscratch: wgpu::Buffer,
     sgd: Dispatch,
@@ -173,7 +175,17 @@ impl Network {
             })
             .max()
             .unwrap_or(1);
-        let largest = (max_batch * widest).max(model.num_params()).max(cols_len) as u64 * 4;
+        let split_len = model
+            .layers
+            .iter()
+            .map(|l| layers::split_k_len(l, max_batch))
+            .max()
+            .unwrap_or(0);
+        let largest = (max_batch * widest)
+            .max(model.num_params())
+            .max(cols_len)
+            .max(split_len) as u64
+            * 4;
         if largest > gpu.max_binding() {
             return Err(Error::Limits(format!(
                 "a buffer of {largest} bytes (activations, parameters or a convolution's im2col matrix) exceeds the adapter's largest storage binding ({} bytes); use a smaller batch or model",
@@ -238,6 +250,7 @@ impl Network {
             ),
             cols: gpu.storage(cols_len, "im2col"),
             dcols: gpu.storage(cols_len, "im2col grad"),
+            split: gpu.storage(split_len.max(1), "split-K slices"),
             dscratch: gpu.storage(max_batch * widest, "activation grad scratch"),
             sgd: sgd_dispatch,
             zero_velocity,
@@ -257,6 +270,7 @@ impl Network {
             partials: &self.partials,
             cols: &self.cols,
             dcols: &self.dcols,
+            split: &self.split,
         }
     }
 
@@ -518,6 +532,7 @@ impl Network {
             .chain([
                 &self.cols,
                 &self.dcols,
+                &self.split,
                 &self.dscratch,
                 &self.partials,
                 &self.labels,
