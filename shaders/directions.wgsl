@@ -20,7 +20,8 @@
 //                (input = β): w = c + Σ_i β_i ⊙ d_i; a workgroup per tile. With the
 //                affine maps this is c + Σ_i β_i·min_i + Σ_i (β_i·scale_i)·q_i.
 // Each invocation takes four consecutive elements at a time (one word at 1–8 bits,
-// unpacked with vector shifts).
+// unpacked with vector shifts); at 1–8 bits whole quads skip the checks of a tile's
+// end, which only its last quads need.
 
 struct DirParams {
     rows: u32, blocks: u32, tile_count: u32, bits: u32,
@@ -76,6 +77,18 @@ fn input4(first: u32, e: u32, len: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), v, vec4<u32>(e, e + 1u, e + 2u, e + 3u) < vec4<u32>(len));
 }
 
+// Bit offsets of values e..e+3 within their word. An invocation's steps (4·LANES
+// values) are whole words, so the offsets stay the same along its loop.
+fn slot_shifts(e: u32) -> vec4<u32> {
+    let slot = e & ((1u << p.per_shift) - 1u);
+    return (vec4<u32>(slot) + vec4<u32>(0u, 1u, 2u, 3u)) * p.bits;
+}
+
+// The levels q at `shifts` of `word`.
+fn unpack4(word: u32, shifts: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(word) >> shifts) & vec4<u32>(p.mask));
+}
+
 @compute @workgroup_size(256)
 fn block_dots(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let t = wg.x;
@@ -90,7 +103,24 @@ fn block_dots(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     // Σ q·g per row and Σ g: x·g summed is min·Σg + scale·Σq·g (bits = 32: Σx·g).
     var sq = vec4<f32>(0.0);
     var sg = vec4<f32>(0.0);
-    for (var e = 4u * lid.x; e < len; e += 4u * LANES) {
+    var e = 4u * lid.x;
+    if (p.bits != 32u) {
+        // Whole quads without the end checks, then the tile's tail.
+        let shifts = slot_shifts(e);
+        for (; e + 4u <= len; e += 4u * LANES) {
+            let at = first + e;
+            let g = vec4<f32>(input[at], input[at + 1u], input[at + 2u], input[at + 3u]);
+            let w = e >> p.per_shift;
+            sq += vec4<f32>(
+                dot(unpack4(dirs[base.x + w], shifts), g),
+                dot(unpack4(dirs[base.y + w], shifts), g),
+                dot(unpack4(dirs[base.z + w], shifts), g),
+                dot(unpack4(dirs[base.w + w], shifts), g),
+            );
+            sg += g;
+        }
+    }
+    for (; e < len; e += 4u * LANES) {
         let g = input4(first, e, len);
         sq += vec4<f32>(
             dot(levels4(base.x, e, len), g),
@@ -153,7 +183,28 @@ fn block_combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
             offset = fma(input[c], quant[c].x, offset);
         }
     }
-    for (var e = 4u * lid.x; e < len; e += 4u * LANES) {
+    var e = 4u * lid.x;
+    if (p.bits != 32u) {
+        // Whole quads without the end checks, then the tile's tail.
+        let shifts = slot_shifts(e);
+        for (; e + 4u <= len; e += 4u * LANES) {
+            var w = vec4<f32>(0.0);
+            let word = word0 + (e >> p.per_shift);
+            for (var i = 0u; i < p.rows; i++) {
+                let c = i * p.blocks + b;
+                let q = unpack4(dirs[i * p.words_per_row + word], shifts);
+                w = fma(vec4<f32>(input[c] * quant[c].y), q, w);
+            }
+            let at = first + e;
+            let centre4 = vec4<f32>(centre[at], centre[at + 1u], centre[at + 2u], centre[at + 3u]);
+            let out4 = centre4 + offset + w;
+            output[at] = out4.x;
+            output[at + 1u] = out4.y;
+            output[at + 2u] = out4.z;
+            output[at + 3u] = out4.w;
+        }
+    }
+    for (; e < len; e += 4u * LANES) {
         var w = vec4<f32>(0.0);
         for (var i = 0u; i < p.rows; i++) {
             let c = i * p.blocks + b;
