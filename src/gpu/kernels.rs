@@ -422,12 +422,17 @@ pub fn groups_1d(len: usize, width: usize) -> [u32; 3] {
     [len.div_ceil(width).clamp(1, 65535) as u32, 1, 1]
 }
 
+/// Most workgroups of a grid-stride kernel on a CPU adapter.
+pub const CPU_GRID_GROUPS: usize = 512;
+
 /// Workgroups of 256 invocations for a grid-stride loop over `len` items. A CPU
-/// adapter pays for every workgroup it launches (llvmpipe: a few µs each), so there
-/// each invocation loops over many items; a GPU gets one item per invocation.
+/// adapter pays for every workgroup it launches, so there each invocation loops over
+/// many items (at most [`CPU_GRID_GROUPS`]: the cnn step on lavapipe took 300–360 ms
+/// with a workgroup per 256 items, 175–200 with 64 to 512 on Mesa 25, and 400–420
+/// with 512 against 440–460 with 64 on Mesa 22.3); a GPU gets one item per invocation.
 pub fn grid(gpu: &Gpu, len: usize) -> [u32; 3] {
     let cap = if gpu.info.device_type == wgpu::DeviceType::Cpu {
-        64
+        CPU_GRID_GROUPS
     } else {
         65535
     };
