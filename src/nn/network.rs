@@ -188,7 +188,7 @@ impl Network {
             * 4;
         if largest > gpu.max_binding() {
             return Err(Error::Limits(format!(
-                "a buffer of {largest} bytes (activations, parameters or a convolution's im2col matrix) exceeds the adapter's largest storage binding ({} bytes); use a smaller batch or model",
+                "a buffer of {largest} bytes (activations, parameters, a convolution's im2col matrix or split-K slices) exceeds the adapter's largest storage binding ({} bytes); use a smaller batch or model",
                 gpu.max_binding()
             )));
         }
