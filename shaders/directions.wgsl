@@ -43,6 +43,18 @@ const LANES: u32 = 256u;
 const DOT_ROWS: u32 = 4u;
 var<workgroup> partial: array<vec4<f32>, LANES>;
 
+// Bit offsets of values e..e+3 within their word. An invocation's steps (4·LANES
+// values) are whole words, so the offsets stay the same along its loop.
+fn slot_shifts(e: u32) -> vec4<u32> {
+    let slot = e & ((1u << p.per_shift) - 1u);
+    return (vec4<u32>(slot) + vec4<u32>(0u, 1u, 2u, 3u)) * p.bits;
+}
+
+// The levels q at `shifts` of `word`.
+fn unpack4(word: u32, shifts: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(word) >> shifts) & vec4<u32>(p.mask));
+}
+
 // Values e..e+3 of a block (counted from its start; e a multiple of 4) whose words
 // begin at `base`, those at or past `len` read as 0: the levels q (bits < 32; the
 // four share a word) or the f32s themselves (bits = 32).
@@ -58,10 +70,7 @@ fn levels4(base: u32, e: u32, len: u32) -> vec4<f32> {
         );
         return select(vec4<f32>(0.0), v, valid);
     }
-    let word = dirs[base + (e >> p.per_shift)];
-    let slot = e & ((1u << p.per_shift) - 1u);
-    let shifts = (vec4<u32>(slot) + vec4<u32>(0u, 1u, 2u, 3u)) * p.bits;
-    let q = vec4<f32>((vec4<u32>(word) >> shifts) & vec4<u32>(p.mask));
+    let q = unpack4(dirs[base + (e >> p.per_shift)], slot_shifts(e));
     return select(vec4<f32>(0.0), q, valid);
 }
 
@@ -75,18 +84,6 @@ fn input4(first: u32, e: u32, len: u32) -> vec4<f32> {
         input[min(first + e + 3u, last)],
     );
     return select(vec4<f32>(0.0), v, vec4<u32>(e, e + 1u, e + 2u, e + 3u) < vec4<u32>(len));
-}
-
-// Bit offsets of values e..e+3 within their word. An invocation's steps (4·LANES
-// values) are whole words, so the offsets stay the same along its loop.
-fn slot_shifts(e: u32) -> vec4<u32> {
-    let slot = e & ((1u << p.per_shift) - 1u);
-    return (vec4<u32>(slot) + vec4<u32>(0u, 1u, 2u, 3u)) * p.bits;
-}
-
-// The levels q at `shifts` of `word`.
-fn unpack4(word: u32, shifts: vec4<u32>) -> vec4<f32> {
-    return vec4<f32>((vec4<u32>(word) >> shifts) & vec4<u32>(p.mask));
 }
 
 @compute @workgroup_size(256)
