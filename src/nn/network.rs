@@ -716,11 +716,12 @@ impl Network {
 /// such pair runs as one layer (`batchnorm.wgsl`'s `_relu` kernels).
 fn fused_relus(model: &Model) -> Vec<bool> {
     let layers = &model.layers;
-    let read_elsewhere = |act: usize, reader: usize| {
+    // Activation i + 1 (layer i's output) read by a layer other than layer i + 1.
+    let read_beyond_next = |i: usize| {
         layers.iter().enumerate().any(|(j, l)| {
-            j != reader
-                && (l.input == act
-                    || matches!(l.kind, LayerKind::Add { other, .. } if other == act))
+            j != i + 1
+                && (l.input == i + 1
+                    || matches!(l.kind, LayerKind::Add { other, .. } if other == i + 1))
         })
     };
     (0..layers.len())
@@ -729,7 +730,7 @@ fn fused_relus(model: &Model) -> Vec<bool> {
                 && layers.get(i + 1).is_some_and(|relu| {
                     matches!(relu.kind, LayerKind::Relu { .. }) && relu.input == i + 1
                 })
-                && !read_elsewhere(i + 1, i + 1)
+                && !read_beyond_next(i)
         })
         .collect()
 }
