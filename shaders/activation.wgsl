@@ -15,41 +15,66 @@ struct ActivationParams {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: ActivationParams;
 
-@compute @workgroup_size(256)
-fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = gid.x; i < p.len; i += nwg.x * 256u) {
+@compute @workgroup_size(LANES)
+fn relu_forward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.len);
+    for (var i = r.x; i < r.y; i += LANES) {
         out[i] = max(x[i], 0.0);
     }
 }
 
 // Here `x` holds the forward output y.
-@compute @workgroup_size(256)
-fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = gid.x; i < p.len; i += nwg.x * 256u) {
+@compute @workgroup_size(LANES)
+fn relu_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.len);
+    for (var i = r.x; i < r.y; i += LANES) {
         out[i] = select(0.0, dy[i], x[i] > 0.0);
     }
 }
 
 // Residual addition: out = x + dy (here `dy` is the second summand).
-@compute @workgroup_size(256)
-fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = gid.x; i < p.len; i += nwg.x * 256u) {
+@compute @workgroup_size(LANES)
+fn add(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.len);
+    for (var i = r.x; i < r.y; i += LANES) {
         out[i] = x[i] + dy[i];
     }
 }
 
 // out = x: the first gradient to reach an activation.
-@compute @workgroup_size(256)
-fn copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = gid.x; i < p.len; i += nwg.x * 256u) {
+@compute @workgroup_size(LANES)
+fn copy(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.len);
+    for (var i = r.x; i < r.y; i += LANES) {
         out[i] = x[i];
     }
 }
 
 // out += x: a further gradient reaching an activation that has several readers.
-@compute @workgroup_size(256)
-fn accumulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = gid.x; i < p.len; i += nwg.x * 256u) {
+@compute @workgroup_size(LANES)
+fn accumulate(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.len);
+    for (var i = r.x; i < r.y; i += LANES) {
         out[i] = out[i] + x[i];
     }
 }

@@ -153,24 +153,24 @@ fn normalise_pass(lane: u32, lanes: u32, running: bool, relu: bool) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(LANES)
 fn normalise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    normalise_pass(gid.x, nwg.x * 256u, false, false);
+    normalise_pass(gid.x, nwg.x * LANES, false, false);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(LANES)
 fn normalise_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    normalise_pass(gid.x, nwg.x * 256u, false, true);
+    normalise_pass(gid.x, nwg.x * LANES, false, true);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(LANES)
 fn normalise_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    normalise_pass(gid.x, nwg.x * 256u, true, false);
+    normalise_pass(gid.x, nwg.x * LANES, true, false);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(LANES)
 fn normalise_running_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    normalise_pass(gid.x, nwg.x * 256u, true, true);
+    normalise_pass(gid.x, nwg.x * LANES, true, true);
 }
 
 // The gradient reaching y at t: dy, or through the ReLU dz·[z > 0].
@@ -247,12 +247,12 @@ fn backward_dx_pass(lane: u32, lanes: u32, relu: bool) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(LANES)
 fn backward_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    backward_dx_pass(gid.x, nwg.x * 256u, false);
+    backward_dx_pass(gid.x, nwg.x * LANES, false);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(LANES)
 fn backward_dx_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    backward_dx_pass(gid.x, nwg.x * 256u, true);
+    backward_dx_pass(gid.x, nwg.x * LANES, true);
 }

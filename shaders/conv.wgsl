@@ -1,8 +1,8 @@
 // Window ops on channels-last images x[batch, h, w, c]: the im2col / col2im pair that
 // turns a 2-D convolution into the Linear matrix product, max and average pooling,
-// and the flatten to PyTorch's channel-major order. Every kernel is a grid-stride loop
-// in which one invocation owns one output element, so gradients are gathers (no
-// atomics).
+// and the flatten to PyTorch's channel-major order. Every kernel is a grid loop
+// (grid.wgsl) in which an invocation owns each of its output elements, so gradients
+// are gathers (no atomics).
 //
 // Geometry: an output pixel (oy, ox) sees input pixels (oy·stride + ky − pad,
 // ox·stride + kx − pad) for ky < kh, kx < kw; outside the image reads as 0.
@@ -22,9 +22,9 @@
 //               (used for the gradient).
 //
 // Element indices are split into coordinates (channel, column, row, sample) by a
-// mixed-radix counter: each invocation divides once for its first element and for its
-// grid stride, then adds the stride's digits with carries. A CPU rasteriser divides
-// lane by lane, which cost these kernels about half their time.
+// mixed-radix counter: each invocation divides once for its first element and for the
+// loop's step (LANES), then adds the step's digits with carries. A CPU rasteriser
+// divides lane by lane, which cost these kernels about half their time.
 
 struct WindowParams {
     batch: u32, h: u32, w: u32, c: u32,
@@ -95,14 +95,18 @@ fn reader_of(i: u32, k: u32, extent: u32) -> i32 {
 // One invocation per (row, ci): its kh·kw columns, so the index arithmetic is paid once
 // per window rather than per element. Columns run to `ldc` (≥ c·kh·kw; the padding
 // columns are never written and stay 0).
-@compute @workgroup_size(256)
-fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+@compute @workgroup_size(LANES)
+fn im2col(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let total = p.batch * p.oh * p.ow * p.c;
     let radix = vec3<u32>(p.c, p.ow, p.oh);
-    let stride = nwg.x * 256u;
-    let step = digits(stride, radix);
-    var o = digits(gid.x, radix);
-    for (var t = gid.x; t < total; t += stride) {
+    let r = grid_range(wg.x, lid.x, nwg.x, total);
+    let step = digits(LANES, radix);
+    var o = digits(r.x, radix);
+    for (var t = r.x; t < r.y; t += LANES) {
         // o = (ci, ox, oy, b).
         let row = (o.w * p.oh + o.z) * p.ow + o.y;
         var at = row * p.ldc + o.x * p.kh * p.kw;
@@ -118,14 +122,18 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 }
 
 // Here `dy` holds dcols [batch·oh·ow, c·kh·kw], rows `ldc` apart.
-@compute @workgroup_size(256)
-fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+@compute @workgroup_size(LANES)
+fn col2im(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let total = p.batch * p.h * p.w * p.c;
     let radix = vec3<u32>(p.c, p.w, p.h);
-    let stride = nwg.x * 256u;
-    let step = digits(stride, radix);
-    var i = digits(gid.x, radix);
-    for (var t = gid.x; t < total; t += stride) {
+    let r = grid_range(wg.x, lid.x, nwg.x, total);
+    let step = digits(LANES, radix);
+    var i = digits(r.x, radix);
+    for (var t = r.x; t < r.y; t += LANES) {
         // i = (ci, ix, iy, b).
         var sum = 0.0;
         for (var ky = 0u; ky < p.kh; ky++) {
@@ -172,27 +180,35 @@ fn input_radix() -> vec3<u32> {
     return vec3<u32>(p.c, p.w, p.h);
 }
 
-@compute @workgroup_size(256)
-fn max_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+@compute @workgroup_size(LANES)
+fn max_forward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let total = p.batch * p.oh * p.ow * p.c;
-    let stride = nwg.x * 256u;
-    let step = digits(stride, output_radix());
-    var o = digits(gid.x, output_radix());
-    for (var t = gid.x; t < total; t += stride) {
+    let r = grid_range(wg.x, lid.x, nwg.x, total);
+    let step = digits(LANES, output_radix());
+    var o = digits(r.x, output_radix());
+    for (var t = r.x; t < r.y; t += LANES) {
         let at = argmax(o);
         out[t] = pixel(o.w, source(o.z, at.x), source(o.y, at.y), o.x);
         o = advance(o, step, output_radix());
     }
 }
 
-@compute @workgroup_size(256)
-fn avg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+@compute @workgroup_size(LANES)
+fn avg_forward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let total = p.batch * p.oh * p.ow * p.c;
     let scale = 1.0 / f32(p.kh * p.kw);
-    let stride = nwg.x * 256u;
-    let step = digits(stride, output_radix());
-    var o = digits(gid.x, output_radix());
-    for (var t = gid.x; t < total; t += stride) {
+    let r = grid_range(wg.x, lid.x, nwg.x, total);
+    let step = digits(LANES, output_radix());
+    var o = digits(r.x, output_radix());
+    for (var t = r.x; t < r.y; t += LANES) {
         var sum = 0.0;
         for (var ky = 0u; ky < p.kh; ky++) {
             for (var kx = 0u; kx < p.kw; kx++) {
@@ -230,12 +246,16 @@ fn pool_backward(i: vec4<u32>, max: bool) -> f32 {
     return sum;
 }
 
-@compute @workgroup_size(256)
-fn max_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let stride = nwg.x * 256u;
-    let step = digits(stride, input_radix());
-    var i = digits(gid.x, input_radix());
-    for (var t = gid.x; t < p.batch * p.h * p.w * p.c; t += stride) {
+@compute @workgroup_size(LANES)
+fn max_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.batch * p.h * p.w * p.c);
+    let step = digits(LANES, input_radix());
+    var i = digits(r.x, input_radix());
+    for (var t = r.x; t < r.y; t += LANES) {
         out[t] = pool_backward(i, true);
         i = advance(i, step, input_radix());
     }
@@ -243,13 +263,17 @@ fn max_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 
 // Windows that tile the image exactly (stride = kernel, no remainder): one invocation
 // per output element writes its whole window (dy at the first maximum, 0 elsewhere).
-@compute @workgroup_size(256)
-fn max_backward_tiled(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+@compute @workgroup_size(LANES)
+fn max_backward_tiled(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let total = p.batch * p.oh * p.ow * p.c;
-    let stride = nwg.x * 256u;
-    let step = digits(stride, output_radix());
-    var o = digits(gid.x, output_radix());
-    for (var t = gid.x; t < total; t += stride) {
+    let r = grid_range(wg.x, lid.x, nwg.x, total);
+    let step = digits(LANES, output_radix());
+    var o = digits(r.x, output_radix());
+    for (var t = r.x; t < r.y; t += LANES) {
         let at = argmax(o);
         for (var ky = 0u; ky < p.kh; ky++) {
             for (var kx = 0u; kx < p.kw; kx++) {
@@ -263,12 +287,16 @@ fn max_backward_tiled(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     }
 }
 
-@compute @workgroup_size(256)
-fn avg_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let stride = nwg.x * 256u;
-    let step = digits(stride, input_radix());
-    var i = digits(gid.x, input_radix());
-    for (var t = gid.x; t < p.batch * p.h * p.w * p.c; t += stride) {
+@compute @workgroup_size(LANES)
+fn avg_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.batch * p.h * p.w * p.c);
+    let step = digits(LANES, input_radix());
+    var i = digits(r.x, input_radix());
+    for (var t = r.x; t < r.y; t += LANES) {
         out[t] = pool_backward(i, false);
         i = advance(i, step, input_radix());
     }
@@ -284,24 +312,32 @@ fn flat_radix() -> vec3<u32> {
     return vec3<u32>(p.h * p.w, p.c, 0xffffffffu);
 }
 
-@compute @workgroup_size(256)
-fn flatten(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let stride = nwg.x * 256u;
-    let step = digits(stride, flat_radix());
-    var f = digits(gid.x, flat_radix());
-    for (var t = gid.x; t < p.batch * p.h * p.w * p.c; t += stride) {
+@compute @workgroup_size(LANES)
+fn flatten(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.batch * p.h * p.w * p.c);
+    let step = digits(LANES, flat_radix());
+    var f = digits(r.x, flat_radix());
+    for (var t = r.x; t < r.y; t += LANES) {
         out[t] = x[channels_last(f)];
         f = advance(f, step, flat_radix());
     }
 }
 
 // Here `dy` is the gradient of the flattened output.
-@compute @workgroup_size(256)
-fn unflatten(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let stride = nwg.x * 256u;
-    let step = digits(stride, flat_radix());
-    var f = digits(gid.x, flat_radix());
-    for (var t = gid.x; t < p.batch * p.h * p.w * p.c; t += stride) {
+@compute @workgroup_size(LANES)
+fn unflatten(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.batch * p.h * p.w * p.c);
+    let step = digits(LANES, flat_radix());
+    var f = digits(r.x, flat_radix());
+    for (var t = r.x; t < r.y; t += LANES) {
         out[channels_last(f)] = dy[t];
         f = advance(f, step, flat_radix());
     }

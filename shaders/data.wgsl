@@ -38,11 +38,16 @@ fn pcg(v: u32) -> u32 {
     return (word >> 22u) ^ word;
 }
 
-@compute @workgroup_size(256)
-fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+@compute @workgroup_size(LANES)
+fn gather(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let features = p.h * p.w * p.ch;
     let total = p.batch * features;
-    for (var t = gid.x; t < total; t += nwg.x * 256u) {
+    let r = grid_range(wg.x, lid.x, nwg.x, total);
+    for (var t = r.x; t < r.y; t += LANES) {
         let b = t / features;
         let j = t - b * features;
         let c = j % p.ch;

@@ -38,7 +38,7 @@ struct DirParams {
 @group(0) @binding(5) var<storage, read_write> output: array<f32>;
 @group(0) @binding(6) var<uniform> p: DirParams;
 
-const LANES: u32 = 256u;
+// LANES (grid.wgsl): invocations per workgroup of block_dots and block_combine.
 // Rows per workgroup of block_dots.
 const DOT_ROWS: u32 = 4u;
 var<workgroup> partial: array<vec4<f32>, LANES>;
@@ -86,7 +86,7 @@ fn input4(first: u32, e: u32, len: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), v, vec4<u32>(e, e + 1u, e + 2u, e + 3u) < vec4<u32>(len));
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(LANES)
 fn block_dots(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let t = wg.x;
     let row0 = wg.y * DOT_ROWS;
@@ -165,7 +165,7 @@ fn block_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
     output[k] = s;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(LANES)
 fn block_combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let t = wg.x;
     let first = tiles[4u * t];

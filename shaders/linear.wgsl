@@ -311,9 +311,14 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
 
 // split_k_sum: c[c_off + i] = Σ_z a[a_off + z·c_slice + i] for i < m·n, z < k (the
 // slices of a split-K product, summed in order).
-@compute @workgroup_size(256)
-fn split_k_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = gid.x; i < p.m * p.n; i += nwg.x * 256u) {
+@compute @workgroup_size(LANES)
+fn split_k_sum(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.m * p.n);
+    for (var i = r.x; i < r.y; i += LANES) {
         var sum = 0.0;
         for (var z = 0u; z < p.k; z++) {
             sum += a[p.a_off + z * p.c_slice + i];
@@ -323,11 +328,16 @@ fn split_k_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 }
 
 // transpose: c[c_off + j·ldc + i] = a[a_off + i·n + j] for an m × n row-major matrix
-// (ldc ≥ m: the transposed rows may be padded, e.g. to whole vec4s). A grid-stride
-// loop over the result: its writes are contiguous, its reads gathers.
-@compute @workgroup_size(256)
-fn transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var t = gid.x; t < p.m * p.n; t += nwg.x * 256u) {
+// (ldc ≥ m: the transposed rows may be padded, e.g. to whole vec4s). A grid loop over
+// the result: its writes are contiguous, its reads gathers.
+@compute @workgroup_size(LANES)
+fn transpose(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.m * p.n);
+    for (var t = r.x; t < r.y; t += LANES) {
         let j = t / p.m;
         let i = t - j * p.m;
         c[p.c_off + j * p.ldc + i] = a[p.a_off + i * p.n + j];

@@ -22,9 +22,14 @@ struct StepState {
 @group(0) @binding(3) var<uniform> p: OptimParams;
 @group(0) @binding(4) var<uniform> step: StepState;
 
-@compute @workgroup_size(256)
-fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = gid.x; i < p.len; i += nwg.x * 256u) {
+@compute @workgroup_size(LANES)
+fn sgd_step(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.len);
+    for (var i = r.x; i < r.y; i += LANES) {
         let w = dst[i];
         let v = p.momentum * velocity[i] + grads[i] + p.weight_decay * w;
         velocity[i] = v;
@@ -32,13 +37,18 @@ fn sgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     }
 }
 
-@compute @workgroup_size(256)
-fn adamw_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+@compute @workgroup_size(LANES)
+fn adamw_step(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let t = f32(step.step - p.first_step + 1u);
     let beta2 = 0.999;
     let correct1 = 1.0 - pow(p.momentum, t);
     let correct2 = 1.0 - pow(beta2, t);
-    for (var i = gid.x; i < p.len; i += nwg.x * 256u) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.len);
+    for (var i = r.x; i < r.y; i += LANES) {
         let g = grads[i];
         let m = p.momentum * velocity[i] + (1.0 - p.momentum) * g;
         let v = beta2 * velocity[p.len + i] + (1.0 - beta2) * g * g;
@@ -49,9 +59,14 @@ fn adamw_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     }
 }
 
-@compute @workgroup_size(256)
-fn zero(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = gid.x; i < p.len; i += nwg.x * 256u) {
+@compute @workgroup_size(LANES)
+fn zero(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.len);
+    for (var i = r.x; i < r.y; i += LANES) {
         dst[i] = 0.0;
     }
 }

@@ -32,7 +32,9 @@ struct TwaParams {
 @group(0) @binding(3) var<uniform> p: TwaParams;
 @group(0) @binding(4) var<storage, read_write> scratch: array<f32>;
 
-const LANES: u32 = 256u;
+// LANES (grid.wgsl): invocations per workgroup of the passes over the basis. 256 on a
+// GPU; 8 on a CPU adapter, where a workgroup then reads its span as one stream (the
+// projection on lavapipe: twice as fast as at 256).
 // Rows of P per workgroup of `dots`: x is read once for all of them.
 const DOT_ROWS: u32 = 4u;
 var<workgroup> partial: array<vec4<f32>, LANES>;
@@ -42,7 +44,7 @@ fn hsum(v: vec4<f32>) -> f32 {
 }
 
 // Here `input` is x; the dot products of span wg.y go to scratch.
-@compute @workgroup_size(256)
+@compute @workgroup_size(LANES)
 fn dots(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let row0 = wg.x * DOT_ROWS;
     let last = p.rows - 1u;
@@ -100,7 +102,7 @@ fn coef(i: u32) -> f32 {
 // `span4` vec4s of D, going over the rows four at a time: each pass reads four rows
 // along the span (long runs of memory, which a CPU's prefetcher follows) and adds
 // into y; the first pass sets y.
-@compute @workgroup_size(256)
+@compute @workgroup_size(LANES)
 fn combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let start = wg.x * p.span4;
     let end = min(start + p.span4, p.dim4);

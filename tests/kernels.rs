@@ -580,7 +580,7 @@ fn conv_1x1_stride_2_shortcut() {
 /// Samples of `per_sample` elements for three rounds of a CPU adapter's grid-stride
 /// loops (their index counters then carry into every digit).
 fn samples_for_rounds(per_sample: usize) -> usize {
-    (3 * twa::gpu::kernels::CPU_GRID_GROUPS * 256).div_ceil(per_sample)
+    (3 * twa::gpu::kernels::CPU_GRID_GROUPS * twa::gpu::kernels::CPU_LANES).div_ceil(per_sample)
 }
 
 /// Enough samples that im2col and col2im go round a CPU adapter's grid-stride loops.

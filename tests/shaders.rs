@@ -48,10 +48,25 @@ fn every_shader_validates_and_has_its_entry_points() {
     }
 }
 
+/// The shader's module with its `LANES` override (if any) set to `lanes`, as a
+/// pipeline gets it.
+fn with_lanes(shader: Shader, lanes: usize) -> (naga::Module, naga::valid::ModuleInfo) {
+    let (module, info) = validate(shader);
+    let mut constants = naga::back::PipelineConstants::default();
+    if shader.has_lanes() {
+        constants.insert("LANES".to_string(), lanes as f64);
+    }
+    let (module, info) =
+        naga::back::pipeline_constants::process_overrides(&module, &info, None, &constants)
+            .unwrap_or_else(|e| panic!("{} with {lanes} lanes: {e}", shader.file()));
+    (module.into_owned(), info.into_owned())
+}
+
 #[test]
 fn every_shader_translates_to_spirv_msl_hlsl_and_glsl() {
-    for shader in Shader::ALL {
-        let (module, info) = validate(shader);
+    let widths = [twa::gpu::kernels::CPU_LANES, twa::gpu::kernels::GPU_LANES];
+    for (shader, lanes) in Shader::ALL.into_iter().flat_map(|s| widths.map(|w| (s, w))) {
+        let (module, info) = with_lanes(shader, lanes);
         spv::write_vec(&module, &info, &spv::Options::default(), None)
             .unwrap_or_else(|e| panic!("{} → SPIR-V: {e}", shader.file()));
         msl::write_string(

@@ -3,7 +3,7 @@
 //! Called once when a batch plan is built; the dispatches are then replayed every step.
 
 use super::model::{Layer, LayerKind, Window, BN_EPS, BN_MOMENTUM};
-use crate::gpu::kernels::{grid, groups_1d};
+use crate::gpu::kernels::{grid, groups_1d, lanes};
 use crate::gpu::{Dispatch, Gpu, Kernels};
 
 /// Uniform of `linear.wgsl` (see the shader for the meaning of each field).
@@ -378,7 +378,7 @@ fn batchnorm_with(
             } else {
                 // An invocation keeps one feature: at least one lane per feature.
                 let [groups, ..] = grid(gpu, rows * features);
-                [groups.max(features.div_ceil(256) as u32), 1, 1]
+                [groups.max(features.div_ceil(lanes(gpu)) as u32), 1, 1]
             };
             Dispatch::new(
                 gpu,
