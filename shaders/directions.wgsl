@@ -165,6 +165,33 @@ fn block_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
     output[k] = s;
 }
 
+// β_i·scale_i of rows r..r+3 in block b, 0 past the last row.
+fn scaled_betas(r: u32, b: u32) -> vec4<f32> {
+    var out = vec4<f32>(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        if (r + k < p.rows) {
+            let c = (r + k) * p.blocks + b;
+            out[k] = input[c] * quant[c].y;
+        }
+    }
+    return out;
+}
+
+// First words of rows r..r+3 at `word0` (rows past the last read the last one).
+fn row_words(r: u32, word0: u32) -> vec4<u32> {
+    let last = max(p.rows, 1u) - 1u;
+    return min(vec4<u32>(r) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last)) * p.words_per_row + word0;
+}
+
+// Σ_k coef[k]·q_k over four rows whose words start at `words`, at word w and `shifts`
+// (levels are finite, so a coefficient 0 drops its row).
+fn rows4(words: vec4<u32>, w: u32, shifts: vec4<u32>, coef: vec4<f32>) -> vec4<f32> {
+    var sum = coef.x * unpack4(dirs[words.x + w], shifts);
+    sum = fma(vec4<f32>(coef.y), unpack4(dirs[words.y + w], shifts), sum);
+    sum = fma(vec4<f32>(coef.z), unpack4(dirs[words.z + w], shifts), sum);
+    return fma(vec4<f32>(coef.w), unpack4(dirs[words.w + w], shifts), sum);
+}
+
 @compute @workgroup_size(LANES)
 fn block_combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let t = wg.x;
@@ -182,23 +209,35 @@ fn block_combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
     }
     var e = 4u * lid.x;
     if (p.bits != 32u) {
-        // Whole quads without the end checks, then the tile's tail.
+        // Whole quads without the end checks, eight rows a pass adding into the output
+        // (a tile's span stays in cache, and eight rows are few enough streams for a
+        // CPU's prefetcher); then the tile's tail.
+        let whole = len & ~3u;
         let shifts = slot_shifts(e);
-        for (; e + 4u <= len; e += 4u * LANES) {
-            var w = vec4<f32>(0.0);
-            let word = word0 + (e >> p.per_shift);
-            for (var i = 0u; i < p.rows; i++) {
-                let c = i * p.blocks + b;
-                let q = unpack4(dirs[i * p.words_per_row + word], shifts);
-                w = fma(vec4<f32>(input[c] * quant[c].y), q, w);
+        // At least one pass, so that c + offset is written even with no rows.
+        for (var i = 0u; i < max(p.rows, 1u); i += 8u) {
+            let coef_a = scaled_betas(i, b);
+            let coef_b = scaled_betas(i + 4u, b);
+            let words_a = row_words(i, word0);
+            let words_b = row_words(i + 4u, word0);
+            for (var f = e; f < whole; f += 4u * LANES) {
+                let w = f >> p.per_shift;
+                let at = first + f;
+                var acc: vec4<f32>;
+                if (i == 0u) {
+                    acc = vec4<f32>(centre[at], centre[at + 1u], centre[at + 2u], centre[at + 3u]) + offset;
+                } else {
+                    acc = vec4<f32>(output[at], output[at + 1u], output[at + 2u], output[at + 3u]);
+                }
+                acc += rows4(words_a, w, shifts, coef_a) + rows4(words_b, w, shifts, coef_b);
+                output[at] = acc.x;
+                output[at + 1u] = acc.y;
+                output[at + 2u] = acc.z;
+                output[at + 3u] = acc.w;
             }
-            let at = first + e;
-            let centre4 = vec4<f32>(centre[at], centre[at + 1u], centre[at + 2u], centre[at + 3u]);
-            let out4 = centre4 + offset + w;
-            output[at] = out4.x;
-            output[at + 1u] = out4.y;
-            output[at + 2u] = out4.z;
-            output[at + 3u] = out4.w;
+        }
+        if (e < whole) {
+            e += ((whole - e - 1u) / (4u * LANES) + 1u) * 4u * LANES;
         }
     }
     for (; e < len; e += 4u * LANES) {
