@@ -312,8 +312,7 @@ fn beta_gradient_matches_finite_differences_of_the_loss() {
     let (centre, dirs, _) = directions::normalised_directions(&samples, dim, &blocks);
     let packed = Packed::pack(&dirs, dim, &blocks, 32).unwrap();
     let space = Directions::upload(gpu, &centre, &packed).unwrap();
-    let beta0: Vec<f32> = random(&mut rng, 3 * nb).iter().map(|b| 0.3 * b).collect();
-    let beta = gpu.storage_init(&beta0, "beta");
+    let beta = gpu.storage(3 * nb, "beta");
     let grad = gpu.storage(3 * nb, "grad beta");
     let combine = space.combine(gpu, &k, &beta, &trainer.net.params);
     let [dots, sum] = space.gradient(gpu, &k, &trainer.net.grads, &grad);
@@ -332,13 +331,24 @@ fn beta_gradient_matches_finite_differences_of_the_loss() {
             .unwrap()
             .mean_loss()
     };
-    loss_at(&beta0, true);
-    let analytic: Vec<f32> = block_on(gpu.read(&grad, 0, 3 * nb)).unwrap();
-    let largest = analytic.iter().fold(0.0f32, |m, a| m.max(a.abs()));
-    assert!(
-        largest > 0.05,
-        "a gradient worth checking: largest |∂L/∂β| {largest}"
-    );
+    // A point whose gradient is worth checking (some |∂L/∂β| > 0.05, well above the
+    // tolerance's absolute part): about one random β in thirty falls short, so draw
+    // again, a few times at most.
+    let mut draws = 0;
+    let (beta0, analytic) = loop {
+        let beta0: Vec<f32> = random(&mut rng, 3 * nb).iter().map(|b| 0.3 * b).collect();
+        loss_at(&beta0, true);
+        let analytic: Vec<f32> = block_on(gpu.read(&grad, 0, 3 * nb)).unwrap();
+        let largest = analytic.iter().fold(0.0f32, |m, a| m.max(a.abs()));
+        draws += 1;
+        if largest > 0.05 {
+            break (beta0, analytic);
+        }
+        assert!(
+            draws < 5,
+            "a gradient worth checking: largest |∂L/∂β| {largest} after {draws} draws of β"
+        );
+    };
     // Steps of 2e-3 down to 2.5e-4: at 1e-2 the weights' change crossed enough ReLU
     // kinks on about one seed in twelve to put the difference 10 % off, at 2e-3 still
     // on about one in sixty. A kink inside a step's interval is no error of the
