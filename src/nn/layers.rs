@@ -37,7 +37,7 @@ pub const MATMUL_TILED_TILE: (usize, usize) = (64, 64);
 pub const MATMUL_VEC4_TILE: (usize, usize) = (16, 256);
 
 /// (rows, columns) a workgroup of `matmul_subgroup` covers.
-pub const MATMUL_SUBGROUP_TILE: (usize, usize) = (24, 256);
+pub const MATMUL_SUBGROUP_TILE: (usize, usize) = (24, 64);
 
 /// Whether `p` can use `matmul_vec4` (B rows start on 16-byte boundaries).
 pub fn vec4_aligned(p: &LinearParams) -> bool {
