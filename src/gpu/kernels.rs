@@ -86,7 +86,8 @@ impl Shader {
     /// Whether the shader starts with `grid.wgsl`, whose `LANES` the host sets from
     /// [`lanes`].
     pub fn has_lanes(self) -> bool {
-        self != Shader::Loss
+        self.source()
+            .starts_with(include_str!("../../shaders/grid.wgsl"))
     }
 
     /// Bindings of group 0, in binding order.
