@@ -577,13 +577,14 @@ fn conv_1x1_stride_2_shortcut() {
     check_conv("conv1x1s2", 4, Shape::image(6, 6, 8), 16, 1, 2, 0, false);
 }
 
-/// Samples of `per_sample` elements for three rounds of a CPU adapter's grid-stride
-/// loops (their index counters then carry into every digit).
+/// Samples of `per_sample` elements for three items per invocation of a CPU adapter's
+/// grid loops (their index counters then carry into every digit).
 fn samples_for_rounds(per_sample: usize) -> usize {
     (3 * twa::gpu::kernels::CPU_GRID_GROUPS * twa::gpu::kernels::CPU_LANES).div_ceil(per_sample)
 }
 
-/// Enough samples that im2col and col2im go round a CPU adapter's grid-stride loops.
+/// Enough samples that im2col and col2im take several items per invocation of a CPU
+/// adapter's grid loops.
 #[test]
 fn conv_3x3_on_a_large_batch() {
     check_conv(
@@ -608,8 +609,8 @@ fn conv_first_layer_one_channel() {
 fn max_and_average_pooling_forward_backward_and_gradient_check() {
     let mut rng = rng("pool");
     // Tiling 2×2 windows, overlapping 3×3 stride-2 windows, a global window; then both
-    // window kinds on batches large enough that a CPU adapter's grid-stride loops go
-    // round (sized by their outputs, the fewer).
+    // window kinds on batches large enough that a CPU adapter's grid loops take several
+    // items per invocation (sized by their outputs, the fewer).
     for (batch, input, kernel, stride) in [
         (3, Shape::image(8, 6, 5), (2, 2), 2),
         (3, Shape::image(7, 7, 3), (3, 3), 2),
@@ -708,7 +709,7 @@ fn max_and_average_pooling_forward_backward_and_gradient_check() {
 #[test]
 fn flatten_permutes_to_channel_major_and_back() {
     let mut rng = rng("flatten");
-    // The second is large enough for several rounds of a CPU adapter's grid.
+    // The second is large enough for several items per invocation of a CPU adapter's grid.
     let large = Shape::image(30, 31, 7);
     for (batch, input) in [
         (3, Shape::image(4, 5, 6)),
