@@ -879,6 +879,58 @@ fn tiles(window: &Window) -> bool {
         && window.input.width.is_multiple_of(kw)
 }
 
+/// Where a convolution's backward gets the im2col matrix of its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cols {
+    /// im2col again into `LayerBuffers::cols`.
+    Rebuild,
+    /// `cols` still holds this layer's forward matrix: no convolution ran since (the
+    /// network's last convolution, whose backward comes first).
+    Kept,
+}
+
+/// Backward of a Conv layer: dW (and the bias gradient) from the im2col matrix, and,
+/// when `dx` is given, dcols = dY·W scattered back onto the input by col2im.
+pub fn conv_backward(
+    gpu: &Gpu,
+    k: &Kernels,
+    layer: &Layer,
+    batch: usize,
+    x: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dx: Option<&wgpu::Buffer>,
+    bufs: &LayerBuffers,
+    cols: Cols,
+) -> Vec<Dispatch> {
+    let LayerKind::Conv { window, .. } = layer.kind else {
+        panic!("conv_backward of {}", layer.kind.describe());
+    };
+    let gemm = gemm_of(layer, batch).expect("Conv is a GEMM");
+    let mut out = Vec::new();
+    if cols == Cols::Rebuild {
+        out.push(window_op(
+            gpu,
+            &k.im2col,
+            batch,
+            &window,
+            gemm.rows * window.input.channels,
+            [x, bufs.unused, bufs.cols],
+        ));
+    }
+    out.extend(gemm.backward(gpu, k, bufs.cols, dy, dx.map(|_| bufs.dcols), bufs));
+    if let Some(dx) = dx {
+        out.push(window_op(
+            gpu,
+            &k.col2im,
+            batch,
+            &window,
+            batch * layer.kind.input_len(),
+            [bufs.unused, bufs.dcols, dx],
+        ));
+    }
+    out
+}
+
 /// A window covering the whole of `input` (for the flatten kernels' geometry).
 fn whole_image(input: crate::nn::model::Shape) -> Window {
     Window {
@@ -909,28 +961,8 @@ pub fn backward(
         LayerKind::Linear { .. } => gemm_of(layer, batch)
             .expect("Linear is a GEMM")
             .backward(gpu, k, x, dy, dx, bufs),
-        LayerKind::Conv { window, .. } => {
-            let gemm = gemm_of(layer, batch).expect("Conv is a GEMM");
-            let mut out = vec![window_op(
-                gpu,
-                &k.im2col,
-                batch,
-                &window,
-                gemm.rows * window.input.channels,
-                [x, bufs.unused, bufs.cols],
-            )];
-            out.extend(gemm.backward(gpu, k, bufs.cols, dy, dx.map(|_| bufs.dcols), bufs));
-            if let Some(dx) = dx {
-                out.push(window_op(
-                    gpu,
-                    &k.col2im,
-                    batch,
-                    &window,
-                    in_len,
-                    [bufs.unused, bufs.dcols, dx],
-                ));
-            }
-            out
+        LayerKind::Conv { .. } => {
+            conv_backward(gpu, k, layer, batch, x, dy, dx, bufs, Cols::Rebuild)
         }
         LayerKind::BatchNorm { .. } => {
             batchnorm_backward(gpu, k, layer, batch, x, dy, None, needs_dx(), bufs)

@@ -2,7 +2,7 @@
 //! buffers, activation buffers sized for the largest batch, and per-batch-size plans
 //! (forward, loss, backward, optimiser) recorded once and replayed every step.
 
-use super::layers::{self, BnSync, LayerBuffers, Mode};
+use super::layers::{self, BnSync, Cols, LayerBuffers, Mode};
 use super::loss;
 use super::model::{Layer, LayerKind, Model};
 use super::optim::{self, SgdConfig};
@@ -396,6 +396,9 @@ impl Network {
                 last_reader[other] = i;
             }
         }
+        // The last convolution's im2col matrix is still in `cols` when its backward runs.
+        let last_conv =
+            (self.model.layers.iter()).rposition(|l| matches!(l.kind, LayerKind::Conv { .. }));
         for (i, layer) in self.model.layers.iter().enumerate().rev() {
             if i > 0 && fused(i - 1) {
                 // The ReLU's backward is its BatchNorm's.
@@ -420,6 +423,9 @@ impl Network {
                 let (z, dz) = (&self.acts[i + 2], &self.dacts[i + 2]);
                 let dx = dx.expect("a BatchNorm fused with its ReLU is never the first layer");
                 let d = layers::batchnorm_backward(gpu, k, layer, batch, x, dz, Some(z), dx, &bufs);
+                segments.last_mut().expect("a segment").dispatches.extend(d);
+            } else if Some(i) == last_conv {
+                let d = layers::conv_backward(gpu, k, layer, batch, x, dy, dx, &bufs, Cols::Kept);
                 segments.last_mut().expect("a segment").dispatches.extend(d);
             } else {
                 let d = layers::backward(gpu, k, layer, batch, x, y, dy, dx, &bufs);
