@@ -44,6 +44,7 @@ if command -v jq > /dev/null && [ "$bench" = ok ] && [ "$head" = ok ]; then
          "  GEMM 1024³: \(."gemm 1024 GFLOP/s" | floor) GFLOP/s",
          "  TWA projection: \(."twa projection".gbs * 10 | floor / 10) GB/s, \(."twa projection".ratio * 100 | floor / 100) × a copy",
          "  explicit 8-bit TWA step: \(."explicit twa step 8-bit".ms * 100 | floor / 100) ms",
+         "  projected TWA step / SGD step: MLP \(."mlp twa step".ratio * 100 | floor / 100)×, cnn \(."cnn twa step".ratio * 100 | floor / 100)×",
          "  training: \(."training samples/s" | floor) samples/s"' "$out/bench.json"
   jq -r '.rows[] | "  \(.method): \(.test_acc * 10000 | floor / 100) % at \(.seconds * 10 | floor / 10) s"' "$out/head.json"
   jq -r '(.rows | map({(.method): .seconds}) | add) as $s

@@ -7,6 +7,8 @@ use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::gpu::{kernels, Dispatch, Gpu, Kernel, Kernels};
 use crate::nn::layers::{self, LinearParams};
+use crate::nn::model::Arch;
+use crate::nn::GradientStep;
 use crate::nn::ModelConfig;
 use crate::rng::Rng;
 use crate::train::{TrainConfig, Trainer};
@@ -484,17 +486,21 @@ fn gpu_times(gpu: &Gpu, dispatches: &[Dispatch], reps: usize) -> Result<Option<V
     Ok(Some(best))
 }
 
-/// Time every dispatch of one training step of `arch` (batch 128, Fashion-MNIST
-/// shapes) alone, and print the time per kernel and the step's total.
-fn profile_step(gpu: &Gpu, arch: crate::nn::model::Arch, quick: bool) -> Result<serde_json::Value> {
+/// The models' display names.
+fn title(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Mlp => "MLP-BN 784-256-256-10",
+        Arch::Cnn => "cnn",
+        Arch::Resnet => "resnet",
+    }
+}
+
+/// `arch` (Fashion-MNIST shapes) with its initial weights, prepared for batch 128 of
+/// random images: (network, initial weights).
+fn bench_network(gpu: &Gpu, arch: Arch) -> Result<(crate::nn::Network, Vec<f32>)> {
     let config = ModelConfig {
         arch,
         ..ModelConfig::default()
-    };
-    let title = match arch {
-        crate::nn::model::Arch::Mlp => "MLP-BN 784-256-256-10",
-        crate::nn::model::Arch::Cnn => "cnn",
-        crate::nn::model::Arch::Resnet => "resnet",
     };
     let model = crate::nn::Model::build(&config, crate::nn::model::Shape::image(28, 28, 1), 10)?;
     let init = model.init_params(1);
@@ -517,6 +523,15 @@ fn profile_step(gpu: &Gpu, arch: crate::nn::model::Arch, quick: bool) -> Result<
         0,
         &(0..batch as u32).map(|i| i % 10).collect::<Vec<_>>(),
     );
+    Ok((net, init))
+}
+
+/// Time every dispatch of one training step of `arch` (batch 128, Fashion-MNIST
+/// shapes) alone, and print the time per kernel and the step's total.
+fn profile_step(gpu: &Gpu, arch: Arch, quick: bool) -> Result<serde_json::Value> {
+    let title = title(arch);
+    let batch = 128;
+    let (net, _) = bench_network(gpu, arch)?;
     let reps = if quick { 1 } else { 5 };
     let dispatches = net.train_dispatches(batch);
     let timed = match gpu_times(gpu, dispatches, reps)? {
@@ -570,6 +585,63 @@ fn profile_step(gpu: &Gpu, arch: crate::nn::model::Arch, quick: bool) -> Result<
             .map(|(name, seconds, count)| serde_json::json!({ "kernel": name, "launches": count, "ms": seconds * 1e3 }))
             .collect::<Vec<_>>(),
     }))
+}
+
+/// A projected TWA step (n = 51 samples around the initial weights, as the head
+/// presets keep) against a plain SGD step of `arch`, wall clock, in alternating rounds
+/// of a few steps each (so that a change of the host's speed hits both alike):
+/// (SGD ms, TWA ms), the medians over the rounds.
+fn twa_step_cost(gpu: &Gpu, arch: Arch, quick: bool) -> Result<(f64, f64)> {
+    let (net, init) = bench_network(gpu, arch)?;
+    let dim = init.len();
+    let n = 51;
+    let mut rng = Rng::new(13);
+    let samples: Vec<f32> = (0..n)
+        .flat_map(|_| {
+            let noise = random(&mut rng, dim);
+            init.iter()
+                .zip(noise)
+                .map(|(w, e)| w + 0.01 * e)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let k = &net.kernels;
+    let rows = crate::twa::Subspace::rows_per_chunk(gpu, dim)?;
+    let space = block_on(crate::twa::Subspace::build(gpu, k, &samples, dim, rows))?;
+    let twa = space.projected_sgd(gpu, k, &net.grads);
+    let sgd = GradientStep::Sgd(Vec::new());
+    let (rounds, steps) = match (quick, arch) {
+        (true, Arch::Mlp) => (5, 5),
+        (true, _) => (3, 2),
+        (false, Arch::Mlp) => (9, 20),
+        (false, _) => (7, 5),
+    };
+    let batch = 128;
+    let time = |update: &GradientStep| -> Result<f64> {
+        let started = Instant::now();
+        for _ in 0..steps {
+            let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                net.record_train_step(&mut pass, batch, update);
+            }
+            gpu.queue.submit([encoder.finish()]);
+        }
+        block_on(gpu.wait())?;
+        Ok(started.elapsed().as_secs_f64() * 1e3 / steps as f64)
+    };
+    time(&sgd)?;
+    time(&twa)?;
+    let (mut sgd_ms, mut twa_ms) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        sgd_ms.push(time(&sgd)?);
+        twa_ms.push(time(&twa)?);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok((median(sgd_ms), median(twa_ms)))
 }
 
 /// Run the benchmark and print its table: the short profile (a minute or two on a
@@ -648,14 +720,23 @@ pub fn run(gpu: &Gpu, full: bool, json: bool) -> Result<()> {
             serde_json::json!({ "batch": batch, "forward_gflops": fwd, "backward_gflops": bwd }),
         );
     }
-    put(
-        "mlp step profile",
-        profile_step(gpu, crate::nn::model::Arch::Mlp, quick)?,
-    );
-    put(
-        "cnn step profile",
-        profile_step(gpu, crate::nn::model::Arch::Cnn, quick)?,
-    );
+    put("mlp step profile", profile_step(gpu, Arch::Mlp, quick)?);
+    put("cnn step profile", profile_step(gpu, Arch::Cnn, quick)?);
+    for arch in [Arch::Mlp, Arch::Cnn] {
+        let (sgd, twa) = twa_step_cost(gpu, arch, quick)?;
+        println!(
+            "{} step, batch 128 (wall clock, medians of alternating rounds): SGD {sgd:.1} ms, projected TWA (n = 51) {twa:.1} ms, ratio {:.2}",
+            title(arch),
+            twa / sgd
+        );
+        put(
+            match arch {
+                Arch::Mlp => "mlp twa step",
+                _ => "cnn twa step",
+            },
+            serde_json::json!({ "n": 51, "sgd_ms": sgd, "twa_ms": twa, "ratio": twa / sgd }),
+        );
+    }
     let (proj, copy) = projection(gpu, &k, quick)?;
     put(
         "twa projection",
