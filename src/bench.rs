@@ -722,7 +722,7 @@ pub fn run(gpu: &Gpu, full: bool, json: bool) -> Result<()> {
     }
     put("mlp step profile", profile_step(gpu, Arch::Mlp, quick)?);
     put("cnn step profile", profile_step(gpu, Arch::Cnn, quick)?);
-    for arch in [Arch::Mlp, Arch::Cnn] {
+    for (arch, key) in [(Arch::Mlp, "mlp twa step"), (Arch::Cnn, "cnn twa step")] {
         let (sgd, twa) = twa_step_cost(gpu, arch, quick)?;
         println!(
             "{} step, batch 128 (wall clock, medians of alternating rounds): SGD {sgd:.1} ms, projected TWA (n = 51) {twa:.1} ms, ratio {:.2}",
@@ -730,10 +730,7 @@ pub fn run(gpu: &Gpu, full: bool, json: bool) -> Result<()> {
             twa / sgd
         );
         put(
-            match arch {
-                Arch::Mlp => "mlp twa step",
-                _ => "cnn twa step",
-            },
+            key,
             serde_json::json!({ "n": 51, "sgd_ms": sgd, "twa_ms": twa, "ratio": twa / sgd }),
         );
     }
