@@ -1,18 +1,22 @@
 // matmul_subgroup: matmul_vec4's layout with A shared through the subgroup, appended to
 // linear.wgsl (its bindings, LinearParams and store4) when the device supports
-// subgroups of at least 8 invocations. A workgroup is 8 invocations (one SIMD vector
-// of a CPU rasteriser) and owns 24 rows and 64 columns; an invocation owns 8
-// consecutive columns (two vec4 of B per k). Instead of every invocation loading the
-// 24 row values of A at each k (uniform loads, which CPU rasterisers execute as
-// gathers), lane l loads rows l, 8 + l and 16 + l and the values reach the other lanes
-// by subgroupBroadcast. On lavapipe this doubles the throughput of matmul_vec4, and 8
+// subgroups of at least 8 invocations. A workgroup is SUBGROUP invocations, the
+// adapter's smallest subgroup (so that it is one subgroup: 8 on lavapipe, one SIMD
+// vector of a CPU rasteriser; 32 on NVIDIA and Apple, 32 or 64 on AMD, 8 to 32 on
+// Intel), and owns 24 rows and 8·SUBGROUP columns; an invocation owns 8 consecutive
+// columns (two vec4 of B per k). Instead of every invocation loading the 24 row values
+// of A at each k (uniform loads, which CPU rasterisers execute as gathers), lanes
+// l < 8 load rows l, 8 + l and 16 + l and the values reach the other lanes by
+// subgroupBroadcast. On lavapipe this doubles the throughput of matmul_vec4, and 8
 // invocations a workgroup run the MLP's products ≈ 1.3× as fast as 32 did (`twa
 // bench`). Requires ldb and b_off to be multiples of 4, like matmul_vec4.
 
-@compute @workgroup_size(8)
+override SUBGROUP: u32 = 8u;
+
+@compute @workgroup_size(SUBGROUP)
 fn matmul_subgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
     let m0 = wg.y * 24u;
-    let col = (wg.x * 8u + lid.x) * 8u;
+    let col = (wg.x * SUBGROUP + lid.x) * 8u;
     let row_vec4s = p.ldb / 4u;
     let q0 = p.b_off / 4u + min(col / 4u + 0u, row_vec4s - 1u);
     let q1 = p.b_off / 4u + min(col / 4u + 1u, row_vec4s - 1u);

@@ -675,7 +675,7 @@ pub fn run(gpu: &Gpu, full: bool, json: bool) -> Result<()> {
         let (vec4, err_vec4) = gemm(gpu, &k.matmul_vec4, layers::MATMUL_VEC4_TILE, s, reps)?;
         let (tiled, err_tiled) = gemm(gpu, &k.matmul_tiled, layers::MATMUL_TILED_TILE, s, reps)?;
         let (subgroup, err_subgroup) = match &k.matmul_subgroup {
-            Some(sg) => gemm(gpu, sg, layers::MATMUL_SUBGROUP_TILE, s, reps)?,
+            Some(sg) => gemm(gpu, sg, layers::matmul_subgroup_tile(gpu), s, reps)?,
             None => (f64::NAN, 0.0),
         };
         let worst = err_lanes.max(err_vec4).max(err_tiled).max(err_subgroup);

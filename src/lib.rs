@@ -14,6 +14,8 @@ pub mod files;
 pub mod gpu;
 pub mod landscape;
 pub mod nn;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod outdir;
 pub mod plan;
 pub mod reference;
 pub mod resume;

@@ -70,6 +70,7 @@ enum Command {
 }
 
 fn main() {
+    twa::gpu::context::quiet_display_probe();
     let parsed = Cli::parse();
     let job = match cli::job::Job::start() {
         Ok(job) => job,

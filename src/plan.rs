@@ -325,7 +325,8 @@ pub struct Plan {
 /// The plan for `sizes` with `samples` TWA samples stored at `bits` bits, `ranks`
 /// ranks sharing a global batch of `batch` and each keeping ⌈n/R⌉ of the subspace's
 /// rows. Activations count each layer's output and its gradient, plus the largest
-/// im2col buffer, as this engine keeps them.
+/// im2col buffer, as this engine keeps them. Every product is checked: sizes past
+/// what a machine can address are an error, never a wrapped-around number.
 pub fn plan(
     model: &str,
     sizes: Sizes,
@@ -333,20 +334,30 @@ pub fn plan(
     samples: usize,
     ranks: usize,
     bits: u32,
-) -> Plan {
+) -> Result<Plan> {
+    let too_large = || {
+        Error::Config(format!(
+            "{model}: {samples} samples of {} parameters at batch {batch} need more bytes than a machine can address",
+            sizes.params
+        ))
+    };
+    let mul = |a: usize, b: usize| a.checked_mul(b).ok_or_else(too_large);
+    let add = |a: usize, b: usize| a.checked_add(b).ok_or_else(too_large);
     let d = sizes.params;
     let per_rank = batch.div_ceil(ranks);
     let rows = samples.div_ceil(ranks);
-    let floats = |n: usize| 4 * n;
+    let floats = |n: usize| mul(4, n);
     let subspace_bytes = if bits == 32 {
-        floats(rows * d)
+        floats(mul(rows, d)?)?
     } else {
-        rows * (d * bits as usize).div_ceil(32) * 4 + 8 * rows
+        let words = mul(d, bits as usize)?.div_ceil(32);
+        add(mul(mul(rows, words)?, 4)?, mul(8, rows)?)?
     };
-    let activation_bytes = floats(per_rank * (2 * sizes.activations + sizes.im2col));
-    let ring = |bytes: usize| bytes * 2 * (ranks - 1) / ranks;
-    let parameter_bytes = floats(d);
-    Plan {
+    let per_sample = add(mul(2, sizes.activations)?, sizes.im2col)?;
+    let activation_bytes = floats(mul(per_rank, per_sample)?)?;
+    let parameter_bytes = floats(d)?;
+    let ring = |bytes: usize| mul(bytes, 2 * (ranks - 1)).map(|b| b / ranks);
+    Ok(Plan {
         model: model.to_string(),
         params: d,
         ranks,
@@ -358,10 +369,19 @@ pub fn plan(
         momentum_bytes: parameter_bytes,
         activation_bytes,
         subspace_bytes,
-        total_bytes: 3 * parameter_bytes + activation_bytes + subspace_bytes,
-        gradient_exchange_bytes: ring(floats(d)),
-        projection_exchange_bytes: ring(floats(d)),
-    }
+        total_bytes: add(add(mul(3, parameter_bytes)?, activation_bytes)?, subspace_bytes)?,
+        gradient_exchange_bytes: ring(parameter_bytes)?,
+        projection_exchange_bytes: ring(parameter_bytes)?,
+    })
+}
+
+/// This machine's memory in bytes where the system tells (Linux: `MemTotal` of
+/// `/proc/meminfo`); `None` elsewhere.
+pub fn host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 #[cfg(test)]
@@ -392,14 +412,17 @@ mod tests {
             activations: 10,
             im2col: 0,
         };
-        let one = plan("m", sizes, 128, 50, 1, 32);
-        let two = plan("m", sizes, 128, 50, 2, 32);
+        let one = plan("m", sizes, 128, 50, 1, 32).unwrap();
+        let two = plan("m", sizes, 128, 50, 2, 32).unwrap();
         assert_eq!(one.subspace_bytes, 50 * 1000 * 4);
         assert_eq!(two.subspace_bytes, 25 * 1000 * 4);
         assert_eq!(one.gradient_exchange_bytes, 0);
         assert_eq!(two.gradient_exchange_bytes, 4000);
-        let eight = plan("m", sizes, 128, 50, 1, 8);
+        let eight = plan("m", sizes, 128, 50, 1, 8).unwrap();
         assert_eq!(eight.subspace_bytes, 50 * 250 * 4 + 8 * 50);
         assert_eq!(two.batch_per_rank, 64);
+        let err = plan("m", sizes, 128, usize::MAX, 1, 32).unwrap_err().to_string();
+        assert!(err.contains("more bytes than a machine can address"), "{err}");
+        assert!(plan("m", sizes, usize::MAX, 50, 1, 32).is_err());
     }
 }

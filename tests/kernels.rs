@@ -42,7 +42,7 @@ fn matmul_variants_match_reference_with_offsets_strides_and_bias() {
     ];
     // lavapipe offers subgroups of 8, so CI runs this variant too.
     if let Some(sg) = &k.matmul_subgroup {
-        variants.push((sg, layers::MATMUL_SUBGROUP_TILE, 12, true));
+        variants.push((sg, layers::matmul_subgroup_tile(gpu()), 12, true));
     }
     // Odd sizes so that partial workgroups in both directions are exercised.
     for &(m, n, kk) in &[

@@ -49,12 +49,17 @@ fn every_shader_validates_and_has_its_entry_points() {
 }
 
 /// The shader's module with its `LANES` override (if any) set to `lanes`, as a
-/// pipeline gets it.
+/// pipeline gets it, and the subgroup product's `SUBGROUP` to lavapipe's 8 with a
+/// CPU's lanes, a GPU's 32 otherwise.
 fn with_lanes(shader: Shader, lanes: usize) -> (naga::Module, naga::valid::ModuleInfo) {
     let (module, info) = validate(shader);
     let mut constants = naga::back::PipelineConstants::default();
     if shader.has_lanes() {
         constants.insert("LANES".to_string(), lanes as f64);
+    }
+    if shader == Shader::LinearSubgroup {
+        let width = if lanes == twa::gpu::kernels::CPU_LANES { 8.0 } else { 32.0 };
+        constants.insert("SUBGROUP".to_string(), width);
     }
     let (module, info) =
         naga::back::pipeline_constants::process_overrides(&module, &info, None, &constants)

@@ -4,6 +4,7 @@ use twa_app::capture::Capture;
 use twa_app::TwaApp;
 
 fn main() {
+    twa::gpu::context::quiet_display_probe();
     let mut preset = twa_app::app::PRESETS[0].to_string();
     let mut capture = None;
     let mut data = None;

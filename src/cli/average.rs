@@ -270,7 +270,7 @@ pub fn average(job: &super::job::Job, adapter: Option<&str>, args: AverageArgs) 
     }
     let samples = &samples[..];
     let count = samples.len() / dim;
-    twa::files::ensure_writable_dir(&args.out)?;
+    let _out = twa::outdir::OutputDir::claim(&args.out)?;
     let gpu = job.gpu(adapter)?;
     let world = &*job.world;
     super::describe_setup(&gpu, &data);

@@ -37,7 +37,7 @@ pub fn eval(adapter: Option<&str>, args: EvalArgs) -> Result<()> {
         config.set_data_dir(dir);
     }
     config.data.classes = info.classes;
-    twa::files::ensure_writable_dir(&args.out)?;
+    let _out = twa::outdir::OutputDir::claim(&args.out)?;
     let mut data = config.load_data()?;
     if data.train.shape != info.shape {
         return Err(Error::Shape(format!(

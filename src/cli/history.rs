@@ -44,6 +44,7 @@ pub fn history(command: HistoryCommand) -> Result<()> {
 
 fn import(args: ImportArgs) -> Result<()> {
     let config = super::base_config(&args.preset, args.config.as_deref(), &args.data)?;
+    twa::files::check_replaceable(&args.out)?;
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         twa::files::ensure_writable_dir(dir)?;
     }

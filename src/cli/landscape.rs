@@ -74,7 +74,7 @@ pub fn landscape(job: &Job, adapter: Option<&str>, args: LandscapeArgs) -> Resul
             history.len()
         )));
     }
-    twa::files::ensure_writable_dir(&args.out)?;
+    let _out = twa::outdir::OutputDir::claim(&args.out)?;
     let (config, data) = super::history_data(&history, &args.history, args.data.as_deref())?;
     let twa_params = match &args.twa {
         Some(path) => {

@@ -74,8 +74,9 @@ pub fn base_config(preset: &str, file: Option<&Path>, data: &DataArgs) -> Result
     Ok(config)
 }
 
-/// A flag set by Ctrl-C: training stops after the current step and saves. A second
-/// Ctrl-C quits at once (exit 130), the last checkpoint kept.
+/// A flag set by Ctrl-C, SIGTERM or SIGHUP (what a batch scheduler sends before it
+/// kills a job): training stops after the current step and saves. A second signal
+/// quits at once (exit 130), the last checkpoint kept.
 pub fn stop_on_ctrl_c() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -83,19 +84,20 @@ pub fn stop_on_ctrl_c() -> Arc<AtomicBool> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\nstopping after this step and saving (Ctrl-C again quits at once)");
+        eprintln!("\nstopping after this step and saving (a second Ctrl-C or SIGTERM quits at once)");
     });
     if let Err(e) = installed {
-        eprintln!("note: Ctrl-C will not save a checkpoint ({e})");
+        eprintln!("note: Ctrl-C and SIGTERM will not save a checkpoint ({e})");
     }
     stop
 }
 
-/// The command line that continues the run in `out`: this process's arguments with
-/// `--out`/`--resume` replaced by `--resume OUT`.
+/// The command line that continues the run in `out`: this process's command line
+/// (the program as it was started, e.g. `target/release/twa`, so that the line runs
+/// where `twa` is not on PATH) with `--out`/`--resume` replaced by `--resume OUT`.
 pub fn resume_command(out: &Path) -> String {
-    let mut words = vec!["twa".to_string()];
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args();
+    let mut words = vec![args.next().unwrap_or_else(|| "twa".into())];
     while let Some(arg) = args.next() {
         if arg == "--out" || arg == "--resume" {
             args.next();
@@ -149,6 +151,8 @@ pub fn output_dir(out: Option<&Path>, resume: Option<&Path>, default: &str) -> R
 /// The checkpoint a command keeps in its output directory, and the run it belongs to.
 pub struct Checkpoints<'a> {
     pub path: PathBuf,
+    /// The file the finished run writes last before its checkpoint goes.
+    pub result: PathBuf,
     pub command: &'static str,
     pub config: &'a RunConfig,
     pub options: BTreeMap<String, String>,
@@ -157,20 +161,29 @@ pub struct Checkpoints<'a> {
 }
 
 impl<'a> Checkpoints<'a> {
-    /// The checkpoint of `twa command` writing into `out`.
+    /// The checkpoint of `twa command` writing into `out`, whose last file written is
+    /// `result` (in `out`).
     pub fn new(
         out: &Path,
         command: &'static str,
+        result: &str,
         config: &'a RunConfig,
         options: BTreeMap<String, String>,
     ) -> Self {
         Checkpoints {
             path: twa::resume::path_in(out),
+            result: out.join(result),
             command,
             config,
             options,
             position: Cell::new(None),
         }
+    }
+
+    /// Whether the run finished: its last file is there and its checkpoint gone (a
+    /// run killed between the two still has its checkpoint, and resumes).
+    pub fn finished(&self) -> bool {
+        self.result.is_file() && !self.path.exists()
     }
 
     /// With `--resume`, the checkpoint to continue from, checked against this run.
@@ -181,7 +194,7 @@ impl<'a> Checkpoints<'a> {
         if !self.path.is_file() {
             return Err(Error::io(
                 &self.path,
-                "no checkpoint to resume from (the run finished, or never completed an epoch or a step)",
+                "no checkpoint to resume from (the run never completed an epoch or a step)",
             ));
         }
         let saved = Checkpoint::load(&self.path)?;
@@ -212,13 +225,12 @@ impl<'a> Checkpoints<'a> {
         Ok(())
     }
 
-    /// After the command ends: on success the checkpoint goes; on a stop or a failure
-    /// it stays, and the user is told how to continue (if this run has one).
+    /// After the training ends: on a stop or a failure the checkpoint stays, and the
+    /// user is told how to continue (if this run has one). On success it stays too,
+    /// until [`Checkpoints::discard`] once the run's files are written.
     pub fn finish<T>(&self, result: Result<T>, out: &Path) -> Result<T> {
         match (&result, self.position.get()) {
-            (Ok(_), _) => {
-                let _ = std::fs::remove_file(&self.path);
-            }
+            (Ok(_), _) => {}
             (Err(e), Some((epoch, step))) => {
                 let epoch = epoch + 1;
                 let what = if matches!(e, Error::Stopped) {
@@ -235,6 +247,13 @@ impl<'a> Checkpoints<'a> {
             (Err(_), None) => {}
         }
         result
+    }
+
+    /// Remove the checkpoint: called once every file of the finished run is on disk,
+    /// the result file last, so that a kill at any moment leaves either the
+    /// checkpoint or the finished files.
+    pub fn discard(&self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

@@ -77,7 +77,7 @@ pub fn plan(args: PlanArgs) -> Result<()> {
             args.samples,
             args.ranks,
             args.bits,
-        ));
+        )?);
     }
     for name in &models {
         let (label, sizes) = plan::paper_model(name)?;
@@ -89,7 +89,7 @@ pub fn plan(args: PlanArgs) -> Result<()> {
             args.samples,
             args.ranks,
             args.bits,
-        ));
+        )?);
     }
     println!(
         "per device with {} rank(s), {} TWA samples at {} bits ({} rows each):",

@@ -65,9 +65,17 @@ pub fn run(job: &Job, adapter: Option<&str>, args: RunArgs) -> Result<()> {
     config.train.validate()?;
     config.twa.to_twa()?;
     let out = output_dir(args.out.as_deref(), args.resume.as_deref(), "runs/run")?;
-    let checkpoints = Checkpoints::new(&out, "run", &config, BTreeMap::new());
+    let _held = twa::outdir::OutputDir::claim(&out)?;
+    let checkpoints = Checkpoints::new(&out, "run", RESULTS_FILE, &config, BTreeMap::new());
+    if args.resume.is_some() && checkpoints.finished() {
+        eprintln!(
+            "the run in {} has finished (its table is {}); nothing to resume",
+            out.display(),
+            checkpoints.result.display()
+        );
+        return Ok(());
+    }
     let saved = checkpoints.resumed(args.resume.is_some())?;
-    twa::files::ensure_writable_dir(&out)?;
     let data = config.load_data()?;
     let gpu = job.gpu(adapter)?;
     describe_setup(&gpu, &data);
@@ -105,7 +113,8 @@ pub fn run(job: &Job, adapter: Option<&str>, args: RunArgs) -> Result<()> {
     if let Some(e) = reporter.write_error.take() {
         return Err(e);
     }
-    print_rows(&rows, &out)?;
+    print_rows(&rows, &checkpoints.result)?;
+    checkpoints.discard();
     if args.json {
         println!(
             "{}",
@@ -121,7 +130,11 @@ pub fn run(job: &Job, adapter: Option<&str>, args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_rows(rows: &[Row], out: &Path) -> Result<()> {
+/// The file a finished `twa run` writes last.
+const RESULTS_FILE: &str = "results.json";
+
+/// Print the table and write it as JSON to `results`.
+fn print_rows(rows: &[Row], results: &Path) -> Result<()> {
     println!(
         "{:<28} {:>7} {:>10} {:>10} {:>9}",
         "method", "epochs", "test_acc", "test_loss", "seconds"
@@ -137,5 +150,5 @@ fn print_rows(rows: &[Row], out: &Path) -> Result<()> {
         );
     }
     let json = serde_json::to_string(rows).expect("rows serialise");
-    twa::files::write_atomic(&out.join("results.json"), json.as_bytes())
+    twa::files::write_atomic(results, json.as_bytes())
 }

@@ -15,7 +15,11 @@ use twa::error::{Error, Result};
 use twa::gpu::Gpu;
 use twa::resume::{train_epochs, Progress};
 use twa::train::{Schedule, Trainer};
-use twa::twa::{History, SamplePlan, SampleStore};
+use twa::outdir::OutputDir;
+use twa::twa::{History, SamplePlan};
+
+/// The file a finished `twa train` writes last.
+const MODEL_FILE: &str = "model.safetensors";
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -138,9 +142,17 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
         ("sampling".to_string(), sampling),
         ("init".to_string(), init),
     ]);
-    let checkpoints = Checkpoints::new(&out, "train", &config, options);
+    let _held = OutputDir::claim(&out)?;
+    let checkpoints = Checkpoints::new(&out, "train", MODEL_FILE, &config, options);
+    if args.resume.is_some() && checkpoints.finished() {
+        eprintln!(
+            "the run in {} has finished (its model is {}); nothing to resume",
+            out.display(),
+            checkpoints.result.display()
+        );
+        return Ok(());
+    }
     let saved = checkpoints.resumed(args.resume.is_some())?;
-    twa::files::ensure_writable_dir(&out)?;
     let (data, val) = config.training_split(config.load_data()?)?;
     let gpu = job.gpu(adapter)?;
     describe_setup(&gpu, &data);
@@ -162,8 +174,7 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
         init_from(&gpu, &trainer, path)?;
     }
     if let Some(plan) = sample_plan {
-        let store = SampleStore::new(&gpu, trainer.net.model.num_params(), plan.count())?;
-        trainer.sampler = Some((plan, store));
+        trainer.attach_sampler(plan)?;
     }
     let reporter = RefCell::new(Reporter::new(Some(out.join("metrics.jsonl"))));
     let mut first_epoch = 0;
@@ -196,15 +207,6 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
         .sampler
         .as_ref()
         .map_or(0, |(_, store)| store.bytes());
-    let params = block_on(trainer.net.read_params(&gpu))?;
-    let state = block_on(trainer.net.read_state(&gpu))?;
-    twa::checkpoint::save(
-        &out.join("model.safetensors"),
-        &trainer.net.model,
-        &params,
-        &state,
-        twa::checkpoint::describe(&config, &data),
-    )?;
     if let Some((_, store)) = trainer.sampler.take() {
         let history = History {
             table: trainer.net.model.params.clone(),
@@ -219,6 +221,16 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
             out.join("history.safetensors").display()
         );
     }
+    let params = block_on(trainer.net.read_params(&gpu))?;
+    let state = block_on(trainer.net.read_state(&gpu))?;
+    twa::checkpoint::save(
+        &checkpoints.result,
+        &trainer.net.model,
+        &params,
+        &state,
+        twa::checkpoint::describe(&config, &data),
+    )?;
+    checkpoints.discard();
     let history: Vec<_> = reporter.history.iter().map(|(_, m)| m).collect();
     let last = history.last().expect("at least one epoch");
     let seconds = started.elapsed().as_secs_f64();

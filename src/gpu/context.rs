@@ -1,6 +1,7 @@
 //! The GPU context: instance, adapter choice, device and queue with the adapter's real
 //! limits (wgpu's defaults are lower than what most adapters offer).
 
+use super::Tuning;
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};
 
@@ -16,8 +17,36 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    /// The kernels' tuning: the adapter type's, or the one `TWA_KERNELS` forces.
+    pub tuning: Tuning,
     /// The first device error (out of memory, device lost, validation), if any.
     failure: Arc<Mutex<Option<String>>>,
+}
+
+/// Keep Mesa's device-selection layer (`VK_LAYER_MESA_device_select`, an implicit
+/// Vulkan layer that `mesa-vulkan-drivers` installs) from probing for a Wayland
+/// compositor where none can be reached. Mesa 22.3's layer (Debian 12's) connects to
+/// Wayland at every device enumeration, and without `XDG_RUNTIME_DIR` libwayland
+/// prints `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` — twice a
+/// command on a headless machine. The layer only orders adapters by the display's
+/// GPU, which a machine without a compositor does not have, so there it is turned off
+/// with its own switch (`NODEVICE_SELECT=1`), unless the user steers it
+/// (`MESA_VK_DEVICE_SELECT`, `DRI_PRIME`, or `NODEVICE_SELECT` already set).
+///
+/// Call at the start of `main`, before any thread starts: it sets an environment
+/// variable, which the Vulkan loader reads when the first instance is created.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn quiet_display_probe() {
+    let set = |name: &str| std::env::var_os(name).is_some();
+    let compositor_reachable = std::env::var_os("XDG_RUNTIME_DIR")
+        .is_some_and(|dir| std::path::Path::new(&dir).is_dir());
+    if !compositor_reachable
+        && !set("NODEVICE_SELECT")
+        && !set("MESA_VK_DEVICE_SELECT")
+        && !set("DRI_PRIME")
+    {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -146,6 +175,7 @@ impl Gpu {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Gpu> {
         let info = adapter.get_info();
+        let tuning = Tuning::for_adapter(info.device_type)?;
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
             label: Some("twa"),
@@ -164,11 +194,13 @@ impl Gpu {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Gpu::from_device(adapter, device, queue))
+        let mut gpu = Gpu::from_device(adapter, device, queue);
+        gpu.tuning = tuning;
+        Ok(gpu)
     }
 
     /// Take over a device already opened on `adapter` (in a browser, where opening is
-    /// asynchronous), with the limits it was opened with.
+    /// asynchronous), with the limits it was opened with and the tuning of its type.
     pub fn from_device(adapter: &wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Gpu {
         // Errors surface as `Error::Gpu` at the next wait instead of aborting the process.
         let failure = Arc::new(Mutex::new(None));
@@ -182,8 +214,10 @@ impl Gpu {
         device.set_device_lost_callback(move |reason, message| {
             record(&slot, format!("device lost ({reason:?}): {message}"))
         });
+        let info = adapter.get_info();
         Gpu {
-            info: adapter.get_info(),
+            tuning: Tuning::of_type(info.device_type),
+            info,
             limits: device.limits(),
             device,
             queue,

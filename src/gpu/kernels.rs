@@ -2,6 +2,7 @@
 //! the compute pipelines built from its entry points, compiled once per device.
 
 use super::context::Gpu;
+use super::Tuning;
 use super::pipeline_cache::DiskCache;
 
 /// How a shader binds one resource: storage read-only, storage read-write, or uniform.
@@ -234,16 +235,19 @@ fn layout_entry(binding: u32, kind: Binding) -> wgpu::BindGroupLayoutEntry {
 /// Compile every entry point of `shader` (through `cache` when given), its
 /// streaming kernels `lanes` wide.
 fn compile(
-    device: &wgpu::Device,
+    gpu: &Gpu,
     shader: Shader,
     cache: Option<&wgpu::PipelineCache>,
     lanes: usize,
 ) -> Vec<Kernel> {
-    let constants: &[(&str, f64)] = if shader.has_lanes() {
-        &[("LANES", lanes as f64)]
-    } else {
-        &[]
-    };
+    let device = &gpu.device;
+    let mut constants: Vec<(&str, f64)> = Vec::new();
+    if shader.has_lanes() {
+        constants.push(("LANES", lanes as f64));
+    }
+    if shader == Shader::LinearSubgroup {
+        constants.push(("SUBGROUP", subgroup_width(gpu) as f64));
+    }
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(shader.file()),
         source: wgpu::ShaderSource::Wgsl(shader.source().into()),
@@ -276,7 +280,7 @@ fn compile(
                 module: &module,
                 entry_point: Some(name),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
+                    constants: &constants,
                     ..Default::default()
                 },
                 cache,
@@ -299,7 +303,7 @@ impl Kernels {
         let mut all: Vec<Kernel> = Shader::ALL
             .iter()
             .filter(|&&s| s != Shader::LinearSubgroup || subgroups)
-            .flat_map(|&s| compile(&gpu.device, s, cache, lanes(gpu)))
+            .flat_map(|&s| compile(gpu, s, cache, lanes(gpu)))
             .collect();
         if let Some(disk) = disk {
             disk.save();
@@ -320,7 +324,7 @@ impl Kernels {
             matmul_vec4: take("matmul_vec4"),
             matmul_tiled: take("matmul_tiled"),
             matmul_subgroup,
-            prefer_tiled: gpu.info.device_type != wgpu::DeviceType::Cpu,
+            prefer_tiled: gpu.tuning == Tuning::Gpu,
             split_k_sum: take("split_k_sum"),
             transpose: take("transpose"),
             bias_grad: take("bias_grad"),
@@ -449,11 +453,17 @@ pub fn groups_1d(len: usize, width: usize) -> [u32; 3] {
 /// as one stream. On lavapipe (Mesa 25) against 256 lanes with a grid stride: the
 /// projection Pᵀ(Pg) 1.6–2× as fast, the cnn step 161–170 ms instead of 187–198.
 pub fn lanes(gpu: &Gpu) -> usize {
-    if gpu.info.device_type == wgpu::DeviceType::Cpu {
-        CPU_LANES
-    } else {
-        GPU_LANES
+    match gpu.tuning {
+        Tuning::Cpu => CPU_LANES,
+        Tuning::Gpu => GPU_LANES,
     }
+}
+
+/// Invocations per workgroup of `matmul_subgroup` (its `SUBGROUP`): the adapter's
+/// smallest subgroup, so that a workgroup is one subgroup whatever size the driver
+/// picks (8 on lavapipe; at most 128).
+pub fn subgroup_width(gpu: &Gpu) -> usize {
+    (gpu.info.subgroup_min_size as usize).clamp(8, 128)
 }
 
 /// [`lanes`] on a CPU adapter.
@@ -466,15 +476,14 @@ pub const GPU_LANES: usize = 256;
 pub const CPU_GRID_GROUPS: usize = 512;
 
 /// Workgroups of [`lanes`] invocations for a grid loop over `len` items. A CPU
-/// adapter pays for every workgroup it launches, so there each invocation loops over
+/// adapter (the CPU [`Tuning`]) pays for every workgroup it launches, so there each invocation loops over
 /// many items (at most [`CPU_GRID_GROUPS`]: the cnn step on lavapipe took 300–360 ms
 /// with a workgroup per 256 items, 175–200 with 64 to 512 on Mesa 25, and 400–420
 /// with 512 against 440–460 with 64 on Mesa 22.3); a GPU gets one item per invocation.
 pub fn grid(gpu: &Gpu, len: usize) -> [u32; 3] {
-    let cap = if gpu.info.device_type == wgpu::DeviceType::Cpu {
-        CPU_GRID_GROUPS
-    } else {
-        65535
+    let cap = match gpu.tuning {
+        Tuning::Cpu => CPU_GRID_GROUPS,
+        Tuning::Gpu => 65535,
     };
     [len.div_ceil(lanes(gpu)).clamp(1, cap) as u32, 1, 1]
 }

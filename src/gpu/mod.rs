@@ -6,6 +6,8 @@ pub mod kernels;
 pub mod pipeline_cache;
 pub mod readback;
 pub mod signal;
+pub mod tuning;
 
 pub use context::Gpu;
 pub use kernels::{Dispatch, Kernel, Kernels, Shader};
+pub use tuning::Tuning;

@@ -36,8 +36,11 @@ pub const MATMUL_TILED_TILE: (usize, usize) = (64, 64);
 /// (rows, columns) a workgroup of `matmul_vec4` covers (`VEC_ROWS`, 8·`VEC_WG`).
 pub const MATMUL_VEC4_TILE: (usize, usize) = (16, 256);
 
-/// (rows, columns) a workgroup of `matmul_subgroup` covers.
-pub const MATMUL_SUBGROUP_TILE: (usize, usize) = (24, 64);
+/// (rows, columns) a workgroup of `matmul_subgroup` covers: 24 rows, 8 columns per
+/// invocation of a subgroup.
+pub fn matmul_subgroup_tile(gpu: &Gpu) -> (usize, usize) {
+    (24, 8 * crate::gpu::kernels::subgroup_width(gpu))
+}
 
 /// Whether `p` can use `matmul_vec4` (B rows start on 16-byte boundaries).
 pub fn vec4_aligned(p: &LinearParams) -> bool {
@@ -171,7 +174,7 @@ pub fn matmul(
 ) -> Dispatch {
     let (kernel, tile) = match &k.matmul_subgroup {
         _ if k.prefer_tiled => (&k.matmul_tiled, MATMUL_TILED_TILE),
-        Some(sg) if vec4_aligned(&p) => (sg, MATMUL_SUBGROUP_TILE),
+        Some(sg) if vec4_aligned(&p) => (sg, matmul_subgroup_tile(gpu)),
         None if vec4_aligned(&p) => (&k.matmul_vec4, MATMUL_VEC4_TILE),
         _ => (&k.matmul, MATMUL_TILE),
     };

@@ -407,7 +407,7 @@ impl<'a> Trainer<'a> {
         let gpu = self.gpu;
         let n = self.train.count;
         let batch = self.config.batch.min(n);
-        let steps = n.div_ceil(batch);
+        let steps = self.steps_per_epoch();
         let mut order: Vec<u32> = (0..n as u32).collect();
         self.epoch_rng = self.rng.clone();
         self.rng.shuffle(&mut order);
@@ -782,6 +782,28 @@ impl<'a> Trainer<'a> {
         Ok(history)
     }
 
+    /// Steps in one epoch: the training split in batches, the last one partial.
+    pub fn steps_per_epoch(&self) -> usize {
+        let n = self.train.count;
+        n.div_ceil(self.config.batch.min(n).max(1))
+    }
+
+    /// Sample the trajectory as `plan` says into a new store on the device. Refused
+    /// if the plan asks for more samples an epoch than an epoch has steps, or for
+    /// more memory than the machine has.
+    pub fn attach_sampler(&mut self, plan: SamplePlan) -> Result<()> {
+        let steps = self.steps_per_epoch();
+        if plan.per_epoch > steps {
+            return Err(Error::Config(format!(
+                "{} samples per epoch, but an epoch has only {steps} steps (batch {}, {} training samples)",
+                plan.per_epoch, self.config.batch, self.train.count
+            )));
+        }
+        let store = SampleStore::new(self.gpu, self.net.model.num_params(), plan.count())?;
+        self.sampler = Some((plan, store));
+        Ok(())
+    }
+
     /// Steps run so far (the per-step uniform's `step` of the next one).
     pub fn global_step(&self) -> u64 {
         self.global_step
@@ -843,6 +865,26 @@ impl TrainerState {
     /// Check that this state fits `trainer`'s model and sampler (a clear error if the
     /// data or the model changed since it was saved).
     pub fn check_fits(&self, trainer: &Trainer) -> Result<()> {
+        let (epochs, steps) = (trainer.config.epochs, trainer.steps_per_epoch());
+        if self.epoch > epochs || self.step >= steps || (self.epoch == epochs && self.step > 0) {
+            return Err(Error::Config(format!(
+                "the checkpoint continues at epoch {}, step {} of a run of {epochs} epochs of {steps} steps",
+                self.epoch + 1,
+                self.step
+            )));
+        }
+        if let Some((plan, _)) = &trainer.sampler {
+            let expected = plan.taken_before(self.epoch, self.step, steps);
+            let w0 = self.sample_infos.first().is_some_and(|i| i.step == 0);
+            let taken = self.sample_infos.len() - usize::from(w0);
+            if taken != expected {
+                return Err(Error::Config(format!(
+                    "the checkpoint holds {taken} samples after w_0, but the sampling plan takes {expected} before epoch {}, step {}",
+                    self.epoch + 1,
+                    self.step
+                )));
+            }
+        }
         let model = &trainer.net.model;
         let capacity = trainer.sampler.as_ref().map_or(0, |(plan, _)| plan.count());
         if self.params.len() != model.num_params()

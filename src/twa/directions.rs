@@ -223,7 +223,7 @@ impl Packed {
 /// 25 and from 33–36 to 23–24 ms on Mesa 22.3; 32-bit values lost on Mesa 22.3, 65–69
 /// → 85–91 ms, and keep short ones), short ones on a GPU (many workgroups).
 pub fn tile_len(gpu: &Gpu, bits: u32) -> usize {
-    if gpu.info.device_type == wgpu::DeviceType::Cpu && bits < 32 {
+    if gpu.tuning == crate::gpu::Tuning::Cpu && bits < 32 {
         16384
     } else {
         2048

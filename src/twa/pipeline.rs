@@ -4,7 +4,7 @@
 //! with sampling, then SWA and TWA on the SWA-phase samples.
 
 use super::average::{evaluate_at, mean, train_twa, twa_train_config};
-use super::{History, SamplePlan, SampleStore};
+use super::{History, SamplePlan};
 use crate::collective::Collective;
 use crate::config::{RunConfig, Stage};
 use crate::data::Dataset;
@@ -127,7 +127,6 @@ pub async fn run(
             alpha,
         })
     };
-    let dim = trainer.net.model.num_params();
     let progress = |phase: &str, rows: &[Row], averaging_seconds: f64| Progress {
         phase: phase.into(),
         rows: rows.to_vec(),
@@ -182,7 +181,7 @@ pub async fn run(
                     first_epoch: 1,
                     last_epoch: p.head_epochs,
                 };
-                trainer.sampler = Some((plan.clone(), SampleStore::new(gpu, dim, plan.count())?));
+                trainer.attach_sampler(plan)?;
                 restore(&mut trainer, "sgd")?;
                 observer(Event::Phase(format!(
                     "SGD, epochs 1–{} of {sgd_epochs}, {} samples per epoch",
@@ -239,7 +238,7 @@ pub async fn run(
                 first_epoch: 1,
                 last_epoch: p.swa_epochs,
             };
-            trainer.sampler = Some((plan.clone(), SampleStore::new(gpu, dim, plan.count())?));
+            trainer.attach_sampler(plan)?;
             trainer.config.lr = p.swa_lr;
             trainer.config.schedule = Schedule::Constant;
             trainer.config.epochs = p.swa_epochs;

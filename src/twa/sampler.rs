@@ -43,10 +43,46 @@ impl SamplePlan {
         (1..=self.per_epoch).any(|j| (j * steps).div_ceil(self.per_epoch) == step + 1)
     }
 
-    /// Total samples, w_0 included.
+    /// Total samples, w_0 included (saturating: a count past `usize` is refused by
+    /// [`SampleStore::new`] as more than any memory).
     pub fn count(&self) -> usize {
-        1 + self.per_epoch * (self.last_epoch + 1 - self.first_epoch)
+        let epochs = (self.last_epoch + 1).saturating_sub(self.first_epoch);
+        self.per_epoch.saturating_mul(epochs).saturating_add(1)
     }
+
+    /// Samples taken after steps (w_0 not counted) before position (`epoch`, `step`)
+    /// (0-based: the next step to run) with `steps` steps per epoch and at most one
+    /// sample a step (`per_epoch` ≤ `steps`).
+    pub fn taken_before(&self, epoch: usize, step: usize, steps: usize) -> usize {
+        let first = self.first_epoch.saturating_sub(1);
+        let whole = epoch.min(self.last_epoch).saturating_sub(first);
+        let within = (0..step.min(steps))
+            .filter(|&s| self.takes(epoch, s, steps))
+            .count();
+        whole * self.per_epoch.min(steps) + within
+    }
+}
+
+/// Refuse a store whose samples could not be held in this machine's memory (they
+/// are read back into it to be saved), before any of it is reserved.
+fn check_memory(dim: usize, capacity: usize) -> Result<()> {
+    let bytes = capacity.checked_mul(dim).and_then(|v| v.checked_mul(4));
+    let available = crate::plan::host_memory();
+    let too_much = match (bytes, available) {
+        (None, _) => true,
+        (Some(b), Some(a)) => b as u64 > a,
+        (Some(_), None) => false,
+    };
+    if too_much {
+        let gib = capacity as f64 * dim as f64 * 4.0 / (1u64 << 30) as f64;
+        let memory = available.map_or("any machine's".into(), |a| {
+            format!("this machine's {:.1} GiB of", a as f64 / (1u64 << 30) as f64)
+        });
+        return Err(Error::Limits(format!(
+            "{capacity} samples of {dim} parameters need {gib:.1} GiB, more than {memory} memory: take fewer samples per epoch or fewer epochs"
+        )));
+    }
+    Ok(())
 }
 
 /// Where a sample was taken: after `step` global steps, `epoch` epochs (fractional).
@@ -69,6 +105,7 @@ pub struct SampleStore {
 impl SampleStore {
     /// Room for `capacity` samples of `dim` parameters.
     pub fn new(gpu: &Gpu, dim: usize, capacity: usize) -> Result<SampleStore> {
+        check_memory(dim, capacity)?;
         let rows_per_chunk = super::Subspace::rows_per_chunk(gpu, dim)?.min(capacity.max(1));
         let chunks = (0..capacity.div_ceil(rows_per_chunk))
             .map(|c| {

@@ -101,7 +101,7 @@ fn params(
 /// (few long runs of memory, which its prefetcher follows), short ones on a GPU (many
 /// workgroups; `combine`: one vec4 per invocation).
 fn spans4(gpu: &Gpu) -> (usize, usize) {
-    if gpu.info.device_type == wgpu::DeviceType::Cpu {
+    if gpu.tuning == crate::gpu::Tuning::Cpu {
         (4096, 4096)
     } else {
         (1024, 256)
