@@ -156,6 +156,16 @@ pub fn save(
     state: &[f32],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
+    let bad = model
+        .params
+        .first_non_finite(params)
+        .or_else(|| model.state.first_non_finite(&state[..model.state.len.min(state.len())]));
+    if let Some(place) = bad {
+        return Err(Error::NotFinite(format!(
+            "the model for {} diverged: {place}; nothing written",
+            path.display()
+        )));
+    }
     write_atomic(path, &encode(model, params, state, metadata)?)
 }
 
@@ -200,7 +210,10 @@ pub fn load_table(path: &Path, bytes: &[u8], table: &ParamTable) -> Result<Vec<f
         }
     }
     if missing.is_empty() && mismatched.is_empty() {
-        return Ok(flat);
+        return match table.first_non_finite(&flat) {
+            Some(place) => Err(Error::format(path, place)),
+            None => Ok(flat),
+        };
     }
     let mut parts = Vec::new();
     if !missing.is_empty() {

@@ -32,6 +32,9 @@ pub enum Error {
         epoch: usize,
         value: String,
     },
+    /// Weights about to be saved are NaN or infinite (a diverged average or TWA).
+    #[error("{0}")]
+    NotFinite(String),
     /// The model or data does not fit the adapter's limits.
     #[error("{0}")]
     Limits(String),
@@ -78,7 +81,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::NoAdapter(_) | Error::Device { .. } => 2,
-            Error::Diverged { .. } => 4,
+            Error::Diverged { .. } | Error::NotFinite(_) => 4,
             Error::Config(_) | Error::Shape(_) => 3,
             // As a shell reports a command ended by SIGINT.
             Error::Stopped => 130,

@@ -79,30 +79,45 @@ impl OutputDir {
 }
 
 impl Drop for OutputDir {
-    /// A directory this process created and wrote nothing into goes again, so a
-    /// refused command leaves no empty `--out` behind. A directory with files stays,
-    /// and so does its (now unlocked) lock file: removing it could let two later runs
-    /// lock two different files.
+    /// The lock file goes (removed while still locked: a process that opened it
+    /// meanwhile finds it gone and takes a new one, see [`lock`]), and a directory
+    /// this process created and wrote nothing into goes too, so a refused command
+    /// leaves no empty `--out` behind.
     fn drop(&mut self) {
-        if self.lock.is_some() && self.created && self.holds_nothing() {
-            let _ = std::fs::remove_file(self.path.join(LOCK));
+        if self.lock.is_none() {
+            return;
+        }
+        let _ = std::fs::remove_file(self.path.join(LOCK));
+        if self.created && self.holds_nothing() {
             let _ = std::fs::remove_dir(&self.path);
         }
     }
 }
 
 /// Lock `dir`'s lock file for this process (released when the process ends, however
-/// it ends) and write into it who holds it.
+/// it ends: a killed run's file stays behind unlocked) and write into it who holds
+/// it. A file its holder removed between our opening and locking it is not the lock
+/// any more: then the new one is taken.
 fn lock(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::write(&path, e))?;
+    loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::write(&path, e))?;
+        if let Some(file) = try_lock(dir, &path, file)? {
+            return Ok(file);
+        }
+    }
+}
+
+/// Lock `file`, opened at `path`; `None` if `path` no longer names it.
+fn try_lock(dir: &Path, path: &Path, mut file: File) -> Result<Option<File>> {
     match file.try_lock() {
+        Ok(()) if !names(path, &file) => return Ok(None),
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
@@ -118,7 +133,7 @@ fn lock(dir: &Path) -> Result<File> {
                 dir.display()
             )));
         }
-        Err(TryLockError::Error(e)) => return Err(Error::write(&path, e)),
+        Err(TryLockError::Error(e)) => return Err(Error::write(path, e)),
     }
     let me = format!(
         "process {} ({})\n",
@@ -129,8 +144,26 @@ fn lock(dir: &Path) -> Result<File> {
         .set_len(0)
         .and_then(|_| file.rewind())
         .and_then(|_| file.write_all(me.as_bytes()));
-    written.map_err(|e| Error::write(&path, e))?;
-    Ok(file)
+    written.map_err(|e| Error::write(path, e))?;
+    Ok(Some(file))
+}
+
+/// Whether `path` names the open `file` (the same inode on Unix; elsewhere a locked
+/// file cannot be removed, so it does).
+fn names(path: &Path, file: &File) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(path), file.metadata()) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, file);
+        true
+    }
 }
 
 #[cfg(test)]
@@ -177,6 +210,7 @@ mod tests {
         assert_eq!(names, [".notes.tmp-mine", LOCK, "model.safetensors"]);
         drop(held);
         assert!(dir.join("model.safetensors").exists(), "a used directory stays");
+        assert!(!dir.join(LOCK).exists(), "the lock goes with its holder");
         std::fs::remove_dir_all(&dir).unwrap();
 
         let fresh = scratch("fresh").join("nested");

@@ -64,8 +64,15 @@ impl Reporter {
                 if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
                 }
+                // TWA's epochs are tested with the BatchNorm statistics its steps left;
+                // its result row comes after they are re-estimated, so it differs.
+                let test = if self.phase.starts_with("TWA") {
+                    "test before BN re-estimation"
+                } else {
+                    "test"
+                };
                 eprintln!(
-                    "epoch {:>3}  lr {:.4}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}%  {:.1}s",
+                    "epoch {:>3}  lr {:.4}  train loss {:.4} acc {:.2}%  {test} loss {:.4} acc {:.2}%  {:.1}s",
                     m.epoch,
                     m.lr,
                     m.train_loss,
@@ -85,8 +92,13 @@ impl Reporter {
                 test_loss,
                 ..
             } => eprintln!(
-                "   {method}: test acc {:.2}%  loss {test_loss:.4}",
-                100.0 * test_acc
+                "   {method}: test acc {:.2}%  loss {test_loss:.4}{}",
+                100.0 * test_acc,
+                if method.starts_with("TWA") || method.starts_with("SWA") {
+                    " (BatchNorm re-estimated)"
+                } else {
+                    ""
+                }
             ),
             // The final table and the written files carry these.
             Event::Coefficients { .. } | Event::Samples(_) => {}

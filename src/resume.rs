@@ -161,6 +161,11 @@ impl Checkpoint {
         } else {
             Vec::new()
         };
+        for (name, values) in [("params", &params), ("velocity", &velocity), ("samples", &samples)] {
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(bad(format!("`{name}` value {i} is {}", values[i])));
+            }
+        }
         Ok(Checkpoint {
             command: meta.command,
             config,

@@ -118,7 +118,7 @@ const CASES: &[Case] = &[
         name: "batch of zero",
         args: "train --batch 0 --out {out}",
         code: 3,
-        needle: "batch sizes must be at least 1",
+        needle: "batch sizes must be in 1..=",
     },
     Case {
         name: "reversed sample epochs",
@@ -175,10 +175,10 @@ const CASES: &[Case] = &[
         needle: "--adapter 99",
     },
     Case {
-        name: "resume without a checkpoint",
+        name: "resume in a directory that does not exist",
         args: "train --data {data} --resume {out}",
         code: 1,
-        needle: "no checkpoint to resume from",
+        needle: "no run to resume there",
     },
     Case {
         name: "resume from a corrupt checkpoint",
@@ -342,6 +342,132 @@ const CASES: &[Case] = &[
         code: 2,
         needle: "sometimes",
     },
+    Case {
+        name: "epochs at usize::MAX with sampling",
+        args: "train --epochs 18446744073709551615 --samples-per-epoch 2 --out {out}",
+        code: 3,
+        needle: "epochs must be in 1..=1000000",
+    },
+    Case {
+        name: "a billion epochs",
+        args: "train --epochs 1000000000 --out {out}",
+        code: 3,
+        needle: "epochs must be in 1..=1000000",
+    },
+    Case {
+        name: "more samples per epoch than steps",
+        args: "train --data {data} --samples-per-epoch 100000000 --out {out}",
+        code: 3,
+        needle: "100000000 samples per epoch, but an epoch has only",
+    },
+    Case {
+        name: "a batch past 2^24",
+        args: "train --batch 99999999999 --out {out}",
+        code: 3,
+        needle: "batch sizes must be in 1..=16777216",
+    },
+    Case {
+        name: "TWA epochs past the limit",
+        args: "average --history {history} --method twa --twa-epochs 2000000 --out {out}",
+        code: 3,
+        needle: "TWA epochs must be at most",
+    },
+    Case {
+        name: "plan with usize::MAX samples",
+        args: "plan --samples 18446744073709551615",
+        code: 3,
+        needle: "more bytes than a machine can address",
+    },
+    Case {
+        name: "plan of an unknown model",
+        args: "plan --model wrt-28-10",
+        code: 3,
+        needle: "unknown model `wrt-28-10`",
+    },
+    Case {
+        name: "plan with a huge batch",
+        args: "plan --model wrn-28-10 --batch 18446744073709551615",
+        code: 3,
+        needle: "more bytes than a machine can address",
+    },
+    Case {
+        name: "history import onto a directory",
+        args: "history import --data {data} --out {dir}/empty {model}",
+        code: 1,
+        needle: "not a regular file",
+    },
+    Case {
+        name: "history import onto the null device",
+        args: "history import --data {data} --out /dev/null {model}",
+        code: 1,
+        needle: "/dev/null: it exists and is not a regular file",
+    },
+    Case {
+        name: "an --out that is a file",
+        args: "train --data {data} --out {model}",
+        code: 1,
+        needle: "it exists and is not a directory",
+    },
+    Case {
+        name: "average a history holding NaN",
+        args: "average --history {dir}/nan-history.safetensors --method swa --out {out}",
+        code: 1,
+        needle: "sample 1, `0.weight` element 5 is NaN",
+    },
+    Case {
+        name: "landscape of a history holding infinity",
+        args: "landscape --history {dir}/inf-history.safetensors --out {out}",
+        code: 1,
+        needle: "sample 2, `3.bias` element 0 is inf",
+    },
+    Case {
+        name: "evaluate a model holding NaN",
+        args: "eval --model {dir}/nan.safetensors --data {data} --out {out}",
+        code: 1,
+        needle: "`0.weight` element 0 is NaN",
+    },
+    Case {
+        name: "fine-tune from a model holding NaN",
+        args: "train --data {data} --init {dir}/nan.safetensors --out {out}",
+        code: 1,
+        needle: "`0.weight` element 0 is NaN",
+    },
+    Case {
+        name: "TWA that diverges",
+        args: "average --history {history} --method twa --twa-lr 1e30 --out {out}",
+        code: 4,
+        needle: "diverged",
+    },
+    Case {
+        name: "resume a checkpoint edited to epoch 99",
+        args: "train --data {data} --epochs 2 --samples-per-epoch 2 --resume {dir}/epoch-ckpt",
+        code: 3,
+        needle: "continues at epoch 100, step 0 of a run of 2 epochs",
+    },
+    Case {
+        name: "resume a checkpoint edited to step 100000",
+        args: "train --data {data} --epochs 2 --samples-per-epoch 2 --resume {dir}/step-ckpt",
+        code: 3,
+        needle: "step 100000 of a run of 2 epochs of 4 steps",
+    },
+    Case {
+        name: "resume a checkpoint with samples missing",
+        args: "train --data {data} --epochs 2 --samples-per-epoch 2 --resume {dir}/samples-ckpt",
+        code: 3,
+        needle: "holds 0 samples after w_0, but the sampling plan takes 2 before epoch 2",
+    },
+    Case {
+        name: "resume a checkpoint holding NaN",
+        args: "train --data {data} --epochs 2 --samples-per-epoch 2 --resume {dir}/nan-ckpt",
+        code: 1,
+        needle: "`params` value 3 is NaN",
+    },
+    Case {
+        name: "an --out below a file",
+        args: "train --data {data} --out {model}/run",
+        code: 1,
+        needle: "model.safetensors/run",
+    },
 ];
 
 fn idx(dims: &[usize], kind: u8, data: &[u8]) -> Vec<u8> {
@@ -503,6 +629,53 @@ fn fixtures(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     }
     .save(&stopped.join("checkpoint.safetensors"))
     .unwrap();
+    // Checkpoints of `train --data toy --epochs 2 --samples-per-epoch 2` edited by
+    // hand: the config and options match, the position or the contents do not.
+    let mut config = twa::config::RunConfig::preset("quick").unwrap();
+    config.set_data_dir(&data);
+    config.train.epochs = 2;
+    let edited = |name: &str, epoch: usize, step: usize, params: Vec<f32>| {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        twa::resume::Checkpoint {
+            command: "train".into(),
+            config: config.clone(),
+            options: [
+                ("init", "none"),
+                ("sampling", "2 per epoch, epochs 1..2"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+            trainer: twa::train::TrainerState {
+                epoch,
+                step,
+                global_step: 4 * epoch as u64 + step as u64,
+                rng: 1,
+                velocity: vec![0.0; params.len()],
+                params,
+                state: vec![],
+                train_totals: [0.0; 4],
+                samples: vec![],
+                sample_infos: vec![],
+            },
+            progress: Default::default(),
+            metrics: vec![],
+        }
+        .save(&dir.join(name).join("checkpoint.safetensors"))
+        .unwrap();
+    };
+    edited("epoch-ckpt", 99, 0, vec![0.0; 4]);
+    edited("step-ckpt", 0, 100_000, vec![0.0; 4]);
+    edited("samples-ckpt", 1, 0, vec![0.0; 4]);
+    edited("nan-ckpt", 1, 0, vec![0.0, 0.0, 0.0, f32::NAN]);
+    // The history with a NaN in sample 1 and one with an infinity in sample 2.
+    let mut h = twa::twa::History::load(&history).unwrap();
+    let dim = h.dim();
+    h.samples[dim + 5] = f32::NAN;
+    h.save(&dir.join("nan-history.safetensors")).unwrap();
+    h.samples[dim + 5] = 0.0;
+    let bias = h.table.entries.iter().find(|e| e.name == "3.bias").unwrap().offset;
+    h.samples[2 * dim + bias] = f32::INFINITY;
+    h.save(&dir.join("inf-history.safetensors")).unwrap();
     // A model file of another model (wrong first layer) and one holding NaN.
     let bytes = std::fs::read(&model).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -534,9 +707,10 @@ fn fixtures(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         safetensors::tensor::TensorView::new(safetensors::Dtype::F32, first.shape().to_vec(), &nan)
             .unwrap(),
     ));
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     std::fs::write(
         dir.join("nan.safetensors"),
-        safetensors::serialize(with_nan, None).unwrap(),
+        safetensors::serialize(with_nan, header.metadata().clone()).unwrap(),
     )
     .unwrap();
     (data, model, history)
@@ -546,7 +720,7 @@ fn fixtures(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 fn every_bad_input_is_one_clear_line_and_a_non_zero_exit() {
     let dir = temp_dir("bad-inputs");
     let (data, model, history) = fixtures(&dir);
-    assert!(CASES.len() >= 50, "{} cases", CASES.len());
+    assert!(CASES.len() >= 70, "{} cases", CASES.len());
     let mut failures = Vec::new();
     for (i, case) in CASES.iter().enumerate() {
         let out_dir = dir.join(format!("out{i}"));
@@ -576,6 +750,8 @@ fn every_bad_input_is_one_clear_line_and_a_non_zero_exit() {
             Some(format!("last line is not one error line: {last}"))
         } else if snapshot(&dir) != before {
             Some("files were written or changed".into())
+        } else if out_dir.exists() {
+            Some("an output directory was left behind".into())
         } else {
             None
         };
@@ -584,4 +760,10 @@ fn every_bad_input_is_one_clear_line_and_a_non_zero_exit() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let null = std::fs::symlink_metadata("/dev/null").unwrap().file_type();
+        assert!(null.is_char_device(), "/dev/null is still the device");
+    }
 }

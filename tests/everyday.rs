@@ -1,5 +1,6 @@
-//! Everyday use of the binary: a killed or interrupted run resumes to the same numbers
-//! and files as an uninterrupted one, saved models are evaluated again, a trajectory
+//! Everyday use of the binary: a killed, interrupted or terminated run resumes to the
+//! same numbers and files as an uninterrupted one, two runs never share an output
+//! directory, saved models are evaluated again, a trajectory
 //! saved by PyTorch is imported and averaged, corrupt labels are named, and headless
 //! commands print no display noise.
 
@@ -117,12 +118,12 @@ fn killed_training_resumes_bit_for_bit() {
         !killed.join("checkpoint.safetensors").exists(),
         "a finished run keeps no checkpoint"
     );
-    // Nothing left to resume now; another configuration is refused with what differs.
-    assert_fails(
-        &twa(&[&args[..], &["--resume", &killed_s]].concat()),
-        1,
-        "no checkpoint to resume from",
-    );
+    // Resuming a finished run (a scheduler's retry) finds its files and does nothing.
+    let model = std::fs::read(killed.join("model.safetensors")).unwrap();
+    let out = twa(&[&args[..], &["--resume", &killed_s]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("has finished"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(killed.join("model.safetensors")).unwrap(), model);
 }
 
 /// Run the pipeline `args` whole and once more SIGKILLed after `lines` epochs (which
@@ -184,7 +185,22 @@ fn tail_pipeline_killed_in_the_swa_phase_resumes_bit_for_bit() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_saves_mid_epoch_exits_130_and_resumes_bit_for_bit() {
-    let dir = temp_dir("ctrl-c");
+    stop_saves_mid_epoch_and_resumes_bit_for_bit("INT");
+}
+
+/// What Slurm and other schedulers send before SIGKILL (time limit, pre-emption).
+#[cfg(unix)]
+#[test]
+fn sigterm_saves_mid_epoch_like_ctrl_c() {
+    stop_saves_mid_epoch_and_resumes_bit_for_bit("TERM");
+}
+
+/// Send `signal` to a run within its second epoch: it saves a checkpoint at the step
+/// reached, exits 130 with the command that continues it, and that command finishes
+/// with the files of an uninterrupted run.
+#[cfg(unix)]
+fn stop_saves_mid_epoch_and_resumes_bit_for_bit(signal: &str) {
+    let dir = temp_dir(&format!("stop-{signal}"));
     let (whole, stopped) = (dir.join("whole"), dir.join("stopped"));
     let (whole_s, stopped_s) = (whole.display().to_string(), stopped.display().to_string());
     let args = ["train", "--epochs", "3", "--batch", "16"];
@@ -197,16 +213,17 @@ fn ctrl_c_saves_mid_epoch_exits_130_and_resumes_bit_for_bit() {
     std::thread::sleep(Duration::from_millis(150));
     let pid = child.id().to_string();
     assert!(Command::new("kill")
-        .args(["-INT", &pid])
+        .args([&format!("-{signal}"), &pid])
         .status()
         .unwrap()
         .success());
     let out = child.wait_with_output().unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(130), "{err}");
+    let program = env!("CARGO_BIN_EXE_twa");
     assert!(
-        err.contains(&format!("--resume {stopped_s}")),
-        "prints the resume command: {err}"
+        err.contains(&format!("{program} train --epochs 3 --batch 16 --resume {stopped_s}")),
+        "prints the resume command, with the program as it was started: {err}"
     );
     let saved = twa::resume::Checkpoint::load(&stopped.join("checkpoint.safetensors")).unwrap();
     assert!(
@@ -233,6 +250,110 @@ fn ctrl_c_saves_mid_epoch_exits_130_and_resumes_bit_for_bit() {
         without_seconds(&whole.join("metrics.jsonl")),
         without_seconds(&stopped.join("metrics.jsonl"))
     );
+}
+
+/// A run SIGKILLed at moments spread over its whole life — before its first epoch,
+/// within and at the end of each epoch, during its final writes — is always brought
+/// to the uninterrupted run's files by `--resume`: from its checkpoint, from the
+/// beginning when none was saved yet, or (finished already) as it is. Nothing of the
+/// killed processes (temporaries, the lock) is left behind.
+#[cfg(unix)]
+#[test]
+fn a_run_killed_at_any_moment_resumes_to_the_same_files() {
+    let dir = temp_dir("kill-anywhere");
+    let whole = dir.join("whole");
+    let args = ["train", "--epochs", "2", "--samples-per-epoch", "2"];
+    let out = twa(&[&args[..], &["--out", &whole.display().to_string()]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    // (metric lines to wait for, then milliseconds to wait): 0 lines = from the start.
+    let mut moments: Vec<(usize, u64)> = vec![(0, 30), (0, 400)];
+    moments.extend([0, 3, 20, 60, 150].map(|ms| (1, ms)));
+    moments.extend([0, 1, 2, 5, 10, 20, 35, 50, 80, 120, 200, 400].map(|ms| (2, ms)));
+    let mut outcomes: HashMap<&str, usize> = HashMap::new();
+    for (i, &(lines, ms)) in moments.iter().enumerate() {
+        let killed = dir.join(format!("killed{i}"));
+        let killed_s = killed.display().to_string();
+        let mut child = spawn(&[&args[..], &["--out", &killed_s]].concat());
+        let started = Instant::now();
+        while metric_lines(&killed) < lines && child.try_wait().unwrap().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(300), "no progress");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let outcome = match (
+            killed.is_dir(),
+            killed.join("checkpoint.safetensors").is_file(),
+            killed.join("model.safetensors").is_file(),
+        ) {
+            (false, _, _) => "not started",
+            (true, true, _) => "checkpoint",
+            (true, false, true) => "finished",
+            (true, false, false) => "nothing saved yet",
+        };
+        *outcomes.entry(outcome).or_default() += 1;
+        // The second epoch's line comes after the first epoch's checkpoint: from then
+        // on a checkpoint or the finished files are always there.
+        assert!(
+            metric_lines(&killed) < 2 || outcome == "checkpoint" || outcome == "finished",
+            "killed {ms} ms after {lines} epoch line(s): {outcome}"
+        );
+        // A run killed before it made its directory is started again, not resumed.
+        let again = if outcome == "not started" { "--out" } else { "--resume" };
+        let out = twa(&[&args[..], &[again, &killed_s]].concat());
+        let err = stderr(&out);
+        let when = format!("killed {ms} ms after {lines} epoch line(s) ({outcome})");
+        assert!(out.status.success(), "{when}: {err}");
+        if outcome == "finished" {
+            assert!(err.contains("has finished"), "{when}: {err}");
+        }
+        for file in ["model.safetensors", "history.safetensors"] {
+            assert_same_file(&whole.join(file), &killed.join(file));
+        }
+        assert_eq!(
+            without_seconds(&whole.join("metrics.jsonl")),
+            without_seconds(&killed.join("metrics.jsonl")),
+            "{when}"
+        );
+        let mut left: Vec<String> = std::fs::read_dir(&killed)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["history.safetensors", "metrics.jsonl", "model.safetensors"],
+            "{when}"
+        );
+    }
+    eprintln!("kills by what they left: {outcomes:?}");
+    assert!(outcomes.get("checkpoint").copied().unwrap_or(0) >= 5, "{outcomes:?}");
+}
+
+/// A second run writing into the same --out is refused while the first runs, naming
+/// it; once the first is gone the directory is free again.
+#[cfg(unix)]
+#[test]
+fn a_second_run_on_the_same_out_is_refused() {
+    let dir = temp_dir("lock");
+    let out_dir = dir.join("o");
+    let out_s = out_dir.display().to_string();
+    let mut first = spawn(&["train", "--epochs", "3", "--out", &out_s]);
+    let started = Instant::now();
+    while !out_dir.join(".twa.lock").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no lock taken");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The holder writes its name into the lock right after taking it.
+    std::thread::sleep(Duration::from_millis(200));
+    let second = twa(&["train", "--epochs", "1", "--out", &out_s]);
+    let pid = first.id();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_fails(&second, 3, &format!("is in use by process {pid}"));
+    let third = twa(&["train", "--epochs", "1", "--out", &out_s]);
+    assert!(third.status.success(), "{}", stderr(&third));
 }
 
 #[test]

@@ -45,22 +45,12 @@ pub fn history(command: HistoryCommand) -> Result<()> {
 fn import(args: ImportArgs) -> Result<()> {
     let config = super::base_config(&args.preset, args.config.as_deref(), &args.data)?;
     twa::files::check_replaceable(&args.out)?;
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        twa::files::ensure_writable_dir(dir)?;
-    }
     let data = config.load_data()?;
     let model = Model::build(&config.model, data.train.shape, data.classes)?;
     let mut samples = Vec::with_capacity(args.checkpoints.len() * model.num_params());
     for path in &args.checkpoints {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let params = twa::checkpoint::load_table(path, &bytes, &model.params)?;
-        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
-            return Err(Error::format(
-                path,
-                format!("parameter {i} of the flat vector is {}", params[i]),
-            ));
-        }
-        samples.extend(params);
+        samples.extend(twa::checkpoint::load_table(path, &bytes, &model.params)?);
     }
     let history = History {
         table: model.params.clone(),
@@ -73,6 +63,9 @@ fn import(args: ImportArgs) -> Result<()> {
             .collect(),
         config,
     };
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        twa::files::ensure_writable_dir(dir)?;
+    }
     history.save(&args.out)?;
     println!(
         "imported {} samples of {} parameters into {}",

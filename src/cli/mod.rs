@@ -134,8 +134,8 @@ fn shell_word(word: &str) -> String {
     }
 }
 
-/// The output directory: `--resume DIR` continues in DIR, else `--out`, else
-/// `default`.
+/// The output directory: `--resume DIR` continues in DIR (which must exist), else
+/// `--out`, else `default`.
 pub fn output_dir(out: Option<&Path>, resume: Option<&Path>, default: &str) -> Result<PathBuf> {
     match (out, resume) {
         (Some(out), Some(dir)) if out != dir => Err(Error::Config(format!(
@@ -143,6 +143,10 @@ pub fn output_dir(out: Option<&Path>, resume: Option<&Path>, default: &str) -> R
             dir.display(),
             out.display()
         ))),
+        (_, Some(dir)) if !dir.is_dir() => Err(Error::io(
+            dir,
+            "no run to resume there (not a directory; a run starts with --out)",
+        )),
         (_, Some(dir)) | (Some(dir), None) => Ok(dir.to_path_buf()),
         (None, None) => Ok(PathBuf::from(default)),
     }
@@ -187,15 +191,18 @@ impl<'a> Checkpoints<'a> {
     }
 
     /// With `--resume`, the checkpoint to continue from, checked against this run.
+    /// Without one (a run killed before its first checkpoint) the run starts over,
+    /// which is what it would have continued from.
     pub fn resumed(&self, resume: bool) -> Result<Option<Checkpoint>> {
         if !resume {
             return Ok(None);
         }
         if !self.path.is_file() {
-            return Err(Error::io(
-                &self.path,
-                "no checkpoint to resume from (the run never completed an epoch or a step)",
-            ));
+            eprintln!(
+                "note: no checkpoint {} (the run was stopped before its first was saved): starting from the beginning",
+                self.path.display()
+            );
+            return Ok(None);
         }
         let saved = Checkpoint::load(&self.path)?;
         saved.check_same_run(&self.path, self.command, self.config, &self.options)?;

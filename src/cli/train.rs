@@ -282,12 +282,6 @@ fn init_from(gpu: &Gpu, trainer: &Trainer, path: &Path) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let model = &trainer.net.model;
     let params = twa::checkpoint::load_table(path, &bytes, &model.params)?;
-    if params.iter().any(|p| !p.is_finite()) {
-        return Err(Error::format(
-            path,
-            "the model's parameters are not all finite",
-        ));
-    }
     trainer.net.set_params(gpu, &params);
     let state = match twa::checkpoint::load_table(path, &bytes, &model.state) {
         Ok(state) => {

@@ -38,6 +38,25 @@ pub struct ParamTable {
 }
 
 impl ParamTable {
+    /// The first value of `values` (rows of this table's layout, back to back) that
+    /// is NaN or infinite, named by row, tensor and index in the tensor; `None` if
+    /// every value is finite.
+    pub fn first_non_finite(&self, values: &[f32]) -> Option<String> {
+        let i = values.iter().position(|v| !v.is_finite())?;
+        let width = self.len.max(1);
+        let (row, column) = (i / width, i % width);
+        let place = match self.entries.iter().find(|e| e.range().contains(&column)) {
+            Some(e) => format!("`{}` element {}", e.name, column - e.offset),
+            None => format!("value {column}"),
+        };
+        let row = if values.len() > width {
+            format!("sample {row}, ")
+        } else {
+            String::new()
+        };
+        Some(format!("{row}{place} is {} (weights must be finite)", values[i]))
+    }
+
     /// Append a tensor and return its offset.
     pub fn push(&mut self, name: String, shape: Vec<usize>) -> usize {
         let offset = self.len;

@@ -55,15 +55,25 @@ impl Default for TrainConfig {
     }
 }
 
+/// Most epochs a run may have: far beyond any schedule, and small enough that every
+/// count derived from it (steps, samples, metrics lines) stays in range.
+pub const MAX_EPOCHS: usize = 1_000_000;
+
+/// Largest batch: the step's sample offsets are 32-bit on the device.
+pub const MAX_BATCH: usize = 1 << 24;
+
 impl TrainConfig {
     /// Check the values a user may have mistyped.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        if self.epochs == 0 {
-            return bad("epochs must be at least 1".into());
+        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
+            return bad(format!("epochs must be in 1..={MAX_EPOCHS}, got {}", self.epochs));
         }
-        if self.batch == 0 || self.eval_batch == 0 {
-            return bad("batch sizes must be at least 1".into());
+        if !(1..=MAX_BATCH).contains(&self.batch) || !(1..=MAX_BATCH).contains(&self.eval_batch) {
+            return bad(format!(
+                "batch sizes must be in 1..={MAX_BATCH}, got {} and {} (eval)",
+                self.batch, self.eval_batch
+            ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad(format!("lr must be a positive number, got {}", self.lr));

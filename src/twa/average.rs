@@ -77,6 +77,13 @@ impl TwaConfig {
     /// Refuse low-bit directions or AdamW with orthonormal P-SGD, and bit widths
     /// other than 1, 2, 4, 8 and 32.
     pub fn validate(&self) -> Result<()> {
+        if self.epochs > crate::train::MAX_EPOCHS {
+            return Err(Error::Config(format!(
+                "TWA epochs must be at most {}, got {}",
+                crate::train::MAX_EPOCHS,
+                self.epochs
+            )));
+        }
         if !directions::BITS.contains(&self.bits) {
             return Err(Error::Config(format!(
                 "TWA bits {}: the directions are stored at 1, 2, 4, 8 or 32 bits",

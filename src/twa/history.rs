@@ -141,13 +141,17 @@ impl History {
                 infos.len()
             )));
         }
-        let samples = t
+        let samples: Vec<f32> = t
             .data()
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
             .collect();
+        let table = ParamTable { entries, len };
+        if let Some(place) = table.first_non_finite(&samples) {
+            return Err(bad(place));
+        }
         Ok(History {
-            table: ParamTable { entries, len },
+            table,
             samples,
             infos,
             config,

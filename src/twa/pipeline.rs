@@ -208,9 +208,12 @@ pub async fn run(
             p.head_epochs
         }
         Stage::Tail => {
-            if p.swa_epochs == 0 || p.swa_lr.is_nan() || p.swa_lr <= 0.0 {
+            if !(1..=crate::train::MAX_EPOCHS).contains(&p.swa_epochs)
+                || p.swa_lr.is_nan()
+                || p.swa_lr <= 0.0
+            {
                 return Err(Error::Config(
-                    "pipeline.swa_epochs and pipeline.swa_lr must be positive".into(),
+                    "pipeline.swa_epochs must be in 1..=1000000 and pipeline.swa_lr positive".into(),
                 ));
             }
             if in_phase("sgd") {
