@@ -1245,3 +1245,21 @@ fn pipeline_cache_file_is_written_and_a_damaged_one_replaced() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The tuning the kernels above ran with: the one `TWA_KERNELS` forces (CI runs this
+/// file with `gpu` too), else the adapter type's.
+#[test]
+fn the_kernels_take_the_tuning_twa_kernels_forces() {
+    use twa::gpu::{kernels::lanes, Tuning};
+    let g = gpu();
+    let expected = match std::env::var("TWA_KERNELS").as_deref() {
+        Ok("gpu") => Tuning::Gpu,
+        Ok("cpu") => Tuning::Cpu,
+        _ => Tuning::of_type(g.info.device_type),
+    };
+    assert_eq!(g.tuning, expected);
+    assert_eq!(kernels().prefer_tiled, expected == Tuning::Gpu);
+    let wide = if expected == Tuning::Gpu { 256 } else { 8 };
+    assert_eq!(lanes(g), wide);
+    eprintln!("kernels tuned for {expected:?} on {}", g.describe());
+}
