@@ -502,6 +502,36 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     files
 }
 
+/// A `twa train` checkpoint of `config` at (`epoch`, `step`) holding `params`, zero
+/// momentum and no samples.
+fn train_checkpoint(
+    config: &twa::config::RunConfig,
+    options: BTreeMap<String, String>,
+    epoch: usize,
+    step: usize,
+    params: Vec<f32>,
+) -> twa::resume::Checkpoint {
+    twa::resume::Checkpoint {
+        command: "train".into(),
+        config: config.clone(),
+        options,
+        trainer: twa::train::TrainerState {
+            epoch,
+            step,
+            global_step: 0,
+            rng: 1,
+            velocity: vec![0.0; params.len()],
+            params,
+            state: vec![],
+            train_totals: [0.0; 4],
+            samples: vec![],
+            sample_infos: vec![],
+        },
+        progress: Default::default(),
+        metrics: vec![],
+    }
+}
+
 fn fixtures(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let data = dir.join("toy");
     std::fs::create_dir_all(&data).unwrap();
@@ -608,60 +638,26 @@ fn fixtures(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let stopped = dir.join("train-ckpt");
     std::fs::create_dir_all(&stopped).unwrap();
     // A checkpoint of `twa train` (its contents do not matter: the command differs).
-    twa::resume::Checkpoint {
-        command: "train".into(),
-        config: twa::config::RunConfig::preset("spirals").unwrap(),
-        options: Default::default(),
-        trainer: twa::train::TrainerState {
-            epoch: 1,
-            step: 0,
-            global_step: 94,
-            rng: 1,
-            params: vec![0.0; 4],
-            velocity: vec![0.0; 4],
-            state: vec![],
-            train_totals: [0.0; 4],
-            samples: vec![],
-            sample_infos: vec![],
-        },
-        progress: Default::default(),
-        metrics: vec![],
-    }
-    .save(&stopped.join("checkpoint.safetensors"))
-    .unwrap();
+    let spirals = twa::config::RunConfig::preset("spirals").unwrap();
+    train_checkpoint(&spirals, BTreeMap::new(), 1, 0, vec![0.0; 4])
+        .save(&stopped.join("checkpoint.safetensors"))
+        .unwrap();
     // Checkpoints of `train --data toy --epochs 2 --samples-per-epoch 2` edited by
     // hand: the config and options match, the position or the contents do not.
     let mut config = twa::config::RunConfig::preset("quick").unwrap();
     config.set_data_dir(&data);
     config.train.epochs = 2;
+    let options: BTreeMap<String, String> = [
+        ("init", "none"),
+        ("sampling", "2 per epoch, epochs 1..2"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .into();
     let edited = |name: &str, epoch: usize, step: usize, params: Vec<f32>| {
         std::fs::create_dir_all(dir.join(name)).unwrap();
-        twa::resume::Checkpoint {
-            command: "train".into(),
-            config: config.clone(),
-            options: [
-                ("init", "none"),
-                ("sampling", "2 per epoch, epochs 1..2"),
-            ]
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .into(),
-            trainer: twa::train::TrainerState {
-                epoch,
-                step,
-                global_step: 4 * epoch as u64 + step as u64,
-                rng: 1,
-                velocity: vec![0.0; params.len()],
-                params,
-                state: vec![],
-                train_totals: [0.0; 4],
-                samples: vec![],
-                sample_infos: vec![],
-            },
-            progress: Default::default(),
-            metrics: vec![],
-        }
-        .save(&dir.join(name).join("checkpoint.safetensors"))
-        .unwrap();
+        train_checkpoint(&config, options.clone(), epoch, step, params)
+            .save(&dir.join(name).join("checkpoint.safetensors"))
+            .unwrap();
     };
     edited("epoch-ckpt", 99, 0, vec![0.0; 4]);
     edited("step-ckpt", 0, 100_000, vec![0.0; 4]);

@@ -184,10 +184,19 @@ impl<'a> Checkpoints<'a> {
         }
     }
 
-    /// Whether the run finished: its last file is there and its checkpoint gone (a
-    /// run killed between the two still has its checkpoint, and resumes).
-    pub fn finished(&self) -> bool {
-        self.result.is_file() && !self.path.exists()
+    /// With `--resume`, whether the run finished already (then said on stderr): its
+    /// last file is there and its checkpoint gone (a run killed between the two still
+    /// has its checkpoint, and resumes).
+    pub fn finished_already(&self, resume: bool, out: &Path) -> bool {
+        let finished = resume && self.result.is_file() && !self.path.exists();
+        if finished {
+            eprintln!(
+                "the run in {} has finished ({} is written); nothing to resume",
+                out.display(),
+                self.result.display()
+            );
+        }
+        finished
     }
 
     /// With `--resume`, the checkpoint to continue from, checked against this run.

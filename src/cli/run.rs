@@ -67,12 +67,7 @@ pub fn run(job: &Job, adapter: Option<&str>, args: RunArgs) -> Result<()> {
     let out = output_dir(args.out.as_deref(), args.resume.as_deref(), "runs/run")?;
     let _held = twa::outdir::OutputDir::claim(&out)?;
     let checkpoints = Checkpoints::new(&out, "run", RESULTS_FILE, &config, BTreeMap::new());
-    if args.resume.is_some() && checkpoints.finished() {
-        eprintln!(
-            "the run in {} has finished (its table is {}); nothing to resume",
-            out.display(),
-            checkpoints.result.display()
-        );
+    if checkpoints.finished_already(args.resume.is_some(), &out) {
         return Ok(());
     }
     let saved = checkpoints.resumed(args.resume.is_some())?;

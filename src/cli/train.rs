@@ -144,12 +144,7 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
     ]);
     let _held = OutputDir::claim(&out)?;
     let checkpoints = Checkpoints::new(&out, "train", MODEL_FILE, &config, options);
-    if args.resume.is_some() && checkpoints.finished() {
-        eprintln!(
-            "the run in {} has finished (its model is {}); nothing to resume",
-            out.display(),
-            checkpoints.result.display()
-        );
+    if checkpoints.finished_already(args.resume.is_some(), &out) {
         return Ok(());
     }
     let saved = checkpoints.resumed(args.resume.is_some())?;
