@@ -375,15 +375,6 @@ pub fn plan(
     })
 }
 
-/// This machine's memory in bytes where the system tells (Linux: `MemTotal` of
-/// `/proc/meminfo`); `None` elsewhere.
-pub fn host_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use crate::files::write_atomic;
 use crate::nn::Totals;
 use crate::train::{EpochMetrics, Event, Trainer, TrainerState};
 use crate::twa::pipeline::Row;
-use crate::twa::SampleInfo;
+use crate::train::SampleInfo;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};

@@ -8,7 +8,8 @@ use twa::nn::ModelConfig;
 use twa::reference as cpu;
 use twa::train::{Schedule, TrainConfig, Trainer};
 use twa::twa::average::{self, Start, TwaConfig};
-use twa::twa::{SamplePlan, SampleStore, Subspace};
+use twa::train::{SamplePlan, SampleStore};
+use twa::twa::Subspace;
 
 fn config(epochs: usize) -> TrainConfig {
     TrainConfig {

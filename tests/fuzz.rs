@@ -13,7 +13,8 @@ use twa::data::{Dataset, Split};
 use twa::nn::model::Shape;
 use twa::nn::{Model, ModelConfig};
 use twa::resume::Checkpoint;
-use twa::twa::{History, SampleInfo};
+use twa::train::SampleInfo;
+use twa::twa::History;
 
 const CASES: u32 = 10_000;
 

@@ -7,7 +7,8 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use twa::error::{Error, Result};
 use twa::nn::Model;
-use twa::twa::{History, SampleInfo};
+use twa::train::SampleInfo;
+use twa::twa::History;
 
 #[derive(Subcommand)]
 pub enum HistoryCommand {

@@ -16,7 +16,8 @@ use twa::gpu::Gpu;
 use twa::resume::{train_epochs, Progress};
 use twa::train::{Schedule, Trainer};
 use twa::outdir::OutputDir;
-use twa::twa::{History, SamplePlan};
+use twa::train::SamplePlan;
+use twa::twa::History;
 
 /// The file a finished `twa train` writes last.
 const MODEL_FILE: &str = "model.safetensors";

@@ -10,6 +10,19 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_DST);
 
 impl Gpu {
+    /// How many rows of `words` 4-byte words one storage binding holds; an error
+    /// naming the row (`what`) where not even one fits.
+    pub fn rows_per_binding(&self, words: usize, what: &str) -> Result<usize> {
+        let rows = self.max_binding() as usize / (words.max(1) * 4);
+        if rows == 0 {
+            return Err(Error::Limits(format!(
+                "one {what} of {words} values exceeds the adapter's largest storage binding ({} bytes)",
+                self.max_binding()
+            )));
+        }
+        Ok(rows)
+    }
+
     /// A zeroed storage buffer of `words` 4-byte words (at least one), rounded up to
     /// whole 16-byte vectors so that kernels may read it as `array<vec4<f32>>`.
     pub fn storage(&self, words: usize, label: &str) -> wgpu::Buffer {

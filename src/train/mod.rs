@@ -1,8 +1,10 @@
-//! Training: LR schedules and the epoch loop.
+//! Training: LR schedules, the epoch loop and sampling its trajectory.
 
+pub mod sampler;
 pub mod schedule;
 pub mod trainer;
 
+pub use sampler::{SampleInfo, SamplePlan, SampleStore};
 pub use schedule::Schedule;
 pub use trainer::{
     EpochMetrics, Event, Part, SharedSamples, TrainConfig, Trainer, TrainerState, MAX_BATCH,

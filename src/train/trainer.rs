@@ -10,7 +10,7 @@ use crate::gpu::readback::AsyncReadback;
 use crate::gpu::{Dispatch, Gpu};
 use crate::nn::{GradientStep, Model, ModelConfig, Network, SgdConfig, StepState, Totals};
 use crate::rng::Rng;
-use crate::twa::{SampleInfo, SamplePlan, SampleStore};
+use super::sampler::{SampleInfo, SamplePlan, SampleStore};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};

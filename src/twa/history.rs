@@ -3,7 +3,7 @@
 //! (names, shapes, offsets), where each sample was taken, and the run's config, so the
 //! averaging can run later in a separate command.
 
-use super::sampler::SampleInfo;
+use crate::train::SampleInfo;
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::files::write_atomic;

@@ -7,10 +7,8 @@ pub mod directions;
 pub mod explicit;
 pub mod history;
 pub mod pipeline;
-pub mod sampler;
 pub mod soup;
 pub mod subspace;
 
 pub use history::History;
-pub use sampler::{SampleInfo, SamplePlan, SampleStore};
 pub use subspace::Subspace;

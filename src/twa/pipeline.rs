@@ -4,7 +4,8 @@
 //! with sampling, then SWA and TWA on the SWA-phase samples.
 
 use super::average::{evaluate_at, mean, train_twa, twa_train_config};
-use super::{History, SamplePlan};
+use super::History;
+use crate::train::SamplePlan;
 use crate::collective::Collective;
 use crate::config::{RunConfig, Stage};
 use crate::data::Dataset;

@@ -8,7 +8,7 @@
 //! per sample; a projection is P_rᵀ(P_r g) on each rank, summed by the caller.
 
 use crate::collective::{Collective, DeviceSum, Single};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::kernels::{groups_1d, submit};
 use crate::gpu::{Dispatch, Gpu, Kernels};
 use crate::nn::GradientStep;
@@ -164,14 +164,7 @@ pub(crate) fn combine(
 impl Subspace {
     /// Rows per chunk for `dim`-long rows within the adapter's binding limit.
     pub fn rows_per_chunk(gpu: &Gpu, dim: usize) -> Result<usize> {
-        let rows = gpu.max_binding() as usize / (row_stride(dim) * 4);
-        if rows == 0 {
-            return Err(Error::Limits(format!(
-                "one basis row of {dim} parameters exceeds the adapter's largest storage binding ({} bytes)",
-                gpu.max_binding()
-            )));
-        }
-        Ok(rows)
+        gpu.rows_per_binding(row_stride(dim), "basis row")
     }
 
     /// Orthonormalise `samples` (n × D, row-major) in row order on the device, at most

@@ -67,7 +67,7 @@ impl SamplePlan {
 /// are read back into it to be saved), before any of it is reserved.
 fn check_memory(dim: usize, capacity: usize) -> Result<()> {
     let bytes = capacity.checked_mul(dim).and_then(|v| v.checked_mul(4));
-    let available = crate::plan::host_memory();
+    let available = host_memory();
     let too_much = match (bytes, available) {
         (None, _) => true,
         (Some(b), Some(a)) => b as u64 > a,
@@ -83,6 +83,15 @@ fn check_memory(dim: usize, capacity: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// This machine's memory in bytes where the system tells (Linux: `MemTotal` of
+/// `/proc/meminfo`); `None` elsewhere.
+fn host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 /// Where a sample was taken: after `step` global steps, `epoch` epochs (fractional).
@@ -106,7 +115,9 @@ impl SampleStore {
     /// Room for `capacity` samples of `dim` parameters.
     pub fn new(gpu: &Gpu, dim: usize, capacity: usize) -> Result<SampleStore> {
         check_memory(dim, capacity)?;
-        let rows_per_chunk = super::Subspace::rows_per_chunk(gpu, dim)?.min(capacity.max(1));
+        let rows_per_chunk = gpu
+            .rows_per_binding(dim.next_multiple_of(4), "sample")?
+            .min(capacity.max(1));
         let chunks = (0..capacity.div_ceil(rows_per_chunk))
             .map(|c| {
                 gpu.storage(
