@@ -96,7 +96,7 @@ fn main() {
             collective,
         } => job.gpu(adapter).and_then(|gpu| {
             if collective {
-                twa::collective::bench::run(&gpu, &*job.world)
+                twa::bench::collective::run(&gpu, &*job.world)
             } else {
                 twa::bench::run(&gpu, full, json)
             }

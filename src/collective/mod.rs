@@ -5,7 +5,6 @@
 //! row-sharded TWA subspace all go through [`Collective::sum`].
 
 #[cfg(not(target_arch = "wasm32"))]
-pub mod bench;
 mod device;
 #[cfg(feature = "mpi")]
 mod mpi;

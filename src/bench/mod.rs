@@ -1,7 +1,10 @@
 //! `twa bench`: validate, then time, the kernels on the current adapter. GEMM GFLOP/s
 //! for the MLP's shapes and 1024³ (next to numpy's sgemm when python3 + numpy exist,
 //! measured in the same run), convolution GFLOP/s at the conv nets' shapes, a per-kernel
-//! profile of one `cnn` training step, and end-to-end training samples/s.
+//! profile of one `cnn` training step, and end-to-end training samples/s; and
+//! (`collective`) what distribution costs.
+
+pub mod collective;
 
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};

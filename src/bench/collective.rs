@@ -3,7 +3,7 @@
 //! step of SGD and of TWA with its directions sharded, with the share of the step
 //! spent waiting for the device and in the sums. Rank 0 prints.
 
-use super::Collective;
+use crate::collective::Collective;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::train::Trainer;
@@ -43,7 +43,7 @@ pub fn run(gpu: &Gpu, world: &dyn Collective) -> Result<()> {
         ));
     }
     let count = 8192;
-    let (mut trainer, mut rng) = crate::bench::synthetic_trainer(gpu, count)?;
+    let (mut trainer, mut rng) = super::synthetic_trainer(gpu, count)?;
     trainer.distribute(world)?;
     let config = trainer.config.clone();
     let steps = count.div_ceil(config.batch);
