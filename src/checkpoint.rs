@@ -156,10 +156,11 @@ pub fn save(
     state: &[f32],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
-    let bad = model
-        .params
-        .first_non_finite(params)
-        .or_else(|| model.state.first_non_finite(&state[..model.state.len.min(state.len())]));
+    let bad = model.params.first_non_finite(params).or_else(|| {
+        model
+            .state
+            .first_non_finite(&state[..model.state.len.min(state.len())])
+    });
     if let Some(place) = bad {
         return Err(Error::NotFinite(format!(
             "the model for {} diverged: {place}; nothing written",

@@ -37,9 +37,9 @@ const TEMPORARY: &str = ".tmp-";
 /// wrote, in a process that was killed before it could rename or remove it).
 pub fn is_temporary(name: &str) -> bool {
     name.starts_with('.')
-        && name.rsplit_once(TEMPORARY).is_some_and(|(_, pid)| {
-            !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
-        })
+        && name
+            .rsplit_once(TEMPORARY)
+            .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Refuse to replace `path` unless it is absent or a regular file: renaming over a

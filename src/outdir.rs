@@ -62,8 +62,7 @@ impl OutputDir {
         };
         for entry in entries.flatten() {
             let name = entry.file_name();
-            if is_temporary(&name.to_string_lossy())
-                && entry.file_type().is_ok_and(|t| t.is_file())
+            if is_temporary(&name.to_string_lossy()) && entry.file_type().is_ok_and(|t| t.is_file())
             {
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -72,9 +71,8 @@ impl OutputDir {
 
     /// Whether the directory holds nothing but the lock file.
     fn holds_nothing(&self) -> bool {
-        std::fs::read_dir(&self.path).is_ok_and(|mut entries| {
-            entries.all(|e| e.is_ok_and(|e| e.file_name() == LOCK))
-        })
+        std::fs::read_dir(&self.path)
+            .is_ok_and(|mut entries| entries.all(|e| e.is_ok_and(|e| e.file_name() == LOCK)))
     }
 }
 
@@ -209,13 +207,19 @@ mod tests {
         names.sort();
         assert_eq!(names, [".notes.tmp-mine", LOCK, "model.safetensors"]);
         drop(held);
-        assert!(dir.join("model.safetensors").exists(), "a used directory stays");
+        assert!(
+            dir.join("model.safetensors").exists(),
+            "a used directory stays"
+        );
         assert!(!dir.join(LOCK).exists(), "the lock goes with its holder");
         std::fs::remove_dir_all(&dir).unwrap();
 
         let fresh = scratch("fresh").join("nested");
         drop(OutputDir::claim(&fresh).unwrap());
-        assert!(!fresh.exists(), "a directory created and left empty is removed");
+        assert!(
+            !fresh.exists(),
+            "a directory created and left empty is removed"
+        );
         let _ = std::fs::remove_dir_all(fresh.parent().unwrap());
     }
 }

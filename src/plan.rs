@@ -369,7 +369,10 @@ pub fn plan(
         momentum_bytes: parameter_bytes,
         activation_bytes,
         subspace_bytes,
-        total_bytes: add(add(mul(3, parameter_bytes)?, activation_bytes)?, subspace_bytes)?,
+        total_bytes: add(
+            add(mul(3, parameter_bytes)?, activation_bytes)?,
+            subspace_bytes,
+        )?,
         gradient_exchange_bytes: ring(parameter_bytes)?,
         projection_exchange_bytes: ring(parameter_bytes)?,
     })
@@ -412,8 +415,13 @@ mod tests {
         let eight = plan("m", sizes, 128, 50, 1, 8).unwrap();
         assert_eq!(eight.subspace_bytes, 50 * 250 * 4 + 8 * 50);
         assert_eq!(two.batch_per_rank, 64);
-        let err = plan("m", sizes, 128, usize::MAX, 1, 32).unwrap_err().to_string();
-        assert!(err.contains("more bytes than a machine can address"), "{err}");
+        let err = plan("m", sizes, 128, usize::MAX, 1, 32)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("more bytes than a machine can address"),
+            "{err}"
+        );
         assert!(plan("m", sizes, usize::MAX, 50, 1, 32).is_err());
     }
 }

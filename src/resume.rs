@@ -9,9 +9,9 @@ use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::files::write_atomic;
 use crate::nn::Totals;
+use crate::train::SampleInfo;
 use crate::train::{EpochMetrics, Event, Trainer, TrainerState};
 use crate::twa::pipeline::Row;
-use crate::train::SampleInfo;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -161,7 +161,11 @@ impl Checkpoint {
         } else {
             Vec::new()
         };
-        for (name, values) in [("params", &params), ("velocity", &velocity), ("samples", &samples)] {
+        for (name, values) in [
+            ("params", &params),
+            ("velocity", &velocity),
+            ("samples", &samples),
+        ] {
             if let Some(i) = values.iter().position(|v| !v.is_finite()) {
                 return Err(bad(format!("`{name}` value {i} is {}", values[i])));
             }

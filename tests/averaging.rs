@@ -6,9 +6,9 @@ mod common;
 use common::*;
 use twa::nn::ModelConfig;
 use twa::reference as cpu;
+use twa::train::{SamplePlan, SampleStore};
 use twa::train::{Schedule, TrainConfig, Trainer};
 use twa::twa::average::{self, Start, TwaConfig};
-use twa::train::{SamplePlan, SampleStore};
 use twa::twa::Subspace;
 
 fn config(epochs: usize) -> TrainConfig {

@@ -647,12 +647,10 @@ fn fixtures(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let mut config = twa::config::RunConfig::preset("quick").unwrap();
     config.set_data_dir(&data);
     config.train.epochs = 2;
-    let options: BTreeMap<String, String> = [
-        ("init", "none"),
-        ("sampling", "2 per epoch, epochs 1..2"),
-    ]
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .into();
+    let options: BTreeMap<String, String> =
+        [("init", "none"), ("sampling", "2 per epoch, epochs 1..2")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
     let edited = |name: &str, epoch: usize, step: usize, params: Vec<f32>| {
         std::fs::create_dir_all(dir.join(name)).unwrap();
         train_checkpoint(&config, options.clone(), epoch, step, params)
@@ -669,7 +667,13 @@ fn fixtures(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     h.samples[dim + 5] = f32::NAN;
     h.save(&dir.join("nan-history.safetensors")).unwrap();
     h.samples[dim + 5] = 0.0;
-    let bias = h.table.entries.iter().find(|e| e.name == "3.bias").unwrap().offset;
+    let bias = h
+        .table
+        .entries
+        .iter()
+        .find(|e| e.name == "3.bias")
+        .unwrap()
+        .offset;
     h.samples[2 * dim + bias] = f32::INFINITY;
     h.save(&dir.join("inf-history.safetensors")).unwrap();
     // A model file of another model (wrong first layer) and one holding NaN.

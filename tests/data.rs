@@ -172,7 +172,7 @@ fn gather_normalises_pixels_in_the_given_order() {
     let split = DeviceSplit::upload(g, &data.train, &data).unwrap();
     let order: Vec<u32> = vec![8, 3, 0, 7, 1, 2, 6, 5, 4];
     split.set_order(g, &order);
-    let gather = split.gather(g, &net, 3, None);
+    let gather = split.gather(g, &net.kernels.gather, net.batch_target(), 3, None);
     net.set_step(
         g,
         StepState {
@@ -289,7 +289,7 @@ fn gather_normalises_per_channel_and_augments_with_seeded_crops_and_flips() {
     let device = DeviceSplit::upload(g, &data.train, &data).unwrap();
     let seed = rng.below(1 << 30) as u64;
     let gathered = |augment: Option<u64>, step: u32| -> Vec<f32> {
-        let gather = device.gather(g, &net, count, augment);
+        let gather = device.gather(g, &net.kernels.gather, net.batch_target(), count, augment);
         net.set_step(
             g,
             StepState {

@@ -123,7 +123,10 @@ fn killed_training_resumes_bit_for_bit() {
     let out = twa(&[&args[..], &["--resume", &killed_s]].concat());
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("has finished"), "{}", stderr(&out));
-    assert_eq!(std::fs::read(killed.join("model.safetensors")).unwrap(), model);
+    assert_eq!(
+        std::fs::read(killed.join("model.safetensors")).unwrap(),
+        model
+    );
 }
 
 /// Run the pipeline `args` whole and once more SIGKILLed after `lines` epochs (which
@@ -222,7 +225,9 @@ fn stop_saves_mid_epoch_and_resumes_bit_for_bit(signal: &str) {
     assert_eq!(out.status.code(), Some(130), "{err}");
     let program = env!("CARGO_BIN_EXE_twa");
     assert!(
-        err.contains(&format!("{program} train --epochs 3 --batch 16 --resume {stopped_s}")),
+        err.contains(&format!(
+            "{program} train --epochs 3 --batch 16 --resume {stopped_s}"
+        )),
         "prints the resume command, with the program as it was started: {err}"
     );
     let saved = twa::resume::Checkpoint::load(&stopped.join("checkpoint.safetensors")).unwrap();
@@ -300,7 +305,11 @@ fn a_run_killed_at_any_moment_resumes_to_the_same_files() {
             "killed {ms} ms after {lines} epoch line(s): {outcome}"
         );
         // A run killed before it made its directory is started again, not resumed.
-        let again = if outcome == "not started" { "--out" } else { "--resume" };
+        let again = if outcome == "not started" {
+            "--out"
+        } else {
+            "--resume"
+        };
         let out = twa(&[&args[..], &[again, &killed_s]].concat());
         let err = stderr(&out);
         let when = format!("killed {ms} ms after {lines} epoch line(s) ({outcome})");
@@ -328,7 +337,10 @@ fn a_run_killed_at_any_moment_resumes_to_the_same_files() {
         );
     }
     eprintln!("kills by what they left: {outcomes:?}");
-    assert!(outcomes.get("checkpoint").copied().unwrap_or(0) >= 5, "{outcomes:?}");
+    assert!(
+        outcomes.get("checkpoint").copied().unwrap_or(0) >= 5,
+        "{outcomes:?}"
+    );
 }
 
 /// A second run writing into the same --out is refused while the first runs, naming

@@ -58,7 +58,11 @@ fn with_lanes(shader: Shader, lanes: usize) -> (naga::Module, naga::valid::Modul
         constants.insert("LANES".to_string(), lanes as f64);
     }
     if shader == Shader::LinearSubgroup {
-        let width = if lanes == twa::gpu::kernels::CPU_LANES { 8.0 } else { 32.0 };
+        let width = if lanes == twa::gpu::kernels::CPU_LANES {
+            8.0
+        } else {
+            32.0
+        };
         constants.insert("SUBGROUP".to_string(), width);
     }
     let (module, info) =

@@ -84,7 +84,9 @@ pub fn stop_on_ctrl_c() -> Arc<AtomicBool> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\nstopping after this step and saving (a second Ctrl-C or SIGTERM quits at once)");
+        eprintln!(
+            "\nstopping after this step and saving (a second Ctrl-C or SIGTERM quits at once)"
+        );
     });
     if let Err(e) = installed {
         eprintln!("note: Ctrl-C and SIGTERM will not save a checkpoint ({e})");

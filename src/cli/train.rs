@@ -13,10 +13,10 @@ use std::time::Instant;
 use twa::config::RunConfig;
 use twa::error::{Error, Result};
 use twa::gpu::Gpu;
-use twa::resume::{train_epochs, Progress};
-use twa::train::{Schedule, Trainer};
 use twa::outdir::OutputDir;
+use twa::resume::{train_epochs, Progress};
 use twa::train::SamplePlan;
+use twa::train::{Schedule, Trainer};
 use twa::twa::History;
 
 /// The file a finished `twa train` writes last.

@@ -5,8 +5,8 @@
 //! used). Images are stored channels-last (32 × 32 × 3), as the convolutions read them.
 
 use super::dataset::{Classes, Dataset, Split};
+use super::Shape;
 use crate::error::{Error, Result};
-use crate::nn::model::Shape;
 use std::path::Path;
 
 /// Bytes of one image: 3 planes of 32 × 32.

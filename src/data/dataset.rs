@@ -2,10 +2,9 @@
 //! splits), normalisation statistics, and the device copy that batches are gathered from.
 
 use super::idx::{decode_idx, read_idx, IdxArray};
+use super::Shape;
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu};
-use crate::nn::model::Shape;
-use crate::nn::Network;
+use crate::gpu::{Dispatch, Gpu, Kernel};
 use std::path::{Path, PathBuf};
 
 /// One split: `count` images of `shape` (channels-last bytes), and their labels.
@@ -297,6 +296,15 @@ struct GatherParams {
     inv_std: [f32; 4],
 }
 
+/// Where a gathered batch goes on the device: a network's input and label buffers,
+/// and its per-step uniform, whose `start` says where in the order the batch begins.
+#[derive(Clone, Copy)]
+pub struct BatchTarget<'a> {
+    pub inputs: &'a wgpu::Buffer,
+    pub labels: &'a wgpu::Buffer,
+    pub step: &'a wgpu::Buffer,
+}
+
 /// A split on the device: packed pixels, labels and the current epoch's order.
 pub struct DeviceSplit {
     pub count: usize,
@@ -347,11 +355,19 @@ impl DeviceSplit {
         gpu.write(&self.order, 0, order);
     }
 
-    /// The dispatch that fills `net`'s input and label buffers with `batch` samples
-    /// starting at the step's `start` position of the order, normalised per channel;
-    /// with `augment`, each image is randomly cropped from its 4-pixel zero padding and
-    /// flipped horizontally (seeded by `seed` and the step number).
-    pub fn gather(&self, gpu: &Gpu, net: &Network, batch: usize, augment: Option<u64>) -> Dispatch {
+    /// The dispatch of `kernel` (`data.wgsl`'s gather) that fills `into`'s input and
+    /// label buffers with `batch` samples starting at the step's `start` position of
+    /// the order, normalised per channel; with `augment`, each image is randomly
+    /// cropped from its 4-pixel zero padding and flipped horizontally (seeded by `seed`
+    /// and the step number).
+    pub fn gather(
+        &self,
+        gpu: &Gpu,
+        kernel: &Kernel,
+        into: BatchTarget,
+        batch: usize,
+        augment: Option<u64>,
+    ) -> Dispatch {
         let p = GatherParams {
             batch: batch as u32,
             height: self.shape.height as u32,
@@ -366,15 +382,15 @@ impl DeviceSplit {
         let u = gpu.uniform(&p, "gather");
         Dispatch::new(
             gpu,
-            &net.kernels.gather,
+            kernel,
             &[
                 &self.pixels,
                 &self.labels,
                 &self.order,
-                &net.acts[0],
-                &net.labels,
+                into.inputs,
+                into.labels,
                 &u,
-                &net.step,
+                into.step,
             ],
             crate::gpu::kernels::grid(gpu, batch * self.shape.len()),
         )

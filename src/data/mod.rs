@@ -4,6 +4,8 @@ pub mod cifar;
 pub mod dataset;
 pub mod holdout;
 pub mod idx;
+pub mod shape;
 pub mod spirals;
 
-pub use dataset::{Classes, Dataset, DeviceSplit, Split};
+pub use dataset::{BatchTarget, Classes, Dataset, DeviceSplit, Split};
+pub use shape::Shape;

@@ -3,8 +3,8 @@
 //! the same device path batches them.
 
 use super::dataset::{Classes, Dataset, Split};
+use super::Shape;
 use crate::error::Result;
-use crate::nn::model::Shape;
 use crate::rng::Rng;
 
 fn split(count: usize, classes: usize, noise: f64, rng: &mut Rng) -> Split {

@@ -38,8 +38,8 @@ pub struct Gpu {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn quiet_display_probe() {
     let set = |name: &str| std::env::var_os(name).is_some();
-    let compositor_reachable = std::env::var_os("XDG_RUNTIME_DIR")
-        .is_some_and(|dir| std::path::Path::new(&dir).is_dir());
+    let compositor_reachable =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| std::path::Path::new(&dir).is_dir());
     if !compositor_reachable
         && !set("NODEVICE_SELECT")
         && !set("MESA_VK_DEVICE_SELECT")

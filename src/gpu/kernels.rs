@@ -2,8 +2,8 @@
 //! the compute pipelines built from its entry points, compiled once per device.
 
 use super::context::Gpu;
-use super::Tuning;
 use super::pipeline_cache::DiskCache;
+use super::Tuning;
 
 /// How a shader binds one resource: storage read-only, storage read-write, or uniform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -56,7 +56,10 @@ mod tests {
         assert_eq!(Tuning::parse("gpu").unwrap(), Tuning::Gpu);
         assert_eq!(Tuning::parse(" CPU ").unwrap(), Tuning::Cpu);
         let err = Tuning::parse("fast").unwrap_err().to_string();
-        assert!(err.contains("TWA_KERNELS=fast") && err.contains("cpu or gpu"), "{err}");
+        assert!(
+            err.contains("TWA_KERNELS=fast") && err.contains("cpu or gpu"),
+            "{err}"
+        );
         assert_eq!(Tuning::of_type(wgpu::DeviceType::Cpu), Tuning::Cpu);
         assert_eq!(Tuning::of_type(wgpu::DeviceType::DiscreteGpu), Tuning::Gpu);
     }

@@ -147,6 +147,15 @@ pub struct Network {
 }
 
 impl Network {
+    /// Where the data layer gathers a batch for this network.
+    pub fn batch_target(&self) -> crate::data::BatchTarget<'_> {
+        crate::data::BatchTarget {
+            inputs: &self.acts[0],
+            labels: &self.labels,
+            step: &self.step,
+        }
+    }
+
     /// Allocate `model` on `gpu` for batches up to `max_batch`, parameters from `init`.
     pub fn new(
         gpu: &Gpu,

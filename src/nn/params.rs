@@ -54,7 +54,10 @@ impl ParamTable {
         } else {
             String::new()
         };
-        Some(format!("{row}{place} is {} (weights must be finite)", values[i]))
+        Some(format!(
+            "{row}{place} is {} (weights must be finite)",
+            values[i]
+        ))
     }
 
     /// Append a tensor and return its offset.

@@ -76,7 +76,10 @@ fn check_memory(dim: usize, capacity: usize) -> Result<()> {
     if too_much {
         let gib = capacity as f64 * dim as f64 * 4.0 / (1u64 << 30) as f64;
         let memory = available.map_or("any machine's".into(), |a| {
-            format!("this machine's {:.1} GiB of", a as f64 / (1u64 << 30) as f64)
+            format!(
+                "this machine's {:.1} GiB of",
+                a as f64 / (1u64 << 30) as f64
+            )
         });
         return Err(Error::Limits(format!(
             "{capacity} samples of {dim} parameters need {gib:.1} GiB, more than {memory} memory: take fewer samples per epoch or fewer epochs"

@@ -2,6 +2,7 @@
 //! forward, loss, backward, SGD), the loss read back asynchronously every few steps,
 //! evaluation on the test split after every epoch. Progress goes to an observer.
 
+use super::sampler::{SampleInfo, SamplePlan, SampleStore};
 use super::schedule::Schedule;
 use crate::collective::{shard, Collective, DeviceSum, Single};
 use crate::data::{Dataset, DeviceSplit};
@@ -10,7 +11,6 @@ use crate::gpu::readback::AsyncReadback;
 use crate::gpu::{Dispatch, Gpu};
 use crate::nn::{GradientStep, Model, ModelConfig, Network, SgdConfig, StepState, Totals};
 use crate::rng::Rng;
-use super::sampler::{SampleInfo, SamplePlan, SampleStore};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,7 +67,10 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if !(1..=MAX_EPOCHS).contains(&self.epochs) {
-            return bad(format!("epochs must be in 1..={MAX_EPOCHS}, got {}", self.epochs));
+            return bad(format!(
+                "epochs must be in 1..={MAX_EPOCHS}, got {}",
+                self.epochs
+            ));
         }
         if !(1..=MAX_BATCH).contains(&self.batch) || !(1..=MAX_BATCH).contains(&self.eval_batch) {
             return bad(format!(
@@ -252,7 +255,10 @@ impl<'a> Trainer<'a> {
                 .into_iter()
                 .map(|b| {
                     net.prepare(gpu, b);
-                    (b, split.gather(gpu, &net, b, augment))
+                    (
+                        b,
+                        split.gather(gpu, &net.kernels.gather, net.batch_target(), b, augment),
+                    )
                 })
                 .collect::<Vec<_>>()
         };
@@ -310,7 +316,13 @@ impl<'a> Trainer<'a> {
             let local = shard(b, rank, ranks).len();
             if !self.train_gathers.iter().any(|(s, _)| *s == local) {
                 self.net.prepare(gpu, local);
-                let gather = self.train.gather(gpu, &self.net, local, augment);
+                let gather = self.train.gather(
+                    gpu,
+                    &self.net.kernels.gather,
+                    self.net.batch_target(),
+                    local,
+                    augment,
+                );
                 self.train_gathers.push((local, gather));
             }
         }
@@ -318,7 +330,13 @@ impl<'a> Trainer<'a> {
         for b in batch_sizes(test_share, self.config.eval_batch) {
             if b > 0 && !self.test_gathers.iter().any(|(s, _)| *s == b) {
                 self.net.prepare(gpu, b);
-                let gather = self.test.gather(gpu, &self.net, b, None);
+                let gather = self.test.gather(
+                    gpu,
+                    &self.net.kernels.gather,
+                    self.net.batch_target(),
+                    b,
+                    None,
+                );
                 self.test_gathers.push((b, gather));
             }
         }

@@ -3,11 +3,11 @@
 //! (names, shapes, offsets), where each sample was taken, and the run's config, so the
 //! averaging can run later in a separate command.
 
-use crate::train::SampleInfo;
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::files::write_atomic;
 use crate::nn::{ParamEntry, ParamTable};
+use crate::train::SampleInfo;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

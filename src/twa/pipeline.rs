@@ -5,7 +5,6 @@
 
 use super::average::{evaluate_at, mean, train_twa, twa_train_config};
 use super::History;
-use crate::train::SamplePlan;
 use crate::collective::Collective;
 use crate::config::{RunConfig, Stage};
 use crate::data::Dataset;
@@ -13,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::{DeviceMemory, Totals};
 use crate::resume::{train_epochs, Progress, SaveCheckpoint};
+use crate::train::SamplePlan;
 use crate::train::{Event, Schedule, SharedSamples, Trainer, TrainerState};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -214,7 +214,8 @@ pub async fn run(
                 || p.swa_lr <= 0.0
             {
                 return Err(Error::Config(
-                    "pipeline.swa_epochs must be in 1..=1000000 and pipeline.swa_lr positive".into(),
+                    "pipeline.swa_epochs must be in 1..=1000000 and pipeline.swa_lr positive"
+                        .into(),
                 ));
             }
             if in_phase("sgd") {
