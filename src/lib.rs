@@ -4,9 +4,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod canvas;
-pub mod checkpoint;
 pub mod collective;
-pub mod config;
 pub mod confusion;
 pub mod data;
 pub mod error;
@@ -16,9 +14,8 @@ pub mod landscape;
 pub mod nn;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod outdir;
-pub mod plan;
 pub mod reference;
-pub mod resume;
 pub mod rng;
+pub mod run;
 pub mod train;
 pub mod twa;

@@ -6,7 +6,7 @@ mod cli;
 mod progress;
 
 use clap::{Parser, Subcommand};
-use twa::config::RunConfig;
+use twa::run::config::RunConfig;
 use twa::error::{Error, Result};
 
 #[derive(Parser)]

@@ -8,7 +8,8 @@ use twa::nn::ModelConfig;
 use twa::reference as cpu;
 use twa::train::{SamplePlan, SampleStore};
 use twa::train::{Schedule, TrainConfig, Trainer};
-use twa::twa::average::{self, Start, TwaConfig};
+use twa::twa::average;
+use twa::twa::config::{Start, TwaConfig};
 use twa::twa::Subspace;
 
 fn config(epochs: usize) -> TrainConfig {
@@ -131,7 +132,7 @@ fn projected_sgd_stays_in_the_span_and_alpha_rebuilds_the_iterate() {
         gpu,
         &data,
         &model,
-        average::twa_train_config(&config(8), &twa),
+        twa::twa::config::twa_train_config(&config(8), &twa),
     )
     .unwrap();
     let run = block_on(average::train_twa(

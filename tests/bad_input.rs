@@ -505,13 +505,13 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 /// A `twa train` checkpoint of `config` at (`epoch`, `step`) holding `params`, zero
 /// momentum and no samples.
 fn train_checkpoint(
-    config: &twa::config::RunConfig,
+    config: &twa::run::config::RunConfig,
     options: BTreeMap<String, String>,
     epoch: usize,
     step: usize,
     params: Vec<f32>,
-) -> twa::resume::Checkpoint {
-    twa::resume::Checkpoint {
+) -> twa::run::checkpoint::Checkpoint {
+    twa::run::checkpoint::Checkpoint {
         command: "train".into(),
         config: config.clone(),
         options,
@@ -638,13 +638,13 @@ fn fixtures(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let stopped = dir.join("train-ckpt");
     std::fs::create_dir_all(&stopped).unwrap();
     // A checkpoint of `twa train` (its contents do not matter: the command differs).
-    let spirals = twa::config::RunConfig::preset("spirals").unwrap();
+    let spirals = twa::run::config::RunConfig::preset("spirals").unwrap();
     train_checkpoint(&spirals, BTreeMap::new(), 1, 0, vec![0.0; 4])
         .save(&stopped.join("checkpoint.safetensors"))
         .unwrap();
     // Checkpoints of `train --data toy --epochs 2 --samples-per-epoch 2` edited by
     // hand: the config and options match, the position or the contents do not.
-    let mut config = twa::config::RunConfig::preset("quick").unwrap();
+    let mut config = twa::run::config::RunConfig::preset("quick").unwrap();
     config.set_data_dir(&data);
     config.train.epochs = 2;
     let options: BTreeMap<String, String> =
@@ -662,7 +662,7 @@ fn fixtures(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     edited("samples-ckpt", 1, 0, vec![0.0; 4]);
     edited("nan-ckpt", 1, 0, vec![0.0, 0.0, 0.0, f32::NAN]);
     // The history with a NaN in sample 1 and one with an infinity in sample 2.
-    let mut h = twa::twa::History::load(&history).unwrap();
+    let mut h = twa::run::History::load(&history).unwrap();
     let dim = h.dim();
     h.samples[dim + 5] = f32::NAN;
     h.save(&dir.join("nan-history.safetensors")).unwrap();

@@ -2,7 +2,7 @@
 //! exactly, and files that do not fit the model are refused with a clear message.
 
 use std::collections::HashMap;
-use twa::checkpoint::{load_table, save};
+use twa::run::model_file::{load_table, save};
 use twa::nn::{Model, ModelConfig};
 
 #[test]

@@ -9,7 +9,7 @@ use twa::gpu::kernels::submit;
 use twa::gpu::Kernels;
 use twa::nn::{GradientStep, ModelConfig};
 use twa::train::{Part, Schedule, TrainConfig, Trainer};
-use twa::twa::average::TwaConfig;
+use twa::twa::config::TwaConfig;
 use twa::twa::directions::{self, Block, Directions, Packed, BITS};
 use twa::twa::Subspace;
 

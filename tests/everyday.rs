@@ -142,7 +142,7 @@ fn pipeline_resumes_bit_for_bit(name: &str, args: &[&str], lines: usize, phase: 
         &killed,
         lines,
     );
-    let saved = twa::resume::Checkpoint::load(&killed.join("checkpoint.safetensors")).unwrap();
+    let saved = twa::run::checkpoint::Checkpoint::load(&killed.join("checkpoint.safetensors")).unwrap();
     assert_eq!(saved.progress.phase, phase, "killed while sampling");
     assert!(!saved.trainer.sample_infos.is_empty());
     let out = twa(&[args, &["--resume", &killed_s]].concat());
@@ -230,7 +230,7 @@ fn stop_saves_mid_epoch_and_resumes_bit_for_bit(signal: &str) {
         )),
         "prints the resume command, with the program as it was started: {err}"
     );
-    let saved = twa::resume::Checkpoint::load(&stopped.join("checkpoint.safetensors")).unwrap();
+    let saved = twa::run::checkpoint::Checkpoint::load(&stopped.join("checkpoint.safetensors")).unwrap();
     assert!(
         saved.trainer.step > 0,
         "stopped within an epoch, at step {} of epoch {}",
@@ -403,7 +403,7 @@ fn eval_reports_the_training_accuracy_per_class_and_a_confusion_matrix() {
         .starts_with(b"\x89PNG"));
     // The file says how to normalise its inputs; a model file without that is refused.
     let bytes = std::fs::read(&model).unwrap();
-    let info = twa::checkpoint::ModelInfo::read(&model, &bytes).unwrap();
+    let info = twa::run::model_file::ModelInfo::read(&model, &bytes).unwrap();
     assert_eq!((info.classes, info.shape.len()), (10, 784));
     assert!(info.mean[0] > 0.0 && info.std[0] > 0.0);
     let bare = dir.join("bare.safetensors");
@@ -492,7 +492,7 @@ fn a_pytorch_trajectory_imports_and_averages() {
     ]
     .concat());
     assert!(out.status.success(), "{}", stderr(&out));
-    let loaded = twa::twa::History::load(&history).unwrap();
+    let loaded = twa::run::History::load(&history).unwrap();
     assert_eq!(loaded.len(), 3);
     let averaged = dir.join("avg");
     let summary = json_summary(twa(&[
@@ -553,7 +553,7 @@ fn a_pytorch_trajectory_imports_and_averages() {
         stderr(&out)
     );
     assert_eq!(
-        twa::twa::History::load(&history).unwrap().len(),
+        twa::run::History::load(&history).unwrap().len(),
         3,
         "the earlier history is untouched"
     );

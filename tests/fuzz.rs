@@ -5,16 +5,16 @@
 
 use proptest::prelude::*;
 use std::path::Path;
-use twa::checkpoint::{load_table, ModelInfo};
-use twa::config::RunConfig;
+use twa::run::model_file::{load_table, ModelInfo};
+use twa::run::config::RunConfig;
 use twa::data::cifar::{parse_records, Variant};
 use twa::data::idx::{encode_idx, parse_idx, IdxArray};
 use twa::data::{Dataset, Split};
 use twa::nn::model::Shape;
 use twa::nn::{Model, ModelConfig};
-use twa::resume::Checkpoint;
+use twa::run::checkpoint::Checkpoint;
 use twa::train::SampleInfo;
-use twa::twa::History;
+use twa::run::History;
 
 const CASES: u32 = 10_000;
 
@@ -119,8 +119,8 @@ fn valid_model_file() -> Vec<u8> {
     let model = toy_model();
     let params = model.init_params(1);
     let state = model.init_state();
-    let meta = twa::checkpoint::describe(&toy_config(), &toy_data());
-    twa::checkpoint::encode(&model, &params, &state, meta).unwrap()
+    let meta = twa::run::model_file::describe(&toy_config(), &toy_data());
+    twa::run::model_file::encode(&model, &params, &state, meta).unwrap()
 }
 
 /// The bytes `save` writes to a file (made once per test binary: `cell`).
@@ -297,7 +297,7 @@ proptest! {
 
     #[test]
     fn toml_reader(m in mutations(), preset in 0usize..8) {
-        let (name, text) = twa::config::PRESETS[preset];
+        let (name, text) = twa::run::config::PRESETS[preset];
         let bytes = mutate(text.as_bytes(), &m);
         let text = String::from_utf8_lossy(&bytes);
         let result = RunConfig::from_toml(&text, name);

@@ -9,7 +9,8 @@ use twa::landscape::{GridSpec, Landscape, Plane, PlaneKind};
 use twa::nn::{Model, ModelConfig};
 use twa::reference as cpu;
 use twa::train::{Event, Part, TrainConfig, Trainer};
-use twa::twa::average::{self, Start, TwaConfig};
+use twa::twa::average;
+use twa::twa::config::{Start, TwaConfig};
 use twa::twa::directions::Coefficients;
 
 fn model_config() -> ModelConfig {
@@ -192,7 +193,7 @@ fn twa_reports_its_coefficients_while_training() {
             coefficients,
             ..TwaConfig::default()
         };
-        let config = average::twa_train_config(&config, &twa);
+        let config = twa::twa::config::twa_train_config(&config, &twa);
         let mut trainer = Trainer::new(gpu(), &data, &model_config(), config).unwrap();
         let dim = trainer.net.model.num_params();
         let n = 5;
@@ -278,7 +279,7 @@ fn a_clicked_point_is_evaluated_like_an_averaged_model() {
     let mut trainer = Trainer::new(gpu(), &data, &model_config(), config).unwrap();
     let swa = block_on(average::evaluate_at(
         &mut trainer,
-        &average::mean(&samples, dim),
+        &twa::twa::mean::mean(&samples, dim),
     ))
     .unwrap();
     let (a, b) = (clicked.mean_loss(), swa.mean_loss());

@@ -9,7 +9,7 @@ use eframe::egui;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use twa::config::RunConfig;
+use twa::run::config::RunConfig;
 use twa::data::Dataset;
 use twa::landscape::{ColorScale, Metric, PlaneKind};
 use twa::train::Event;

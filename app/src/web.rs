@@ -225,7 +225,7 @@ async fn fetch(url: &str) -> Result<Vec<u8>> {
 /// The run's data in a browser: generated in code, or the IDX files fetched from the
 /// data directory's URL (relative to the page; `web/build.sh` puts the shipped
 /// Fashion-MNIST subset at `data/fashion-mnist-subset`).
-pub async fn load_data(config: &twa::config::RunConfig) -> Result<twa::data::Dataset> {
+pub async fn load_data(config: &twa::run::config::RunConfig) -> Result<twa::data::Dataset> {
     if !config.data.generated.is_empty() {
         return config.load_data();
     }

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use twa::config::RunConfig;
+use twa::run::config::RunConfig;
 use twa::data::Dataset;
 use twa::error::Error;
 use twa::train::Event;
-use twa::twa::pipeline::Row;
+use twa::run::progress::Row;
 
 use crate::spawn::{open_gpu, spawn, Task};
 
@@ -106,7 +106,7 @@ async fn work(
         }
         send(Msg::Event(e));
     };
-    twa::twa::pipeline::run(
+    twa::run::pipeline::run(
         &gpu,
         &twa::collective::Single,
         &data,
@@ -114,7 +114,7 @@ async fn work(
         out,
         &control.stop,
         &mut observer,
-        twa::twa::pipeline::Checkpointing::none(),
+        twa::run::pipeline::Checkpointing::none(),
     )
     .await
     .map(|outcome| outcome.rows)

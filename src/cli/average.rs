@@ -7,14 +7,15 @@ use clap::Args;
 use pollster::block_on;
 use std::path::PathBuf;
 use std::time::Instant;
-use twa::config::RunConfig;
+use twa::run::config::RunConfig;
 use twa::data::Dataset;
 use twa::error::{Error, Result};
 use twa::nn::ParamTable;
 use twa::train::{Schedule, Trainer};
-use twa::twa::average::{self, Optimizer, Start, TwaConfig};
+use twa::twa::average;
+use twa::twa::config::{Optimizer, Start, TwaConfig};
 use twa::twa::directions::Coefficients;
-use twa::twa::History;
+use twa::run::History;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Method {
@@ -155,7 +156,7 @@ fn load_inputs(args: &AverageArgs) -> Result<Inputs> {
         None => {
             let path = &args.model[0];
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            let mut config = twa::checkpoint::ModelInfo::read(path, &bytes)?.config;
+            let mut config = twa::run::model_file::ModelInfo::read(path, &bytes)?.config;
             if let Some(dir) = &args.data {
                 config.set_data_dir(dir);
             }
@@ -193,7 +194,7 @@ fn load_inputs(args: &AverageArgs) -> Result<Inputs> {
     }
     for path in &args.model {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        samples.extend(twa::checkpoint::load_table(path, &bytes, &table)?);
+        samples.extend(twa::run::model_file::load_table(path, &bytes, &table)?);
     }
     if !args.model.is_empty() {
         describe.push(format!("{} model files", args.model.len()));
@@ -275,7 +276,7 @@ pub fn average(job: &super::job::Job, adapter: Option<&str>, args: AverageArgs) 
     let world = &*job.world;
     super::describe_setup(&gpu, &data);
     eprintln!("{describe}");
-    let mut twa_train = average::twa_train_config(&config.train, &twa_config);
+    let mut twa_train = twa::twa::config::twa_train_config(&config.train, &twa_config);
     twa_train.sync_bn |= args.sync_bn;
     // The held-out samples are never trained on: BatchNorm is re-estimated on the rest
     // (for every method, so that the rows compare); TWA-v trains its coefficients on
@@ -303,15 +304,15 @@ pub fn average(job: &super::job::Job, adapter: Option<&str>, args: AverageArgs) 
     };
     let mut trainer = Trainer::new(&gpu, bn_data, &config.model, twa_train.clone())?;
     trainer.distribute(world)?;
-    let mut results: Vec<average::Averaged> = Vec::new();
+    let mut results: Vec<twa::twa::outcome::Averaged> = Vec::new();
     // An average given by its weights: BatchNorm re-estimated, evaluated.
     let point = |name: &str,
                  params: Vec<f32>,
                  alpha: Vec<f64>,
                  trainer: &mut Trainer|
-     -> Result<average::Averaged> {
+     -> Result<twa::twa::outcome::Averaged> {
         let started = Instant::now();
-        let mut averaged = average::Averaged {
+        let mut averaged = twa::twa::outcome::Averaged {
             method: name.into(),
             alpha,
             params,
@@ -324,13 +325,13 @@ pub fn average(job: &super::job::Job, adapter: Option<&str>, args: AverageArgs) 
     if matches!(args.method, Method::Swa | Method::All) {
         results.push(point(
             if from_models { "uniform-soup" } else { "swa" },
-            average::mean(samples, dim),
+            twa::twa::mean::mean(samples, dim),
             vec![1.0 / count as f64; count],
             &mut trainer,
         )?);
     }
     if matches!(args.method, Method::Ema | Method::All) {
-        let (params, weights) = average::ema(samples, dim, args.ema_decay);
+        let (params, weights) = twa::twa::mean::ema(samples, dim, args.ema_decay);
         results.push(point("ema", params, weights, &mut trainer)?);
     }
     let mut greedy_log = None;
@@ -391,12 +392,12 @@ pub fn average(job: &super::job::Job, adapter: Option<&str>, args: AverageArgs) 
         results.push(run.outcome);
     }
     for r in &results {
-        twa::checkpoint::save(
+        twa::run::model_file::save(
             &args.out.join(format!("{}.safetensors", r.method)),
             &trainer.net.model,
             &r.params,
             &r.state,
-            twa::checkpoint::describe(&config, &data),
+            twa::run::model_file::describe(&config, &data),
         )?;
     }
     println!(

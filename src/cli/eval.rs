@@ -6,7 +6,7 @@ use super::describe_setup;
 use clap::Args;
 use pollster::block_on;
 use std::path::PathBuf;
-use twa::checkpoint::{load_table, ModelInfo};
+use twa::run::model_file::{load_table, ModelInfo};
 use twa::confusion::Confusion;
 use twa::error::{Error, Result};
 use twa::gpu::Gpu;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use twa::error::{Error, Result};
 use twa::nn::Model;
 use twa::train::SampleInfo;
-use twa::twa::History;
+use twa::run::History;
 
 #[derive(Subcommand)]
 pub enum HistoryCommand {
@@ -51,7 +51,7 @@ fn import(args: ImportArgs) -> Result<()> {
     let mut samples = Vec::with_capacity(args.checkpoints.len() * model.num_params());
     for path in &args.checkpoints {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        samples.extend(twa::checkpoint::load_table(path, &bytes, &model.params)?);
+        samples.extend(twa::run::model_file::load_table(path, &bytes, &model.params)?);
     }
     let history = History {
         table: model.params.clone(),

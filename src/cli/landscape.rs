@@ -7,7 +7,7 @@ use pollster::block_on;
 use std::path::PathBuf;
 use std::time::Instant;
 use twa::error::{Error, Result};
-use twa::twa::History;
+use twa::run::History;
 
 #[derive(Args)]
 pub struct LandscapeArgs {
@@ -79,7 +79,7 @@ pub fn landscape(job: &Job, adapter: Option<&str>, args: LandscapeArgs) -> Resul
     let twa_params = match &args.twa {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            Some(twa::checkpoint::load_table(path, &bytes, &history.table)?)
+            Some(twa::run::model_file::load_table(path, &bytes, &history.table)?)
         }
         None => None,
     };

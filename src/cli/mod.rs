@@ -15,13 +15,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use twa::config::RunConfig;
+use twa::run::config::RunConfig;
 use twa::data::Dataset;
 use twa::error::{Error, Result};
 use twa::gpu::Gpu;
-use twa::resume::{Checkpoint, Progress};
+use twa::run::checkpoint::Checkpoint;
+use twa::run::progress::Progress;
 use twa::train::TrainerState;
-use twa::twa::History;
+use twa::run::History;
 
 use crate::progress::Reporter;
 
@@ -177,7 +178,7 @@ impl<'a> Checkpoints<'a> {
         options: BTreeMap<String, String>,
     ) -> Self {
         Checkpoints {
-            path: twa::resume::path_in(out),
+            path: twa::run::checkpoint::path_in(out),
             result: out.join(result),
             command,
             config,

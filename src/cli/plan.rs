@@ -1,9 +1,9 @@
 //! `twa plan`: memory per device and bytes exchanged per step, before running.
 
 use clap::Args;
-use twa::config::{RunConfig, PRESETS};
+use twa::run::config::{RunConfig, PRESETS};
 use twa::error::{Error, Result};
-use twa::plan::{self, Plan, PAPER_MODELS};
+use twa::run::plan::{self, Plan, PAPER_MODELS};
 
 #[derive(Args)]
 pub struct PlanArgs {

@@ -10,7 +10,8 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use twa::error::Result;
-use twa::twa::pipeline::{self, Checkpointing, Resume, Row};
+use twa::run::pipeline::{self, Checkpointing, Resume};
+use twa::run::progress::Row;
 
 #[derive(Args)]
 pub struct RunArgs {

@@ -10,14 +10,14 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use twa::config::RunConfig;
+use twa::run::config::RunConfig;
 use twa::error::{Error, Result};
 use twa::gpu::Gpu;
 use twa::outdir::OutputDir;
-use twa::resume::{train_epochs, Progress};
+use twa::run::progress::{train_with_checkpoints, Progress};
 use twa::train::SamplePlan;
 use twa::train::{Schedule, Trainer};
-use twa::twa::History;
+use twa::run::History;
 
 /// The file a finished `twa train` writes last.
 const MODEL_FILE: &str = "model.safetensors";
@@ -185,7 +185,7 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
             saved.trainer.step
         );
     }
-    let result = block_on(train_epochs(
+    let result = block_on(train_with_checkpoints(
         &mut trainer,
         first_epoch..config.train.epochs,
         &Progress::default,
@@ -219,12 +219,12 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
     }
     let params = block_on(trainer.net.read_params(&gpu))?;
     let state = block_on(trainer.net.read_state(&gpu))?;
-    twa::checkpoint::save(
+    twa::run::model_file::save(
         &checkpoints.result,
         &trainer.net.model,
         &params,
         &state,
-        twa::checkpoint::describe(&config, &data),
+        twa::run::model_file::describe(&config, &data),
     )?;
     checkpoints.discard();
     let history: Vec<_> = reporter.history.iter().map(|(_, m)| m).collect();
@@ -277,9 +277,9 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
 fn init_from(gpu: &Gpu, trainer: &Trainer, path: &Path) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let model = &trainer.net.model;
-    let params = twa::checkpoint::load_table(path, &bytes, &model.params)?;
+    let params = twa::run::model_file::load_table(path, &bytes, &model.params)?;
     trainer.net.set_params(gpu, &params);
-    let state = match twa::checkpoint::load_table(path, &bytes, &model.state) {
+    let state = match twa::run::model_file::load_table(path, &bytes, &model.state) {
         Ok(state) => {
             trainer.net.set_state(gpu, &state);
             "and BatchNorm statistics"

@@ -76,7 +76,7 @@ pub fn normalised_directions(
     dim: usize,
     blocks: &[Block],
 ) -> (Vec<f32>, Vec<f32>, Vec<f64>) {
-    let centre = super::average::mean(samples, dim);
+    let centre = super::mean::mean(samples, dim);
     let mut dirs = Vec::with_capacity(samples.len());
     let mut norms = Vec::with_capacity(samples.len() / dim * blocks.len());
     for row in samples.chunks(dim) {

@@ -2,9 +2,8 @@
 //! block) over the stored directions of `directions`, updated by SGD or AdamW inside
 //! each training step, reported as α over the samples.
 
-use super::average::{
-    sample_count, start_sample, Averaged, BlockAlpha, Optimizer, TwaConfig, TwaRun,
-};
+use super::config::{sample_count, start_sample, Optimizer, TwaConfig};
+use super::outcome::{Averaged, BlockAlpha, TwaRun};
 use super::directions::{self, Coefficients, Directions, Packed};
 use crate::collective::DeviceSum;
 use crate::error::{Error, Result};

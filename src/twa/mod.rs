@@ -3,12 +3,12 @@
 //! stored (optionally low-bit) directions (see shared TWA.md for the method).
 
 pub mod average;
+pub mod config;
 pub mod directions;
 pub mod explicit;
-pub mod history;
-pub mod pipeline;
+pub mod mean;
+pub mod outcome;
 pub mod soup;
 pub mod subspace;
 
-pub use history::History;
 pub use subspace::Subspace;

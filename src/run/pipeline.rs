@@ -3,18 +3,20 @@
 //! full SGD schedule. Tail stage: the full SGD schedule, an SWA phase at a constant LR
 //! with sampling, then SWA and TWA on the SWA-phase samples.
 
-use super::average::{evaluate_at, mean, train_twa, twa_train_config};
+use crate::twa::average::{evaluate_at, train_twa};
+use crate::twa::config::twa_train_config;
+use crate::twa::mean::mean;
 use super::History;
 use crate::collective::Collective;
-use crate::config::{RunConfig, Stage};
+use crate::run::config::{RunConfig, Stage};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::{DeviceMemory, Totals};
-use crate::resume::{train_epochs, Progress, SaveCheckpoint};
+use super::progress::{train_with_checkpoints, Progress, Row, SaveCheckpoint};
 use crate::train::SamplePlan;
 use crate::train::{Event, Schedule, SharedSamples, Trainer, TrainerState};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -27,17 +29,6 @@ use web_time::Instant;
 pub struct Outcome {
     pub rows: Vec<Row>,
     pub bytes_per_rank: DeviceMemory,
-}
-
-/// One line of the final table.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Row {
-    pub method: String,
-    /// Epochs of training behind the result (sampling run + averaging).
-    pub epochs: f64,
-    pub test_acc: f64,
-    pub test_loss: f64,
-    pub seconds: f64,
 }
 
 fn row(method: &str, epochs: f64, totals: &Totals, seconds: f64) -> Row {
@@ -188,7 +179,7 @@ pub async fn run(
                     "SGD, epochs 1–{} of {sgd_epochs}, {} samples per epoch",
                     p.head_epochs, p.samples_per_epoch
                 )));
-                let at_head = train_epochs(
+                let at_head = train_with_checkpoints(
                     &mut trainer,
                     start_of("sgd")..p.head_epochs,
                     &|| progress("sgd", &[], 0.0),
@@ -221,7 +212,7 @@ pub async fn run(
             if in_phase("sgd") {
                 restore(&mut trainer, "sgd")?;
                 observer(Event::Phase(format!("SGD, {sgd_epochs} epochs")));
-                let at_end = train_epochs(
+                let at_end = train_with_checkpoints(
                     &mut trainer,
                     start_of("sgd")..sgd_epochs,
                     &|| progress("sgd", &[], 0.0),
@@ -252,7 +243,7 @@ pub async fn run(
                 "SWA phase, {} epochs at constant lr {}",
                 p.swa_epochs, p.swa_lr
             )));
-            let at_swa_end = train_epochs(
+            let at_swa_end = train_with_checkpoints(
                 &mut trainer,
                 start_of("swa-phase")..p.swa_epochs,
                 &|| progress("swa-phase", &rows, 0.0),
@@ -305,7 +296,7 @@ pub async fn run(
             "SGD, epochs {}–{sgd_epochs} (the full run, for comparison)",
             p.head_epochs + 1
         )));
-        let full = train_epochs(
+        let full = train_with_checkpoints(
             &mut trainer,
             start_of("continue").max(p.head_epochs)..sgd_epochs,
             &|| progress("continue", &rows, averaging_seconds),
@@ -365,14 +356,14 @@ async fn average(
     )?;
     averager.distribute(collective)?;
     averager.stop = stop.clone();
-    let meta = crate::checkpoint::describe(config, data);
+    let meta = crate::run::model_file::describe(config, data);
     let swa_started = Instant::now();
     let swa_params = mean(&history.samples, dim);
     let swa = evaluate_at(&mut averager, &swa_params).await?;
     let swa_row = row("SWA", 0.0, &swa, swa_started.elapsed().as_secs_f64());
     let swa_alpha = vec![1.0 / history.len() as f64; history.len()];
     if let Some(out) = out {
-        crate::checkpoint::save(
+        crate::run::model_file::save(
             &out.join("swa.safetensors"),
             &averager.net.model,
             &swa_params,
@@ -399,7 +390,7 @@ async fn average(
     let run = train_twa(gpu, coefficients, &history.samples, &twa, observer).await?;
     let mut t = run.outcome;
     if val_trainer.is_some() {
-        super::average::re_evaluate(&mut averager, &mut t).await?;
+        crate::twa::average::re_evaluate(&mut averager, &mut t).await?;
     }
     let twa_row = Row {
         method: if val.is_some() { "TWA-v" } else { "TWA" }.into(),
@@ -409,7 +400,7 @@ async fn average(
         seconds: t.seconds,
     };
     if let Some(out) = out {
-        crate::checkpoint::save(
+        crate::run::model_file::save(
             &out.join("twa.safetensors"),
             &averager.net.model,
             &t.params,
@@ -431,7 +422,7 @@ async fn average(
 
 /// OUT/twa_alpha.json: α over the samples, per layer too for per-layer coefficients,
 /// and the bytes the subspace held.
-fn write_alpha(out: &Path, twa: &super::average::Averaged) -> Result<()> {
+fn write_alpha(out: &Path, twa: &crate::twa::outcome::Averaged) -> Result<()> {
     let json = serde_json::json!({
         "alpha": twa.alpha,
         "alpha_per_block": twa.alpha_per_block,

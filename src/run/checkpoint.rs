@@ -5,13 +5,12 @@
 //! pipeline's progress and the metrics so far, so that `--resume OUT` finishes with
 //! the same numbers as an uninterrupted run.
 
-use crate::config::RunConfig;
+use crate::run::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::files::write_atomic;
-use crate::nn::Totals;
 use crate::train::SampleInfo;
-use crate::train::{EpochMetrics, Event, Trainer, TrainerState};
-use crate::twa::pipeline::Row;
+use crate::train::{EpochMetrics, TrainerState};
+use super::progress::Progress;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -23,20 +22,6 @@ pub const FILE: &str = "checkpoint.safetensors";
 /// The checkpoint path of the run writing into `out`.
 pub fn path_in(out: &Path) -> PathBuf {
     out.join(FILE)
-}
-
-/// How far a command got beyond the trainer's own state.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Progress {
-    /// The part of the command the trainer state belongs to (`sgd`, `swa-phase`,
-    /// `continue`).
-    pub phase: String,
-    /// Rows of the final table already known.
-    pub rows: Vec<Row>,
-    /// Wall-clock seconds spent before this checkpoint.
-    pub seconds: f64,
-    /// Of those, the seconds spent averaging (SWA, TWA) before the SGD run went on.
-    pub averaging_seconds: f64,
 }
 
 /// A saved run.
@@ -105,7 +90,7 @@ impl Checkpoint {
         if n > 0 {
             tensors.push(("samples", view(&t.samples, vec![n, t.params.len()])));
         }
-        let bytes = crate::checkpoint::serialize(tensors, header)?;
+        let bytes = crate::run::model_file::serialize(tensors, header)?;
         write_atomic(path, &bytes)
     }
 
@@ -251,31 +236,4 @@ fn differences(then: &BTreeMap<String, String>, now: &BTreeMap<String, String>) 
         .filter(|k| then.get(*k) != now.get(*k))
         .map(|k| format!("{k} {} there, {} now", show(then, k), show(now, k)))
         .collect()
-}
-
-/// Saves a checkpoint: the trainer (at its position) and the command's progress.
-pub type SaveCheckpoint<'s> = dyn FnMut(TrainerState, &Progress) -> Result<()> + 's;
-
-/// Train epochs `range` (0-based) of `trainer`'s schedule, evaluating after each and
-/// saving a checkpoint with the `progress` of that moment after each; a stop saves
-/// one at the step reached. Returns the last epoch's test totals.
-pub async fn train_epochs(
-    trainer: &mut Trainer<'_>,
-    range: std::ops::Range<usize>,
-    progress: &dyn Fn() -> Progress,
-    observer: &mut dyn FnMut(Event),
-    mut save: Option<&mut SaveCheckpoint<'_>>,
-) -> Result<Totals> {
-    if range.is_empty() {
-        return trainer.train_epochs(range, observer).await;
-    }
-    let mut last = Totals::default();
-    for epoch in range {
-        let trained = trainer.train_epochs(epoch..epoch + 1, observer).await;
-        if let (Ok(_) | Err(Error::Stopped), Some(save)) = (&trained, save.as_deref_mut()) {
-            save(trainer.save_state().await?, &progress())?;
-        }
-        last = trained?;
-    }
-    Ok(last)
 }

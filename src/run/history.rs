@@ -3,7 +3,7 @@
 //! (names, shapes, offsets), where each sample was taken, and the run's config, so the
 //! averaging can run later in a separate command.
 
-use crate::config::RunConfig;
+use crate::run::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::files::write_atomic;
 use crate::nn::{ParamEntry, ParamTable};
@@ -81,7 +81,7 @@ impl History {
         meta.insert("config".to_string(), self.config.to_toml());
         let bytes: &[u8] = bytemuck::cast_slice(&self.samples);
         let view = TensorView::new(Dtype::F32, vec![self.len(), self.dim()], bytes).expect("n × D");
-        let data = crate::checkpoint::serialize(vec![("samples", view)], meta)?;
+        let data = crate::run::model_file::serialize(vec![("samples", view)], meta)?;
         write_atomic(path, &data)
     }
 

@@ -3,7 +3,7 @@
 //! takes the file as it is. The metadata describes the model (config, input shape,
 //! classes, per-channel input normalisation), all a reader needs to use the file.
 
-use crate::config::RunConfig;
+use crate::run::config::RunConfig;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::files::write_atomic;

@@ -83,7 +83,7 @@ impl Default for PipelineConfig {
     }
 }
 
-/// TWA's settings in a config file (see `twa::average::TwaConfig`).
+/// TWA's settings in a config file (see `twa::config::TwaConfig`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TwaSection {
@@ -99,12 +99,12 @@ pub struct TwaSection {
     /// Bits per stored direction value: 1, 2, 4, 8 or 32 (explicit coefficients).
     pub bits: u32,
     /// `sgd` or `adamw` (AdamW: explicit coefficients only).
-    pub optimizer: crate::twa::average::Optimizer,
+    pub optimizer: crate::twa::config::Optimizer,
 }
 
 impl Default for TwaSection {
     fn default() -> Self {
-        let d = crate::twa::average::TwaConfig::default();
+        let d = crate::twa::config::TwaConfig::default();
         TwaSection {
             epochs: d.epochs,
             lr: d.lr,
@@ -121,8 +121,8 @@ impl Default for TwaSection {
 
 impl TwaSection {
     /// The averaging settings, with `start` parsed.
-    pub fn to_twa(&self) -> Result<crate::twa::average::TwaConfig> {
-        let twa = crate::twa::average::TwaConfig {
+    pub fn to_twa(&self) -> Result<crate::twa::config::TwaConfig> {
+        let twa = crate::twa::config::TwaConfig {
             epochs: self.epochs,
             lr: self.lr,
             weight_decay: self.weight_decay,
@@ -151,17 +151,17 @@ pub struct RunConfig {
 
 /// Presets shipped with twa: (name, TOML).
 pub const PRESETS: &[(&str, &str)] = &[
-    ("quick", include_str!("../assets/presets/quick.toml")),
+    ("quick", include_str!("../../assets/presets/quick.toml")),
     (
         "fashion-mnist",
-        include_str!("../assets/presets/fashion-mnist.toml"),
+        include_str!("../../assets/presets/fashion-mnist.toml"),
     ),
-    ("head", include_str!("../assets/presets/head.toml")),
-    ("tail", include_str!("../assets/presets/tail.toml")),
-    ("spirals", include_str!("../assets/presets/spirals.toml")),
-    ("cnn", include_str!("../assets/presets/cnn.toml")),
-    ("head-cnn", include_str!("../assets/presets/head-cnn.toml")),
-    ("resnet", include_str!("../assets/presets/resnet.toml")),
+    ("head", include_str!("../../assets/presets/head.toml")),
+    ("tail", include_str!("../../assets/presets/tail.toml")),
+    ("spirals", include_str!("../../assets/presets/spirals.toml")),
+    ("cnn", include_str!("../../assets/presets/cnn.toml")),
+    ("head-cnn", include_str!("../../assets/presets/head-cnn.toml")),
+    ("resnet", include_str!("../../assets/presets/resnet.toml")),
 ];
 
 /// The shipped Fashion-MNIST subset (see `assets/fashion-mnist-subset/README.md`).
