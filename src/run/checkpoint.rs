@@ -5,7 +5,8 @@
 //! pipeline's progress and the metrics so far, so that `--resume OUT` finishes with
 //! the same numbers as an uninterrupted run.
 
-use crate::run::config::RunConfig;
+use super::metadata::{f32_tensor, Metadata};
+use super::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::files::write_atomic;
 use crate::train::SampleInfo;
@@ -105,36 +106,13 @@ impl Checkpoint {
         let bad = |reason: String| Error::format(path, reason);
         let file = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let header = header.metadata().clone().unwrap_or_default();
-        if header.get("format").map(String::as_str) != Some(FORMAT) {
+        let header = Metadata::read(path, bytes, "not a twa checkpoint")?;
+        if header.field("format").ok() != Some(FORMAT) {
             return Err(bad(format!("not a twa checkpoint (format `{FORMAT}`)")));
         }
-        let field = |name: &str| {
-            header
-                .get(name)
-                .ok_or_else(|| bad(format!("no `{name}` metadata")))
-        };
-        let meta: Meta = serde_json::from_str(field("checkpoint")?)
-            .map_err(|e| bad(format!("bad checkpoint metadata: {e}")))?;
-        let config = RunConfig::from_toml(field("config")?, &path.display().to_string())?;
-        let vector = |name: &str, shape: Option<&[usize]>| -> Result<Vec<f32>> {
-            let t = file
-                .tensor(name)
-                .map_err(|_| bad(format!("no `{name}` tensor")))?;
-            if t.dtype() != Dtype::F32 || shape.is_some_and(|s| s != t.shape()) {
-                return Err(bad(format!(
-                    "`{name}` is {:?} {:?}, expected F32 {shape:?}",
-                    t.dtype(),
-                    t.shape()
-                )));
-            }
-            Ok(t.data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-                .collect())
-        };
+        let meta: Meta = header.json("checkpoint")?;
+        let config = header.config()?;
+        let vector = |name: &str, shape: Option<&[usize]>| f32_tensor(path, &file, name, shape);
         let params = vector("params", None)?;
         let dim = params.len();
         let velocity = vector("velocity", Some(&[dim]))?;

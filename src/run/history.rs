@@ -3,7 +3,8 @@
 //! (names, shapes, offsets), where each sample was taken, and the run's config, so the
 //! averaging can run later in a separate command.
 
-use crate::run::config::RunConfig;
+use super::metadata::{f32_tensor, Metadata};
+use super::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::files::write_atomic;
 use crate::nn::{ParamEntry, ParamTable};
@@ -94,18 +95,10 @@ impl History {
     /// Parse history bytes; `path` names the source in errors.
     pub fn decode(path: &Path, bytes: &[u8]) -> Result<History> {
         let bad = |reason: String| Error::format(path, reason);
-        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let meta = header.metadata().clone().unwrap_or_default();
-        let field = |name: &str| {
-            meta.get(name)
-                .ok_or_else(|| bad(format!("not a twa history (no `{name}` metadata)")))
-        };
-        let table: Vec<TableEntry> = serde_json::from_str(field("param_table")?)
-            .map_err(|e| bad(format!("bad parameter table: {e}")))?;
-        let infos: Vec<SampleInfo> = serde_json::from_str(field("samples")?)
-            .map_err(|e| bad(format!("bad sample list: {e}")))?;
-        let config = RunConfig::from_toml(field("config")?, &path.display().to_string())?;
+        let meta = Metadata::read(path, bytes, "not a twa history")?;
+        let table: Vec<TableEntry> = meta.json("param_table")?;
+        let infos: Vec<SampleInfo> = meta.json("samples")?;
+        let config = meta.config()?;
         let entries: Vec<ParamEntry> = table
             .into_iter()
             .map(|e| ParamEntry {
@@ -130,22 +123,7 @@ impl History {
         }
         let file = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let t = file
-            .tensor("samples")
-            .map_err(|_| bad("no `samples` tensor".into()))?;
-        if t.dtype() != Dtype::F32 || t.shape() != [infos.len(), len] {
-            return Err(bad(format!(
-                "`samples` is {:?} {:?}, expected F32 [{}, {len}]",
-                t.dtype(),
-                t.shape(),
-                infos.len()
-            )));
-        }
-        let samples: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect();
+        let samples = f32_tensor(path, &file, "samples", Some(&[infos.len(), len]))?;
         let table = ParamTable { entries, len };
         if let Some(place) = table.first_non_finite(&samples) {
             return Err(bad(place));

@@ -7,6 +7,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod history;
+pub mod metadata;
 pub mod model_file;
 pub mod pipeline;
 pub mod plan;

@@ -3,7 +3,8 @@
 //! takes the file as it is. The metadata describes the model (config, input shape,
 //! classes, per-channel input normalisation), all a reader needs to use the file.
 
-use crate::run::config::RunConfig;
+use super::metadata::Metadata;
+use super::config::RunConfig;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::files::write_atomic;
@@ -49,31 +50,19 @@ impl ModelInfo {
     /// Read the description from a model file's bytes; `path` names it in errors.
     pub fn read(path: &Path, bytes: &[u8]) -> Result<ModelInfo> {
         let bad = |reason: String| Error::format(path, reason);
-        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let meta = header.metadata().clone().unwrap_or_default();
-        let field = |name: &str| {
-            meta.get(name).ok_or_else(|| {
-                bad(format!(
-                    "no `{name}` in the file's metadata (a model written by an older twa, or not by twa: pass --config)"
-                ))
-            })
-        };
-        let json = |name: &str| -> Result<serde_json::Value> {
-            serde_json::from_str(field(name)?).map_err(|e| bad(format!("bad `{name}`: {e}")))
-        };
-        let config = RunConfig::from_toml(field("config")?, &path.display().to_string())?;
-        let dims: Vec<usize> = serde_json::from_value(json("input_shape")?)
-            .map_err(|e| bad(format!("bad `input_shape`: {e}")))?;
+        let meta = Metadata::read(
+            path,
+            bytes,
+            "a model written by an older twa, or not by twa: pass --config",
+        )?;
+        let config = meta.config()?;
+        let dims: Vec<usize> = meta.json("input_shape")?;
         let [height, width, channels] = dims[..] else {
             return Err(bad(format!("`input_shape` {dims:?} is not [H, W, C]")));
         };
-        let classes: usize = field("classes")?
-            .parse()
-            .map_err(|e| bad(format!("bad `classes`: {e}")))?;
+        let classes: usize = meta.json("classes")?;
         let stats = |name: &str| -> Result<Vec<f32>> {
-            let v: Vec<f32> = serde_json::from_value(json(name)?)
-                .map_err(|e| bad(format!("bad `{name}`: {e}")))?;
+            let v: Vec<f32> = meta.json(name)?;
             if v.len() != channels || v.iter().any(|x| !x.is_finite()) {
                 return Err(bad(format!(
                     "`{name}` needs {channels} finite values, got {v:?}"

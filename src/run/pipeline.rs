@@ -8,7 +8,7 @@ use crate::twa::config::twa_train_config;
 use crate::twa::mean::mean;
 use super::History;
 use crate::collective::Collective;
-use crate::run::config::{RunConfig, Stage};
+use super::config::{RunConfig, Stage};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;

@@ -3,7 +3,7 @@
 //! bits over R ranks — and the bytes each rank exchanges per step, for the presets and
 //! for the paper's models, whose sizes are computed here from their architectures.
 
-use crate::run::config::RunConfig;
+use super::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::nn::model::{Arch, LayerKind, Model, Shape};
 use serde::Serialize;

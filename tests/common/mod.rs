@@ -14,6 +14,9 @@ use twa::rng::Rng;
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
+        // As the binaries do first thing (no other test touches the environment or
+        // the GPU before this device exists: every GPU test waits for it here).
+        twa::gpu::context::quiet_display_probe();
         Gpu::new(None)
             .expect("tests need a GPU adapter (lavapipe: apt-get install mesa-vulkan-drivers)")
     })
