@@ -303,7 +303,7 @@ proptest! {
         let result = RunConfig::from_toml(&text, name);
         if let Ok(config) = &result {
             one_line(config.train.validate())?;
-            one_line(config.twa.to_twa())?;
+            one_line(config.twa.validate())?;
         }
         one_line(result)?;
     }

@@ -64,7 +64,7 @@ pub fn run(job: &Job, adapter: Option<&str>, args: RunArgs) -> Result<()> {
     }
     config.train.sync_bn |= args.sync_bn;
     config.train.validate()?;
-    config.twa.to_twa()?;
+    config.twa.validate()?;
     let out = output_dir(args.out.as_deref(), args.resume.as_deref(), "runs/run")?;
     let _held = twa::outdir::OutputDir::claim(&out)?;
     let checkpoints = Checkpoints::new(&out, "run", RESULTS_FILE, &config, BTreeMap::new());

@@ -83,61 +83,6 @@ impl Default for PipelineConfig {
     }
 }
 
-/// TWA's settings in a config file (see `twa::config::TwaConfig`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TwaSection {
-    pub epochs: usize,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub momentum: f64,
-    pub schedule: crate::train::Schedule,
-    /// `swa`, `last` or a sample index.
-    pub start: String,
-    /// `orthonormal` (projected SGD in P), `global` or `layer` (explicit coefficients).
-    pub coefficients: crate::twa::directions::Coefficients,
-    /// Bits per stored direction value: 1, 2, 4, 8 or 32 (explicit coefficients).
-    pub bits: u32,
-    /// `sgd` or `adamw` (AdamW: explicit coefficients only).
-    pub optimizer: crate::twa::config::Optimizer,
-}
-
-impl Default for TwaSection {
-    fn default() -> Self {
-        let d = crate::twa::config::TwaConfig::default();
-        TwaSection {
-            epochs: d.epochs,
-            lr: d.lr,
-            weight_decay: d.weight_decay,
-            momentum: d.momentum,
-            schedule: d.schedule,
-            start: "swa".into(),
-            coefficients: d.coefficients,
-            bits: d.bits,
-            optimizer: d.optimizer,
-        }
-    }
-}
-
-impl TwaSection {
-    /// The averaging settings, with `start` parsed.
-    pub fn to_twa(&self) -> Result<crate::twa::config::TwaConfig> {
-        let twa = crate::twa::config::TwaConfig {
-            epochs: self.epochs,
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            momentum: self.momentum,
-            schedule: self.schedule,
-            start: self.start.parse().map_err(Error::Config)?,
-            coefficients: self.coefficients,
-            bits: self.bits,
-            optimizer: self.optimizer,
-        };
-        twa.validate()?;
-        Ok(twa)
-    }
-}
-
 /// Everything a `twa train` run needs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -146,7 +91,7 @@ pub struct RunConfig {
     pub train: TrainConfig,
     pub data: DataConfig,
     pub pipeline: PipelineConfig,
-    pub twa: TwaSection,
+    pub twa: crate::twa::config::TwaConfig,
 }
 
 /// Presets shipped with twa: (name, TOML).
@@ -284,7 +229,7 @@ mod tests {
         for (name, _) in PRESETS {
             let config = RunConfig::preset(name).unwrap();
             config.train.validate().unwrap();
-            config.twa.to_twa().unwrap();
+            config.twa.validate().unwrap();
             assert_eq!(
                 RunConfig::from_toml(&config.to_toml(), name).unwrap(),
                 config,

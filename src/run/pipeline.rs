@@ -81,7 +81,7 @@ pub async fn run(
 ) -> Result<Outcome> {
     let Checkpointing { resume, mut save } = checkpoints;
     let p = &config.pipeline;
-    config.twa.to_twa()?;
+    config.twa.validate()?;
     let sgd_epochs = config.train.epochs;
     if p.samples_per_epoch == 0 {
         return Err(Error::Config(
@@ -339,7 +339,7 @@ async fn average(
     stop: &Arc<AtomicBool>,
     observer: &mut dyn FnMut(Event),
 ) -> Result<(Vec<RowWithAlpha>, u64)> {
-    let twa = config.twa.to_twa()?;
+    let twa = config.twa.clone();
     let dim = history.dim();
     if let Some(out) = out {
         history.save(&out.join("history.safetensors"))?;

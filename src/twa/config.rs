@@ -5,8 +5,9 @@ use super::directions::{self, Coefficients};
 use crate::error::{Error, Result};
 use crate::train::{Schedule, TrainConfig};
 
-/// Where TWA starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where TWA starts; in a config file `swa`, `last` or a sample index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Start {
     /// The SWA point, the mean of the samples (the reference code's default).
     Swa,
@@ -26,6 +27,23 @@ impl std::str::FromStr for Start {
                 .parse()
                 .map(Start::Sample)
                 .map_err(|_| format!("`{s}` is not swa, last or a sample index")),
+        }
+    }
+}
+
+impl TryFrom<String> for Start {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Start, String> {
+        s.parse()
+    }
+}
+
+impl From<Start> for String {
+    fn from(start: Start) -> String {
+        match start {
+            Start::Swa => "swa".into(),
+            Start::Last => "last".into(),
+            Start::Sample(i) => i.to_string(),
         }
     }
 }
@@ -51,19 +69,23 @@ pub enum Optimizer {
     Adamw,
 }
 
-/// TWA's own optimisation settings.
-#[derive(Clone, Debug, PartialEq)]
+/// TWA's own optimisation settings (the `[twa]` section of a config file).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TwaConfig {
     pub epochs: usize,
     pub lr: f64,
     pub weight_decay: f64,
     pub momentum: f64,
     pub schedule: Schedule,
+    /// `swa`, `last` or a sample index.
     pub start: Start,
-    /// Projected SGD in P, or explicit coefficients per direction (and layer).
+    /// `orthonormal` (projected SGD in P), `global` or `layer` (explicit coefficients
+    /// per direction, and per layer).
     pub coefficients: Coefficients,
-    /// Bits per stored direction value (explicit coefficients only; 32 = f32).
+    /// Bits per stored direction value: 1, 2, 4, 8 or 32 (explicit coefficients only).
     pub bits: u32,
+    /// `sgd` or `adamw` (AdamW: explicit coefficients only).
     pub optimizer: Optimizer,
 }
 
