@@ -6,8 +6,8 @@ mod cli;
 mod progress;
 
 use clap::{Parser, Subcommand};
-use twa::run::config::RunConfig;
 use twa::error::{Error, Result};
+use twa::run::config::RunConfig;
 
 #[derive(Parser)]
 #[command(

@@ -2,8 +2,8 @@
 //! exactly, and files that do not fit the model are refused with a clear message.
 
 use std::collections::HashMap;
-use twa::run::model_file::{load_table, save};
 use twa::nn::{Model, ModelConfig};
+use twa::run::model_file::{load_table, save};
 
 #[test]
 fn weights_round_trip_and_mismatches_are_refused() {

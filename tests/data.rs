@@ -125,8 +125,11 @@ fn dataset_loads_and_reports_missing_and_mismatched_files() {
 
 #[test]
 fn shipped_subset_is_class_balanced() {
-    let data =
-        Dataset::load_idx_dir(&twa::run::config::shipped_data_dir(), twa::data::Classes::Infer).unwrap();
+    let data = Dataset::load_idx_dir(
+        &twa::run::config::shipped_data_dir(),
+        twa::data::Classes::Infer,
+    )
+    .unwrap();
     assert_eq!(
         (
             data.train.count,

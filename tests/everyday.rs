@@ -142,7 +142,8 @@ fn pipeline_resumes_bit_for_bit(name: &str, args: &[&str], lines: usize, phase: 
         &killed,
         lines,
     );
-    let saved = twa::run::checkpoint::Checkpoint::load(&killed.join("checkpoint.safetensors")).unwrap();
+    let saved =
+        twa::run::checkpoint::Checkpoint::load(&killed.join("checkpoint.safetensors")).unwrap();
     assert_eq!(saved.progress.phase, phase, "killed while sampling");
     assert!(!saved.trainer.sample_infos.is_empty());
     let out = twa(&[args, &["--resume", &killed_s]].concat());
@@ -230,7 +231,8 @@ fn stop_saves_mid_epoch_and_resumes_bit_for_bit(signal: &str) {
         )),
         "prints the resume command, with the program as it was started: {err}"
     );
-    let saved = twa::run::checkpoint::Checkpoint::load(&stopped.join("checkpoint.safetensors")).unwrap();
+    let saved =
+        twa::run::checkpoint::Checkpoint::load(&stopped.join("checkpoint.safetensors")).unwrap();
     assert!(
         saved.trainer.step > 0,
         "stopped within an epoch, at step {} of epoch {}",

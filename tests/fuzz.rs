@@ -5,16 +5,16 @@
 
 use proptest::prelude::*;
 use std::path::Path;
-use twa::run::model_file::{load_table, ModelInfo};
-use twa::run::config::RunConfig;
 use twa::data::cifar::{parse_records, Variant};
 use twa::data::idx::{encode_idx, parse_idx, IdxArray};
 use twa::data::{Dataset, Split};
 use twa::nn::model::Shape;
 use twa::nn::{Model, ModelConfig};
 use twa::run::checkpoint::Checkpoint;
-use twa::train::SampleInfo;
+use twa::run::config::RunConfig;
+use twa::run::model_file::{load_table, ModelInfo};
 use twa::run::History;
+use twa::train::SampleInfo;
 
 const CASES: u32 = 10_000;
 

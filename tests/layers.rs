@@ -45,7 +45,10 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
 /// `twa/mod.rs` → [twa].
 fn module_path(src: &Path, file: &Path) -> Vec<String> {
     let rel = file.strip_prefix(src).unwrap().with_extension("");
-    let mut parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     if parts.last().is_some_and(|p| p == "mod") {
         parts.pop();
     }
@@ -150,7 +153,11 @@ fn imports_point_down_the_layers_and_no_folder_has_a_circle() {
             }
         }
     }
-    assert!(upward.is_empty(), "imports that climb:\n{}", upward.join("\n"));
+    assert!(
+        upward.is_empty(),
+        "imports that climb:\n{}",
+        upward.join("\n")
+    );
     let mut circles = Vec::new();
     for (folder, graph) in &siblings {
         for (a, targets) in graph {

@@ -9,9 +9,9 @@ use eframe::egui;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use twa::run::config::RunConfig;
 use twa::data::Dataset;
 use twa::landscape::{ColorScale, Metric, PlaneKind};
+use twa::run::config::RunConfig;
 use twa::train::Event;
 use twa::twa::directions::Coefficients;
 

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use twa::run::config::RunConfig;
 use twa::data::Dataset;
 use twa::error::Error;
-use twa::train::Event;
+use twa::run::config::RunConfig;
 use twa::run::progress::Row;
+use twa::train::Event;
 
 use crate::spawn::{open_gpu, spawn, Task};
 

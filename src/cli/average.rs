@@ -7,15 +7,15 @@ use clap::Args;
 use pollster::block_on;
 use std::path::PathBuf;
 use std::time::Instant;
-use twa::run::config::RunConfig;
 use twa::data::Dataset;
 use twa::error::{Error, Result};
 use twa::nn::ParamTable;
+use twa::run::config::RunConfig;
+use twa::run::History;
 use twa::train::{Schedule, Trainer};
 use twa::twa::average;
 use twa::twa::config::{Optimizer, Start, TwaConfig};
 use twa::twa::directions::Coefficients;
-use twa::run::History;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Method {
@@ -58,17 +58,17 @@ pub struct AverageArgs {
     #[arg(long, default_value_t = 1e-5)]
     pub twa_wd: f64,
     /// TWA LR schedule.
-    #[arg(long, value_enum, default_value = "step")]
+    #[arg(long, value_parser = super::named::<Schedule>(super::SCHEDULES), default_value = "step")]
     pub twa_schedule: Schedule,
     /// TWA's parametrisation: projected SGD in the orthonormal basis, or explicit
     /// coefficients per direction (global) or per direction and layer (layer).
-    #[arg(long, value_enum, default_value = "orthonormal")]
+    #[arg(long, value_parser = super::named::<Coefficients>(super::COEFFICIENTS), default_value = "orthonormal")]
     pub coefficients: Coefficients,
     /// Bits per stored direction value, 1, 2, 4, 8 or 32 (explicit coefficients).
     #[arg(long, default_value_t = 32)]
     pub bits: u32,
     /// Optimiser of the coefficients (adamw: explicit coefficients only).
-    #[arg(long, value_enum, default_value = "sgd")]
+    #[arg(long, value_parser = super::named::<Optimizer>(super::OPTIMIZERS), default_value = "sgd")]
     pub twa_optimizer: Optimizer,
     /// TWA momentum (AdamW's β₁).
     #[arg(long, default_value_t = 0.9)]

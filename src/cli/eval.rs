@@ -6,10 +6,10 @@ use super::describe_setup;
 use clap::Args;
 use pollster::block_on;
 use std::path::PathBuf;
-use twa::run::model_file::{load_table, ModelInfo};
 use twa::confusion::Confusion;
 use twa::error::{Error, Result};
 use twa::gpu::Gpu;
+use twa::run::model_file::{load_table, ModelInfo};
 use twa::train::Trainer;
 
 #[derive(Args)]

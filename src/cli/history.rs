@@ -7,8 +7,8 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use twa::error::{Error, Result};
 use twa::nn::Model;
-use twa::train::SampleInfo;
 use twa::run::History;
+use twa::train::SampleInfo;
 
 #[derive(Subcommand)]
 pub enum HistoryCommand {
@@ -51,7 +51,11 @@ fn import(args: ImportArgs) -> Result<()> {
     let mut samples = Vec::with_capacity(args.checkpoints.len() * model.num_params());
     for path in &args.checkpoints {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        samples.extend(twa::run::model_file::load_table(path, &bytes, &model.params)?);
+        samples.extend(twa::run::model_file::load_table(
+            path,
+            &bytes,
+            &model.params,
+        )?);
     }
     let history = History {
         table: model.params.clone(),

@@ -79,7 +79,11 @@ pub fn landscape(job: &Job, adapter: Option<&str>, args: LandscapeArgs) -> Resul
     let twa_params = match &args.twa {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            Some(twa::run::model_file::load_table(path, &bytes, &history.table)?)
+            Some(twa::run::model_file::load_table(
+                path,
+                &bytes,
+                &history.table,
+            )?)
         }
         None => None,
     };

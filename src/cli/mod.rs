@@ -15,14 +15,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use twa::run::config::RunConfig;
 use twa::data::Dataset;
 use twa::error::{Error, Result};
 use twa::gpu::Gpu;
 use twa::run::checkpoint::Checkpoint;
+use twa::run::config::RunConfig;
 use twa::run::progress::Progress;
-use twa::train::TrainerState;
 use twa::run::History;
+use twa::train::TrainerState;
 
 use crate::progress::Reporter;
 
@@ -54,6 +54,45 @@ pub struct DataArgs {
     /// them (`[data] holdout`, `holdout_seed`).
     #[arg(long)]
     pub val: Option<usize>,
+}
+
+/// The names of the LR schedules, TWA's coefficients and its optimisers, as config
+/// files write them.
+pub const SCHEDULES: &[&str] = &["step", "cosine", "constant", "linear", "warmup-cosine"];
+pub const COEFFICIENTS: &[&str] = &["orthonormal", "global", "layer"];
+pub const OPTIMIZERS: &[&str] = &["sgd", "adamw"];
+
+/// A flag taking one of `names`, read as the engine's type `T` reads it from a config
+/// file (so the engine needs no command-line parsing of its own).
+pub fn named<T>(names: &'static [&'static str]) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(names).map(|name| {
+        serde_json::from_value(serde_json::Value::String(name)).expect("a listed name parses")
+    })
+}
+
+/// The flags of the commands that train and can be resumed (`train`, `run`).
+#[derive(clap::Args)]
+pub struct RunFlags {
+    /// Output directory [default: runs/train, runs/run].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the stopped or killed run in DIR from its checkpoint (give the same
+    /// options as the first time).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Under mpirun: BatchNorm statistics over the whole global batch (summed across
+    /// the ranks at every BatchNorm), so that R ranks train exactly as one process;
+    /// without it each rank normalises with its own share (as PyTorch's DDP).
+    #[arg(long)]
+    pub sync_bn: bool,
+    /// Print the results (the summary of `train`, the table of `run`) as one JSON
+    /// object, the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The run config of `--preset NAME` or `--config FILE`, with `--data DIR`,
@@ -308,6 +347,19 @@ pub fn history_data(
 #[cfg(test)]
 mod tests {
     use super::shell_word;
+
+    #[test]
+    fn every_listed_name_is_one_the_engine_reads() {
+        fn check<T: serde::de::DeserializeOwned>(names: &[&str]) {
+            for name in names {
+                serde_json::from_value::<T>(serde_json::Value::String(name.to_string()))
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        }
+        check::<twa::train::Schedule>(super::SCHEDULES);
+        check::<twa::twa::directions::Coefficients>(super::COEFFICIENTS);
+        check::<twa::twa::config::Optimizer>(super::OPTIMIZERS);
+    }
 
     #[test]
     fn words_are_quoted_only_when_the_shell_would_change_them() {

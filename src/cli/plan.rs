@@ -1,8 +1,8 @@
 //! `twa plan`: memory per device and bytes exchanged per step, before running.
 
 use clap::Args;
-use twa::run::config::{RunConfig, PRESETS};
 use twa::error::{Error, Result};
+use twa::run::config::{RunConfig, PRESETS};
 use twa::run::plan::{self, Plan, PAPER_MODELS};
 
 #[derive(Args)]

@@ -2,7 +2,9 @@
 //! one table at the end; a checkpoint after every SGD epoch makes `--resume` possible.
 
 use super::job::Job;
-use super::{base_config, describe_setup, output_dir, stop_on_ctrl_c, Checkpoints, DataArgs};
+use super::{
+    base_config, describe_setup, output_dir, stop_on_ctrl_c, Checkpoints, DataArgs, RunFlags,
+};
 use crate::progress::Reporter;
 use clap::Args;
 use pollster::block_on;
@@ -34,21 +36,8 @@ pub struct RunArgs {
     /// TWA epochs [preset: 2].
     #[arg(long)]
     twa_epochs: Option<usize>,
-    /// Output directory [default: runs/run].
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Continue the stopped or killed run in DIR from its checkpoint (give the same
-    /// options as the first time).
-    #[arg(long, value_name = "DIR")]
-    resume: Option<PathBuf>,
-    /// Under mpirun: BatchNorm statistics over the whole global batch (summed across
-    /// the ranks at every BatchNorm), so that R ranks train exactly as one process;
-    /// without it each rank normalises with its own share (as PyTorch's DDP).
-    #[arg(long)]
-    sync_bn: bool,
-    /// Print the table as one JSON object, the last line of stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: RunFlags,
 }
 
 pub fn run(job: &Job, adapter: Option<&str>, args: RunArgs) -> Result<()> {
@@ -62,16 +51,20 @@ pub fn run(job: &Job, adapter: Option<&str>, args: RunArgs) -> Result<()> {
     if let Some(epochs) = args.twa_epochs {
         config.twa.epochs = epochs;
     }
-    config.train.sync_bn |= args.sync_bn;
+    config.train.sync_bn |= args.run.sync_bn;
     config.train.validate()?;
     config.twa.validate()?;
-    let out = output_dir(args.out.as_deref(), args.resume.as_deref(), "runs/run")?;
+    let out = output_dir(
+        args.run.out.as_deref(),
+        args.run.resume.as_deref(),
+        "runs/run",
+    )?;
     let _held = twa::outdir::OutputDir::claim(&out)?;
     let checkpoints = Checkpoints::new(&out, "run", RESULTS_FILE, &config, BTreeMap::new());
-    if checkpoints.finished_already(args.resume.is_some(), &out) {
+    if checkpoints.finished_already(args.run.resume.is_some(), &out) {
         return Ok(());
     }
-    let saved = checkpoints.resumed(args.resume.is_some())?;
+    let saved = checkpoints.resumed(args.run.resume.is_some())?;
     let data = config.load_data()?;
     let gpu = job.gpu(adapter)?;
     describe_setup(&gpu, &data);
@@ -111,7 +104,7 @@ pub fn run(job: &Job, adapter: Option<&str>, args: RunArgs) -> Result<()> {
     }
     print_rows(&rows, &checkpoints.result)?;
     checkpoints.discard();
-    if args.json {
+    if args.run.json {
         println!(
             "{}",
             serde_json::json!({

@@ -2,7 +2,9 @@
 //! trajectory; a checkpoint after every epoch (and at Ctrl-C) makes `--resume` possible.
 
 use super::job::Job;
-use super::{base_config, describe_setup, output_dir, stop_on_ctrl_c, Checkpoints, DataArgs};
+use super::{
+    base_config, describe_setup, output_dir, stop_on_ctrl_c, Checkpoints, DataArgs, RunFlags,
+};
 use crate::progress::Reporter;
 use clap::Args;
 use pollster::block_on;
@@ -10,14 +12,14 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use twa::run::config::RunConfig;
 use twa::error::{Error, Result};
 use twa::gpu::Gpu;
 use twa::outdir::OutputDir;
+use twa::run::config::RunConfig;
 use twa::run::progress::{train_with_checkpoints, Progress};
+use twa::run::History;
 use twa::train::SamplePlan;
 use twa::train::{Schedule, Trainer};
-use twa::run::History;
 
 /// The file a finished `twa train` writes last.
 const MODEL_FILE: &str = "model.safetensors";
@@ -48,7 +50,7 @@ pub struct TrainArgs {
     #[arg(long)]
     batch: Option<usize>,
     /// LR schedule [preset: step].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::named::<Schedule>(super::SCHEDULES))]
     schedule: Option<Schedule>,
     /// Random seed for initialisation and shuffling [preset: 1].
     #[arg(long)]
@@ -64,21 +66,8 @@ pub struct TrainArgs {
     /// ingredients of a model soup.
     #[arg(long)]
     init: Option<PathBuf>,
-    /// Output directory [default: runs/train].
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Continue the stopped or killed run in DIR from its checkpoint (give the same
-    /// options as the first time).
-    #[arg(long, value_name = "DIR")]
-    resume: Option<PathBuf>,
-    /// Under mpirun: BatchNorm statistics over the whole global batch (summed across
-    /// the ranks at every BatchNorm), so that R ranks train exactly as one process;
-    /// without it each rank normalises with its own share (as PyTorch's DDP).
-    #[arg(long)]
-    sync_bn: bool,
-    /// Print a JSON summary as the last line of stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: RunFlags,
 }
 
 /// The run config: preset or file, then the flags.
@@ -106,7 +95,7 @@ fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
     if let Some(v) = args.seed {
         t.seed = v;
     }
-    t.sync_bn |= args.sync_bn;
+    t.sync_bn |= args.run.sync_bn;
     config.train.validate()?;
     Ok(config)
 }
@@ -114,7 +103,11 @@ fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
 pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
     let started = Instant::now();
     let config = resolve_config(&args)?;
-    let out = output_dir(args.out.as_deref(), args.resume.as_deref(), "runs/train")?;
+    let out = output_dir(
+        args.run.out.as_deref(),
+        args.run.resume.as_deref(),
+        "runs/train",
+    )?;
     let sample_plan = match args.samples_per_epoch {
         0 => None,
         k => {
@@ -145,10 +138,10 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
     ]);
     let _held = OutputDir::claim(&out)?;
     let checkpoints = Checkpoints::new(&out, "train", MODEL_FILE, &config, options);
-    if checkpoints.finished_already(args.resume.is_some(), &out) {
+    if checkpoints.finished_already(args.run.resume.is_some(), &out) {
         return Ok(());
     }
-    let saved = checkpoints.resumed(args.resume.is_some())?;
+    let saved = checkpoints.resumed(args.run.resume.is_some())?;
     let (data, val) = config.training_split(config.load_data()?)?;
     let gpu = job.gpu(adapter)?;
     describe_setup(&gpu, &data);
@@ -252,7 +245,7 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
         history.len(),
         out.display()
     );
-    if args.json {
+    if args.run.json {
         let summary = serde_json::json!({
             "test_acc": last.test_acc,
             "test_loss": last.test_loss,

@@ -5,13 +5,13 @@
 //! pipeline's progress and the metrics so far, so that `--resume OUT` finishes with
 //! the same numbers as an uninterrupted run.
 
-use super::metadata::{f32_tensor, Metadata};
 use super::config::RunConfig;
+use super::metadata::{f32_tensor, Metadata};
+use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::files::write_atomic;
 use crate::train::SampleInfo;
 use crate::train::{EpochMetrics, TrainerState};
-use super::progress::Progress;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};

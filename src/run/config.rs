@@ -105,7 +105,10 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("tail", include_str!("../../assets/presets/tail.toml")),
     ("spirals", include_str!("../../assets/presets/spirals.toml")),
     ("cnn", include_str!("../../assets/presets/cnn.toml")),
-    ("head-cnn", include_str!("../../assets/presets/head-cnn.toml")),
+    (
+        "head-cnn",
+        include_str!("../../assets/presets/head-cnn.toml"),
+    ),
     ("resnet", include_str!("../../assets/presets/resnet.toml")),
 ];
 

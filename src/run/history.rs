@@ -3,8 +3,8 @@
 //! (names, shapes, offsets), where each sample was taken, and the run's config, so the
 //! averaging can run later in a separate command.
 
-use super::metadata::{f32_tensor, Metadata};
 use super::config::RunConfig;
+use super::metadata::{f32_tensor, Metadata};
 use crate::error::{Error, Result};
 use crate::files::write_atomic;
 use crate::nn::{ParamEntry, ParamTable};

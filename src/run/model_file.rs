@@ -3,8 +3,8 @@
 //! takes the file as it is. The metadata describes the model (config, input shape,
 //! classes, per-channel input normalisation), all a reader needs to use the file.
 
-use super::metadata::Metadata;
 use super::config::RunConfig;
+use super::metadata::Metadata;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::files::write_atomic;

@@ -3,19 +3,19 @@
 //! full SGD schedule. Tail stage: the full SGD schedule, an SWA phase at a constant LR
 //! with sampling, then SWA and TWA on the SWA-phase samples.
 
-use crate::twa::average::{evaluate_at, train_twa};
-use crate::twa::config::twa_train_config;
-use crate::twa::mean::mean;
+use super::config::{RunConfig, Stage};
+use super::progress::{train_with_checkpoints, Progress, Row, SaveCheckpoint};
 use super::History;
 use crate::collective::Collective;
-use super::config::{RunConfig, Stage};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::{DeviceMemory, Totals};
-use super::progress::{train_with_checkpoints, Progress, Row, SaveCheckpoint};
 use crate::train::SamplePlan;
 use crate::train::{Event, Schedule, SharedSamples, Trainer, TrainerState};
+use crate::twa::average::{evaluate_at, train_twa};
+use crate::twa::config::twa_train_config;
+use crate::twa::mean::mean;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;

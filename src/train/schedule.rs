@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How the learning rate changes over a run of `epochs` epochs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Schedule {
     /// ×0.1 at 50 % and again at 75 % of the epochs (per epoch).

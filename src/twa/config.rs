@@ -49,17 +49,7 @@ impl From<Start> for String {
 }
 
 /// The optimiser of explicit coefficients.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Optimizer {
     /// SGD with momentum and weight decay (the only one for orthonormal P-SGD).

@@ -11,17 +11,7 @@ use crate::nn::params::ParamTable;
 use std::ops::Range;
 
 /// How TWA parametrises the averaging.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Coefficients {
     /// Projected SGD in the orthonormal basis P of the samples (the conference paper).

@@ -3,8 +3,8 @@
 //! each training step, reported as α over the samples.
 
 use super::config::{sample_count, start_sample, Optimizer, TwaConfig};
-use super::outcome::{Averaged, BlockAlpha, TwaRun};
 use super::directions::{self, Coefficients, Directions, Packed};
+use super::outcome::{Averaged, BlockAlpha, TwaRun};
 use crate::collective::DeviceSum;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::submit;
