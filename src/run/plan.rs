@@ -65,8 +65,9 @@ impl Counter {
         self.output(self.shape);
     }
 
-    /// ReLU, dropout or a residual addition: same shape, no parameters.
-    fn same(&mut self) {
+    /// An element-wise layer (ReLU, dropout, a residual addition): same shape, no
+    /// parameters.
+    fn elementwise(&mut self) {
         self.output(self.shape);
     }
 
@@ -98,7 +99,7 @@ impl Counter {
             }
         }
         self.shape = out;
-        self.same();
+        self.elementwise();
     }
 
     fn linear(&mut self, out: usize) {
@@ -122,14 +123,14 @@ fn vgg16_bn(classes: usize) -> Sizes {
         for &channels in stage {
             n.conv(channels, 3, 1, 1, true);
             n.bn();
-            n.same();
+            n.elementwise();
         }
         n.max_pool(2, 2, 0);
     }
     for _ in 0..2 {
-        n.same();
+        n.elementwise();
         n.linear(512);
-        n.same();
+        n.elementwise();
     }
     n.linear(classes);
     n.sizes
@@ -153,13 +154,13 @@ fn preresnet_bottleneck(depth: usize, classes: usize) -> Sizes {
             n.residual(
                 |n| {
                     n.bn();
-                    n.same();
+                    n.elementwise();
                     n.conv(planes, 1, 1, 0, false);
                     n.bn();
-                    n.same();
+                    n.elementwise();
                     n.conv(planes, 3, stride, 1, false);
                     n.bn();
-                    n.same();
+                    n.elementwise();
                     n.conv(4 * planes, 1, 1, 0, false);
                 },
                 shortcut,
@@ -167,7 +168,7 @@ fn preresnet_bottleneck(depth: usize, classes: usize) -> Sizes {
         }
     }
     n.bn();
-    n.same();
+    n.elementwise();
     n.global_pool();
     n.linear(classes);
     n.sizes
@@ -191,11 +192,11 @@ fn wide_resnet(depth: usize, widen: usize, classes: usize) -> Sizes {
             n.residual(
                 |n| {
                     n.bn();
-                    n.same();
+                    n.elementwise();
                     n.conv(width, 3, 1, 1, true);
-                    n.same();
+                    n.elementwise();
                     n.bn();
-                    n.same();
+                    n.elementwise();
                     n.conv(width, 3, stride, 1, true);
                 },
                 shortcut,
@@ -203,7 +204,7 @@ fn wide_resnet(depth: usize, widen: usize, classes: usize) -> Sizes {
         }
     }
     n.bn();
-    n.same();
+    n.elementwise();
     n.global_pool();
     n.linear(classes);
     n.sizes
@@ -214,7 +215,7 @@ fn resnet50(classes: usize) -> Sizes {
     let mut n = Counter::new(224, 224, 3);
     n.conv(64, 7, 2, 3, false);
     n.bn();
-    n.same();
+    n.elementwise();
     n.max_pool(3, 2, 1);
     for (stage, (planes, blocks)) in [(64, 3), (128, 4), (256, 6), (512, 3)]
         .into_iter()
@@ -232,16 +233,16 @@ fn resnet50(classes: usize) -> Sizes {
                 |n| {
                     n.conv(planes, 1, 1, 0, false);
                     n.bn();
-                    n.same();
+                    n.elementwise();
                     n.conv(planes, 3, stride, 1, false);
                     n.bn();
-                    n.same();
+                    n.elementwise();
                     n.conv(4 * planes, 1, 1, 0, false);
                     n.bn();
                 },
                 shortcut,
             );
-            n.same();
+            n.elementwise();
         }
     }
     n.global_pool();
