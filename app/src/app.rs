@@ -258,12 +258,8 @@ pub struct TwaApp {
     pub marks: Vec<Mark>,
     /// Recent frame times (seconds) and whether a landscape was being computed.
     pub frames: Vec<(f32, bool)>,
-    /// Every frame time of the session (for `--capture`).
-    pub frames_seen: Vec<(f32, bool)>,
     /// Landscape progress: (generation, points evaluated, seconds since the request).
     pub timings: Vec<(u64, usize, f64)>,
-    /// A screenshot to take when the run is done (`--capture`).
-    pub capture: Option<crate::capture::Capture>,
     pub out_dir: PathBuf,
     ctx: egui::Context,
 }
@@ -299,9 +295,7 @@ impl TwaApp {
             requested: 0,
             marks: Vec::new(),
             frames: Vec::new(),
-            frames_seen: Vec::new(),
             timings: Vec::new(),
-            capture: None,
             out_dir: PathBuf::from("runs/app"),
             ctx: ctx.clone(),
         }
@@ -531,7 +525,7 @@ impl TwaApp {
         );
         // In a browser: a download.
         #[cfg(target_arch = "wasm32")]
-        let written = crate::web::download(&name, &png).map(|()| name);
+        let written = crate::page::download(&name, &png).map(|()| name);
         #[cfg(not(target_arch = "wasm32"))]
         let written = {
             let path = self.out_dir.join(&name);
@@ -555,13 +549,7 @@ impl eframe::App for TwaApp {
         if self.frames.len() > 2000 {
             self.frames.drain(..1000);
         }
-        if self.capture.is_some() {
-            self.frames_seen.push((dt, busy));
-        }
         panels::show(self, ui);
-        crate::capture::step(self, ui.ctx());
-        #[cfg(target_arch = "wasm32")]
-        crate::web::report(self);
         if self.running() || busy {
             ui.ctx().request_repaint();
         }

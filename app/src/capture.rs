@@ -9,21 +9,36 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// A pending capture.
-pub struct Capture {
+/// The app with a pending capture: it runs the app's frames, records their times,
+/// and captures once the app has settled.
+pub struct Capturing {
+    pub app: TwaApp,
     dir: PathBuf,
     requested: bool,
     done: Arc<AtomicBool>,
+    /// Every frame time (seconds) and whether a landscape was being computed.
+    frames_seen: Vec<(f32, bool)>,
 }
 
-impl Capture {
-    /// Capture into `dir`.
-    pub fn new(dir: PathBuf) -> Capture {
-        Capture {
+impl Capturing {
+    /// Capture `app` into `dir`.
+    pub fn new(app: TwaApp, dir: PathBuf) -> Capturing {
+        Capturing {
+            app,
             dir,
             requested: false,
             done: Arc::new(AtomicBool::new(false)),
+            frames_seen: Vec::new(),
         }
+    }
+}
+
+impl eframe::App for Capturing {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        let dt = ui.input(|i| i.unstable_dt);
+        self.frames_seen.push((dt, self.app.landscape_busy()));
+        eframe::App::ui(&mut self.app, ui, frame);
+        self.step(ui.ctx());
     }
 }
 
@@ -40,62 +55,65 @@ fn summary(frames: &[f32]) -> serde_json::Value {
     })
 }
 
-/// Advance the capture of `app` by one frame.
-pub fn step(app: &mut TwaApp, ctx: &egui::Context) {
-    let settled = !app.running()
-        && app.run.is_some()
-        && (app.error.is_some() || (!app.landscape_busy() && app.shown.is_some()));
-    let Some(capture) = &mut app.capture else {
-        return;
-    };
-    if capture.done.load(Ordering::Acquire) {
-        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-        return;
-    }
-    if capture.requested || !settled {
-        return;
-    }
-    capture.requested = true;
-    let busy: Vec<f32> = app
-        .frames_seen
-        .iter()
-        .filter(|f| f.1)
-        .map(|f| f.0)
-        .collect();
-    let idle: Vec<f32> = app
-        .frames_seen
-        .iter()
-        .filter(|f| !f.1)
-        .map(|f| f.0)
-        .collect();
-    let report = serde_json::json!({
-        "during_landscape": summary(&busy),
-        "otherwise": summary(&idle),
-        "landscape_timings": app.timings,
-        "status": app.status,
-        "error": app.error,
-    });
-    let (dir, done, wake) = (capture.dir.clone(), capture.done.clone(), ctx.clone());
-    let write = move |image: Arc<egui::ColorImage>| {
-        let rgb: Vec<u8> = image
-            .pixels
-            .iter()
-            .flat_map(|p| [p.r(), p.g(), p.b()])
-            .collect();
-        let png = twa::landscape::render::encode_png(image.size[0], image.size[1], &rgb);
-        let written = twa::files::ensure_writable_dir(&dir)
-            .and_then(|_| twa::files::write_atomic(&dir.join("app.png"), &png))
-            .and_then(|_| {
-                twa::files::write_atomic(&dir.join("frames.json"), report.to_string().as_bytes())
-            });
-        if let Err(e) = written {
-            eprintln!("error: {e}");
+impl Capturing {
+    /// Advance the capture by one frame.
+    fn step(&mut self, ctx: &egui::Context) {
+        let app = &self.app;
+        let settled = !app.running()
+            && app.run.is_some()
+            && (app.error.is_some() || (!app.landscape_busy() && app.shown.is_some()));
+        if self.done.load(Ordering::Acquire) {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            return;
         }
-        done.store(true, Ordering::Release);
-        wake.request_repaint();
-    };
-    ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(
-        egui::ScreenshotCallback::new(write),
-    ));
-    ctx.request_repaint();
+        if self.requested || !settled {
+            return;
+        }
+        self.requested = true;
+        let busy: Vec<f32> = self
+            .frames_seen
+            .iter()
+            .filter(|f| f.1)
+            .map(|f| f.0)
+            .collect();
+        let idle: Vec<f32> = self
+            .frames_seen
+            .iter()
+            .filter(|f| !f.1)
+            .map(|f| f.0)
+            .collect();
+        let report = serde_json::json!({
+            "during_landscape": summary(&busy),
+            "otherwise": summary(&idle),
+            "landscape_timings": app.timings,
+            "status": app.status,
+            "error": app.error,
+        });
+        let (dir, done, wake) = (self.dir.clone(), self.done.clone(), ctx.clone());
+        let write = move |image: Arc<egui::ColorImage>| {
+            let rgb: Vec<u8> = image
+                .pixels
+                .iter()
+                .flat_map(|p| [p.r(), p.g(), p.b()])
+                .collect();
+            let png = twa::landscape::render::encode_png(image.size[0], image.size[1], &rgb);
+            let written = twa::files::ensure_writable_dir(&dir)
+                .and_then(|_| twa::files::write_atomic(&dir.join("app.png"), &png))
+                .and_then(|_| {
+                    twa::files::write_atomic(
+                        &dir.join("frames.json"),
+                        report.to_string().as_bytes(),
+                    )
+                });
+            if let Err(e) = written {
+                eprintln!("error: {e}");
+            }
+            done.store(true, Ordering::Release);
+            wake.request_repaint();
+        };
+        ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(
+            egui::ScreenshotCallback::new(write),
+        ));
+        ctx.request_repaint();
+    }
 }

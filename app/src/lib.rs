@@ -6,6 +6,8 @@
 pub mod app;
 pub mod capture;
 pub mod landscape_worker;
+#[cfg(target_arch = "wasm32")]
+pub mod page;
 pub mod panels;
 pub mod spawn;
 #[cfg(target_arch = "wasm32")]

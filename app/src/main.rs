@@ -1,6 +1,6 @@
 //! `twa-app`: the desktop window. Sets up eframe and hands over to [`twa_app::TwaApp`].
 
-use twa_app::capture::Capture;
+use twa_app::capture::Capturing;
 use twa_app::TwaApp;
 
 fn main() {
@@ -12,7 +12,7 @@ fn main() {
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
             ("--preset", Some(p)) => preset = p,
-            ("--capture", Some(dir)) => capture = Some(Capture::new(dir.into())),
+            ("--capture", Some(dir)) => capture = Some(std::path::PathBuf::from(dir)),
             ("--data", Some(dir)) => data = Some(dir),
             _ => {
                 eprintln!(
@@ -36,11 +36,13 @@ fn main() {
             if let Some(dir) = data {
                 app.settings.data_dir = dir;
             }
-            if let Some(c) = capture {
-                app.start();
-                app.capture = Some(c);
+            match capture {
+                Some(dir) => {
+                    app.start();
+                    Ok(Box::new(Capturing::new(app, dir)))
+                }
+                None => Ok(Box::new(app)),
             }
-            Ok(Box::new(app))
         }),
     );
     if let Err(e) = opened {

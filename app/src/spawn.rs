@@ -75,13 +75,13 @@ pub async fn next<T>(rx: &Receiver<T>) -> Option<T> {
         match rx.try_recv() {
             Ok(value) => return Some(value),
             Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
-            Err(std::sync::mpsc::TryRecvError::Empty) => crate::web::sleep_ms(16).await,
+            Err(std::sync::mpsc::TryRecvError::Empty) => crate::page::sleep_ms(16).await,
         }
     }
 }
 
 /// A device of the best adapter natively; on the web the page's one compute device
-/// (opened once by [`crate::web`], shared by both workers).
+/// (opened once by the page, shared by both workers).
 pub fn open_gpu() -> twa::error::Result<Gpu> {
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -89,6 +89,6 @@ pub fn open_gpu() -> twa::error::Result<Gpu> {
     }
     #[cfg(target_arch = "wasm32")]
     {
-        crate::web::page_gpu()
+        crate::page::page_gpu()
     }
 }

@@ -97,7 +97,7 @@ async fn work(
     #[cfg(not(target_arch = "wasm32"))]
     let data = Arc::new(config.load_data()?);
     #[cfg(target_arch = "wasm32")]
-    let data = Arc::new(crate::web::load_data(config).await?);
+    let data = Arc::new(crate::page::load_data(config).await?);
     send(Msg::Data(data.clone()));
     let mut observer = |e: Event| {
         #[cfg(not(target_arch = "wasm32"))]
