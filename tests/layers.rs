@@ -187,3 +187,46 @@ fn reaches(
         .get(from)
         .is_some_and(|next| next.iter().any(|n| reaches(graph, n, to, seen)))
 }
+
+/// The app's modules (`app/src`, one file each) import each other without a circle:
+/// the state below the panels and the app, the platform below the workers, the
+/// page's entry point on top.
+#[test]
+fn the_app_has_no_circle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("app/src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let module = module_path(&src, file).join("::");
+        if module == "main" || module == "lib" {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        for path in references(&code(&text), &[]) {
+            // `crate::TwaApp` is the library root's re-export of the state's type.
+            let target = if path[0] == "TwaApp" {
+                "state"
+            } else {
+                &path[0]
+            };
+            if target != module {
+                graph
+                    .entry(module.clone())
+                    .or_default()
+                    .insert(target.to_string());
+            }
+        }
+    }
+    let circles: Vec<String> = graph
+        .iter()
+        .flat_map(|(a, targets)| targets.iter().map(move |b| (a, b)))
+        .filter(|(a, b)| reaches(&graph, b, a, &mut BTreeSet::new()))
+        .map(|(a, b)| format!("{a} → {b} → … → {a}"))
+        .collect();
+    assert!(
+        circles.is_empty(),
+        "circles in app/src:\n{}",
+        circles.join("\n")
+    );
+}

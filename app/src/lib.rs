@@ -10,8 +10,9 @@ pub mod landscape_worker;
 pub mod page;
 pub mod panels;
 pub mod spawn;
+pub mod state;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 pub mod worker;
 
-pub use app::TwaApp;
+pub use state::TwaApp;

@@ -5,7 +5,7 @@ use twa_app::TwaApp;
 
 fn main() {
     twa::gpu::context::quiet_display_probe();
-    let mut preset = twa_app::app::PRESETS[0].to_string();
+    let mut preset = twa_app::state::PRESETS[0].to_string();
     let mut capture = None;
     let mut data = None;
     let mut args = std::env::args().skip(1);

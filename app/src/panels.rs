@@ -1,8 +1,8 @@
 //! Drawing: the status bar, the run panel, the curves, the coefficients and the
 //! landscape. Each function paints from the app's state and turns clicks into calls.
 
-use crate::app::{Outcome, Series, TwaApp, PRESETS};
 use crate::landscape_worker::View;
+use crate::state::{Outcome, Series, TwaApp, PRESETS};
 use eframe::egui::{self, Color32, RichText};
 use egui_plot::{
     Bar, BarChart, Corner, HLine, Legend, Line, MarkerShape, Plot, PlotImage, PlotPoint, Points,
@@ -80,7 +80,7 @@ fn run_panel(app: &mut TwaApp, ui: &mut egui::Ui) {
                 }
             });
         if preset != app.settings.preset {
-            match crate::app::Settings::from_preset(&preset) {
+            match crate::state::Settings::from_preset(&preset) {
                 Ok(s) => app.settings = s,
                 Err(e) => app.error = Some(e.to_string()),
             }

@@ -32,7 +32,7 @@ fn query(name: &str) -> Option<String> {
 /// Entry point: start the app on the canvas `#twa`.
 #[wasm_bindgen(start)]
 pub fn start() {
-    let preset = query("preset").unwrap_or_else(|| crate::app::PRESETS[0].to_string());
+    let preset = query("preset").unwrap_or_else(|| crate::state::PRESETS[0].to_string());
     let autostart = query("autostart").is_some();
     wasm_bindgen_futures::spawn_local(async move {
         let canvas = web_sys::window()

@@ -129,7 +129,7 @@ fn a_worker_error_shows_as_a_message_and_the_app_keeps_running() {
     assert!(error.contains("data directory not found"), "{error}");
     h.get_by_label_contains("data directory not found");
     // Still responsive: a new run can be started.
-    h.state_mut().settings = twa_app::app::Settings::from_preset("spirals").unwrap();
+    h.state_mut().settings = twa_app::state::Settings::from_preset("spirals").unwrap();
     h.run_steps(2);
     h.get_by_label("Start").click();
     h.run_steps(1);
