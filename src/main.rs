@@ -96,9 +96,9 @@ fn main() {
             collective,
         } => job.gpu(adapter).and_then(|gpu| {
             if collective {
-                twa::bench::collective::run(&gpu, &*job.world)
+                twa::bench::collective::measure(&gpu, &*job.world)
             } else {
-                twa::bench::run(&gpu, full, json)
+                twa::bench::profile(&gpu, full, json)
             }
         }),
     };

@@ -111,7 +111,7 @@ fn projected_sgd_stays_in_the_span_and_alpha_rebuilds_the_iterate() {
         plan.clone(),
         SampleStore::new(gpu, dim, plan.count()).unwrap(),
     ));
-    block_on(sgd.run(&mut |_| {})).unwrap();
+    block_on(sgd.train_all(&mut |_| {})).unwrap();
     let (_, store) = sgd.sampler.take().unwrap();
     assert_eq!(store.infos.len(), 9);
     let samples = block_on(store.read(gpu)).unwrap();

@@ -242,7 +242,7 @@ fn explicit_global_32_bit_mode_reproduces_projected_sgd_on_orthonormal_direction
     psgd.gradient_step =
         GradientStep::Sgd(space.projection(gpu, &psgd.net.kernels, &psgd.net.grads));
     psgd.net.set_params(gpu, &centre);
-    block_on(psgd.run(&mut |_| {})).unwrap();
+    block_on(psgd.train_all(&mut |_| {})).unwrap();
     let want = block_on(psgd.net.read_params(gpu)).unwrap();
 
     let mut explicit = Trainer::new(gpu, &data, &model, config).unwrap();
@@ -263,7 +263,7 @@ fn explicit_global_32_bit_mode_reproduces_projected_sgd_on_orthonormal_direction
         &twa,
     ))
     .unwrap();
-    block_on(explicit.run(&mut |_| {})).unwrap();
+    block_on(explicit.train_all(&mut |_| {})).unwrap();
     let got = block_on(explicit.net.read_params(gpu)).unwrap();
 
     // The iterate moved (26 steps at lr 0.5), and both forms agree to f32 rounding.

@@ -106,7 +106,7 @@ async fn work(
         }
         send(Msg::Event(e));
     };
-    twa::run::pipeline::run(
+    twa::run::pipeline::execute(
         &gpu,
         &twa::collective::Single,
         &data,

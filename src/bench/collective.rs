@@ -11,7 +11,7 @@ use pollster::block_on;
 use std::time::Instant;
 
 /// Print the all-reduce bandwidth and the step times (on rank 0).
-pub fn run(gpu: &Gpu, world: &dyn Collective) -> Result<()> {
+pub fn measure(gpu: &Gpu, world: &dyn Collective) -> Result<()> {
     let ranks = world.size();
     let say = |line: String| {
         if world.is_root() {

@@ -651,7 +651,7 @@ fn twa_step_cost(gpu: &Gpu, arch: Arch, quick: bool) -> Result<(f64, f64)> {
 /// software rasteriser), or with `full` more repetitions and the training batch for
 /// the convolutions. With `json`, also every figure as one JSON object, the last line
 /// of stdout.
-pub fn run(gpu: &Gpu, full: bool, json: bool) -> Result<()> {
+pub fn profile(gpu: &Gpu, full: bool, json: bool) -> Result<()> {
     let quick = !full;
     let bench_started = Instant::now();
     let mut report = serde_json::Map::new();

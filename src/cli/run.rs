@@ -82,7 +82,7 @@ pub fn run(job: &Job, adapter: Option<&str>, args: RunArgs) -> Result<()> {
             progress: saved.progress,
         }
     });
-    let rows = block_on(pipeline::run(
+    let rows = block_on(pipeline::execute(
         &gpu,
         &*job.world,
         &data,

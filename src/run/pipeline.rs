@@ -69,7 +69,7 @@ impl Checkpointing<'_> {
 /// when known. Setting `stop` ends the run at the next step with [`Error::Stopped`].
 /// `checkpoints.save` is handed a checkpoint after every SGD epoch and at a stop
 /// during SGD; `checkpoints.resume` continues from one.
-pub async fn run(
+pub async fn execute(
     gpu: &Gpu,
     collective: &dyn Collective,
     data: &Dataset,

@@ -798,7 +798,10 @@ impl<'a> Trainer<'a> {
     }
 
     /// Train for the configured epochs, evaluating after each.
-    pub async fn run(&mut self, observer: &mut dyn FnMut(Event)) -> Result<Vec<EpochMetrics>> {
+    pub async fn train_all(
+        &mut self,
+        observer: &mut dyn FnMut(Event),
+    ) -> Result<Vec<EpochMetrics>> {
         let mut history = Vec::new();
         self.train_epochs(0..self.config.epochs, &mut |e| {
             if let Event::Epoch(m) = &e {

@@ -93,7 +93,7 @@ pub async fn train_twa(
         alpha: start_alpha,
         per_layer: Vec::new(),
     });
-    let trained = trainer.run(observer).await;
+    let trained = trainer.train_all(observer).await;
     trainer.watch = None;
     trained?;
     trainer.recalibrate_bn().await?;

@@ -122,7 +122,7 @@ pub(crate) async fn train_explicit(
             watched(&beta.iter().map(|&b| b as f64).collect::<Vec<_>>())
         }),
     });
-    let trained = trainer.run(observer).await;
+    let trained = trainer.train_all(observer).await;
     trainer.gradient_step = GradientStep::Sgd(Vec::new());
     trainer.watch = None;
     trained?;
