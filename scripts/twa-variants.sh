@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# TWA variants side by side, as in the README's tables: for each run directory of
+# TWA variants side by side, as in the tables of docs/variants.md: for each run directory of
 # `twa run` (its history.safetensors and results.json), every variant below through
 # `twa average --method twa`, then one Markdown table of test accuracies per run with
 # their mean, beside the run's own SGD, SWA and TWA rows.
 #
 # Usage: scripts/twa-variants.sh [--variants FILE] [--twa BIN] RUN_DIR...
 #   FILE: lines `name | twa average options` (default: scripts/variants/head.txt; the
-#   README's tail and TWA-v tables come from tail.txt and head-val.txt there).
+#   tail and TWA-v tables of docs/variants.md come from tail.txt and head-val.txt there).
 # Each variant's average.json stays in RUN_DIR/variants/NAME; a variant already
 # measured there is read back, not run again.
 set -euo pipefail

@@ -1,7 +1,7 @@
 //! `twa-app --capture DIR`: start the selected preset, wait until the run has finished
 //! and the final landscape is complete, then save a screenshot of the real window
 //! (DIR/app.png) and the frame times and landscape timings seen (DIR/frames.json),
-//! and close. Used for the README's screenshot and the frame-time measurement.
+//! and close. Used for the screenshot in docs/app.md and the frame-time measurement.
 
 use crate::TwaApp;
 use eframe::egui;
