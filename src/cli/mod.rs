@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use twa::collective::Collective;
 use twa::data::Dataset;
 use twa::error::{Error, Result};
 use twa::gpu::Gpu;
@@ -194,6 +195,14 @@ pub fn output_dir(out: Option<&Path>, resume: Option<&Path>, default: &str) -> R
     }
 }
 
+/// How a command that can be resumed begins (see [`Checkpoints::begin`]).
+pub enum Begin {
+    Afresh,
+    From(Box<Checkpoint>),
+    /// The run in the directory has finished: nothing to do.
+    Finished,
+}
+
 /// The checkpoint a command keeps in its output directory, and the run it belongs to.
 pub struct Checkpoints<'a> {
     pub path: PathBuf,
@@ -226,40 +235,53 @@ impl<'a> Checkpoints<'a> {
         }
     }
 
-    /// With `--resume`, whether the run finished already (then said on stderr): its
-    /// last file is there and its checkpoint gone (a run killed between the two still
-    /// has its checkpoint, and resumes).
-    pub fn finished_already(&self, resume: bool, out: &Path) -> bool {
-        let finished = resume && self.result.is_file() && !self.path.exists();
+    /// How the command begins in its directory. Without `--resume`: afresh. With it:
+    /// from the checkpoint; as finished (said on stderr) when the run's last file is
+    /// there and its checkpoint gone (a run killed between the two still has its
+    /// checkpoint); or from the beginning when no checkpoint was saved yet, which is
+    /// what the run would have continued from. Every rank of a job must find the same
+    /// (they read the directory through a file system they share).
+    pub fn begin(&self, world: &dyn Collective, resume: bool, out: &Path) -> Result<Begin> {
+        if !resume {
+            return Ok(Begin::Afresh);
+        }
+        let checkpoint = self.path.is_file();
+        let finished = !checkpoint && self.result.is_file();
+        let mut found = [
+            f64::from(u8::from(checkpoint)),
+            f64::from(u8::from(finished)),
+        ];
+        world.sum(&mut found);
+        let ranks = world.size() as f64;
+        if found.iter().any(|&n| n != 0.0 && n != ranks) {
+            return Err(Error::Config(format!(
+                "{} of {} ranks find a checkpoint in {} ({} find the finished run): under mpirun, --resume needs the directory on a file system every rank sees",
+                found[0],
+                world.size(),
+                out.display(),
+                found[1]
+            )));
+        }
         if finished {
             eprintln!(
                 "the run in {} has finished ({} is written); nothing to resume",
                 out.display(),
                 self.result.display()
             );
+            return Ok(Begin::Finished);
         }
-        finished
-    }
-
-    /// With `--resume`, the checkpoint to continue from, checked against this run.
-    /// Without one (a run killed before its first checkpoint) the run starts over,
-    /// which is what it would have continued from.
-    pub fn resumed(&self, resume: bool) -> Result<Option<Checkpoint>> {
-        if !resume {
-            return Ok(None);
-        }
-        if !self.path.is_file() {
+        if !checkpoint {
             eprintln!(
                 "note: no checkpoint {} (the run was stopped before its first was saved): starting from the beginning",
                 self.path.display()
             );
-            return Ok(None);
+            return Ok(Begin::Afresh);
         }
         let saved = Checkpoint::load(&self.path)?;
         saved.check_same_run(&self.path, self.command, self.config, &self.options)?;
         self.position
             .set(Some((saved.trainer.epoch, saved.trainer.step)));
-        Ok(Some(saved))
+        Ok(Begin::From(Box::new(saved)))
     }
 
     /// Save the trainer's snapshot with `progress` and the metrics `reporter` has seen.

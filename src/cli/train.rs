@@ -3,7 +3,7 @@
 
 use super::job::Job;
 use super::{
-    base_config, describe_setup, output_dir, stop_on_ctrl_c, Checkpoints, DataArgs, RunFlags,
+    base_config, describe_setup, output_dir, stop_on_ctrl_c, Begin, Checkpoints, DataArgs, RunFlags,
 };
 use crate::progress::Reporter;
 use clap::Args;
@@ -138,10 +138,11 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
     ]);
     let _held = OutputDir::claim(&out)?;
     let checkpoints = Checkpoints::new(&out, "train", MODEL_FILE, &config, options);
-    if checkpoints.finished_already(args.run.resume.is_some(), &out) {
-        return Ok(());
-    }
-    let saved = checkpoints.resumed(args.run.resume.is_some())?;
+    let saved = match checkpoints.begin(&*job.world, args.run.resume.is_some(), &out)? {
+        Begin::Finished => return Ok(()),
+        Begin::From(saved) => Some(*saved),
+        Begin::Afresh => None,
+    };
     let (data, val) = config.training_split(config.load_data()?)?;
     let gpu = job.gpu(adapter)?;
     describe_setup(&gpu, &data);
