@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use twa_app::TwaApp;
 
 fn harness(preset: &str, out: &str) -> Harness<'static, TwaApp> {
+    // As the app's main does first thing; every test comes here before any GPU work.
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(twa::gpu::context::quiet_display_probe);
     let out = std::env::temp_dir().join(format!("twa-app-{out}-{}", std::process::id()));
     let preset = preset.to_string();
     Harness::builder()

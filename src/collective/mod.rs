@@ -4,7 +4,6 @@
 //! Data-parallel gradients, evaluation totals, BatchNorm statistics and the
 //! row-sharded TWA subspace all go through [`Collective::sum`].
 
-#[cfg(not(target_arch = "wasm32"))]
 mod device;
 #[cfg(feature = "mpi")]
 mod mpi;
