@@ -49,11 +49,6 @@ impl OutputDir {
         Ok(held)
     }
 
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Remove what a killed writer left: temporaries of [`crate::files`]. Only the
     /// holder of the lock calls this, so no live writer's temporary is touched.
     fn remove_temporaries(&self) {
