@@ -57,10 +57,11 @@ pub struct DataArgs {
     pub val: Option<usize>,
 }
 
-/// The names of the LR schedules, TWA's coefficients and its optimisers, as config
-/// files write them.
+/// The LR schedules' names, as config files write them.
 pub const SCHEDULES: &[&str] = &["step", "cosine", "constant", "linear", "warmup-cosine"];
+/// TWA's coefficients' names, as config files write them.
 pub const COEFFICIENTS: &[&str] = &["orthonormal", "global", "layer"];
+/// The coefficients' optimisers' names, as config files write them.
 pub const OPTIMIZERS: &[&str] = &["sgd", "adamw"];
 
 /// A flag taking one of `names`, read as the engine's type `T` reads it from a config

@@ -194,9 +194,10 @@ impl Gpu {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
-        let mut gpu = Gpu::from_device(adapter, device, queue);
-        gpu.tuning = tuning;
-        Ok(gpu)
+        Ok(Gpu {
+            tuning,
+            ..Gpu::from_device(adapter, device, queue)
+        })
     }
 
     /// Take over a device already opened on `adapter` (in a browser, where opening is

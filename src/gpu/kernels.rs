@@ -233,17 +233,12 @@ fn layout_entry(binding: u32, kind: Binding) -> wgpu::BindGroupLayoutEntry {
 }
 
 /// Compile every entry point of `shader` (through `cache` when given), its
-/// streaming kernels `lanes` wide.
-fn compile(
-    gpu: &Gpu,
-    shader: Shader,
-    cache: Option<&wgpu::PipelineCache>,
-    lanes: usize,
-) -> Vec<Kernel> {
+/// streaming kernels [`lanes`] wide and the subgroup product [`subgroup_width`] wide.
+fn compile(gpu: &Gpu, shader: Shader, cache: Option<&wgpu::PipelineCache>) -> Vec<Kernel> {
     let device = &gpu.device;
     let mut constants: Vec<(&str, f64)> = Vec::new();
     if shader.has_lanes() {
-        constants.push(("LANES", lanes as f64));
+        constants.push(("LANES", lanes(gpu) as f64));
     }
     if shader == Shader::LinearSubgroup {
         constants.push(("SUBGROUP", subgroup_width(gpu) as f64));
@@ -303,7 +298,7 @@ impl Kernels {
         let mut all: Vec<Kernel> = Shader::ALL
             .iter()
             .filter(|&&s| s != Shader::LinearSubgroup || subgroups)
-            .flat_map(|&s| compile(gpu, s, cache, lanes(gpu)))
+            .flat_map(|&s| compile(gpu, s, cache))
             .collect();
         if let Some(disk) = disk {
             disk.save();

@@ -255,10 +255,7 @@ impl<'a> Trainer<'a> {
                 .into_iter()
                 .map(|b| {
                     net.prepare(gpu, b);
-                    (
-                        b,
-                        split.gather(gpu, &net.kernels.gather, net.batch_target(), b, augment),
-                    )
+                    (b, gather_into(gpu, split, &net, b, augment))
                 })
                 .collect::<Vec<_>>()
         };
@@ -316,13 +313,7 @@ impl<'a> Trainer<'a> {
             let local = shard(b, rank, ranks).len();
             if !self.train_gathers.iter().any(|(s, _)| *s == local) {
                 self.net.prepare(gpu, local);
-                let gather = self.train.gather(
-                    gpu,
-                    &self.net.kernels.gather,
-                    self.net.batch_target(),
-                    local,
-                    augment,
-                );
+                let gather = gather_into(gpu, &self.train, &self.net, local, augment);
                 self.train_gathers.push((local, gather));
             }
         }
@@ -330,13 +321,7 @@ impl<'a> Trainer<'a> {
         for b in batch_sizes(test_share, self.config.eval_batch) {
             if b > 0 && !self.test_gathers.iter().any(|(s, _)| *s == b) {
                 self.net.prepare(gpu, b);
-                let gather = self.test.gather(
-                    gpu,
-                    &self.net.kernels.gather,
-                    self.net.batch_target(),
-                    b,
-                    None,
-                );
+                let gather = gather_into(gpu, &self.test, &self.net, b, None);
                 self.test_gathers.push((b, gather));
             }
         }
@@ -934,6 +919,17 @@ impl TrainerState {
         }
         Ok(())
     }
+}
+
+/// The dispatch that gathers `batch` samples of `split` into `net`'s input.
+fn gather_into(
+    gpu: &Gpu,
+    split: &DeviceSplit,
+    net: &Network,
+    batch: usize,
+    augment: Option<u64>,
+) -> Dispatch {
+    split.gather(gpu, &net.kernels.gather, net.batch_target(), batch, augment)
 }
 
 /// A trainer's whole state at a step boundary (see [`Trainer::save_state`]).
