@@ -10,7 +10,7 @@ use twa::train::{SamplePlan, SampleStore};
 use twa::train::{Schedule, TrainConfig, Trainer};
 use twa::twa::average;
 use twa::twa::config::{Start, TwaConfig};
-use twa::twa::Subspace;
+use twa::twa::{Samples, Subspace};
 
 fn config(epochs: usize) -> TrainConfig {
     TrainConfig {
@@ -138,7 +138,7 @@ fn projected_sgd_stays_in_the_span_and_alpha_rebuilds_the_iterate() {
     let run = block_on(average::train_twa(
         gpu,
         &mut trainer,
-        &samples,
+        Samples::host(&samples),
         &twa,
         &mut |_| {},
     ))

@@ -1263,3 +1263,41 @@ fn the_kernels_take_the_tuning_twa_kernels_forces() {
     assert_eq!(lanes(g), wide);
     eprintln!("kernels tuned for {expected:?} on {}", g.describe());
 }
+
+/// One copy through `r`: record, submit, request the map.
+fn copy_through(r: &twa::gpu::readback::AsyncReadback, src: &wgpu::Buffer) {
+    let gpu = gpu();
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    assert!(r.copy_if_idle(&mut encoder, src), "idle before a copy");
+    gpu.queue.submit([encoder.finish()]);
+    r.after_submit();
+}
+
+/// Waits until the map requested last has completed, then takes.
+fn take_after_wait(r: &twa::gpu::readback::AsyncReadback) -> Option<Vec<f32>> {
+    let gpu = gpu();
+    gpu.device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    r.try_take(gpu)
+}
+
+#[test]
+fn a_staging_buffer_serves_many_reads_and_a_discarded_copy_is_never_taken() {
+    let gpu = gpu();
+    let src = gpu.storage_init(&[1.0f32, 2.0, 3.0, 4.0], "source");
+    let r = twa::gpu::readback::AsyncReadback::new(gpu, 4);
+    copy_through(&r, &src);
+    assert_eq!(take_after_wait(&r), Some(vec![1.0, 2.0, 3.0, 4.0]));
+    // A copy discarded while mapping: its values are dropped, not taken later.
+    gpu.write(&src, 0, &[5.0f32, 6.0, 7.0, 8.0]);
+    copy_through(&r, &src);
+    r.discard();
+    assert_eq!(take_after_wait(&r), None);
+    // The same staging buffer then reads the current values.
+    gpu.write(&src, 0, &[9.0f32, 10.0, 11.0, 12.0]);
+    copy_through(&r, &src);
+    assert_eq!(take_after_wait(&r), Some(vec![9.0, 10.0, 11.0, 12.0]));
+    // Discarding when idle changes nothing.
+    r.discard();
+    copy_through(&r, &src);
+    assert_eq!(take_after_wait(&r), Some(vec![9.0, 10.0, 11.0, 12.0]));
+}

@@ -12,6 +12,7 @@ use twa::train::{Event, Part, TrainConfig, Trainer};
 use twa::twa::average;
 use twa::twa::config::{Start, TwaConfig};
 use twa::twa::directions::Coefficients;
+use twa::twa::Samples;
 
 fn model_config() -> ModelConfig {
     ModelConfig {
@@ -202,7 +203,7 @@ fn twa_reports_its_coefficients_while_training() {
         block_on(average::train_twa(
             gpu(),
             &mut trainer,
-            &samples,
+            Samples::host(&samples),
             &twa,
             &mut |e| {
                 if let Event::Coefficients { alpha, per_layer } = e {

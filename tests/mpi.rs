@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use twa::collective::{self, Single};
 use twa::gpu::kernels::submit;
 use twa::gpu::Kernels;
-use twa::twa::Subspace;
+use twa::twa::{Samples, Subspace};
 
 /// `mpirun -np ranks program args…` (as root too), with the test's environment.
 fn mpirun(ranks: usize, program: &str, args: &[&str]) -> Output {
@@ -208,7 +208,15 @@ fn rank_sharded_subspace() {
     let (n, dim) = (7, 1001);
     let w = samples(n, dim);
     let whole = block_on(Subspace::build(gpu, &k, &w, dim, 3)).unwrap();
-    let sharded = block_on(Subspace::build_sharded(gpu, &k, &*world, &w, dim, 2)).unwrap();
+    let sharded = block_on(Subspace::build_sharded(
+        gpu,
+        &k,
+        &*world,
+        Samples::host(&w),
+        dim,
+        2,
+    ))
+    .unwrap();
     assert_eq!(sharded.rank, whole.rank);
     assert_eq!(sharded.transform.len(), whole.transform.len());
     let (r, ranks) = (world.rank(), world.size());

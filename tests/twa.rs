@@ -6,9 +6,11 @@ mod common;
 
 use common::*;
 use safetensors::SafeTensors;
+use twa::collective::Single;
 use twa::gpu::kernels::submit;
 use twa::gpu::Kernels;
-use twa::twa::Subspace;
+use twa::train::{SampleInfo, SampleStore};
+use twa::twa::{Samples, Subspace};
 
 fn kernels() -> &'static Kernels {
     static K: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
@@ -203,4 +205,45 @@ fn projection_of_a_random_vector_matches_the_cpu_on_the_devices_basis() {
         })
         .collect();
     assert_close("Pᵀ(P g)", &project(&space, &g), &want, 1e-6, 1e-4);
+}
+
+#[test]
+fn samples_read_on_the_device_build_the_same_subspace_as_from_the_host() {
+    let mut rng = rng("device_samples");
+    let (n, dim) = (7, 1_001);
+    let mut w = trajectory(&mut rng, n, dim, 1e-2);
+    // Sample 4 repeats sample 2: dropped as dependent either way.
+    w.copy_within(2 * dim..3 * dim, 4 * dim);
+    let mut store = SampleStore::new(gpu(), dim, n).unwrap();
+    let infos: Vec<SampleInfo> = (0..n)
+        .map(|i| SampleInfo {
+            epoch: i as f64,
+            step: i as u64,
+        })
+        .collect();
+    store.restore(gpu(), &w, &infos);
+    let build = |samples| {
+        block_on(Subspace::build_sharded(
+            gpu(),
+            kernels(),
+            &Single,
+            samples,
+            dim,
+            3,
+        ))
+        .unwrap()
+    };
+    let host = build(Samples::host(&w));
+    let device = build(Samples {
+        host: &w,
+        device: Some(&store),
+    });
+    assert_eq!((host.rank, device.rank), (n - 1, n - 1));
+    assert_eq!(host.dropped, device.dropped);
+    assert_eq!(device.dropped[0].sample, 4);
+    assert_eq!(host.transform, device.transform);
+    assert_eq!(
+        block_on(host.read_basis(gpu())).unwrap(),
+        block_on(device.read_basis(gpu())).unwrap()
+    );
 }

@@ -82,7 +82,7 @@ pub fn measure(gpu: &Gpu, world: &dyn Collective) -> Result<()> {
         gpu,
         &trainer.net.kernels,
         world,
-        &samples,
+        crate::twa::Samples::host(&samples),
         dim,
         crate::twa::Subspace::rows_per_chunk(gpu, dim)?,
     ))?;

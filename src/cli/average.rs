@@ -16,6 +16,7 @@ use twa::train::{Schedule, Trainer};
 use twa::twa::average;
 use twa::twa::config::{Optimizer, Start, TwaConfig};
 use twa::twa::directions::Coefficients;
+use twa::twa::Samples;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Method {
@@ -371,7 +372,7 @@ pub fn average(job: &super::job::Job, adapter: Option<&str>, args: AverageArgs) 
         let run = block_on(average::train_twa(
             &gpu,
             twa_trainer,
-            samples,
+            Samples::host(samples),
             &twa_config,
             &mut |e| reporter.event(e),
         ));

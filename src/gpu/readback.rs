@@ -1,9 +1,10 @@
 //! Reading a small device buffer back without stalling: copy into a staging buffer in
 //! the step's own encoder, request the map after submit, and pick the values up on a
-//! later step once the device got there.
+//! later step once the device got there. One staging buffer serves a whole run: a copy
+//! still on its way when the values it holds lose their meaning is discarded.
 
 use super::context::Gpu;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 const IDLE: u8 = 0;
@@ -17,6 +18,8 @@ pub struct AsyncReadback {
     staging: wgpu::Buffer,
     words: usize,
     state: Arc<AtomicU8>,
+    /// The copy in flight is to be dropped when it arrives ([`AsyncReadback::discard`]).
+    stale: AtomicBool,
 }
 
 impl AsyncReadback {
@@ -32,6 +35,23 @@ impl AsyncReadback {
             staging,
             words,
             state: Arc::new(AtomicU8::new(IDLE)),
+            stale: AtomicBool::new(false),
+        }
+    }
+
+    /// Words read back.
+    pub fn words(&self) -> usize {
+        self.words
+    }
+
+    /// Forget the copy in flight, if any: [`AsyncReadback::try_take`] drops its values
+    /// when they arrive and the next copy can be made then.
+    pub fn discard(&self) {
+        match self.state.load(Ordering::Acquire) {
+            IDLE => {}
+            // Recorded but never submitted: the next copy overwrites it.
+            COPIED => self.state.store(IDLE, Ordering::Release),
+            _ => self.stale.store(true, Ordering::Release),
         }
     }
 
@@ -69,9 +89,10 @@ impl AsyncReadback {
                     .map(|view| bytemuck::cast_slice::<u8, f32>(&view).to_vec());
                 self.staging.unmap();
                 self.state.store(IDLE, Ordering::Release);
-                values
+                values.filter(|_| !self.stale.swap(false, Ordering::AcqRel))
             }
             FAILED => {
+                self.stale.store(false, Ordering::Release);
                 self.state.store(IDLE, Ordering::Release);
                 None
             }

@@ -11,11 +11,12 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::{DeviceMemory, Totals};
-use crate::train::SamplePlan;
 use crate::train::{Event, Schedule, SharedSamples, Trainer, TrainerState};
+use crate::train::{SamplePlan, SampleStore};
 use crate::twa::average::{evaluate_at, train_twa};
 use crate::twa::config::twa_train_config;
 use crate::twa::mean::mean;
+use crate::twa::Samples;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -274,7 +275,15 @@ pub async fn execute(
         };
         let averaging_started = started.elapsed().as_secs_f64();
         let (averaged, subspace) = average(
-            gpu, collective, data, val, config, &history, out, stop, observer,
+            gpu,
+            collective,
+            data,
+            val,
+            config,
+            (&history, &store),
+            out,
+            stop,
+            observer,
         )
         .await?;
         memory.subspace = subspace;
@@ -324,7 +333,8 @@ pub async fn execute(
 type RowWithAlpha = (Row, Vec<f64>);
 
 /// SWA and TWA of `history` on a second network (so that the SGD run can go on
-/// afterwards): saves history, SWA and TWA weights and α into `out` (if any; the
+/// afterwards), TWA's subspace built from the same samples still in the sampler's
+/// `store`: saves history, SWA and TWA weights and α into `out` (if any; the
 /// browser has no files); returns their
 /// rows (epochs of averaging, seconds since the samples were ready) with α, and the
 /// bytes of TWA's directions on this rank.
@@ -334,7 +344,7 @@ async fn average(
     data: &Dataset,
     val: Option<&Dataset>,
     config: &RunConfig,
-    history: &History,
+    (history, store): (&History, &SampleStore),
     out: Option<&Path>,
     stop: &Arc<AtomicBool>,
     observer: &mut dyn FnMut(Event),
@@ -387,7 +397,11 @@ async fn average(
         t.stop = stop.clone();
     }
     let coefficients = val_trainer.as_mut().unwrap_or(&mut averager);
-    let run = train_twa(gpu, coefficients, &history.samples, &twa, observer).await?;
+    let samples = Samples {
+        host: &history.samples,
+        device: Some(store),
+    };
+    let run = train_twa(gpu, coefficients, samples, &twa, observer).await?;
     let mut t = run.outcome;
     if val_trainer.is_some() {
         crate::twa::average::re_evaluate(&mut averager, &mut t).await?;

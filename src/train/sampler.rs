@@ -138,6 +138,35 @@ impl SampleStore {
         })
     }
 
+    /// Samples taken so far.
+    pub fn len(&self) -> usize {
+        self.infos.len()
+    }
+
+    /// Whether no sample was taken yet.
+    pub fn is_empty(&self) -> bool {
+        self.infos.is_empty()
+    }
+
+    /// Parameters per sample, D.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Record a copy of sample `i` into the start of `dst` into `encoder`.
+    #[track_caller]
+    pub fn copy_row(&self, encoder: &mut wgpu::CommandEncoder, i: usize, dst: &wgpu::Buffer) {
+        assert!(i < self.len(), "sample {i} of {}", self.len());
+        let offset = ((i % self.rows_per_chunk) * self.dim * 4) as u64;
+        encoder.copy_buffer_to_buffer(
+            &self.chunks[i / self.rows_per_chunk],
+            offset,
+            dst,
+            0,
+            (self.dim * 4) as u64,
+        );
+    }
+
     /// Bytes the samples take on the device.
     pub fn bytes(&self) -> u64 {
         self.chunks.iter().map(|c| c.size()).sum()

@@ -209,6 +209,9 @@ pub struct Trainer<'a> {
     exchange: Option<DeviceSum>,
     /// Whether the kernels have run once ([`Trainer::warm_up`]).
     warmed_up: bool,
+    /// Staging for the running totals, and for the watched values.
+    totals_readback: AsyncReadback,
+    watch_readback: Option<AsyncReadback>,
 }
 
 /// (start, size) of the batches of `batch` samples that cover `range`.
@@ -282,6 +285,8 @@ impl<'a> Trainer<'a> {
             collective: &Single,
             exchange: None,
             warmed_up: false,
+            totals_readback: AsyncReadback::new(gpu, 4),
+            watch_readback: None,
         })
     }
 
@@ -433,11 +438,16 @@ impl<'a> Trainer<'a> {
             epoch: epoch + 1,
             steps,
         });
-        let readback = AsyncReadback::new(gpu, 4);
-        let watched = self
-            .watch
-            .as_ref()
-            .map(|w| AsyncReadback::new(gpu, w.words));
+        // Copies from an earlier epoch (or an earlier watch) still on their way mean nothing now.
+        self.totals_readback.discard();
+        self.watch_readback = match (self.watch_readback.take(), &self.watch) {
+            (Some(r), Some(w)) if r.words() == w.words => {
+                r.discard();
+                Some(r)
+            }
+            (_, Some(w)) => Some(AsyncReadback::new(gpu, w.words)),
+            (_, None) => None,
+        };
         let mut in_flight = VecDeque::new();
         let mut lr = 0.0;
         for step in first_step..steps {
@@ -493,8 +503,9 @@ impl<'a> Trainer<'a> {
                 }
             }
             if step % READBACK_EVERY == READBACK_EVERY - 1 {
-                readback.copy_if_idle(&mut encoder, self.net.totals_buffer(true));
-                if let (Some(w), Some(r)) = (&self.watch, &watched) {
+                self.totals_readback
+                    .copy_if_idle(&mut encoder, self.net.totals_buffer(true));
+                if let (Some(w), Some(r)) = (&self.watch, &self.watch_readback) {
                     {
                         let mut pass = encoder.begin_compute_pass(&Default::default());
                         w.dispatches.iter().for_each(|d| d.record(&mut pass));
@@ -503,8 +514,8 @@ impl<'a> Trainer<'a> {
                 }
             }
             in_flight.push_back(gpu.queue.submit([encoder.finish()]));
-            readback.after_submit();
-            if let Some(r) = &watched {
+            self.totals_readback.after_submit();
+            if let Some(r) = &self.watch_readback {
                 r.after_submit();
             }
             self.global_step += 1;
@@ -517,7 +528,7 @@ impl<'a> Trainer<'a> {
                     })
                     .map_err(|e| Error::Gpu(e.to_string()))?;
             }
-            if let Some(words) = readback.try_take(gpu) {
+            if let Some(words) = self.totals_readback.try_take(gpu) {
                 let totals = Network::decode_totals(&words);
                 self.diverged(&totals, epoch + 1)?;
                 observer(Event::Running {
@@ -525,9 +536,10 @@ impl<'a> Trainer<'a> {
                     acc: totals.accuracy(),
                 });
             }
-            if let (Some(w), Some(words)) =
-                (&self.watch, watched.as_ref().and_then(|r| r.try_take(gpu)))
-            {
+            if let (Some(w), Some(words)) = (
+                &self.watch,
+                self.watch_readback.as_ref().and_then(|r| r.try_take(gpu)),
+            ) {
                 observer((w.to_event)(&words));
             }
             observer(Event::Step { step: step + 1 });

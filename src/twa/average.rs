@@ -6,7 +6,7 @@ use super::config::{sample_count, start_sample, TwaConfig};
 use super::directions::Coefficients;
 use super::mean::mean;
 use super::outcome::{Averaged, TwaRun};
-use super::subspace::{self, Subspace};
+use super::subspace::{self, Samples, Subspace};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::nn::Totals;
@@ -42,20 +42,21 @@ fn unit(n: usize, i: usize) -> Vec<f64> {
 pub async fn train_twa(
     gpu: &Gpu,
     trainer: &mut Trainer<'_>,
-    samples: &[f32],
+    samples: Samples<'_>,
     twa: &TwaConfig,
     observer: &mut dyn FnMut(Event),
 ) -> Result<TwaRun> {
     twa.validate()?;
     if twa.coefficients != Coefficients::Orthonormal {
-        return super::explicit::train_explicit(gpu, trainer, samples, twa, observer).await;
+        return super::explicit::train_explicit(gpu, trainer, samples.host, twa, observer).await;
     }
     let started = web_time::Instant::now();
     let dim = trainer.net.model.num_params();
-    let n = sample_count(samples, dim)?;
+    let n = sample_count(samples.host, dim)?;
+    let host = samples.host;
     let (start, start_alpha) = match start_sample(twa.start, n)? {
-        None => (mean(samples, dim), vec![1.0 / n as f64; n]),
-        Some(i) => (samples[i * dim..(i + 1) * dim].to_vec(), unit(n, i)),
+        None => (mean(host, dim), vec![1.0 / n as f64; n]),
+        Some(i) => (host[i * dim..(i + 1) * dim].to_vec(), unit(n, i)),
     };
     let collective = trainer.collective();
     let space = Subspace::build_sharded(

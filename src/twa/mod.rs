@@ -11,4 +11,4 @@ pub mod outcome;
 pub mod soup;
 pub mod subspace;
 
-pub use subspace::Subspace;
+pub use subspace::{Samples, Subspace};

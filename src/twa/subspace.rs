@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::gpu::kernels::{groups_1d, submit};
 use crate::gpu::{Dispatch, Gpu, Kernels};
 use crate::nn::GradientStep;
+use crate::train::SampleStore;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -176,25 +177,21 @@ impl Subspace {
         dim: usize,
         rows_per_chunk: usize,
     ) -> Result<Subspace> {
-        Self::build_sharded(gpu, k, &Single, samples, dim, rows_per_chunk).await
+        Self::build_sharded(gpu, k, &Single, Samples::host(samples), dim, rows_per_chunk).await
     }
 
-    /// [`Subspace::build`] with the rows shared by the ranks of `collective` (every
-    /// rank passes the same samples and keeps only its rows).
+    /// [`Subspace::build`] from [`Samples`] (read where they lie) with the rows shared by
+    /// the ranks of `collective` (every rank passes the same samples and keeps only its
+    /// rows).
     pub async fn build_sharded(
         gpu: &Gpu,
         k: &Kernels,
         collective: &dyn Collective,
-        samples: &[f32],
+        samples: Samples<'_>,
         dim: usize,
         rows_per_chunk: usize,
     ) -> Result<Subspace> {
-        assert!(
-            dim > 0 && samples.len().is_multiple_of(dim),
-            "samples ({}) not a multiple of D = {dim}",
-            samples.len()
-        );
-        let n = samples.len() / dim;
+        let n = samples.count(dim);
         let share = (collective.rank(), collective.size());
         let mine = n.saturating_sub(share.0).div_ceil(share.1);
         let rows_per_chunk = rows_per_chunk.clamp(1, mine.max(1));
@@ -218,7 +215,7 @@ impl Subspace {
             dropped: Vec::new(),
             sample_coordinates: Vec::with_capacity(n),
             chunks,
-            coef: gpu.storage(2 * n + 2, "coefficients"),
+            coef: gpu.storage(2 * n + 3, "coefficients"),
             share,
         };
         let mut work = Orthogonalisation {
@@ -229,8 +226,9 @@ impl Subspace {
         };
         // coef[2n + 1] = 1: the coefficient of `partial` taken as a one-row basis.
         gpu.write(&space.coef, 2 * n + 1, &[1.0f32]);
-        for (i, w) in samples.chunks(dim).enumerate() {
-            space.add_row(gpu, k, collective, i, w, &mut work).await?;
+        for i in 0..n {
+            samples.load(gpu, i, dim, &work.residual);
+            space.add_row(gpu, k, collective, i, &mut work).await?;
         }
         space.chunks.retain(|c| c.rows > 0);
         let rank = space.rank;
@@ -339,21 +337,29 @@ impl Subspace {
         out
     }
 
-    /// Orthogonalise sample `index` against the rows so far (twice) and append it
-    /// unless its residual is negligible.
+    /// Orthogonalise sample `index`, loaded into the residual, against the rows so far
+    /// (twice) and append it unless its residual is negligible.
     async fn add_row(
         &mut self,
         gpu: &Gpu,
         k: &Kernels,
         collective: &dyn Collective,
         index: usize,
-        w: &[f32],
         work: &mut Orthogonalisation,
     ) -> Result<()> {
         let n = self.samples;
         let residual = &work.residual;
-        gpu.write(residual, 0, w);
-        let mut pending = Vec::new();
+        // ‖w‖² before orthogonalising, with w as a one-row basis.
+        let mut pending = Vec::from(dots(
+            gpu,
+            k,
+            residual,
+            1,
+            self.dim,
+            residual,
+            &self.coef,
+            2 * n + 2,
+        ));
         for pass in 0..2 {
             let off = pass * n;
             pending.extend(self.dots_into(gpu, k, residual, &self.coef, off));
@@ -407,18 +413,14 @@ impl Subspace {
             2 * n,
         ));
         submit(gpu, &pending.iter().collect::<Vec<_>>());
-        let local: Vec<f32> = gpu.read(&self.coef, 0, 2 * n + 1).await?;
+        let local: Vec<f32> = gpu.read(&self.coef, 0, 2 * n + 3).await?;
         let norm = (local[2 * n] as f64).max(0.0).sqrt();
+        let w_norm = (local[2 * n + 2] as f64).max(0.0).sqrt();
         // The dot products of both passes with every row of P, wherever it is held.
         let first = self.gathered(collective, &local[..n], n);
         let second = self.gathered(collective, &local[n..2 * n], n);
         let coef: Vec<f64> = (0..self.rank).map(|j| first[j] + second[j]).collect();
         let mut beta = coef.clone();
-        let w_norm = w
-            .iter()
-            .map(|&v| (v as f64) * (v as f64))
-            .sum::<f64>()
-            .sqrt();
         if norm <= DEPENDENCE_TOLERANCE * w_norm.max(f64::MIN_POSITIVE) {
             self.dropped.push(Dropped {
                 sample: index,
@@ -472,6 +474,52 @@ impl Subspace {
         gpu.queue.submit([encoder.finish()]);
         self.chunks[chunk].rows += 1;
         Ok(())
+    }
+}
+
+/// The samples a subspace is built from: n × D rows on the host and, while the
+/// sampler's store still holds them, the same rows on the device, which are then read
+/// there (no trip through the host).
+#[derive(Clone, Copy)]
+pub struct Samples<'a> {
+    pub host: &'a [f32],
+    pub device: Option<&'a SampleStore>,
+}
+
+impl<'a> Samples<'a> {
+    /// Samples held on the host only.
+    pub fn host(host: &'a [f32]) -> Samples<'a> {
+        Samples { host, device: None }
+    }
+
+    /// Number of `dim`-long samples (the device's rows must be the host's).
+    #[track_caller]
+    pub fn count(&self, dim: usize) -> usize {
+        assert!(
+            dim > 0 && self.host.len().is_multiple_of(dim),
+            "samples ({}) not a multiple of D = {dim}",
+            self.host.len()
+        );
+        let n = self.host.len() / dim;
+        if let Some(store) = self.device {
+            assert!(
+                store.dim() == dim && store.len() == n,
+                "the store holds other samples"
+            );
+        }
+        n
+    }
+
+    /// Put sample `i` at the start of `dst`.
+    fn load(&self, gpu: &Gpu, i: usize, dim: usize, dst: &wgpu::Buffer) {
+        match self.device {
+            Some(store) => {
+                let mut encoder = gpu.device.create_command_encoder(&Default::default());
+                store.copy_row(&mut encoder, i, dst);
+                gpu.queue.submit([encoder.finish()]);
+            }
+            None => gpu.write(dst, 0, &self.host[i * dim..(i + 1) * dim]),
+        }
     }
 }
 
