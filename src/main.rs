@@ -52,6 +52,9 @@ enum Command {
         /// Preset name (quick, fashion-mnist, head, tail, spirals, cnn, head-cnn, resnet).
         #[arg(long, default_value = "quick")]
         preset: String,
+        /// Write the network as its list of layers (`arch = "layers"`), ready to edit.
+        #[arg(long)]
+        layers: bool,
     },
     /// Benchmark the kernels on the current adapter and print a table.
     Bench {
@@ -89,7 +92,9 @@ fn main() {
         Command::History { command } => cli::history::history(command),
         Command::Landscape(args) => cli::landscape::landscape(&job, adapter, args),
         Command::Plan(args) => cli::plan::plan(args),
-        Command::Config { preset } => RunConfig::preset(&preset).map(|c| print!("{}", c.to_toml())),
+        Command::Config { preset, layers } => RunConfig::preset(&preset)
+            .and_then(|c| if layers { c.with_layer_list() } else { Ok(c) })
+            .map(|c| print!("{}", c.to_toml())),
         Command::Bench {
             full,
             json,

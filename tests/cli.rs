@@ -454,3 +454,50 @@ fn plan_sizes_models_and_splits_the_subspace_over_ranks() {
     );
     assert_fails(&twa(&["plan", "--bits", "3"]), 3, "--bits 3");
 }
+
+/// A network written in a config file: LeNet-5 (assets/presets/lenet5.toml) trains on
+/// the shipped subset; a preset written out by `twa config --layers` trains exactly as
+/// the preset does.
+#[test]
+fn networks_written_as_layer_lists_train_from_their_config_files() {
+    let dir = temp_dir("layer_lists");
+    let lenet = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/presets/lenet5.toml");
+    let out = dir.join("lenet").display().to_string();
+    let summary = json_summary(twa(&[
+        "train", "--config", lenet, "--epochs", "1", "--out", &out, "--json",
+    ]));
+    assert_eq!(summary["params"], 61_706);
+    assert!(summary["test_acc"].as_f64().unwrap() > 0.6, "{summary}");
+
+    let written = dir.join("quick-layers.toml");
+    let text = twa(&["config", "--preset", "quick", "--layers"]).stdout;
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("arch = \"layers\"") && !text.contains("hidden"),
+        "{text}"
+    );
+    std::fs::write(&written, text).unwrap();
+    let run = |source: &[&str], name: &str| {
+        let out = dir.join(name).display().to_string();
+        let mut args = vec!["train", "--epochs", "1", "--out", &out, "--json"];
+        args.extend(source);
+        let summary = json_summary(twa(&args));
+        (summary["test_acc"].clone(), summary["test_loss"].clone())
+    };
+    assert_eq!(
+        run(&["--preset", "quick"], "preset"),
+        run(&["--config", written.to_str().unwrap()], "listed")
+    );
+    let tensors = |name: &str| {
+        let bytes = std::fs::read(dir.join(name).join("model.safetensors")).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut all: Vec<(String, Vec<u8>)> = file
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.data().to_vec()))
+            .collect();
+        all.sort();
+        all
+    };
+    assert_eq!(tensors("preset"), tensors("listed"), "the same weights");
+}

@@ -134,3 +134,50 @@ fn resnet8_training_step_matches_the_cpu_reference() {
     let model = Model::build(&config, Shape::image(8, 8, 3), 5).unwrap();
     check_step("resnet8", model, 4, false);
 }
+
+/// A network from a config's layer list.
+fn from_layers(toml_list: &str, input: Shape, classes: usize) -> Model {
+    let text = format!("[model]\narch = \"layers\"\nlayers = {toml_list}\n");
+    let config = twa::run::config::RunConfig::from_toml(&text, "test").unwrap();
+    Model::build(&config.model, input, classes).unwrap()
+}
+
+/// LeNet-5 as the shipped preset writes it: 5×5 convolutions with biases, one padded.
+#[test]
+fn lenet5_from_its_layer_list_steps_as_the_cpu_reference() {
+    let config = twa::run::config::RunConfig::preset("lenet5").unwrap();
+    let model = Model::build(&config.model, Shape::image(28, 28, 1), 10).unwrap();
+    assert_eq!(model.num_params(), 61_706);
+    check_step("lenet5", model, 3, false);
+}
+
+/// Layers the presets do not use: a 7×7 stride-2 convolution with bias, overlapping
+/// max-pooling (3, stride 2), a 1×1 stride-2 convolution in a shortcut read from the
+/// block's input, a strided average pool, and a Linear on the pooled features.
+#[test]
+fn a_layer_list_with_strided_pools_and_large_kernels_steps_as_the_cpu_reference() {
+    let model = from_layers(
+        r#"[
+            { conv = { outputs = 4, kernel = 7, stride = 2, padding = 3 } },
+            "batchnorm",
+            "relu",
+            { max_pool = { kernel = 3, stride = 2 } },
+            { residual = { body = [
+                { conv = { outputs = 6, kernel = 3, stride = 2, padding = 1, bias = false } },
+                "batchnorm",
+                "relu",
+            ], shortcut = [
+                { conv = { outputs = 6, kernel = 1, stride = 2 } },
+            ] } },
+            { avg_pool = { kernel = 2, stride = 1 } },
+            "flatten",
+            { linear = { outputs = "classes" } },
+        ]"#,
+        Shape::image(18, 18, 3),
+        4,
+    );
+    // 18 → conv/2 → 9 → pool 3/2 → 4 → block /2 → 2 → avg 2/1 → 1.
+    assert_eq!(model.act_shape(4), Shape::image(4, 4, 4));
+    assert_eq!(model.act_shape(10), Shape::image(1, 1, 6));
+    check_step("layer list", model, 3, false);
+}

@@ -1276,7 +1276,9 @@ fn copy_through(r: &twa::gpu::readback::AsyncReadback, src: &wgpu::Buffer) {
 /// Waits until the map requested last has completed, then takes.
 fn take_after_wait(r: &twa::gpu::readback::AsyncReadback) -> Option<Vec<f32>> {
     let gpu = gpu();
-    gpu.device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .unwrap();
     r.try_take(gpu)
 }
 

@@ -101,7 +101,7 @@ fn run_panel(app: &mut TwaApp, ui: &mut egui::Ui) {
                 row(
                     ui,
                     "model",
-                    egui::Label::new(format!("{:?}", s.arch).to_lowercase()),
+                    egui::Label::new(s.arch.name()),
                 );
             }
             number(ui, "epochs", &mut s.epochs, 0.2);

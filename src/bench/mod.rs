@@ -495,6 +495,7 @@ fn title(arch: Arch) -> &'static str {
         Arch::Mlp => "MLP-BN 784-256-256-10",
         Arch::Cnn => "cnn",
         Arch::Resnet => "resnet",
+        Arch::Layers => "layers",
     }
 }
 

@@ -69,7 +69,7 @@ pub fn plan(args: PlanArgs) -> Result<()> {
         let config = RunConfig::preset(name)?;
         let sizes = plan::preset_sizes(&config)?;
         let batch = args.batch.unwrap_or(config.train.batch);
-        let label = format!("preset {name} ({:?})", config.model.arch);
+        let label = format!("preset {name} ({})", config.model.arch.name());
         plans.push(plan::plan(
             &label,
             sizes,

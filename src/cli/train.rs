@@ -156,8 +156,8 @@ pub fn train(job: &Job, adapter: Option<&str>, args: TrainArgs) -> Result<()> {
     trainer.distribute(&*job.world)?;
     trainer.stop = stop_on_ctrl_c();
     eprintln!(
-        "model: {:?}, {} parameters",
-        config.model.arch,
+        "model: {}, {} parameters",
+        config.model.arch.name(),
         trainer.net.model.num_params()
     );
     if let Some(path) = &args.init {

@@ -7,6 +7,7 @@ pub mod model;
 pub mod network;
 pub mod optim;
 pub mod params;
+pub mod spec;
 
 pub use model::{Model, ModelConfig};
 pub use network::{DeviceMemory, GradientStep, Network, StepState, Totals};

@@ -11,7 +11,7 @@
 
 use super::params::ParamTable;
 pub use crate::data::Shape;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +26,20 @@ pub enum Arch {
     Cnn,
     /// Pre-activation ResNet (depth 6n + 2) for 32 × 32 images.
     Resnet,
+    /// The list in `[model] layers`.
+    Layers,
+}
+
+impl Arch {
+    /// The name a config writes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Mlp => "mlp",
+            Arch::Cnn => "cnn",
+            Arch::Resnet => "resnet",
+            Arch::Layers => "layers",
+        }
+    }
 }
 
 /// The network to build. Input shape and `classes` come from the data.
@@ -41,6 +55,9 @@ pub struct ModelConfig {
     pub depth: usize,
     /// ResNet: channels of the first stage (doubled at each of the next two).
     pub width: usize,
+    /// Layers: the network as a list (see [`super::spec::LayerSpec`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<super::spec::LayerSpec>,
 }
 
 impl Default for ModelConfig {
@@ -51,6 +68,7 @@ impl Default for ModelConfig {
             batchnorm: true,
             depth: 20,
             width: 16,
+            layers: Vec::new(),
         }
     }
 }
@@ -177,349 +195,21 @@ pub struct Model {
     pub state: ParamTable,
 }
 
-/// Appends layers, tracking the current activation and its shape, and checks that
-/// every layer's declared input matches what reaches it.
-struct Builder {
-    model: Model,
-    arch: &'static str,
-    /// The activation the next layer reads, and its shape.
-    current: usize,
-    shape: Shape,
-}
-
-impl Builder {
-    fn new(arch: &'static str, input: Shape, classes: usize) -> Builder {
-        Builder {
-            model: Model {
-                input,
-                classes,
-                layers: Vec::new(),
-                params: ParamTable::default(),
-                state: ParamTable::default(),
-            },
-            arch,
-            current: 0,
-            shape: input,
-        }
-    }
-
-    /// The shape of activation `index`.
-    fn shape_of(&self, index: usize) -> Shape {
-        match index {
-            0 => self.model.input,
-            i => self.model.layers[i - 1].output,
-        }
-    }
-
-    fn mismatch(&self, kind: &LayerKind, expected: String) -> Error {
-        Error::Shape(format!(
-            "model {}: layer {} ({}) expects {expected} but gets {}",
-            self.arch,
-            self.model.layers.len(),
-            kind.describe(),
-            self.shape
-        ))
-    }
-
-    fn push(&mut self, kind: LayerKind, output: Shape, param_off: usize, state_off: usize) {
-        self.model.layers.push(Layer {
-            kind,
-            input: self.current,
-            output,
-            param_off,
-            state_off,
-        });
-        self.current = self.model.layers.len();
-        self.shape = output;
-    }
-
-    fn name(&self) -> usize {
-        self.model.layers.len()
-    }
-
-    fn linear(&mut self, inputs: usize, outputs: usize) -> Result<()> {
-        let kind = LayerKind::Linear { inputs, outputs };
-        if self.shape != Shape::flat(inputs) {
-            return Err(self.mismatch(&kind, format!("{inputs} features")));
-        }
-        let name = self.name();
-        let off = self
-            .model
-            .params
-            .push(format!("{name}.weight"), vec![outputs, inputs]);
-        self.model
-            .params
-            .push(format!("{name}.bias"), vec![outputs]);
-        self.push(kind, Shape::flat(outputs), off, 0);
-        Ok(())
-    }
-
-    fn conv(
-        &mut self,
-        channels: usize,
-        outputs: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    ) -> Result<()> {
-        let window = Window {
-            input: self.shape,
-            kernel: (kernel, kernel),
-            stride,
-            padding,
-        };
-        let kind = LayerKind::Conv {
-            window,
-            outputs,
-            bias: false,
-        };
-        let fits =
-            self.shape.height + 2 * padding >= kernel && self.shape.width + 2 * padding >= kernel;
-        if self.shape.channels != channels || !fits {
-            // Described as declared (with `channels` inputs).
-            let declared = LayerKind::Conv {
-                window: Window {
-                    input: Shape {
-                        channels,
-                        ..self.shape
-                    },
-                    ..window
-                },
-                outputs,
-                bias: false,
-            };
-            return Err(self.mismatch(
-                &declared,
-                format!(
-                    "{channels} channels of at least {kernel}×{kernel} (with padding {padding})"
-                ),
-            ));
-        }
-        let name = self.name();
-        let off = self.model.params.push(
-            format!("{name}.weight"),
-            vec![outputs, channels, kernel, kernel],
-        );
-        let (h, w) = window.out_hw();
-        self.push(kind, Shape::image(h, w, outputs), off, 0);
-        Ok(())
-    }
-
-    fn batchnorm(&mut self) {
-        let (features, spatial) = (self.shape.channels, self.shape.spatial());
-        let name = self.name();
-        let off = self
-            .model
-            .params
-            .push(format!("{name}.weight"), vec![features]);
-        self.model
-            .params
-            .push(format!("{name}.bias"), vec![features]);
-        let state_off = self
-            .model
-            .state
-            .push(format!("{name}.running_mean"), vec![features]);
-        self.model
-            .state
-            .push(format!("{name}.running_var"), vec![features]);
-        self.model.state.reserve(2 * features);
-        let shape = self.shape;
-        self.push(
-            LayerKind::BatchNorm { features, spatial },
-            shape,
-            off,
-            state_off,
-        );
-    }
-
-    fn relu(&mut self) {
-        let shape = self.shape;
-        self.push(
-            LayerKind::Relu {
-                features: shape.len(),
-            },
-            shape,
-            0,
-            0,
-        );
-    }
-
-    fn pool(&mut self, kernel: usize, max: bool) -> Result<()> {
-        let window = Window {
-            input: self.shape,
-            kernel: (kernel, kernel),
-            stride: kernel,
-            padding: 0,
-        };
-        let kind = if max {
-            LayerKind::MaxPool { window }
-        } else {
-            LayerKind::AvgPool { window }
-        };
-        if self.shape.height < kernel || self.shape.width < kernel {
-            return Err(self.mismatch(&kind, format!("an image of at least {kernel}×{kernel}")));
-        }
-        let (h, w) = window.out_hw();
-        self.push(kind, Shape::image(h, w, self.shape.channels), 0, 0);
-        Ok(())
-    }
-
-    fn global_avg_pool(&mut self) {
-        let window = Window {
-            input: self.shape,
-            kernel: (self.shape.height, self.shape.width),
-            stride: 1,
-            padding: 0,
-        };
-        let shape = Shape::flat(self.shape.channels);
-        self.push(LayerKind::AvgPool { window }, shape, 0, 0);
-    }
-
-    fn flatten(&mut self) {
-        let input = self.shape;
-        self.push(LayerKind::Flatten { input }, Shape::flat(input.len()), 0, 0);
-    }
-
-    /// y = current + activation `other`.
-    fn add(&mut self, other: usize) -> Result<()> {
-        let kind = LayerKind::Add {
-            features: self.shape.len(),
-            other,
-        };
-        let other_shape = self.shape_of(other);
-        if other_shape != self.shape {
-            return Err(self.mismatch(&kind, format!("{other_shape} (activation {other})")));
-        }
-        let shape = self.shape;
-        self.push(kind, shape, 0, 0);
-        Ok(())
-    }
-
-    /// Read activation `index` next (a branch of a residual block).
-    fn branch_from(&mut self, index: usize) {
-        self.current = index;
-        self.shape = self.shape_of(index);
-    }
-
-    /// One pre-activation basic block: BN → ReLU → conv(stride) → BN → ReLU → conv,
-    /// plus the identity, or a 1×1 conv(stride) of the pre-activation where the shape
-    /// changes.
-    fn preact_block(&mut self, outputs: usize, stride: usize) -> Result<()> {
-        let block_input = self.current;
-        let channels = self.shape.channels;
-        self.batchnorm();
-        self.relu();
-        let preact = self.current;
-        self.conv(channels, outputs, 3, stride, 1)?;
-        self.batchnorm();
-        self.relu();
-        self.conv(outputs, outputs, 3, 1, 1)?;
-        let main = self.current;
-        let shortcut = if stride != 1 || channels != outputs {
-            self.branch_from(preact);
-            self.conv(channels, outputs, 1, stride, 0)?;
-            self.current
-        } else {
-            block_input
-        };
-        self.branch_from(main);
-        self.add(shortcut)
-    }
-
-    fn finish(self) -> Result<Model> {
-        if self.shape != Shape::flat(self.model.classes) {
-            return Err(Error::Shape(format!(
-                "model {}: the last layer gives {} but the data has {} classes",
-                self.arch, self.shape, self.model.classes
-            )));
-        }
-        Ok(self.model)
-    }
-}
-
 impl Model {
     /// The model `config` describes for samples of shape `input` and `classes`
     /// classes; an error names the first layer whose input does not fit.
     pub fn build(config: &ModelConfig, input: Shape, classes: usize) -> Result<Model> {
-        match config.arch {
-            Arch::Mlp => Model::build_mlp(config, input, classes),
-            Arch::Cnn => Model::build_cnn(input, classes),
-            Arch::Resnet => Model::build_resnet(config, input, classes),
-        }
+        super::spec::build(config.arch.name(), &config.layer_list()?, input, classes)
     }
 
     /// An MLP for `inputs` features and `classes` classes.
     pub fn mlp(config: &ModelConfig, inputs: usize, classes: usize) -> Model {
-        Model::build_mlp(config, Shape::flat(inputs), classes)
+        let config = ModelConfig {
+            arch: Arch::Mlp,
+            ..config.clone()
+        };
+        Model::build(&config, Shape::flat(inputs), classes)
             .expect("an MLP chains for any input width")
-    }
-
-    fn build_mlp(config: &ModelConfig, input: Shape, classes: usize) -> Result<Model> {
-        if config.hidden.contains(&0) {
-            return Err(Error::Config("hidden widths must be at least 1".into()));
-        }
-        let mut b = Builder::new("mlp", Shape::flat(input.len()), classes);
-        b.model.input = input;
-        let mut width = input.len();
-        for &hidden in &config.hidden {
-            b.linear(width, hidden)?;
-            if config.batchnorm {
-                b.batchnorm();
-            }
-            b.relu();
-            width = hidden;
-        }
-        b.linear(width, classes)?;
-        b.finish()
-    }
-
-    /// The `cnn` of the conv-nets issue, as PyTorch would declare it: Conv2d(1, 32, 3,
-    /// padding 1) → BN → ReLU → MaxPool(2) → Conv2d(32, 64, 3, padding 1) → BN → ReLU →
-    /// MaxPool(2) → Flatten → Linear(3136, 256) → BN → ReLU → Linear(256, classes).
-    fn build_cnn(input: Shape, classes: usize) -> Result<Model> {
-        let mut b = Builder::new("cnn", input, classes);
-        b.conv(1, 32, 3, 1, 1)?;
-        b.batchnorm();
-        b.relu();
-        b.pool(2, true)?;
-        b.conv(32, 64, 3, 1, 1)?;
-        b.batchnorm();
-        b.relu();
-        b.pool(2, true)?;
-        b.flatten();
-        b.linear(3136, 256)?;
-        b.batchnorm();
-        b.relu();
-        b.linear(256, classes)?;
-        b.finish()
-    }
-
-    /// Pre-activation ResNet-(6n + 2): conv 3×3 → `width`, three stages of n blocks
-    /// (`width`, 2·`width`, 4·`width` channels, stride 2 into the last two), BN → ReLU →
-    /// global average pool → Linear.
-    fn build_resnet(config: &ModelConfig, input: Shape, classes: usize) -> Result<Model> {
-        if config.depth < 8 || !(config.depth - 2).is_multiple_of(6) || config.width == 0 {
-            return Err(Error::Config(format!(
-                "resnet depth must be 6n + 2 with n ≥ 1 (8, 14, 20, …) and width ≥ 1; got depth {} width {}",
-                config.depth, config.width
-            )));
-        }
-        let blocks = (config.depth - 2) / 6;
-        let mut b = Builder::new("resnet", input, classes);
-        b.conv(input.channels, config.width, 3, 1, 1)?;
-        for stage in 0..3 {
-            let outputs = config.width << stage;
-            for block in 0..blocks {
-                let stride = if stage > 0 && block == 0 { 2 } else { 1 };
-                b.preact_block(outputs, stride)?;
-            }
-        }
-        b.batchnorm();
-        b.relu();
-        b.global_avg_pool();
-        let features = b.shape.len();
-        b.linear(features, classes)?;
-        b.finish()
     }
 
     /// Number of trainable parameters D.

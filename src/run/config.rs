@@ -2,6 +2,7 @@
 //! shipped in `assets/presets/` (embedded in the binary) and every default written out.
 
 use crate::error::{Error, Result};
+use crate::nn::model::Arch;
 use crate::nn::ModelConfig;
 use crate::train::TrainConfig;
 use serde::{Deserialize, Serialize};
@@ -110,6 +111,7 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../../assets/presets/head-cnn.toml"),
     ),
     ("resnet", include_str!("../../assets/presets/resnet.toml")),
+    ("lenet5", include_str!("../../assets/presets/lenet5.toml")),
 ];
 
 /// The shipped Fashion-MNIST subset (see `assets/fashion-mnist-subset/README.md`).
@@ -217,15 +219,46 @@ impl RunConfig {
         }
     }
 
-    /// TOML with every field written out.
+    /// TOML with every field written out; a network given as a layer list is written
+    /// one layer per line (`[model]` holds only `arch` and `layers` then).
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("config serialises")
+        if self.model.arch != Arch::Layers {
+            return toml::to_string_pretty(self).expect("config serialises");
+        }
+        let rest = RunConfig {
+            model: ModelConfig::default(),
+            ..self.clone()
+        };
+        let text = toml::to_string_pretty(&rest).expect("config serialises");
+        let after_model = text
+            .find("\n[train]")
+            .expect("the model section comes first");
+        format!(
+            "[model]\narch = \"layers\"\nlayers = {}\n{}",
+            crate::nn::spec::to_toml(&self.model.layers),
+            &text[after_model..]
+        )
+    }
+
+    /// This config with its network written as a layer list (`twa config --layers`).
+    pub fn with_layer_list(&self) -> Result<RunConfig> {
+        let layers = self.model.layer_list()?;
+        Ok(RunConfig {
+            model: ModelConfig {
+                arch: Arch::Layers,
+                layers,
+                ..ModelConfig::default()
+            },
+            ..self.clone()
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::model::Shape;
+    use crate::nn::Model;
 
     #[test]
     fn every_preset_parses_validates_and_round_trips() {
@@ -236,6 +269,28 @@ mod tests {
             assert_eq!(
                 RunConfig::from_toml(&config.to_toml(), name).unwrap(),
                 config,
+                "{name}"
+            );
+        }
+        for (name, _) in PRESETS {
+            // Written as a layer list, read back: the same network, layer for layer.
+            let config = RunConfig::preset(name).unwrap();
+            let listed = config.with_layer_list().unwrap();
+            let text = listed.to_toml();
+            let read = RunConfig::from_toml(&text, name).unwrap();
+            assert_eq!(read, listed, "{name}:\n{text}");
+            let (input, classes) = if config.model.arch == Arch::Resnet {
+                (Shape::image(32, 32, 3), 10)
+            } else if config.data.generated == "spirals" {
+                (Shape::flat(2), 3)
+            } else {
+                (Shape::image(28, 28, 1), 10)
+            };
+            let built = |c: &RunConfig| Model::build(&c.model, input, classes).unwrap();
+            let (a, b) = (built(&config), built(&read));
+            assert_eq!(
+                (a.layers, a.params, a.state),
+                (b.layers, b.params, b.state),
                 "{name}"
             );
         }

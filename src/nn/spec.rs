@@ -1,0 +1,822 @@
+//! Networks as data: a network is a list of [`LayerSpec`]s, as a config's `[model]
+//! layers` writes it (residual blocks and repeats nest lists), in the spirit of
+//! PyTorch's `nn.Sequential`. The built-in `mlp`, `cnn` and `resnet` are such lists
+//! ([`ModelConfig::layer_list`]); [`build`] walks one into a [`Model`], checking every
+//! layer's input, and [`to_toml`] writes one back.
+//!
+//! Layers are numbered in the order they are built, depth first, as in PyTorch's
+//! flattened `nn.Sequential`: layer i's parameters are `i.weight`, `i.bias`.
+
+use super::model::{Arch, Layer, LayerKind, Model, ModelConfig, Shape, Window};
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// A Linear layer's outputs: a count, or `"classes"`, the data's class count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Width {
+    Count(usize),
+    Classes,
+}
+
+impl Serialize for Width {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Width::Count(n) => s.serialize_u64(*n as u64),
+            Width::Classes => s.serialize_str("classes"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Width {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Width, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Width;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a count or \"classes\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> std::result::Result<Width, E> {
+                usize::try_from(n)
+                    .map(Width::Count)
+                    .map_err(|_| E::custom(format!("{n} is too large")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> std::result::Result<Width, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::custom(format!("{n} is negative")))
+                    .and_then(|n| self.visit_u64(n))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Width, E> {
+                match s {
+                    "classes" => Ok(Width::Classes),
+                    _ => Err(E::custom(format!("`{s}`: expected a count or \"classes\""))),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+fn one() -> usize {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// One entry of a network's layer list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum LayerSpec {
+    /// y = x·Wᵀ + b (PyTorch's `Linear`). It reads a flat input, a one-channel image
+    /// (the orders agree), or the network's input as stored (channels last); put
+    /// `flatten` before it after a convolution. `inputs`, if given, is checked.
+    Linear {
+        outputs: Width,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<usize>,
+    },
+    /// A 2-D convolution with square kernel (PyTorch's `Conv2d`); `channels`, if
+    /// given, is checked against the input's.
+    Conv {
+        outputs: usize,
+        kernel: usize,
+        #[serde(default = "one")]
+        stride: usize,
+        #[serde(default)]
+        padding: usize,
+        #[serde(default = "yes")]
+        bias: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channels: Option<usize>,
+    },
+    /// BatchNorm over the channels: `BatchNorm1d` on flat inputs, `BatchNorm2d` on images.
+    Batchnorm,
+    Relu,
+    /// Maximum over square windows (stride: the kernel if not given; no padding).
+    MaxPool {
+        kernel: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stride: Option<usize>,
+    },
+    /// Mean over square windows (stride: the kernel if not given; no padding).
+    AvgPool {
+        kernel: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stride: Option<usize>,
+    },
+    /// The mean of each channel over the image (adaptive average pooling to 1×1,
+    /// flattened): C features.
+    GlobalAvgPool,
+    /// An image to C·H·W features in PyTorch's (channel-major) order.
+    Flatten,
+    /// `body` plus a shortcut: the block's input (identity), or, with `shortcut`
+    /// layers, their output, reading the output of the body's first `shortcut_from`
+    /// layers (0: the block's input). Built as the body, the shortcut, then the sum.
+    Residual {
+        body: Vec<LayerSpec>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        shortcut_from: usize,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        shortcut: Vec<LayerSpec>,
+    },
+    /// `layers`, `times` times over.
+    Repeat {
+        times: usize,
+        layers: Vec<LayerSpec>,
+    },
+}
+
+impl LayerSpec {
+    /// The entry's name as a config writes it.
+    fn name(&self) -> &'static str {
+        match self {
+            LayerSpec::Linear { .. } => "linear",
+            LayerSpec::Conv { .. } => "conv",
+            LayerSpec::Batchnorm => "batchnorm",
+            LayerSpec::Relu => "relu",
+            LayerSpec::MaxPool { .. } => "max_pool",
+            LayerSpec::AvgPool { .. } => "avg_pool",
+            LayerSpec::GlobalAvgPool => "global_avg_pool",
+            LayerSpec::Flatten => "flatten",
+            LayerSpec::Residual { .. } => "residual",
+            LayerSpec::Repeat { .. } => "repeat",
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The network as a layer list: `layers` itself, or the built-in architecture's.
+    pub fn layer_list(&self) -> Result<Vec<LayerSpec>> {
+        if self.arch != Arch::Layers && !self.layers.is_empty() {
+            return Err(Error::Config(format!(
+                "model.layers is read with arch = \"layers\" only (arch is \"{}\")",
+                self.arch.name()
+            )));
+        }
+        match self.arch {
+            Arch::Layers if self.layers.is_empty() => Err(Error::Config(
+                "arch = \"layers\" needs a non-empty model.layers list".into(),
+            )),
+            Arch::Layers => Ok(self.layers.clone()),
+            Arch::Mlp => mlp(&self.hidden, self.batchnorm),
+            Arch::Cnn => Ok(cnn()),
+            Arch::Resnet => resnet(self.depth, self.width),
+        }
+    }
+}
+
+fn linear(outputs: Width, inputs: Option<usize>) -> LayerSpec {
+    LayerSpec::Linear { outputs, inputs }
+}
+
+/// A bias-free square convolution.
+fn conv(outputs: usize, kernel: usize, stride: usize, padding: usize) -> LayerSpec {
+    LayerSpec::Conv {
+        outputs,
+        kernel,
+        stride,
+        padding,
+        bias: false,
+        channels: None,
+    }
+}
+
+/// Linear → (BatchNorm) → ReLU per hidden width, then a Linear to the classes.
+fn mlp(hidden: &[usize], batchnorm: bool) -> Result<Vec<LayerSpec>> {
+    if hidden.contains(&0) {
+        return Err(Error::Config("hidden widths must be at least 1".into()));
+    }
+    let mut list = Vec::new();
+    for &h in hidden {
+        list.push(linear(Width::Count(h), None));
+        if batchnorm {
+            list.push(LayerSpec::Batchnorm);
+        }
+        list.push(LayerSpec::Relu);
+    }
+    list.push(linear(Width::Classes, None));
+    Ok(list)
+}
+
+/// The `cnn` of the conv-nets issue, as PyTorch would declare it: Conv2d(1, 32, 3,
+/// padding 1) → BN → ReLU → MaxPool(2) → Conv2d(32, 64, 3, padding 1) → BN → ReLU →
+/// MaxPool(2) → Flatten → Linear(3136, 256) → BN → ReLU → Linear(256, classes).
+fn cnn() -> Vec<LayerSpec> {
+    let stage = |channels, outputs| {
+        [
+            LayerSpec::Conv {
+                outputs,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+                bias: false,
+                channels: Some(channels),
+            },
+            LayerSpec::Batchnorm,
+            LayerSpec::Relu,
+            LayerSpec::MaxPool {
+                kernel: 2,
+                stride: None,
+            },
+        ]
+    };
+    let mut list = Vec::from(stage(1, 32));
+    list.extend(stage(32, 64));
+    list.extend([
+        LayerSpec::Flatten,
+        linear(Width::Count(256), Some(3136)),
+        LayerSpec::Batchnorm,
+        LayerSpec::Relu,
+        linear(Width::Classes, Some(256)),
+    ]);
+    list
+}
+
+/// Pre-activation ResNet-(6n + 2): conv 3×3 → `width`, three stages of n blocks
+/// (`width`, 2·`width`, 4·`width` channels, stride 2 into the last two; BN → ReLU →
+/// conv → BN → ReLU → conv, with a 1×1 conv of the pre-activation as the shortcut
+/// where the shape changes), BN → ReLU → global average pool → Linear.
+fn resnet(depth: usize, width: usize) -> Result<Vec<LayerSpec>> {
+    if depth < 8 || !(depth - 2).is_multiple_of(6) || width == 0 {
+        return Err(Error::Config(format!(
+            "resnet depth must be 6n + 2 with n ≥ 1 (8, 14, 20, …) and width ≥ 1; got depth {depth} width {width}"
+        )));
+    }
+    let blocks = (depth - 2) / 6;
+    let block = |outputs, stride, projection: bool| LayerSpec::Residual {
+        body: vec![
+            LayerSpec::Batchnorm,
+            LayerSpec::Relu,
+            conv(outputs, 3, stride, 1),
+            LayerSpec::Batchnorm,
+            LayerSpec::Relu,
+            conv(outputs, 3, 1, 1),
+        ],
+        shortcut_from: if projection { 2 } else { 0 },
+        shortcut: if projection {
+            vec![conv(outputs, 1, stride, 0)]
+        } else {
+            Vec::new()
+        },
+    };
+    let mut list = vec![conv(width, 3, 1, 1)];
+    for stage in 0..3 {
+        let outputs = width << stage;
+        let rest = if stage == 0 {
+            blocks
+        } else {
+            list.push(block(outputs, 2, true));
+            blocks - 1
+        };
+        if rest > 0 {
+            list.push(LayerSpec::Repeat {
+                times: rest,
+                layers: vec![block(outputs, 1, false)],
+            });
+        }
+    }
+    list.extend([
+        LayerSpec::Batchnorm,
+        LayerSpec::Relu,
+        LayerSpec::GlobalAvgPool,
+        linear(Width::Classes, None),
+    ]);
+    Ok(list)
+}
+
+/// The model `list` describes for samples of shape `input` and `classes` classes
+/// (`name` names it in errors); an error names the first layer whose input or
+/// settings do not fit: its number, its kind and where it is in the list.
+pub fn build(name: &str, list: &[LayerSpec], input: Shape, classes: usize) -> Result<Model> {
+    let mut b = Builder {
+        model: Model {
+            input,
+            classes,
+            layers: Vec::new(),
+            params: Default::default(),
+            state: Default::default(),
+        },
+        name: name.to_string(),
+        current: 0,
+        shape: input,
+        path: Vec::new(),
+    };
+    b.list(list, "layers", 0)?;
+    if b.shape != Shape::flat(classes) {
+        return Err(Error::Shape(format!(
+            "model {name}: the last layer gives {} but the data has {classes} classes",
+            b.shape
+        )));
+    }
+    Ok(b.model)
+}
+
+/// Appends layers, tracking the current activation and its shape.
+struct Builder {
+    model: Model,
+    name: String,
+    /// The activation the next layer reads, and its shape.
+    current: usize,
+    shape: Shape,
+    /// Where the entry being built is in the list, for errors.
+    path: Vec<String>,
+}
+
+impl Builder {
+    /// The entries of `list`, numbered from `first` in errors (`field[i]`).
+    fn list(&mut self, list: &[LayerSpec], field: &str, first: usize) -> Result<()> {
+        for (i, spec) in list.iter().enumerate().map(|(i, s)| (i + first, s)) {
+            self.path.push(format!("{field}[{i}]"));
+            self.entry(spec)?;
+            self.path.pop();
+        }
+        Ok(())
+    }
+
+    /// An error about the next layer, described as `what`.
+    fn error(&self, what: &str, problem: String) -> Error {
+        Error::Shape(format!(
+            "model {}: layer {} ({what}) {problem} (at {})",
+            self.name,
+            self.model.layers.len(),
+            self.path.join("."),
+        ))
+    }
+
+    /// The next layer's expected input does not match what reaches it.
+    fn mismatch(&self, what: &str, expected: String) -> Error {
+        self.error(what, format!("expects {expected} but gets {}", self.shape))
+    }
+
+    fn shape_of(&self, index: usize) -> Shape {
+        self.model.act_shape(index)
+    }
+
+    fn push(&mut self, kind: LayerKind, output: Shape, param_off: usize, state_off: usize) {
+        self.model.layers.push(Layer {
+            kind,
+            input: self.current,
+            output,
+            param_off,
+            state_off,
+        });
+        self.current = self.model.layers.len();
+        self.shape = output;
+    }
+
+    /// Read activation `index` next.
+    fn branch_from(&mut self, index: usize) {
+        self.current = index;
+        self.shape = self.shape_of(index);
+    }
+
+    fn param(&mut self, name: &str, shape: Vec<usize>) -> usize {
+        let layer = self.model.layers.len();
+        self.model.params.push(format!("{layer}.{name}"), shape)
+    }
+
+    fn entry(&mut self, spec: &LayerSpec) -> Result<()> {
+        match *spec {
+            LayerSpec::Linear { outputs, inputs } => self.linear(outputs, inputs),
+            LayerSpec::Conv {
+                outputs,
+                kernel,
+                stride,
+                padding,
+                bias,
+                channels,
+            } => self.conv(outputs, kernel, stride, padding, bias, channels),
+            LayerSpec::Batchnorm => {
+                self.batchnorm();
+                Ok(())
+            }
+            LayerSpec::Relu => {
+                let shape = self.shape;
+                let features = shape.len();
+                self.push(LayerKind::Relu { features }, shape, 0, 0);
+                Ok(())
+            }
+            LayerSpec::MaxPool { kernel, stride } => self.pool(kernel, stride, true),
+            LayerSpec::AvgPool { kernel, stride } => self.pool(kernel, stride, false),
+            LayerSpec::GlobalAvgPool => {
+                let window = Window {
+                    input: self.shape,
+                    kernel: (self.shape.height, self.shape.width),
+                    stride: 1,
+                    padding: 0,
+                };
+                let shape = Shape::flat(self.shape.channels);
+                self.push(LayerKind::AvgPool { window }, shape, 0, 0);
+                Ok(())
+            }
+            LayerSpec::Flatten => {
+                let input = self.shape;
+                self.push(LayerKind::Flatten { input }, Shape::flat(input.len()), 0, 0);
+                Ok(())
+            }
+            LayerSpec::Residual {
+                ref body,
+                shortcut_from,
+                ref shortcut,
+            } => self.residual(body, shortcut_from, shortcut),
+            LayerSpec::Repeat { times, ref layers } => {
+                if times == 0 || layers.is_empty() {
+                    return Err(self.error(
+                        "repeat",
+                        "needs times ≥ 1 and a non-empty layers list".into(),
+                    ));
+                }
+                let at = self.path.pop().unwrap_or_default();
+                for t in 1..=times {
+                    self.path.push(format!("{at} (time {t} of {times})"));
+                    self.list(layers, "layers", 0)?;
+                    self.path.pop();
+                }
+                self.path.push(at);
+                Ok(())
+            }
+        }
+    }
+
+    fn linear(&mut self, outputs: Width, inputs: Option<usize>) -> Result<()> {
+        let features = self.shape.len();
+        let outputs = match outputs {
+            Width::Count(n) => n,
+            Width::Classes => self.model.classes,
+        };
+        let what = LayerKind::Linear {
+            inputs: inputs.unwrap_or(features),
+            outputs,
+        }
+        .describe();
+        if outputs == 0 {
+            return Err(self.error(&what, "needs at least 1 output".into()));
+        }
+        if inputs.is_some_and(|n| n != features) {
+            return Err(self.mismatch(&what, format!("{} features", inputs.unwrap_or(0))));
+        }
+        let flat_order = self.shape.channels == 1 || self.shape.spatial() == 1;
+        if !flat_order && self.current != 0 {
+            return Err(self.mismatch(&what, "flat features (put `flatten` before it)".into()));
+        }
+        let off = self.param("weight", vec![outputs, features]);
+        self.param("bias", vec![outputs]);
+        let kind = LayerKind::Linear {
+            inputs: features,
+            outputs,
+        };
+        self.push(kind, Shape::flat(outputs), off, 0);
+        Ok(())
+    }
+
+    fn conv(
+        &mut self,
+        outputs: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+        channels: Option<usize>,
+    ) -> Result<()> {
+        let declared = channels.unwrap_or(self.shape.channels);
+        let window = Window {
+            input: Shape {
+                channels: declared,
+                ..self.shape
+            },
+            kernel: (kernel, kernel),
+            stride,
+            padding,
+        };
+        let kind = LayerKind::Conv {
+            window,
+            outputs,
+            bias,
+        };
+        let what = kind.describe();
+        if outputs == 0 || kernel == 0 || stride == 0 {
+            return Err(self.error(&what, "needs outputs, kernel and stride ≥ 1".into()));
+        }
+        let fits =
+            self.shape.height + 2 * padding >= kernel && self.shape.width + 2 * padding >= kernel;
+        if self.shape.channels != declared || !fits {
+            return Err(self.mismatch(
+                &what,
+                format!(
+                    "{declared} channels of at least {kernel}×{kernel} (with padding {padding})"
+                ),
+            ));
+        }
+        let off = self.param("weight", vec![outputs, declared, kernel, kernel]);
+        if bias {
+            self.param("bias", vec![outputs]);
+        }
+        let (h, w) = window.out_hw();
+        self.push(kind, Shape::image(h, w, outputs), off, 0);
+        Ok(())
+    }
+
+    fn batchnorm(&mut self) {
+        let (features, spatial) = (self.shape.channels, self.shape.spatial());
+        let layer = self.model.layers.len();
+        let off = self.param("weight", vec![features]);
+        self.param("bias", vec![features]);
+        let state = &mut self.model.state;
+        let state_off = state.push(format!("{layer}.running_mean"), vec![features]);
+        state.push(format!("{layer}.running_var"), vec![features]);
+        state.reserve(2 * features);
+        let shape = self.shape;
+        self.push(
+            LayerKind::BatchNorm { features, spatial },
+            shape,
+            off,
+            state_off,
+        );
+    }
+
+    fn pool(&mut self, kernel: usize, stride: Option<usize>, max: bool) -> Result<()> {
+        let window = Window {
+            input: self.shape,
+            kernel: (kernel, kernel),
+            stride: stride.unwrap_or(kernel),
+            padding: 0,
+        };
+        let kind = if max {
+            LayerKind::MaxPool { window }
+        } else {
+            LayerKind::AvgPool { window }
+        };
+        let what = kind.describe();
+        if kernel == 0 || window.stride == 0 {
+            return Err(self.error(&what, "needs kernel and stride ≥ 1".into()));
+        }
+        if self.shape.height < kernel || self.shape.width < kernel {
+            return Err(self.mismatch(&what, format!("an image of at least {kernel}×{kernel}")));
+        }
+        let (h, w) = window.out_hw();
+        self.push(kind, Shape::image(h, w, self.shape.channels), 0, 0);
+        Ok(())
+    }
+
+    fn residual(
+        &mut self,
+        body: &[LayerSpec],
+        shortcut_from: usize,
+        shortcut: &[LayerSpec],
+    ) -> Result<()> {
+        if body.is_empty() || shortcut_from > body.len() {
+            return Err(self.error(
+                "residual",
+                format!(
+                    "needs a non-empty body and shortcut_from ≤ its {} layers",
+                    body.len()
+                ),
+            ));
+        }
+        if shortcut_from > 0 && shortcut.is_empty() {
+            return Err(self.error(
+                "residual",
+                "has shortcut_from but no shortcut layers".into(),
+            ));
+        }
+        let block_input = self.current;
+        self.list(&body[..shortcut_from], "body", 0)?;
+        let branch = self.current;
+        self.list(&body[shortcut_from..], "body", shortcut_from)?;
+        let main = self.current;
+        let other = if shortcut.is_empty() {
+            block_input
+        } else {
+            self.branch_from(branch);
+            self.list(shortcut, "shortcut", 0)?;
+            self.current
+        };
+        self.branch_from(main);
+        let features = self.shape.len();
+        let kind = LayerKind::Add { features, other };
+        let other_shape = self.shape_of(other);
+        if other_shape != self.shape {
+            return Err(self.error(
+                &kind.describe(),
+                format!(
+                    "adds the body's {} and the shortcut's {other_shape}",
+                    self.shape
+                ),
+            ));
+        }
+        let shape = self.shape;
+        self.push(kind, shape, 0, 0);
+        Ok(())
+    }
+}
+
+/// `list` as a TOML array, one layer per line, nested lists indented: valid TOML 1.0
+/// (newlines only inside arrays).
+pub fn to_toml(list: &[LayerSpec]) -> String {
+    let mut out = String::new();
+    write_list(&mut out, list, 0);
+    out
+}
+
+fn write_list(out: &mut String, list: &[LayerSpec], depth: usize) {
+    let indent = "    ".repeat(depth + 1);
+    out.push_str("[\n");
+    for spec in list {
+        out.push_str(&indent);
+        write_spec(out, spec, depth + 1);
+        out.push_str(",\n");
+    }
+    out.push_str(&"    ".repeat(depth));
+    out.push(']');
+}
+
+fn write_spec(out: &mut String, spec: &LayerSpec, depth: usize) {
+    let fields: Vec<(&str, String)> = match spec {
+        LayerSpec::Batchnorm | LayerSpec::Relu | LayerSpec::GlobalAvgPool | LayerSpec::Flatten => {
+            out.push_str(&format!("\"{}\"", spec.name()));
+            return;
+        }
+        LayerSpec::Linear { outputs, inputs } => {
+            let mut f = vec![(
+                "outputs",
+                match outputs {
+                    Width::Count(n) => n.to_string(),
+                    Width::Classes => "\"classes\"".into(),
+                },
+            )];
+            f.extend(inputs.map(|n| ("inputs", n.to_string())));
+            f
+        }
+        LayerSpec::Conv {
+            outputs,
+            kernel,
+            stride,
+            padding,
+            bias,
+            channels,
+        } => {
+            let mut f = vec![
+                ("outputs", outputs.to_string()),
+                ("kernel", kernel.to_string()),
+                ("stride", stride.to_string()),
+                ("padding", padding.to_string()),
+                ("bias", bias.to_string()),
+            ];
+            f.extend(channels.map(|n| ("channels", n.to_string())));
+            f
+        }
+        LayerSpec::MaxPool { kernel, stride } | LayerSpec::AvgPool { kernel, stride } => {
+            let mut f = vec![("kernel", kernel.to_string())];
+            f.extend(stride.map(|n| ("stride", n.to_string())));
+            f
+        }
+        LayerSpec::Residual {
+            body,
+            shortcut_from,
+            shortcut,
+        } => {
+            let mut f = vec![("body", nested(body, depth))];
+            if *shortcut_from > 0 {
+                f.push(("shortcut_from", shortcut_from.to_string()));
+            }
+            if !shortcut.is_empty() {
+                f.push(("shortcut", nested(shortcut, depth)));
+            }
+            f
+        }
+        LayerSpec::Repeat { times, layers } => {
+            vec![
+                ("times", times.to_string()),
+                ("layers", nested(layers, depth)),
+            ]
+        }
+    };
+    let fields: Vec<String> = fields.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    out.push_str(&format!(
+        "{{ {} = {{ {} }} }}",
+        spec.name(),
+        fields.join(", ")
+    ));
+}
+
+fn nested(list: &[LayerSpec], depth: usize) -> String {
+    let mut s = String::new();
+    write_list(&mut s, list, depth);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(list: &str) -> Result<ModelConfig> {
+        let text = format!("[model]\narch = \"layers\"\nlayers = {list}\n");
+        crate::run::config::RunConfig::from_toml(&text, "test.toml").map(|c| c.model)
+    }
+
+    fn build_error(list: &str, input: Shape) -> String {
+        Model::build(&parse(list).unwrap(), input, 10)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn an_error_names_the_layer_its_kind_and_where_it_is_in_the_list() {
+        let image = Shape::image(28, 28, 1);
+        let err = build_error(
+            r#"["flatten", { linear = { outputs = 10, inputs = 100 } }]"#,
+            image,
+        );
+        assert!(
+            err.ends_with(
+                "model layers: layer 1 (Linear 100→10) expects 100 features but gets 784 \
+                 features (at layers[1])"
+            ),
+            "{err}"
+        );
+        let err = build_error(
+            r#"[{ repeat = { times = 2, layers = [
+                { residual = { body = [{ conv = { outputs = 4, kernel = 3, padding = 1 } }] } },
+            ] } }, "global_avg_pool", { linear = { outputs = "classes" } }]"#,
+            image,
+        );
+        assert!(
+            err.contains("model layers: layer 1 (Add (activation 0)) adds the body's 28×28×4 and the shortcut's 28×28×1")
+                && err.ends_with("(at layers[0] (time 1 of 2).layers[0])"),
+            "{err}"
+        );
+        let err = build_error(
+            r#"[{ conv = { outputs = 4, kernel = 3 } }, { linear = { outputs = 10 } }]"#,
+            image,
+        );
+        assert!(err.contains("layer 1 (Linear 2704→10) expects flat features (put `flatten` before it) but gets 26×26×4"), "{err}");
+        let err = build_error(r#"[{ max_pool = { kernel = 30 } }]"#, image);
+        assert!(
+            err.contains("layer 0 (MaxPool 30) expects an image of at least 30×30"),
+            "{err}"
+        );
+        let err = build_error(r#"[{ conv = { outputs = 4, kernel = 0 } }]"#, image);
+        assert!(
+            err.contains("needs outputs, kernel and stride ≥ 1"),
+            "{err}"
+        );
+        let err = build_error(r#"["flatten", { linear = { outputs = 7 } }]"#, image);
+        assert!(
+            err.contains("the last layer gives 7 features but the data has 10 classes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_list_is_read_strictly() {
+        let err = parse(r#"[{ conv = { outputs = 4, kernal = 3 } }]"#).unwrap_err();
+        assert!(err.to_string().contains("kernal"), "{err}");
+        let err = parse(r#"["softmax"]"#).unwrap_err();
+        assert!(err.to_string().contains("softmax"), "{err}");
+        let err = parse(r#"[{ linear = { outputs = "all" } }]"#).unwrap_err();
+        assert!(
+            err.to_string().contains("expected a count or \"classes\""),
+            "{err}"
+        );
+        let err = parse(r#"[{ linear = { outputs = -3 } }]"#).unwrap_err();
+        assert!(err.to_string().contains("-3 is negative"), "{err}");
+        // A list beside a built-in architecture, or none with arch = "layers".
+        let config = ModelConfig {
+            layers: vec![LayerSpec::Relu],
+            ..ModelConfig::default()
+        };
+        let err = config.layer_list().unwrap_err().to_string();
+        assert!(
+            err.contains("arch = \"layers\" only (arch is \"mlp\")"),
+            "{err}"
+        );
+        let config = ModelConfig {
+            arch: Arch::Layers,
+            ..ModelConfig::default()
+        };
+        assert!(config.layer_list().is_err());
+    }
+
+    #[test]
+    fn classes_and_declared_inputs_fill_in() {
+        let config = parse(
+            r#"[{ linear = { outputs = 5, inputs = 12 } }, "relu", { linear = { outputs = "classes" } }]"#,
+        )
+        .unwrap();
+        let model = Model::build(&config, Shape::image(2, 2, 3), 3).unwrap();
+        let names: Vec<_> = model
+            .params
+            .entries
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
+        assert_eq!(model.num_params(), 12 * 5 + 5 + 5 * 3 + 3);
+        assert_eq!(model.layers[2].output, Shape::flat(3));
+    }
+}
