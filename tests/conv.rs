@@ -7,7 +7,8 @@
 mod common;
 
 use common::*;
-use twa::nn::model::{Arch, Shape};
+use twa::nn::architecture::Arch;
+use twa::nn::model::Shape;
 use twa::nn::{Model, ModelConfig, Network, SgdConfig, StepState};
 use twa::reference as cpu;
 

@@ -90,7 +90,7 @@ fn run_panel(app: &mut TwaApp, ui: &mut egui::Ui) {
             if s.preset != "spirals" {
                 row(ui, "data", egui::TextEdit::singleline(&mut s.data_dir));
             }
-            if s.arch == twa::nn::model::Arch::Mlp {
+            if s.arch == twa::nn::architecture::Arch::Mlp {
                 row(ui, "hidden", egui::TextEdit::singleline(&mut s.hidden));
                 row(
                     ui,
@@ -98,11 +98,7 @@ fn run_panel(app: &mut TwaApp, ui: &mut egui::Ui) {
                     egui::Checkbox::without_text(&mut s.batchnorm),
                 );
             } else {
-                row(
-                    ui,
-                    "model",
-                    egui::Label::new(s.arch.name()),
-                );
+                row(ui, "model", egui::Label::new(s.arch.name()));
             }
             number(ui, "epochs", &mut s.epochs, 0.2);
             number(ui, "LR", &mut s.lr, 0.001);

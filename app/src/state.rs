@@ -24,7 +24,7 @@ pub const WEB_DATA: &str = "data/fashion-mnist-subset";
 pub struct Settings {
     pub preset: String,
     /// The preset's network family (hidden widths and BatchNorm apply to the MLP).
-    pub arch: twa::nn::model::Arch,
+    pub arch: twa::nn::architecture::Arch,
     pub data_dir: String,
     pub hidden: String,
     pub batchnorm: bool,

@@ -1,6 +1,7 @@
 //! Neural-network layers over the flat parameter store: model description, parameter
 //! table, kernel recording per layer, and the device-side network.
 
+pub mod architecture;
 pub mod layers;
 pub mod loss;
 pub mod model;
@@ -9,7 +10,8 @@ pub mod optim;
 pub mod params;
 pub mod spec;
 
-pub use model::{Model, ModelConfig};
+pub use architecture::ModelConfig;
+pub use model::Model;
 pub use network::{DeviceMemory, GradientStep, Network, StepState, Totals};
 pub use optim::SgdConfig;
 pub use params::{ParamEntry, ParamTable};

@@ -1,6 +1,6 @@
-//! The model description: a sequence of layers over one flat parameter store, built
-//! from a config and the data's image shape, with PyTorch's initialisation. Nothing
-//! here touches the GPU.
+//! The model description: a sequence of layers over one flat parameter store (built
+//! from a layer list by [`super::spec::build`]), with PyTorch's initialisation.
+//! Nothing here touches the GPU.
 //!
 //! Activations are batch-major and channels-last: one sample is an H × W × C block
 //! (an MLP's features are a 1 × 1 × F image). Layer i writes activation i + 1 and
@@ -11,67 +11,7 @@
 
 use super::params::ParamTable;
 pub use crate::data::Shape;
-use crate::error::Result;
 use crate::rng::Rng;
-use serde::{Deserialize, Serialize};
-
-/// Which network family to build.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Arch {
-    /// Linear → (BatchNorm) → ReLU per hidden width, then a Linear head.
-    #[default]
-    Mlp,
-    /// Two conv–BN–ReLU–max-pool stages for 28 × 28 grey images, then 3136 → 256 → classes.
-    Cnn,
-    /// Pre-activation ResNet (depth 6n + 2) for 32 × 32 images.
-    Resnet,
-    /// The list in `[model] layers`.
-    Layers,
-}
-
-impl Arch {
-    /// The name a config writes.
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::Mlp => "mlp",
-            Arch::Cnn => "cnn",
-            Arch::Resnet => "resnet",
-            Arch::Layers => "layers",
-        }
-    }
-}
-
-/// The network to build. Input shape and `classes` come from the data.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelConfig {
-    pub arch: Arch,
-    /// MLP: widths of the hidden layers.
-    pub hidden: Vec<usize>,
-    /// MLP: BatchNorm after every hidden Linear.
-    pub batchnorm: bool,
-    /// ResNet: depth 6n + 2 (8, 14, 20, 32, …).
-    pub depth: usize,
-    /// ResNet: channels of the first stage (doubled at each of the next two).
-    pub width: usize,
-    /// Layers: the network as a list (see [`super::spec::LayerSpec`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub layers: Vec<super::spec::LayerSpec>,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            arch: Arch::Mlp,
-            hidden: vec![256, 256],
-            batchnorm: true,
-            depth: 20,
-            width: 16,
-            layers: Vec::new(),
-        }
-    }
-}
 
 /// Geometry of a 2-D window op (convolution or pooling) on an input image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,22 +136,6 @@ pub struct Model {
 }
 
 impl Model {
-    /// The model `config` describes for samples of shape `input` and `classes`
-    /// classes; an error names the first layer whose input does not fit.
-    pub fn build(config: &ModelConfig, input: Shape, classes: usize) -> Result<Model> {
-        super::spec::build(config.arch.name(), &config.layer_list()?, input, classes)
-    }
-
-    /// An MLP for `inputs` features and `classes` classes.
-    pub fn mlp(config: &ModelConfig, inputs: usize, classes: usize) -> Model {
-        let config = ModelConfig {
-            arch: Arch::Mlp,
-            ..config.clone()
-        };
-        Model::build(&config, Shape::flat(inputs), classes)
-            .expect("an MLP chains for any input width")
-    }
-
     /// Number of trainable parameters D.
     pub fn num_params(&self) -> usize {
         self.params.len
@@ -265,71 +189,5 @@ impl Model {
             }
         }
         s
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cnn_shapes_chain_on_28x28_and_name_the_layer_otherwise() {
-        let config = ModelConfig {
-            arch: Arch::Cnn,
-            ..Default::default()
-        };
-        let m = Model::build(&config, Shape::image(28, 28, 1), 10).unwrap();
-        assert_eq!(m.layers.len(), 13);
-        assert_eq!(m.act_shape(8), Shape::image(7, 7, 64));
-        assert_eq!(m.params.entries[0].shape, vec![32, 1, 3, 3]);
-        let err = Model::build(&config, Shape::image(32, 32, 1), 10)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("layer 9 (Linear 3136→256)") && err.contains("4096 features"),
-            "{err}"
-        );
-        let err = Model::build(&config, Shape::image(32, 32, 3), 10)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("layer 0 (Conv2d 1→32") && err.contains("32×32×3"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn resnet_blocks_add_matching_shapes() {
-        let config = ModelConfig {
-            arch: Arch::Resnet,
-            depth: 8,
-            ..Default::default()
-        };
-        let m = Model::build(&config, Shape::image(32, 32, 3), 10).unwrap();
-        let adds: Vec<_> = m
-            .layers
-            .iter()
-            .filter(|l| matches!(l.kind, LayerKind::Add { .. }))
-            .collect();
-        assert_eq!(adds.len(), 3);
-        assert_eq!(m.layers.last().unwrap().output, Shape::flat(10));
-        assert_eq!(adds[2].output, Shape::image(8, 8, 64));
-        // ResNet-20 on CIFAR-10 has about 0.27 M parameters.
-        let r20 = Model::build(
-            &ModelConfig {
-                depth: 20,
-                ..config.clone()
-            },
-            Shape::image(32, 32, 3),
-            10,
-        )
-        .unwrap();
-        assert!(
-            (260_000..280_000).contains(&r20.num_params()),
-            "{}",
-            r20.num_params()
-        );
-        let bad = ModelConfig { depth: 9, ..config };
-        assert!(Model::build(&bad, Shape::image(32, 32, 3), 10).is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! shipped in `assets/presets/` (embedded in the binary) and every default written out.
 
 use crate::error::{Error, Result};
-use crate::nn::model::Arch;
+use crate::nn::architecture::Arch;
 use crate::nn::ModelConfig;
 use crate::train::TrainConfig;
 use serde::{Deserialize, Serialize};

@@ -5,7 +5,8 @@
 
 use super::config::RunConfig;
 use crate::error::{Error, Result};
-use crate::nn::model::{Arch, LayerKind, Model, Shape};
+use crate::nn::architecture::Arch;
+use crate::nn::model::{LayerKind, Model, Shape};
 use serde::Serialize;
 
 /// A network's sizes: trainable parameters, values per sample of every activation
