@@ -13,10 +13,12 @@
 //               up to whole vec4s, so the matrix products can load them as vec4).
 // col2im        dx[b, iy, ix, ci] = Σ over (ky, kx) whose output pixel exists of
 //               dcols[(b, oy, ox), k]  (the adjoint of im2col).
-// max_forward   y = max over the window (no padding); ties go to the first element.
+// max_forward   y = max over the window's pixels inside the image (padding never
+//               wins, as PyTorch's −∞); ties go to the first element.
 // max_backward  dx[i] = Σ over windows whose first maximum is i of dy[window]
 //               (max_backward_tiled: the same where the windows tile the image).
-// avg_forward   y = mean over the window (no padding).
+// avg_forward   y = sum over the window / (kh·kw), padding counted as zeros (PyTorch's
+//               count_include_pad).
 // avg_backward  dx[i] = Σ over windows containing i of dy[window]/(kh·kw).
 // flatten       y[b, ci·h·w + pixel] = x[b, pixel·c + ci];  unflatten is its inverse
 //               (used for the gradient).
@@ -68,9 +70,13 @@ fn source(o: u32, k: u32) -> i32 {
     return i32(o * p.stride + k) - i32(p.pad);
 }
 
+fn inside(iy: i32, ix: i32) -> bool {
+    return iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w);
+}
+
 // x[b, iy, ix, ci], 0 outside the image.
 fn pixel(b: u32, iy: i32, ix: i32, ci: u32) -> f32 {
-    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
+    if (!inside(iy, ix)) {
         return 0.0;
     }
     return x[((b * p.h + u32(iy)) * p.w + u32(ix)) * p.c + ci];
@@ -155,16 +161,24 @@ fn col2im(
     }
 }
 
-// Window offset (ky, kx) of the first maximum of output element o = (ci, ox, oy, b).
+// Window offset (ky, kx) of the first maximum of output element o = (ci, ox, oy, b)
+// among the window's pixels inside the image (every window holds one: pad < kernel).
 fn argmax(o: vec4<u32>) -> vec2<u32> {
-    var best = pixel(o.w, source(o.z, 0u), source(o.y, 0u), o.x);
+    var best = 0.0;
     var at = vec2<u32>(0u);
+    var found = false;
     for (var ky = 0u; ky < p.kh; ky++) {
+        let iy = source(o.z, ky);
         for (var kx = 0u; kx < p.kw; kx++) {
-            let v = pixel(o.w, source(o.z, ky), source(o.y, kx), o.x);
-            if (v > best) {
+            let ix = source(o.y, kx);
+            if (!inside(iy, ix)) {
+                continue;
+            }
+            let v = pixel(o.w, iy, ix, o.x);
+            if (!found || v > best) {
                 best = v;
                 at = vec2<u32>(ky, kx);
+                found = true;
             }
         }
     }

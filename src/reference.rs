@@ -301,7 +301,8 @@ pub fn conv_backward(
     (col2im(&dcols, batch, win), dw, db)
 }
 
-/// Visit every (output index, input index of each window element) of a pooling window.
+/// Visit every (output index, input indices of the window's elements inside the image)
+/// of a pooling window.
 fn pool_windows(batch: usize, win: &Window, mut visit: impl FnMut(usize, &[usize])) {
     let Shape {
         height: h,
@@ -317,8 +318,13 @@ fn pool_windows(batch: usize, win: &Window, mut visit: impl FnMut(usize, &[usize
                     idx.clear();
                     for ky in 0..win.kernel.0 {
                         for kx in 0..win.kernel.1 {
-                            let (iy, ix) = (oy * win.stride + ky, ox * win.stride + kx);
-                            idx.push(((b * h + iy) * w + ix) * c + ci);
+                            let iy = (oy * win.stride + ky).checked_sub(win.padding);
+                            let ix = (ox * win.stride + kx).checked_sub(win.padding);
+                            if let (Some(iy), Some(ix)) = (iy, ix) {
+                                if iy < h && ix < w {
+                                    idx.push(((b * h + iy) * w + ix) * c + ci);
+                                }
+                            }
                         }
                     }
                     visit(((b * oh + oy) * ow + ox) * c + ci, &idx);
@@ -339,7 +345,7 @@ fn first_max(x: &[f64], idx: &[usize]) -> usize {
     at
 }
 
-/// Max pooling (no padding) of x [batch, h, w, c].
+/// Max pooling of x [batch, h, w, c] (padding never wins: PyTorch pads with −∞).
 pub fn max_pool(x: &[f64], batch: usize, win: &Window) -> Vec<f64> {
     let (oh, ow) = win.out_hw();
     let mut y = vec![0.0; batch * oh * ow * win.input.channels];
@@ -354,12 +360,14 @@ pub fn max_pool_backward(x: &[f64], dy: &[f64], batch: usize, win: &Window) -> V
     dx
 }
 
-/// Average pooling (no padding) of x [batch, h, w, c].
+/// Average pooling of x [batch, h, w, c], padding counted as zeros (PyTorch's
+/// `count_include_pad`).
 pub fn avg_pool(x: &[f64], batch: usize, win: &Window) -> Vec<f64> {
     let (oh, ow) = win.out_hw();
+    let area = (win.kernel.0 * win.kernel.1) as f64;
     let mut y = vec![0.0; batch * oh * ow * win.input.channels];
     pool_windows(batch, win, |o, idx| {
-        y[o] = idx.iter().map(|&i| x[i]).sum::<f64>() / idx.len() as f64
+        y[o] = idx.iter().map(|&i| x[i]).sum::<f64>() / area
     });
     y
 }
@@ -367,9 +375,10 @@ pub fn avg_pool(x: &[f64], batch: usize, win: &Window) -> Vec<f64> {
 /// Gradient of [`avg_pool`].
 pub fn avg_pool_backward(dy: &[f64], batch: usize, win: &Window) -> Vec<f64> {
     let mut dx = vec![0.0; batch * win.input.len()];
+    let area = (win.kernel.0 * win.kernel.1) as f64;
     pool_windows(batch, win, |o, idx| {
         for &i in idx {
-            dx[i] += dy[o] / idx.len() as f64;
+            dx[i] += dy[o] / area;
         }
     });
     dx

@@ -152,9 +152,10 @@ fn lenet5_from_its_layer_list_steps_as_the_cpu_reference() {
     check_step("lenet5", model, 3, false);
 }
 
-/// Layers the presets do not use: a 7×7 stride-2 convolution with bias, overlapping
-/// max-pooling (3, stride 2), a 1×1 stride-2 convolution in a shortcut read from the
-/// block's input, a strided average pool, and a Linear on the pooled features.
+/// Layers the presets do not use: a 7×7 stride-2 convolution with bias, ResNet's
+/// padded stem pool (3, stride 2, padding 1), a 1×1 stride-2 convolution in a shortcut
+/// read from the block's input, a padded average pool, and a Linear on the pooled
+/// features.
 #[test]
 fn a_layer_list_with_strided_pools_and_large_kernels_steps_as_the_cpu_reference() {
     let model = from_layers(
@@ -162,7 +163,7 @@ fn a_layer_list_with_strided_pools_and_large_kernels_steps_as_the_cpu_reference(
             { conv = { outputs = 4, kernel = 7, stride = 2, padding = 3 } },
             "batchnorm",
             "relu",
-            { max_pool = { kernel = 3, stride = 2 } },
+            { max_pool = { kernel = 3, stride = 2, padding = 1 } },
             { residual = { body = [
                 { conv = { outputs = 6, kernel = 3, stride = 2, padding = 1, bias = false } },
                 "batchnorm",
@@ -170,15 +171,15 @@ fn a_layer_list_with_strided_pools_and_large_kernels_steps_as_the_cpu_reference(
             ], shortcut = [
                 { conv = { outputs = 6, kernel = 1, stride = 2 } },
             ] } },
-            { avg_pool = { kernel = 2, stride = 1 } },
+            { avg_pool = { kernel = 3, stride = 2, padding = 1 } },
             "flatten",
             { linear = { outputs = "classes" } },
         ]"#,
         Shape::image(18, 18, 3),
         4,
     );
-    // 18 → conv/2 → 9 → pool 3/2 → 4 → block /2 → 2 → avg 2/1 → 1.
-    assert_eq!(model.act_shape(4), Shape::image(4, 4, 4));
-    assert_eq!(model.act_shape(10), Shape::image(1, 1, 6));
+    // 18 → conv/2 → 9 → pool 3/2 (+1) → 5 → block /2 → 3 → avg 3/2 (+1) → 2.
+    assert_eq!(model.act_shape(4), Shape::image(5, 5, 4));
+    assert_eq!(model.act_shape(10), Shape::image(2, 2, 6));
     check_step("layer list", model, 3, false);
 }

@@ -608,31 +608,37 @@ fn conv_first_layer_one_channel() {
 #[test]
 fn max_and_average_pooling_forward_backward_and_gradient_check() {
     let mut rng = rng("pool");
-    // Tiling 2×2 windows, overlapping 3×3 stride-2 windows, a global window; then both
-    // window kinds on batches large enough that a CPU adapter's grid loops take several
-    // items per invocation (sized by their outputs, the fewer).
-    for (batch, input, kernel, stride) in [
-        (3, Shape::image(8, 6, 5), (2, 2), 2),
-        (3, Shape::image(7, 7, 3), (3, 3), 2),
-        (3, Shape::image(5, 5, 7), (5, 5), 1),
+    // Tiling 2×2 windows, overlapping 3×3 stride-2 windows, a global window, padded
+    // windows (ResNet's 3/2 stem pool with padding 1, which must never pick the padding
+    // over negative values; a padded stride-1 average); then both window kinds on
+    // batches large enough that a CPU adapter's grid loops take several items per
+    // invocation (sized by their outputs, the fewer).
+    for (batch, input, kernel, stride, padding) in [
+        (3, Shape::image(8, 6, 5), (2, 2), 2, 0),
+        (3, Shape::image(7, 7, 3), (3, 3), 2, 0),
+        (3, Shape::image(5, 5, 7), (5, 5), 1, 0),
+        (3, Shape::image(8, 7, 3), (3, 3), 2, 1),
+        (3, Shape::image(6, 5, 4), (3, 3), 1, 1),
         (
             samples_for_rounds(5 * 4 * 7),
             Shape::image(10, 8, 7),
             (2, 2),
             2,
+            0,
         ),
         (
             samples_for_rounds(4 * 3 * 5),
             Shape::image(9, 7, 5),
             (3, 3),
             2,
+            1,
         ),
     ] {
         let window = Window {
             input,
             kernel,
             stride,
-            padding: 0,
+            padding,
         };
         let (oh, ow) = window.out_hw();
         let x = random(&mut rng, batch * input.len());

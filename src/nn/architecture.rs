@@ -157,6 +157,7 @@ fn cnn() -> Vec<LayerSpec> {
             LayerSpec::MaxPool {
                 kernel: 2,
                 stride: None,
+                padding: 0,
             },
         ]
     };
@@ -332,7 +333,9 @@ mod tests {
         assert!(err.contains("layer 1 (Linear 2704→10) expects flat features (put `flatten` before it) but gets 26×26×4"), "{err}");
         let err = build_error(r#"[{ max_pool = { kernel = 30 } }]"#, image);
         assert!(
-            err.contains("layer 0 (MaxPool 30) expects an image of at least 30×30"),
+            err.contains(
+                "layer 0 (MaxPool 30) expects an image of at least 30×30 (with padding 0)"
+            ),
             "{err}"
         );
         let err = build_error(r#"[{ conv = { outputs = 4, kernel = 0 } }]"#, image);

@@ -24,6 +24,18 @@ pub struct Window {
 }
 
 impl Window {
+    /// A pool's kernel, and its stride and padding where they are not the defaults.
+    fn describe_pool(&self) -> String {
+        let mut s = self.kernel.0.to_string();
+        if self.stride != self.kernel.0 {
+            s += &format!(" stride {}", self.stride);
+        }
+        if self.padding > 0 {
+            s += &format!(" padding {}", self.padding);
+        }
+        s
+    }
+
     /// Output height and width.
     pub fn out_hw(&self) -> (usize, usize) {
         let o = |n: usize, k: usize| (n + 2 * self.padding - k) / self.stride + 1;
@@ -90,8 +102,8 @@ impl LayerKind {
                 format!("BatchNorm{}d {features}", if spatial > 1 { 2 } else { 1 })
             }
             LayerKind::Relu { .. } => "ReLU".into(),
-            LayerKind::MaxPool { window } => format!("MaxPool {}", window.kernel.0),
-            LayerKind::AvgPool { window } => format!("AvgPool {}", window.kernel.0),
+            LayerKind::MaxPool { window } => format!("MaxPool {}", window.describe_pool()),
+            LayerKind::AvgPool { window } => format!("AvgPool {}", window.describe_pool()),
             LayerKind::Flatten { .. } => "Flatten".into(),
             LayerKind::Add { other, .. } => format!("Add (activation {other})"),
         }

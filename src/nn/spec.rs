@@ -97,17 +97,23 @@ pub enum LayerSpec {
     /// BatchNorm over the channels: `BatchNorm1d` on flat inputs, `BatchNorm2d` on images.
     Batchnorm,
     Relu,
-    /// Maximum over square windows (stride: the kernel if not given; no padding).
+    /// Maximum over square windows (stride: the kernel if not given; padding at most
+    /// half the kernel, never the maximum, as PyTorch's `MaxPool2d`).
     MaxPool {
         kernel: usize,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stride: Option<usize>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        padding: usize,
     },
-    /// Mean over square windows (stride: the kernel if not given; no padding).
+    /// Mean over square windows (stride: the kernel if not given; padding at most half
+    /// the kernel, counted as zeros, as PyTorch's `AvgPool2d`).
     AvgPool {
         kernel: usize,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stride: Option<usize>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        padding: usize,
     },
     /// The mean of each channel over the image (adaptive average pooling to 1×1,
     /// flattened): C features.
@@ -261,8 +267,16 @@ impl Builder {
                 self.push(LayerKind::Relu { features }, shape, 0, 0);
                 Ok(())
             }
-            LayerSpec::MaxPool { kernel, stride } => self.pool(kernel, stride, true),
-            LayerSpec::AvgPool { kernel, stride } => self.pool(kernel, stride, false),
+            LayerSpec::MaxPool {
+                kernel,
+                stride,
+                padding,
+            } => self.pool(kernel, stride, padding, true),
+            LayerSpec::AvgPool {
+                kernel,
+                stride,
+                padding,
+            } => self.pool(kernel, stride, padding, false),
             LayerSpec::GlobalAvgPool => {
                 let window = Window {
                     input: self.shape,
@@ -399,12 +413,18 @@ impl Builder {
         );
     }
 
-    fn pool(&mut self, kernel: usize, stride: Option<usize>, max: bool) -> Result<()> {
+    fn pool(
+        &mut self,
+        kernel: usize,
+        stride: Option<usize>,
+        padding: usize,
+        max: bool,
+    ) -> Result<()> {
         let window = Window {
             input: self.shape,
             kernel: (kernel, kernel),
             stride: stride.unwrap_or(kernel),
-            padding: 0,
+            padding,
         };
         let kind = if max {
             LayerKind::MaxPool { window }
@@ -412,11 +432,17 @@ impl Builder {
             LayerKind::AvgPool { window }
         };
         let what = kind.describe();
-        if kernel == 0 || window.stride == 0 {
-            return Err(self.error(&what, "needs kernel and stride ≥ 1".into()));
+        if kernel == 0 || window.stride == 0 || 2 * padding > kernel {
+            return Err(self.error(
+                &what,
+                "needs kernel and stride ≥ 1 and padding ≤ kernel / 2".into(),
+            ));
         }
-        if self.shape.height < kernel || self.shape.width < kernel {
-            return Err(self.mismatch(&what, format!("an image of at least {kernel}×{kernel}")));
+        if self.shape.height + 2 * padding < kernel || self.shape.width + 2 * padding < kernel {
+            return Err(self.mismatch(
+                &what,
+                format!("an image of at least {kernel}×{kernel} (with padding {padding})"),
+            ));
         }
         let (h, w) = window.out_hw();
         self.push(kind, Shape::image(h, w, self.shape.channels), 0, 0);
@@ -530,9 +556,21 @@ fn write_spec(out: &mut String, spec: &LayerSpec, depth: usize) {
             f.extend(channels.map(|n| ("channels", n.to_string())));
             f
         }
-        LayerSpec::MaxPool { kernel, stride } | LayerSpec::AvgPool { kernel, stride } => {
+        LayerSpec::MaxPool {
+            kernel,
+            stride,
+            padding,
+        }
+        | LayerSpec::AvgPool {
+            kernel,
+            stride,
+            padding,
+        } => {
             let mut f = vec![("kernel", kernel.to_string())];
             f.extend(stride.map(|n| ("stride", n.to_string())));
+            if *padding > 0 {
+                f.push(("padding", padding.to_string()));
+            }
             f
         }
         LayerSpec::Residual {
