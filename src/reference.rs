@@ -81,6 +81,25 @@ pub fn relu_backward(y: &[f64], dy: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// Φ(x), the standard normal distribution function.
+fn normal_cdf(x: f64) -> f64 {
+    0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+}
+
+/// x·Φ(x) (PyTorch's exact GELU).
+pub fn gelu(x: &[f64]) -> Vec<f64> {
+    x.iter().map(|&v| v * normal_cdf(v)).collect()
+}
+
+/// dy·(Φ(x) + x·φ(x)).
+pub fn gelu_backward(x: &[f64], dy: &[f64]) -> Vec<f64> {
+    let density = |v: f64| (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    x.iter()
+        .zip(dy)
+        .map(|(&v, d)| d * (normal_cdf(v) + v * density(v)))
+        .collect()
+}
+
 /// Batch statistics of x [batch, features]: (mean, biased variance, unbiased variance).
 pub fn batch_stats(x: &[f64], batch: usize, features: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let mut mean = vec![0.0; features];
@@ -444,6 +463,7 @@ pub fn model_forward(model: &Model, params: &[f64], x: &[f64], batch: usize) -> 
                 BN_EPS as f64,
             ),
             LayerKind::Relu { .. } => relu(h),
+            LayerKind::Gelu { .. } => gelu(h),
             LayerKind::MaxPool { window } => max_pool(h, batch, &window),
             LayerKind::AvgPool { window } => avg_pool(h, batch, &window),
             LayerKind::Flatten { input } => flatten(h, batch, input),
@@ -515,6 +535,7 @@ pub fn model_backward(
                 dx
             }
             LayerKind::Relu { .. } => relu_backward(y, &dy),
+            LayerKind::Gelu { .. } => gelu_backward(x, &dy),
             LayerKind::MaxPool { window } => max_pool_backward(x, &dy, batch, &window),
             LayerKind::AvgPool { window } => avg_pool_backward(&dy, batch, &window),
             LayerKind::Flatten { input } => unflatten(&dy, batch, input),

@@ -469,6 +469,39 @@ fn relu_forward_backward_and_gradient_check() {
     );
 }
 
+#[test]
+fn gelu_forward_backward_and_gradient_check() {
+    let mut rng = rng("gelu");
+    let (batch, features) = (samples_for_rounds(70), 70);
+    // Inputs over the whole curve: the tails (±6, where Φ saturates) and the middle.
+    let x: Vec<f32> = random(&mut rng, batch * features)
+        .iter()
+        .map(|v| 6.0 * v)
+        .collect();
+    let dy = random(&mut rng, batch * features);
+    let out = run_layer(
+        LayerKind::Gelu { features },
+        batch,
+        &x,
+        None,
+        &[0.0],
+        &[0.0],
+        &dy,
+        true,
+    );
+    let xd = f64s(&x);
+    // erf's approximation errs by at most 1.5e-7, times |x|/2 ≤ 3.
+    assert_close("gelu forward", &out.y, &cpu::gelu(&xd), ATOL, RTOL);
+    assert_close(
+        "gelu backward",
+        &out.dx,
+        &cpu::gelu_backward(&xd, &f64s(&dy)),
+        ATOL,
+        RTOL,
+    );
+    check_gradient("gelu dx", &|v| cpu::gelu(v), &xd, &dy, &out.dx, &mut rng);
+}
+
 /// A convolution's forward, input/weight/bias gradients vs the reference, and both
 /// backward paths (im2col → dW, dcols → col2im) vs finite differences.
 fn check_conv(

@@ -834,6 +834,7 @@ pub fn forward(
             batchnorm_forward(gpu, k, layer, batch, mode, x, y, false, bufs)
         }
         LayerKind::Relu { .. } => vec![elementwise(gpu, &k.relu_forward, len, [x, bufs.unused, y])],
+        LayerKind::Gelu { .. } => vec![elementwise(gpu, &k.gelu_forward, len, [x, bufs.unused, y])],
         LayerKind::MaxPool { window } => {
             vec![window_op(
                 gpu,
@@ -975,6 +976,12 @@ pub fn backward(
             &k.relu_backward,
             in_len,
             [y, dy, needs_dx()],
+        )],
+        LayerKind::Gelu { .. } => vec![elementwise(
+            gpu,
+            &k.gelu_backward,
+            in_len,
+            [x, dy, needs_dx()],
         )],
         LayerKind::MaxPool { window } if tiles(&window) => vec![window_op(
             gpu,

@@ -64,6 +64,8 @@ pub enum LayerKind {
     BatchNorm { features: usize, spatial: usize },
     /// y = max(x, 0) over `features` values per sample.
     Relu { features: usize },
+    /// y = x·Φ(x) (PyTorch's exact GELU) over `features` values per sample.
+    Gelu { features: usize },
     /// Maximum over each window (no padding).
     MaxPool { window: Window },
     /// Mean over each window (no padding); a global average pool is the whole image.
@@ -83,7 +85,9 @@ impl LayerKind {
             | LayerKind::MaxPool { window }
             | LayerKind::AvgPool { window } => window.input.len(),
             LayerKind::BatchNorm { features, spatial } => features * spatial,
-            LayerKind::Relu { features } | LayerKind::Add { features, .. } => features,
+            LayerKind::Relu { features }
+            | LayerKind::Gelu { features }
+            | LayerKind::Add { features, .. } => features,
             LayerKind::Flatten { input } => input.len(),
         }
     }
@@ -102,6 +106,7 @@ impl LayerKind {
                 format!("BatchNorm{}d {features}", if spatial > 1 { 2 } else { 1 })
             }
             LayerKind::Relu { .. } => "ReLU".into(),
+            LayerKind::Gelu { .. } => "GELU".into(),
             LayerKind::MaxPool { window } => format!("MaxPool {}", window.describe_pool()),
             LayerKind::AvgPool { window } => format!("AvgPool {}", window.describe_pool()),
             LayerKind::Flatten { .. } => "Flatten".into(),

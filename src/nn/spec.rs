@@ -97,6 +97,8 @@ pub enum LayerSpec {
     /// BatchNorm over the channels: `BatchNorm1d` on flat inputs, `BatchNorm2d` on images.
     Batchnorm,
     Relu,
+    /// PyTorch's (exact, erf) GELU.
+    Gelu,
     /// Maximum over square windows (stride: the kernel if not given; padding at most
     /// half the kernel, never the maximum, as PyTorch's `MaxPool2d`).
     MaxPool {
@@ -145,6 +147,7 @@ impl LayerSpec {
             LayerSpec::Conv { .. } => "conv",
             LayerSpec::Batchnorm => "batchnorm",
             LayerSpec::Relu => "relu",
+            LayerSpec::Gelu => "gelu",
             LayerSpec::MaxPool { .. } => "max_pool",
             LayerSpec::AvgPool { .. } => "avg_pool",
             LayerSpec::GlobalAvgPool => "global_avg_pool",
@@ -261,10 +264,14 @@ impl Builder {
                 self.batchnorm();
                 Ok(())
             }
-            LayerSpec::Relu => {
+            LayerSpec::Relu | LayerSpec::Gelu => {
                 let shape = self.shape;
                 let features = shape.len();
-                self.push(LayerKind::Relu { features }, shape, 0, 0);
+                let kind = match spec {
+                    LayerSpec::Relu => LayerKind::Relu { features },
+                    _ => LayerKind::Gelu { features },
+                };
+                self.push(kind, shape, 0, 0);
                 Ok(())
             }
             LayerSpec::MaxPool {
@@ -523,7 +530,11 @@ fn write_list(out: &mut String, list: &[LayerSpec], depth: usize) {
 
 fn write_spec(out: &mut String, spec: &LayerSpec, depth: usize) {
     let fields: Vec<(&str, String)> = match spec {
-        LayerSpec::Batchnorm | LayerSpec::Relu | LayerSpec::GlobalAvgPool | LayerSpec::Flatten => {
+        LayerSpec::Batchnorm
+        | LayerSpec::Relu
+        | LayerSpec::Gelu
+        | LayerSpec::GlobalAvgPool
+        | LayerSpec::Flatten => {
             out.push_str(&format!("\"{}\"", spec.name()));
             return;
         }
