@@ -3,7 +3,8 @@
 //! [batch, h, w, c] ([batch, features] for vectors), weights as PyTorch's
 //! ([out, in] for nn.Linear, [out, c, kh, kw] for nn.Conv2d).
 
-use crate::nn::model::{LayerKind, Model, Shape, Window, BN_EPS};
+use crate::nn::model::{keep_scale, LayerKind, Model, Shape, Window, BN_EPS};
+use crate::nn::StepState;
 
 /// C[m, n] = Σ_k A[m, k]·B[k, n], all row-major.
 pub fn matmul(a: &[f64], b: &[f64], m: usize, n: usize, k: usize) -> Vec<f64> {
@@ -431,10 +432,56 @@ pub fn unflatten(dy: &[f64], batch: usize, shape: Shape) -> Vec<f64> {
     dx
 }
 
+/// Chris Wellons' lowbias32 integer hash (as `dropout.wgsl`).
+fn lowbias32(v: u32) -> u32 {
+    let mut h = v;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x7feb_352d);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x846c_a68b);
+    h ^ (h >> 16)
+}
+
+/// Dropout's factor for each value of [batch, features] at `step`: 1/(1 − p) where
+/// kept, 0 where dropped, from the hash of (seed, salt, step, sample position, feature).
+pub fn dropout_mask(
+    features: usize,
+    threshold: u32,
+    salt: u32,
+    batch: usize,
+    step: &StepState,
+) -> Vec<f64> {
+    let scale = keep_scale(threshold) as f64;
+    let mut mask = Vec::with_capacity(batch * features);
+    for b in 0..batch as u32 {
+        let mut h = lowbias32(step.seed);
+        h = lowbias32(h ^ salt);
+        h = lowbias32(h ^ step.step);
+        h = lowbias32(h ^ (step.start + b));
+        for f in 0..features as u32 {
+            let kept = lowbias32(h ^ f) >= threshold;
+            mask.push(if kept { scale } else { 0.0 });
+        }
+    }
+    mask
+}
+
+/// x·mask element by element (dropout's forward and, on dy, its backward).
+pub fn times(x: &[f64], mask: &[f64]) -> Vec<f64> {
+    x.iter().zip(mask).map(|(a, m)| a * m).collect()
+}
+
 /// Every activation of a whole model's forward pass on `x` [batch, input], BatchNorm
-/// normalising by the batch's own statistics (train mode): `acts[0]` = x, `acts[i + 1]`
-/// = layer i's output.
-pub fn model_forward(model: &Model, params: &[f64], x: &[f64], batch: usize) -> Vec<Vec<f64>> {
+/// normalising by the batch's own statistics (train mode), dropout drawing the masks
+/// of `dropout`'s step (None: dropout off): `acts[0]` = x, `acts[i + 1]` = layer i's
+/// output.
+pub fn model_forward(
+    model: &Model,
+    params: &[f64],
+    x: &[f64],
+    batch: usize,
+    dropout: Option<&StepState>,
+) -> Vec<Vec<f64>> {
     let mut acts = vec![x.to_vec()];
     for layer in &model.layers {
         let p = layer.param_off;
@@ -464,6 +511,14 @@ pub fn model_forward(model: &Model, params: &[f64], x: &[f64], batch: usize) -> 
             ),
             LayerKind::Relu { .. } => relu(h),
             LayerKind::Gelu { .. } => gelu(h),
+            LayerKind::Dropout {
+                features,
+                threshold,
+                salt,
+            } => match dropout {
+                Some(step) => times(h, &dropout_mask(features, threshold, salt, batch, step)),
+                None => h.clone(),
+            },
             LayerKind::MaxPool { window } => max_pool(h, batch, &window),
             LayerKind::AvgPool { window } => avg_pool(h, batch, &window),
             LayerKind::Flatten { input } => flatten(h, batch, input),
@@ -477,14 +532,15 @@ pub fn model_forward(model: &Model, params: &[f64], x: &[f64], batch: usize) -> 
 }
 
 /// Gradients of every parameter (length D) by backpropagating `dlogits` through the
-/// activations of [`model_forward`]; activations read by several layers sum their
-/// gradients.
+/// activations of [`model_forward`] with dropout's masks at `step`; activations read
+/// by several layers sum their gradients.
 pub fn model_backward(
     model: &Model,
     params: &[f64],
     acts: &[Vec<f64>],
     dlogits: &[f64],
     batch: usize,
+    step: &StepState,
 ) -> Vec<f64> {
     let mut grads = vec![0.0; params.len()];
     let mut dacts: Vec<Vec<f64>> = acts.iter().map(|a| vec![0.0; a.len()]).collect();
@@ -536,6 +592,11 @@ pub fn model_backward(
             }
             LayerKind::Relu { .. } => relu_backward(y, &dy),
             LayerKind::Gelu { .. } => gelu_backward(x, &dy),
+            LayerKind::Dropout {
+                features,
+                threshold,
+                salt,
+            } => times(&dy, &dropout_mask(features, threshold, salt, batch, step)),
             LayerKind::MaxPool { window } => max_pool_backward(x, &dy, batch, &window),
             LayerKind::AvgPool { window } => avg_pool_backward(&dy, batch, &window),
             LayerKind::Flatten { input } => unflatten(&dy, batch, input),
@@ -550,10 +611,11 @@ pub fn model_backward(
 }
 
 /// A whole model's forward pass with BatchNorm normalising by the batch's own
-/// statistics (as the landscape probe does): (mean loss, accuracy) on `x` [batch, in].
+/// statistics and dropout off (as the landscape probe does): (mean loss, accuracy) on
+/// `x` [batch, in].
 pub fn model_probe(model: &Model, params: &[f64], x: &[f64], labels: &[u32]) -> (f64, f64) {
     let batch = labels.len();
-    let acts = model_forward(model, params, x, batch);
+    let acts = model_forward(model, params, x, batch, None);
     let (loss, correct, _) = cross_entropy(
         acts.last().expect("a model has layers"),
         labels,

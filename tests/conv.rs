@@ -33,13 +33,14 @@ fn check_step(name: &str, model: Model, batch: usize, gpu_kernels: bool) {
     net.prepare(g, batch);
     g.write(&net.acts[0], 0, &x);
     g.write(&net.labels, 0, &labels);
-    net.set_step(
-        g,
-        StepState {
-            lr,
-            ..Default::default()
-        },
-    );
+    // A step in the middle of an epoch, so that dropout's masks depend on all of it.
+    let state = StepState {
+        start: 13,
+        step: 57,
+        lr,
+        seed: 3,
+    };
+    net.set_step(g, state);
     net.reset_totals(g, true);
     let mut encoder = g.device.create_command_encoder(&Default::default());
     {
@@ -52,7 +53,7 @@ fn check_step(name: &str, model: Model, batch: usize, gpu_kernels: bool) {
     let params = block_on(net.read_params(g)).unwrap();
 
     let p = f64s(&init);
-    let acts = cpu::model_forward(&model, &p, &f64s(&x), batch);
+    let acts = cpu::model_forward(&model, &p, &f64s(&x), batch, Some(&state));
     let (loss, _, _) = cpu::cross_entropy(acts.last().unwrap(), &labels, model.classes);
     assert_close(
         &format!("{name} loss"),
@@ -73,7 +74,7 @@ fn check_step(name: &str, model: Model, batch: usize, gpu_kernels: bool) {
         })
         .collect();
     let (_, _, dlogits) = cpu::cross_entropy(device_acts.last().unwrap(), &labels, model.classes);
-    let want = cpu::model_backward(&model, &p, &device_acts, &dlogits, batch);
+    let want = cpu::model_backward(&model, &p, &device_acts, &dlogits, batch, &state);
     for e in &model.params.entries {
         assert_close(
             &format!("{name} grad {}", e.name),
@@ -154,8 +155,7 @@ fn lenet5_from_its_layer_list_steps_as_the_cpu_reference() {
 
 /// Layers the presets do not use: a 7×7 stride-2 convolution with bias, ResNet's
 /// padded stem pool (3, stride 2, padding 1), a 1×1 stride-2 convolution in a shortcut
-/// read from the block's input, a padded average pool, and a Linear on the pooled
-/// features.
+/// read from the block's input, a padded average pool, dropout and GELU.
 #[test]
 fn a_layer_list_with_strided_pools_and_large_kernels_steps_as_the_cpu_reference() {
     let model = from_layers(
@@ -173,6 +173,9 @@ fn a_layer_list_with_strided_pools_and_large_kernels_steps_as_the_cpu_reference(
             ] } },
             { avg_pool = { kernel = 3, stride = 2, padding = 1 } },
             "flatten",
+            { dropout = { p = 0.5 } },
+            { linear = { outputs = 12 } },
+            "gelu",
             { linear = { outputs = "classes" } },
         ]"#,
         Shape::image(18, 18, 3),

@@ -502,6 +502,144 @@ fn gelu_forward_backward_and_gradient_check() {
     check_gradient("gelu dx", &|v| cpu::gelu(v), &xd, &dy, &out.dx, &mut rng);
 }
 
+/// Dropout's forward (in every mode) and backward at `state`: (y, dx).
+fn run_dropout(
+    kind: LayerKind,
+    batch: usize,
+    x: &[f32],
+    dy: &[f32],
+    state: twa::nn::StepState,
+    mode: layers::Mode,
+) -> (Vec<f32>, Vec<f32>) {
+    let g = gpu();
+    let layer = Layer {
+        kind,
+        input: 1,
+        output: output_shape(kind),
+        param_off: 0,
+        state_off: 0,
+    };
+    let len = x.len();
+    let (xb, yb, dyb, dxb) = (
+        g.storage_init(x, "x"),
+        g.storage(len, "y"),
+        g.storage_init(dy, "dy"),
+        g.storage(len, "dx"),
+    );
+    let (unused, step) = (g.storage(1, "unused"), g.uniform(&state, "step"));
+    let bufs = LayerBuffers {
+        params: &unused,
+        grads: &unused,
+        state: &unused,
+        step: &step,
+        unused: &unused,
+        partials: &unused,
+        cols: &unused,
+        dcols: &unused,
+        split: &unused,
+    };
+    let k = kernels();
+    let mut work = layers::forward(g, k, &layer, batch, mode, &xb, None, &yb, None, &bufs);
+    work.extend(layers::backward(
+        g,
+        k,
+        &layer,
+        batch,
+        &xb,
+        &yb,
+        &dyb,
+        Some(&dxb),
+        &bufs,
+    ));
+    run(&work);
+    (read(&yb, len), read(&dxb, len))
+}
+
+#[test]
+fn dropout_masks_follow_seed_step_and_sample_and_backward_reuses_them() {
+    use layers::Mode;
+    use twa::nn::StepState;
+    let mut rng = rng("dropout");
+    let (batch, features, p) = (samples_for_rounds(64).max(100), 64, 0.3);
+    let threshold = twa::nn::model::drop_threshold(p);
+    let kind = LayerKind::Dropout {
+        features,
+        threshold,
+        salt: 7,
+    };
+    let x = random(&mut rng, batch * features);
+    let dy = random(&mut rng, batch * features);
+    let (xd, dyd) = (f64s(&x), f64s(&dy));
+    let state = StepState {
+        start: 40,
+        step: 1234,
+        lr: 0.1,
+        seed: 5,
+    };
+    let (y, dx) = run_dropout(kind, batch, &x, &dy, state, Mode::Train);
+    let mask = cpu::dropout_mask(features, threshold, 7, batch, &state);
+    assert_close("dropout forward", &y, &cpu::times(&xd, &mask), ATOL, RTOL);
+    assert_close(
+        "dropout backward",
+        &dx,
+        &cpu::times(&dyd, &mask),
+        ATOL,
+        RTOL,
+    );
+    check_gradient(
+        "dropout dx",
+        &|v| cpu::times(v, &mask),
+        &xd,
+        &dy,
+        &dx,
+        &mut rng,
+    );
+    let dropped = mask.iter().filter(|&&m| m == 0.0).count() as f64 / mask.len() as f64;
+    assert!((dropped - p).abs() < 0.03, "dropped {dropped} for p = {p}");
+    // Re-estimating BatchNorm drops as training does; evaluation and the landscape's
+    // probe do not.
+    assert_eq!(
+        run_dropout(kind, batch, &x, &dy, state, Mode::Recalibrate).0,
+        y
+    );
+    for mode in [Mode::Eval, Mode::Probe] {
+        assert_eq!(
+            run_dropout(kind, batch, &x, &dy, state, mode).0,
+            x,
+            "{mode:?}"
+        );
+    }
+    // Another step, seed, sample position or layer draws another mask; the same
+    // state the same one (a resumed run's).
+    for other in [
+        StepState {
+            step: 1235,
+            ..state
+        },
+        StepState { seed: 6, ..state },
+        StepState { start: 41, ..state },
+    ] {
+        let changed = cpu::dropout_mask(features, threshold, 7, batch, &other);
+        assert_ne!(changed, mask, "{other:?}");
+        let (y_other, _) = run_dropout(kind, batch, &x, &dy, other, Mode::Train);
+        assert_close(
+            "dropout forward",
+            &y_other,
+            &cpu::times(&xd, &changed),
+            ATOL,
+            RTOL,
+        );
+    }
+    assert_ne!(
+        cpu::dropout_mask(features, threshold, 8, batch, &state),
+        mask
+    );
+    assert_eq!(
+        cpu::dropout_mask(features, threshold, 7, batch, &state),
+        mask
+    );
+}
+
 /// A convolution's forward, input/weight/bias gradients vs the reference, and both
 /// backward paths (im2col → dW, dcols → col2im) vs finite differences.
 fn check_conv(

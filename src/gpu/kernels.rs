@@ -22,6 +22,7 @@ pub enum Shader {
     /// `linear.wgsl` plus the subgroup matrix product (devices with subgroups ≥ 8).
     LinearSubgroup,
     Activation,
+    Dropout,
     BatchNorm,
     Conv,
     Loss,
@@ -33,10 +34,11 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and translation tests.
-    pub const ALL: [Shader; 10] = [
+    pub const ALL: [Shader; 11] = [
         Shader::Linear,
         Shader::LinearSubgroup,
         Shader::Activation,
+        Shader::Dropout,
         Shader::BatchNorm,
         Shader::Conv,
         Shader::Loss,
@@ -52,6 +54,7 @@ impl Shader {
             Shader::Linear => "linear.wgsl",
             Shader::LinearSubgroup => "linear.wgsl + linear_subgroup.wgsl",
             Shader::Activation => "activation.wgsl",
+            Shader::Dropout => "dropout.wgsl",
             Shader::BatchNorm => "batchnorm.wgsl",
             Shader::Conv => "conv.wgsl",
             Shader::Loss => "loss.wgsl",
@@ -74,6 +77,7 @@ impl Shader {
             Shader::Linear => with_grid!("linear.wgsl"),
             Shader::LinearSubgroup => with_grid!("linear.wgsl", "linear_subgroup.wgsl"),
             Shader::Activation => with_grid!("activation.wgsl"),
+            Shader::Dropout => with_grid!("dropout.wgsl"),
             Shader::BatchNorm => with_grid!("batchnorm.wgsl"),
             Shader::Conv => with_grid!("conv.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
@@ -96,6 +100,7 @@ impl Shader {
         match self {
             Shader::Linear | Shader::LinearSubgroup => &[Read, Read, Read, Rw, Uniform],
             Shader::Activation | Shader::Conv => &[Read, Read, Rw, Uniform],
+            Shader::Dropout => &[Read, Read, Rw, Uniform, Uniform],
             Shader::BatchNorm => &[Read, Read, Read, Rw, Rw, Rw, Rw, Uniform, Uniform, Read],
             Shader::Loss => &[Read, Read, Rw, Rw, Uniform, Uniform],
             Shader::Optim => &[Read, Rw, Rw, Uniform, Uniform],
@@ -126,6 +131,7 @@ impl Shader {
                 "copy",
                 "accumulate",
             ],
+            Shader::Dropout => &["dropout_forward", "dropout_backward"],
             Shader::BatchNorm => &[
                 "partial_stats",
                 "finish_train",
@@ -186,6 +192,8 @@ pub struct Kernels {
     pub relu_backward: Kernel,
     pub gelu_forward: Kernel,
     pub gelu_backward: Kernel,
+    pub dropout_forward: Kernel,
+    pub dropout_backward: Kernel,
     pub add: Kernel,
     pub copy: Kernel,
     pub accumulate: Kernel,
@@ -337,6 +345,8 @@ impl Kernels {
             relu_backward: take("relu_backward"),
             gelu_forward: take("gelu_forward"),
             gelu_backward: take("gelu_backward"),
+            dropout_forward: take("dropout_forward"),
+            dropout_backward: take("dropout_backward"),
             add: take("add"),
             copy: take("copy"),
             accumulate: take("accumulate"),

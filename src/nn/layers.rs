@@ -306,6 +306,54 @@ pub fn transpose(
     )
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct DropoutParams {
+    len: u32,
+    features: u32,
+    layer: u32,
+    threshold: u32,
+    scale: f32,
+    pad: [u32; 3],
+}
+
+/// A dropout `layer`'s forward or backward `kernel` over `batch` samples (io: x, dy,
+/// out); the mask's step, seed and sample positions come from the step uniform.
+fn dropout(
+    gpu: &Gpu,
+    kernel: &crate::gpu::Kernel,
+    layer: &Layer,
+    batch: usize,
+    io: [&wgpu::Buffer; 3],
+    bufs: &LayerBuffers,
+) -> Dispatch {
+    let LayerKind::Dropout {
+        features,
+        threshold,
+        salt,
+    } = layer.kind
+    else {
+        panic!("dropout of {}", layer.kind.describe());
+    };
+    let len = batch * features;
+    let u = gpu.uniform(
+        &DropoutParams {
+            len: len as u32,
+            features: features as u32,
+            layer: salt,
+            threshold,
+            scale: crate::nn::model::keep_scale(threshold),
+            pad: [0; 3],
+        },
+        kernel.name,
+    );
+    Dispatch::new(
+        gpu,
+        kernel,
+        &[io[0], io[1], io[2], &u, bufs.step],
+        grid(gpu, len),
+    )
+}
 /// An `activation.wgsl` kernel over `len` values.
 pub fn elementwise(
     gpu: &Gpu,
@@ -592,7 +640,7 @@ pub fn batchnorm_forward(
         &k.bn_normalise
     };
     let entries: &[&crate::gpu::Kernel] = match mode {
-        Mode::Train => &[&k.bn_partial_stats, &k.bn_finish_train, normalise],
+        Mode::Train | Mode::Probe => &[&k.bn_partial_stats, &k.bn_finish_train, normalise],
         Mode::Recalibrate => &[&k.bn_partial_stats, &k.bn_finish_recalibrate, normalise],
         Mode::Eval if relu => &[&k.bn_normalise_running_relu],
         Mode::Eval => &[&k.bn_normalise_running],
@@ -630,11 +678,14 @@ pub fn batchnorm_backward(
     batchnorm(gpu, layer, batch * spatial, features, &entries, io, bufs)
 }
 
-/// How a forward pass treats BatchNorm.
+/// How a forward pass treats BatchNorm and dropout (on in train and recalibrate, as
+/// PyTorch's train mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Batch statistics, running statistics updated with momentum (training).
     Train,
+    /// As `Train`, dropout off: a deterministic loss (the landscape's probe).
+    Probe,
     /// Running statistics (evaluation).
     Eval,
     /// Batch statistics, running statistics averaged over the pass (re-estimation).
@@ -835,6 +886,17 @@ pub fn forward(
         }
         LayerKind::Relu { .. } => vec![elementwise(gpu, &k.relu_forward, len, [x, bufs.unused, y])],
         LayerKind::Gelu { .. } => vec![elementwise(gpu, &k.gelu_forward, len, [x, bufs.unused, y])],
+        LayerKind::Dropout { .. } if matches!(mode, Mode::Eval | Mode::Probe) => {
+            vec![elementwise(gpu, &k.copy, len, [x, bufs.unused, y])]
+        }
+        LayerKind::Dropout { .. } => vec![dropout(
+            gpu,
+            &k.dropout_forward,
+            layer,
+            batch,
+            [x, bufs.unused, y],
+            bufs,
+        )],
         LayerKind::MaxPool { window } => {
             vec![window_op(
                 gpu,
@@ -982,6 +1044,14 @@ pub fn backward(
             &k.gelu_backward,
             in_len,
             [x, dy, needs_dx()],
+        )],
+        LayerKind::Dropout { .. } => vec![dropout(
+            gpu,
+            &k.dropout_backward,
+            layer,
+            batch,
+            [bufs.unused, dy, needs_dx()],
+            bufs,
         )],
         LayerKind::MaxPool { window } if tiles(&window) => vec![window_op(
             gpu,

@@ -66,6 +66,15 @@ pub enum LayerKind {
     Relu { features: usize },
     /// y = x·Φ(x) (PyTorch's exact GELU) over `features` values per sample.
     Gelu { features: usize },
+    /// Dropout while training (and re-estimating BatchNorm, as PyTorch's train mode):
+    /// a value is dropped where its hash is below `threshold` (p = threshold / 2³²),
+    /// the rest scaled by 1/(1 − p); `salt` (the layer's number) tells the layers'
+    /// masks apart. The identity in evaluation.
+    Dropout {
+        features: usize,
+        threshold: u32,
+        salt: u32,
+    },
     /// Maximum over each window (no padding).
     MaxPool { window: Window },
     /// Mean over each window (no padding); a global average pool is the whole image.
@@ -87,6 +96,7 @@ impl LayerKind {
             LayerKind::BatchNorm { features, spatial } => features * spatial,
             LayerKind::Relu { features }
             | LayerKind::Gelu { features }
+            | LayerKind::Dropout { features, .. }
             | LayerKind::Add { features, .. } => features,
             LayerKind::Flatten { input } => input.len(),
         }
@@ -107,12 +117,28 @@ impl LayerKind {
             }
             LayerKind::Relu { .. } => "ReLU".into(),
             LayerKind::Gelu { .. } => "GELU".into(),
+            LayerKind::Dropout { threshold, .. } => format!("Dropout p = {}", drop_rate(threshold)),
             LayerKind::MaxPool { window } => format!("MaxPool {}", window.describe_pool()),
             LayerKind::AvgPool { window } => format!("AvgPool {}", window.describe_pool()),
             LayerKind::Flatten { .. } => "Flatten".into(),
             LayerKind::Add { other, .. } => format!("Add (activation {other})"),
         }
     }
+}
+
+/// Dropout's threshold for a drop probability `p` in [0, 1): p·2³², rounded.
+pub fn drop_threshold(p: f64) -> u32 {
+    (p * 4_294_967_296.0).round().min(u32::MAX as f64) as u32
+}
+
+/// The drop probability of a threshold (to six decimals, as written).
+pub fn drop_rate(threshold: u32) -> f64 {
+    (threshold as f64 / 4_294_967_296.0 * 1e6).round() / 1e6
+}
+
+/// The factor kept values are scaled by: 1/(1 − p) for the threshold's p, in f32.
+pub fn keep_scale(threshold: u32) -> f32 {
+    (1.0 / (1.0 - threshold as f64 / 4_294_967_296.0)) as f32
 }
 
 /// One layer, the activation it reads, its output shape, and where its parameters

@@ -20,7 +20,8 @@ pub struct StepState {
     pub step: u32,
     /// Learning rate of this step.
     pub lr: f32,
-    pub pad: u32,
+    /// The run's seed, for dropout's masks.
+    pub seed: u32,
 }
 
 /// What a training step does with the gradient after backward.
@@ -415,15 +416,24 @@ impl Network {
             }
             let t = layer.input;
             let dy = &self.dacts[i + 1];
-            // The input batch's gradient is never needed.
+            // The input batch's gradient is never needed: a layer without parameters
+            // reading it has nothing to do, BatchNorm's kernels write it to scratch.
+            let batchnorm = matches!(layer.kind, LayerKind::BatchNorm { .. });
+            let parameters = batchnorm
+                || matches!(
+                    layer.kind,
+                    LayerKind::Linear { .. } | LayerKind::Conv { .. }
+                );
+            if t == 0 && !parameters {
+                continue;
+            }
             let direct = last_reader[t] == i;
-            let dx = (t > 0).then(|| {
-                if direct {
-                    &self.dacts[t]
-                } else {
-                    &self.dscratch
-                }
-            });
+            let dx = match t {
+                0 if batchnorm => Some(&self.dscratch),
+                0 => None,
+                _ if direct => Some(&self.dacts[t]),
+                _ => Some(&self.dscratch),
+            };
             let (x, y) = (&self.acts[t], &self.acts[i + 1]);
             if synced(layer) && dx.is_some() {
                 let parts = layers::batchnorm_synced(gpu, k, layer, batch, x, y, dy, dx, &bufs);
@@ -470,8 +480,8 @@ impl Network {
         eval.push(self.loss_dispatch(gpu, batch, false));
         let recalibrate = self.forward_dispatches(gpu, batch, Mode::Recalibrate);
         let layers = self.model.layers.len();
-        let probe_first = self.forward_layers(gpu, batch, Mode::Train, 0..1);
-        let mut probe_rest = self.forward_layers(gpu, batch, Mode::Train, 1..layers);
+        let probe_first = self.forward_layers(gpu, batch, Mode::Probe, 0..1);
+        let mut probe_rest = self.forward_layers(gpu, batch, Mode::Probe, 1..layers);
         probe_rest.push(self.loss_dispatch(gpu, batch, false));
         BatchPlan {
             train,

@@ -7,7 +7,7 @@
 //! Layers are numbered in the order they are built, depth first, as in PyTorch's
 //! flattened `nn.Sequential`: layer i's parameters are `i.weight`, `i.bias`.
 
-use super::model::{Layer, LayerKind, Model, Shape, Window};
+use super::model::{drop_threshold, Layer, LayerKind, Model, Shape, Window};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +99,12 @@ pub enum LayerSpec {
     Relu,
     /// PyTorch's (exact, erf) GELU.
     Gelu,
+    /// PyTorch's `Dropout(p)`: while training, each value zeroed with probability `p`
+    /// (0 ≤ p < 1), the rest scaled by 1/(1 − p); the masks follow from the seed, the
+    /// step and the sample, so a resumed run draws the same ones.
+    Dropout {
+        p: f64,
+    },
     /// Maximum over square windows (stride: the kernel if not given; padding at most
     /// half the kernel, never the maximum, as PyTorch's `MaxPool2d`).
     MaxPool {
@@ -148,6 +154,7 @@ impl LayerSpec {
             LayerSpec::Batchnorm => "batchnorm",
             LayerSpec::Relu => "relu",
             LayerSpec::Gelu => "gelu",
+            LayerSpec::Dropout { .. } => "dropout",
             LayerSpec::MaxPool { .. } => "max_pool",
             LayerSpec::AvgPool { .. } => "avg_pool",
             LayerSpec::GlobalAvgPool => "global_avg_pool",
@@ -270,6 +277,20 @@ impl Builder {
                 let kind = match spec {
                     LayerSpec::Relu => LayerKind::Relu { features },
                     _ => LayerKind::Gelu { features },
+                };
+                self.push(kind, shape, 0, 0);
+                Ok(())
+            }
+            LayerSpec::Dropout { p } => {
+                let what = format!("Dropout p = {p}");
+                if !(0.0..1.0).contains(&p) {
+                    return Err(self.error(&what, "needs 0 ≤ p < 1".into()));
+                }
+                let shape = self.shape;
+                let kind = LayerKind::Dropout {
+                    features: shape.len(),
+                    threshold: drop_threshold(p),
+                    salt: self.model.layers.len() as u32,
                 };
                 self.push(kind, shape, 0, 0);
                 Ok(())
@@ -538,6 +559,7 @@ fn write_spec(out: &mut String, spec: &LayerSpec, depth: usize) {
             out.push_str(&format!("\"{}\"", spec.name()));
             return;
         }
+        LayerSpec::Dropout { p } => vec![("p", format!("{p:?}"))],
         LayerSpec::Linear { outputs, inputs } => {
             let mut f = vec![(
                 "outputs",

@@ -465,7 +465,7 @@ impl<'a> Trainer<'a> {
                 start: (step * batch + part.start) as u32,
                 step: self.global_step as u32,
                 lr: lr as f32,
-                pad: 0,
+                seed: self.config.seed as u32,
             };
             self.net.set_step(gpu, state);
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
@@ -627,7 +627,8 @@ impl<'a> Trainer<'a> {
         let state = StepState {
             start: start as u32,
             step: t as u32,
-            ..Default::default()
+            lr: 0.0,
+            seed: self.config.seed as u32,
         };
         self.net.set_step(gpu, state);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
