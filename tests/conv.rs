@@ -9,6 +9,7 @@ mod common;
 use common::*;
 use twa::nn::architecture::Arch;
 use twa::nn::model::Shape;
+use twa::nn::spec::{LayerSpec, Width};
 use twa::nn::{Model, ModelConfig, Network, SgdConfig, StepState};
 use twa::reference as cpu;
 
@@ -185,4 +186,69 @@ fn a_layer_list_with_strided_pools_and_large_kernels_steps_as_the_cpu_reference(
     assert_eq!(model.act_shape(4), Shape::image(5, 5, 4));
     assert_eq!(model.act_shape(10), Shape::image(2, 2, 6));
     check_step("layer list", model, 3, false);
+}
+
+/// `list` with every width divided by `by` (at least 1) and every repeat once: the
+/// same architecture, small enough for the f64 reference.
+fn narrowed(list: &[LayerSpec], by: usize) -> Vec<LayerSpec> {
+    list.iter()
+        .map(|spec| match spec.clone() {
+            LayerSpec::Conv {
+                outputs,
+                kernel,
+                stride,
+                padding,
+                bias,
+                channels,
+            } => LayerSpec::Conv {
+                outputs: (outputs / by).max(1),
+                kernel,
+                stride,
+                padding,
+                bias,
+                channels,
+            },
+            LayerSpec::Linear {
+                outputs: Width::Count(n),
+                inputs,
+            } => LayerSpec::Linear {
+                outputs: Width::Count((n / by).max(1)),
+                inputs,
+            },
+            LayerSpec::Residual {
+                body,
+                shortcut_from,
+                shortcut,
+            } => LayerSpec::Residual {
+                body: narrowed(&body, by),
+                shortcut_from,
+                shortcut: narrowed(&shortcut, by),
+            },
+            LayerSpec::Repeat { layers, .. } => LayerSpec::Repeat {
+                times: 1,
+                layers: narrowed(&layers, by),
+            },
+            other => other,
+        })
+        .collect()
+}
+
+/// The paper's networks, narrowed, on 32×32 colour images: one training step of each
+/// as the f64 reference takes it (ResNets: the ImageNet stem, whose last stage is 1×1,
+/// so that BatchNorm there normalises over the batch alone: 4 samples keep it
+/// well-conditioned; WRN: dropout).
+#[test]
+fn the_paper_networks_step_as_the_cpu_reference() {
+    for (name, by, batch) in [
+        ("vgg16-bn", 16, 2),
+        ("preresnet-164", 4, 2),
+        ("wrn-28-10", 40, 2),
+        ("resnet-18", 16, 4),
+        ("resnet-50", 16, 4),
+    ] {
+        let mut config = twa::run::config::RunConfig::preset(name).unwrap().model;
+        config.layers = narrowed(&config.layers, by);
+        let model = Model::build(&config, Shape::image(32, 32, 3), 5).unwrap();
+        check_step(name, model, batch, false);
+    }
 }

@@ -71,7 +71,7 @@ fn three_sgd_steps_and_eval_match_pytorch() {
                 start: 0,
                 step: s,
                 lr: 0.1,
-                pad: 0,
+                seed: 0,
             },
         );
         net.reset_totals(g, true);

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::nn::architecture::Arch;
+use crate::nn::model::Shape;
 use crate::nn::ModelConfig;
 use crate::train::TrainConfig;
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,30 @@ pub const PRESETS: &[(&str, &str)] = &[
     ),
     ("resnet", include_str!("../../assets/presets/resnet.toml")),
     ("lenet5", include_str!("../../assets/presets/lenet5.toml")),
+    (
+        "vgg16-bn",
+        include_str!("../../assets/presets/vgg16-bn.toml"),
+    ),
+    (
+        "preresnet-110",
+        include_str!("../../assets/presets/preresnet-110.toml"),
+    ),
+    (
+        "preresnet-164",
+        include_str!("../../assets/presets/preresnet-164.toml"),
+    ),
+    (
+        "wrn-28-10",
+        include_str!("../../assets/presets/wrn-28-10.toml"),
+    ),
+    (
+        "resnet-18",
+        include_str!("../../assets/presets/resnet-18.toml"),
+    ),
+    (
+        "resnet-50",
+        include_str!("../../assets/presets/resnet-50.toml"),
+    ),
 ];
 
 /// The shipped Fashion-MNIST subset (see `assets/fashion-mnist-subset/README.md`).
@@ -146,6 +171,24 @@ impl RunConfig {
     pub fn load(path: &Path) -> Result<RunConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         RunConfig::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The input shape and classes this config's data presumably has, without reading
+    /// it: the generated spirals; CIFAR images for a `cifar…` directory (100 classes
+    /// for `cifar-100…`, or those stated) or the `resnet` architecture; 28×28 grey
+    /// images otherwise.
+    pub fn presumed_input(&self) -> (Shape, usize) {
+        let dir = &self.data.dir;
+        let (input, classes) = if self.data.generated == "spirals" {
+            (Shape::flat(2), 3)
+        } else if dir.contains("cifar-100") {
+            (Shape::image(32, 32, 3), 100)
+        } else if dir.contains("cifar") || self.model.arch == Arch::Resnet {
+            (Shape::image(32, 32, 3), 10)
+        } else {
+            (Shape::image(28, 28, 1), 10)
+        };
+        (input, self.data.declared_classes().unwrap_or(classes))
     }
 
     /// Read the data from `dir` instead of what the config names.
@@ -257,7 +300,6 @@ impl RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::model::Shape;
     use crate::nn::Model;
 
     #[test]
@@ -279,13 +321,7 @@ mod tests {
             let text = listed.to_toml();
             let read = RunConfig::from_toml(&text, name).unwrap();
             assert_eq!(read, listed, "{name}:\n{text}");
-            let (input, classes) = if config.model.arch == Arch::Resnet {
-                (Shape::image(32, 32, 3), 10)
-            } else if config.data.generated == "spirals" {
-                (Shape::flat(2), 3)
-            } else {
-                (Shape::image(28, 28, 1), 10)
-            };
+            let (input, classes) = config.presumed_input();
             let built = |c: &RunConfig| Model::build(&c.model, input, classes).unwrap();
             let (a, b) = (built(&config), built(&read));
             assert_eq!(

@@ -1,11 +1,11 @@
 //! `twa plan`: what a run needs per device before anything runs — parameters,
 //! gradients, momentum, activations at the batch size, the TWA subspace's share at b
 //! bits over R ranks — and the bytes each rank exchanges per step, for the presets and
-//! for the paper's models, whose sizes are computed here from their architectures.
+//! for the paper's models (their presets' networks at the paper's input sizes), every
+//! size counted from the built model.
 
 use super::config::RunConfig;
 use crate::error::{Error, Result};
-use crate::nn::architecture::Arch;
 use crate::nn::model::{LayerKind, Model, Shape};
 use serde::Serialize;
 
@@ -19,256 +19,59 @@ pub struct Sizes {
     pub im2col: usize,
 }
 
-/// A residual block's projection shortcut.
-struct Shortcut {
-    channels: usize,
-    stride: usize,
-    bias: bool,
-    bn: bool,
+/// A model of the paper for `twa plan --model`: its preset, what it is, and the
+/// image side and classes of the paper's data for it.
+struct PaperModel {
+    preset: &'static str,
+    label: &'static str,
+    side: usize,
+    classes: usize,
 }
 
-/// Layer-by-layer counting of a network described in code (the paper's models).
-struct Counter {
-    /// Height, width, channels of the current activation.
-    shape: (usize, usize, usize),
-    sizes: Sizes,
-}
-
-impl Counter {
-    fn new(h: usize, w: usize, c: usize) -> Counter {
-        Counter {
-            shape: (h, w, c),
-            sizes: Sizes {
-                activations: h * w * c,
-                ..Sizes::default()
-            },
-        }
-    }
-
-    fn output(&mut self, shape: (usize, usize, usize)) {
-        self.shape = shape;
-        self.sizes.activations += shape.0 * shape.1 * shape.2;
-    }
-
-    fn conv(&mut self, out: usize, k: usize, stride: usize, pad: usize, bias: bool) {
-        let (h, w, c) = self.shape;
-        let (oh, ow) = (
-            (h + 2 * pad - k) / stride + 1,
-            (w + 2 * pad - k) / stride + 1,
-        );
-        self.sizes.params += out * c * k * k + if bias { out } else { 0 };
-        self.sizes.im2col = self.sizes.im2col.max(oh * ow * c * k * k);
-        self.output((oh, ow, out));
-    }
-
-    fn bn(&mut self) {
-        self.sizes.params += 2 * self.shape.2;
-        self.output(self.shape);
-    }
-
-    /// An element-wise layer (ReLU, dropout, a residual addition): same shape, no
-    /// parameters.
-    fn elementwise(&mut self) {
-        self.output(self.shape);
-    }
-
-    fn max_pool(&mut self, k: usize, stride: usize, pad: usize) {
-        let (h, w, c) = self.shape;
-        self.output((
-            (h + 2 * pad - k) / stride + 1,
-            (w + 2 * pad - k) / stride + 1,
-            c,
-        ));
-    }
-
-    fn global_pool(&mut self) {
-        self.output((1, 1, self.shape.2));
-    }
-
-    /// A residual block: `branch` from the current activation, the shortcut where
-    /// given (a 1×1 convolution to `channels` with `stride`, with a bias if `bias`,
-    /// BatchNorm after it if `bn`), then their sum.
-    fn residual(&mut self, branch: impl FnOnce(&mut Counter), shortcut: Option<Shortcut>) {
-        let input = self.shape;
-        branch(self);
-        let out = self.shape;
-        if let Some(s) = shortcut {
-            self.shape = input;
-            self.conv(s.channels, 1, s.stride, 0, s.bias);
-            if s.bn {
-                self.bn();
-            }
-        }
-        self.shape = out;
-        self.elementwise();
-    }
-
-    fn linear(&mut self, out: usize) {
-        let inputs = self.shape.0 * self.shape.1 * self.shape.2;
-        self.sizes.params += inputs * out + out;
-        self.output((1, 1, out));
+const fn paper(
+    preset: &'static str,
+    label: &'static str,
+    side: usize,
+    classes: usize,
+) -> PaperModel {
+    PaperModel {
+        preset,
+        label,
+        side,
+        classes,
     }
 }
 
-/// VGG16 with BatchNorm for 32×32 images, as in the SWA/TWA code: 13 conv 3×3 (bias)
-/// + BN + ReLU, five max-pools, classifier 512 → 512 → 512 → classes with dropout.
-fn vgg16_bn(classes: usize) -> Sizes {
-    let mut n = Counter::new(32, 32, 3);
-    for stage in [
-        &[64, 64][..],
-        &[128, 128],
-        &[256, 256, 256],
-        &[512, 512, 512],
-        &[512, 512, 512],
-    ] {
-        for &channels in stage {
-            n.conv(channels, 3, 1, 1, true);
-            n.bn();
-            n.elementwise();
-        }
-        n.max_pool(2, 2, 0);
-    }
-    for _ in 0..2 {
-        n.elementwise();
-        n.linear(512);
-        n.elementwise();
-    }
-    n.linear(classes);
-    n.sizes
-}
-
-/// Pre-activation ResNet with bottleneck blocks for 32×32 images (depth 9n + 2, e.g.
-/// PreResNet-164: n = 18), as in the SWA/TWA code: 1×1 strided shortcut convolutions.
-fn preresnet_bottleneck(depth: usize, classes: usize) -> Sizes {
-    let blocks = (depth - 2) / 9;
-    let mut n = Counter::new(32, 32, 3);
-    n.conv(16, 3, 1, 1, false);
-    for (stage, planes) in [16, 32, 64].into_iter().enumerate() {
-        for block in 0..blocks {
-            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
-            let shortcut = (block == 0).then_some(Shortcut {
-                channels: 4 * planes,
-                stride,
-                bias: false,
-                bn: false,
-            });
-            n.residual(
-                |n| {
-                    n.bn();
-                    n.elementwise();
-                    n.conv(planes, 1, 1, 0, false);
-                    n.bn();
-                    n.elementwise();
-                    n.conv(planes, 3, stride, 1, false);
-                    n.bn();
-                    n.elementwise();
-                    n.conv(4 * planes, 1, 1, 0, false);
-                },
-                shortcut,
-            );
-        }
-    }
-    n.bn();
-    n.elementwise();
-    n.global_pool();
-    n.linear(classes);
-    n.sizes
-}
-
-/// Wide ResNet (depth 6n + 4, widening k) for 32×32 images, as in the SWA/TWA code:
-/// pre-activation basic blocks with dropout, convolutions with bias, 1×1 shortcuts.
-fn wide_resnet(depth: usize, widen: usize, classes: usize) -> Sizes {
-    let blocks = (depth - 4) / 6;
-    let mut n = Counter::new(32, 32, 3);
-    n.conv(16, 3, 1, 1, true);
-    for (stage, width) in [16 * widen, 32 * widen, 64 * widen].into_iter().enumerate() {
-        for block in 0..blocks {
-            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
-            let shortcut = (stride != 1 || n.shape.2 != width).then_some(Shortcut {
-                channels: width,
-                stride,
-                bias: true,
-                bn: false,
-            });
-            n.residual(
-                |n| {
-                    n.bn();
-                    n.elementwise();
-                    n.conv(width, 3, 1, 1, true);
-                    n.elementwise();
-                    n.bn();
-                    n.elementwise();
-                    n.conv(width, 3, stride, 1, true);
-                },
-                shortcut,
-            );
-        }
-    }
-    n.bn();
-    n.elementwise();
-    n.global_pool();
-    n.linear(classes);
-    n.sizes
-}
-
-/// ResNet-50 for 224×224 ImageNet images (torchvision's v1.5: the stride on the 3×3).
-fn resnet50(classes: usize) -> Sizes {
-    let mut n = Counter::new(224, 224, 3);
-    n.conv(64, 7, 2, 3, false);
-    n.bn();
-    n.elementwise();
-    n.max_pool(3, 2, 1);
-    for (stage, (planes, blocks)) in [(64, 3), (128, 4), (256, 6), (512, 3)]
-        .into_iter()
-        .enumerate()
-    {
-        for block in 0..blocks {
-            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
-            let shortcut = (block == 0).then_some(Shortcut {
-                channels: 4 * planes,
-                stride,
-                bias: false,
-                bn: true,
-            });
-            n.residual(
-                |n| {
-                    n.conv(planes, 1, 1, 0, false);
-                    n.bn();
-                    n.elementwise();
-                    n.conv(planes, 3, stride, 1, false);
-                    n.bn();
-                    n.elementwise();
-                    n.conv(4 * planes, 1, 1, 0, false);
-                    n.bn();
-                },
-                shortcut,
-            );
-            n.elementwise();
-        }
-    }
-    n.global_pool();
-    n.linear(classes);
-    n.sizes
-}
-
-/// The paper's models `twa plan --model` knows: name, what it is, its sizes.
-pub fn paper_model(name: &str) -> Result<(&'static str, Sizes)> {
-    Ok(match name {
-        "vgg16-bn" => ("VGG16-BN, CIFAR-10", vgg16_bn(10)),
-        "preresnet-164" => ("PreResNet-164, CIFAR-100", preresnet_bottleneck(164, 100)),
-        "wrn-28-10" => ("WRN-28-10, CIFAR-100", wide_resnet(28, 10, 100)),
-        "resnet-50" => ("ResNet-50, ImageNet", resnet50(1000)),
-        _ => {
-            return Err(Error::Config(format!(
-                "unknown model `{name}` (known: {})",
-                PAPER_MODELS.join(", ")
-            )))
-        }
-    })
-}
+const PAPER: [PaperModel; 5] = [
+    paper("vgg16-bn", "VGG16-BN, CIFAR-10", 32, 10),
+    paper("preresnet-164", "PreResNet-164, CIFAR-100", 32, 100),
+    paper("wrn-28-10", "WRN-28-10, CIFAR-100", 32, 100),
+    paper("resnet-18", "ResNet-18, ImageNet", 224, 1000),
+    paper("resnet-50", "ResNet-50, ImageNet", 224, 1000),
+];
 
 /// Names for `twa plan --model`.
-pub const PAPER_MODELS: [&str; 4] = ["vgg16-bn", "preresnet-164", "wrn-28-10", "resnet-50"];
+pub const PAPER_MODELS: [&str; 5] = [
+    PAPER[0].preset,
+    PAPER[1].preset,
+    PAPER[2].preset,
+    PAPER[3].preset,
+    PAPER[4].preset,
+];
+
+/// A paper model's description and sizes: its preset's network built for the paper's
+/// data (colour images of its side).
+pub fn paper_model(name: &str) -> Result<(&'static str, Sizes)> {
+    let m = PAPER.iter().find(|m| m.preset == name).ok_or_else(|| {
+        Error::Config(format!(
+            "unknown model `{name}` (known: {})",
+            PAPER_MODELS.join(", ")
+        ))
+    })?;
+    let config = RunConfig::preset(name)?;
+    let model = Model::build(&config.model, Shape::image(m.side, m.side, 3), m.classes)?;
+    Ok((m.label, model_sizes(&model)))
+}
 
 /// The sizes of a built model of this engine.
 pub fn model_sizes(model: &Model) -> Sizes {
@@ -288,15 +91,10 @@ pub fn model_sizes(model: &Model) -> Sizes {
     sizes
 }
 
-/// A preset's model, for the input its data has (without reading the data): the
-/// generated spirals, CIFAR images for the ResNets, 28×28 images otherwise.
+/// A preset's model, for the input its data presumably has
+/// ([`RunConfig::presumed_input`]).
 pub fn preset_sizes(config: &RunConfig) -> Result<Sizes> {
-    let (input, classes) = match (config.data.generated.as_str(), config.model.arch) {
-        ("spirals", _) => (Shape::flat(2), 3),
-        (_, Arch::Resnet) => (Shape::image(32, 32, 3), 10),
-        _ => (Shape::image(28, 28, 1), 10),
-    };
-    let classes = config.data.declared_classes().unwrap_or(classes);
+    let (input, classes) = config.presumed_input();
     Ok(model_sizes(&Model::build(&config.model, input, classes)?))
 }
 
@@ -386,19 +184,16 @@ mod tests {
 
     #[test]
     fn the_paper_models_have_their_published_sizes() {
-        // torchvision's resnet50: 25,557,032 parameters.
-        assert_eq!(resnet50(1000).params, 25_557_032);
-        // WRN-28-10 on CIFAR-10: the original's 36,479,194 (36.5 M in the paper) plus
-        // the 10,096 convolution biases of the SWA/TWA code; CIFAR-100's classifier
-        // adds 90 × 641.
-        assert_eq!(wide_resnet(28, 10, 10).params, 36_479_194 + 10_096);
-        assert_eq!(
-            wide_resnet(28, 10, 100).params,
-            36_479_194 + 10_096 + 90 * 641
-        );
-        // PreResNet-164 on CIFAR-10: 1.70 M; VGG16-BN on CIFAR-10: 15.3 M.
-        assert!((1_690_000..1_710_000).contains(&preresnet_bottleneck(164, 10).params));
-        assert!((15_200_000..15_300_000).contains(&vgg16_bn(10).params));
+        let params = |name| paper_model(name).unwrap().1.params;
+        // torchvision's resnet18 and resnet50.
+        assert_eq!(params("resnet-18"), 11_689_512);
+        assert_eq!(params("resnet-50"), 25_557_032);
+        // The TWA code's VGG16BN on CIFAR-10 and PreResNet164 on CIFAR-100.
+        assert_eq!(params("vgg16-bn"), 15_253_578);
+        assert_eq!(params("preresnet-164"), 1_726_388);
+        // Its WideResNet28x10 as the module in force counts it (bias-free
+        // convolutions; a downsampling and 4 plain units per stage), CIFAR-100.
+        assert_eq!(params("wrn-28-10"), 46_218_164);
     }
 
     #[test]
