@@ -49,7 +49,8 @@ enum Command {
     Plan(cli::plan::PlanArgs),
     /// Print a preset (or the defaults) as TOML with every field written out.
     Config {
-        /// Preset name (quick, fashion-mnist, head, tail, spirals, cnn, head-cnn, resnet).
+        /// Preset name (quick, fashion-mnist, head, tail, spirals, cnn, head-cnn, resnet,
+        /// lenet5, vgg16-bn, preresnet-110, preresnet-164, wrn-28-10, resnet-18, resnet-50).
         #[arg(long, default_value = "quick")]
         preset: String,
         /// Write the network as its list of layers (`arch = "layers"`), ready to edit.
