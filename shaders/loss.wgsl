@@ -3,6 +3,9 @@
 //
 // loss_b = logsumexp(z_b) − z_b[y_b];  the batch loss is the mean over b.
 // dz_b[c] = (softmax(z_b)[c] − [c = y_b]) / B        (gradient of the mean loss)
+// Training with label smoothing ε (PyTorch's `label_smoothing`): the target is
+// q = (1 − ε)·onehot + ε/C, so loss_b = (1 − ε)(lse − z_y) + ε(lse − mean_c z_c) and
+// dz_b[c] = (softmax(z_b)[c] − q_c) / B. Evaluation ignores ε.
 // correct_b = [argmax_c z_b[c] = y_b]  (first maximum wins, as torch.argmax)
 //
 // accum (accumulated over calls until the host zeroes it):
@@ -10,7 +13,7 @@
 //   loss was not finite, 0 while all were.
 
 struct LossParams {
-    batch: u32, classes: u32, _pad0: u32, _pad1: u32,
+    batch: u32, classes: u32, smoothing: f32, _pad1: u32,
 }
 
 struct StepState {
@@ -49,12 +52,23 @@ fn row(b: u32, write_grad: bool) -> vec2<f32> {
     for (var c = 0u; c < p.classes; c++) {
         denom += exp(logits[base + c] - zmax);
     }
-    let loss = log(denom) + zmax - logits[base + label];
+    let lse = log(denom) + zmax;
+    var loss = lse - logits[base + label];
     if (write_grad) {
+        let eps = p.smoothing;
+        if (eps > 0.0) {
+            var sum = 0.0;
+            for (var c = 0u; c < p.classes; c++) {
+                sum += logits[base + c];
+            }
+            loss = (1.0 - eps) * loss + eps * (lse - sum / f32(p.classes));
+        }
         let inv_b = 1.0 / f32(p.batch);
+        let spread = eps / f32(p.classes);
         for (var c = 0u; c < p.classes; c++) {
             let prob = exp(logits[base + c] - zmax) / denom;
-            dlogits[base + c] = (prob - select(0.0, 1.0, c == label)) * inv_b;
+            let wanted = (1.0 - eps) * select(0.0, 1.0, c == label) + spread;
+            dlogits[base + c] = (prob - wanted) * inv_b;
         }
     }
     return vec2<f32>(loss, select(0.0, 1.0, arg == label));

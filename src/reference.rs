@@ -179,6 +179,16 @@ pub fn batchnorm_backward(
 
 /// Softmax cross-entropy: (Σ loss, number correct, gradient of the mean loss).
 pub fn cross_entropy(logits: &[f64], labels: &[u32], classes: usize) -> (f64, f64, Vec<f64>) {
+    smoothed_cross_entropy(logits, labels, classes, 0.0)
+}
+
+/// [`cross_entropy`] against targets smoothed by `eps`: (1 − ε)·onehot + ε/C.
+pub fn smoothed_cross_entropy(
+    logits: &[f64],
+    labels: &[u32],
+    classes: usize,
+    eps: f64,
+) -> (f64, f64, Vec<f64>) {
     let batch = labels.len();
     let mut loss = 0.0;
     let mut correct = 0.0;
@@ -193,11 +203,14 @@ pub fn cross_entropy(logits: &[f64], labels: &[u32], classes: usize) -> (f64, f6
         let zmax = row[arg];
         let denom: f64 = row.iter().map(|z| (z - zmax).exp()).sum();
         let label = labels[b] as usize;
-        loss += denom.ln() + zmax - row[label];
+        let lse = denom.ln() + zmax;
+        let mean = row.iter().sum::<f64>() / classes as f64;
+        loss += (1.0 - eps) * (lse - row[label]) + eps * (lse - mean);
         correct += f64::from(arg == label);
         for c in 0..classes {
             let p = (row[c] - zmax).exp() / denom;
-            grad[b * classes + c] = (p - f64::from(c == label)) / batch as f64;
+            let target = (1.0 - eps) * f64::from(c == label) + eps / classes as f64;
+            grad[b * classes + c] = (p - target) / batch as f64;
         }
     }
     (loss, correct, grad)

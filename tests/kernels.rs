@@ -1104,62 +1104,75 @@ fn cross_entropy_loss_gradient_accuracy_and_gradient_check() {
         .map(|v| 4.0 * v)
         .collect();
     let labels: Vec<u32> = (0..batch).map(|_| rng.below(classes) as u32).collect();
-    let (lb, yb, gb, tb, scratch) = (
-        g.storage_init(&logits, "logits"),
-        g.storage_init(&labels, "labels"),
-        g.storage(batch * classes, "grad"),
-        g.storage(4, "totals"),
-        g.storage(1, "scratch"),
-    );
     let step = g.uniform(&twa::nn::StepState::default(), "step");
     let k = kernels();
-    run(&[twa::nn::loss::cross_entropy(
-        g,
-        k,
-        batch,
-        classes,
-        &lb,
-        &yb,
-        Some(&gb),
-        &scratch,
-        &tb,
-        &step,
-    )]);
-    let (loss, correct, grad) = cpu::cross_entropy(&f64s(&logits), &labels, classes);
-    let totals = read(&tb, 4);
-    assert_close("cross-entropy loss sum", &totals[..1], &[loss], 1e-4, 1e-5);
-    assert_close(
-        "cross-entropy correct, count, bad step",
-        &totals[1..],
-        &[correct, batch as f64, 0.0],
-        0.0,
-        0.0,
-    );
-    let got = read(&gb, batch * classes);
-    assert_close("cross-entropy gradient", &got, &grad, 1e-7, 1e-4);
-    // d(mean loss)/dz via differences of the reference loss.
-    let mean_loss = |z: &[f64]| cpu::cross_entropy(z, &labels, classes).0 / batch as f64;
-    let idx = sample_indices(&mut rng, batch * classes, 24);
-    let numeric = numeric_grad(&mean_loss, &f64s(&logits), &idx, 1e-5);
-    let picked: Vec<f32> = idx.iter().map(|&i| got[i]).collect();
-    assert_close(
-        "cross-entropy gradient vs finite differences",
-        &picked,
-        &numeric,
-        1e-6,
-        1e-3,
-    );
-    // Evaluation accumulates the same sums on top, without a gradient.
-    run(&[twa::nn::loss::cross_entropy(
-        g, k, batch, classes, &lb, &yb, None, &scratch, &tb, &step,
-    )]);
-    assert_close(
-        "evaluate totals",
-        &read(&tb, 3),
-        &[2.0 * loss, 2.0 * correct, 2.0 * batch as f64],
-        2e-4,
-        1e-5,
-    );
+    // Plain, and with label smoothing (which evaluation ignores).
+    for eps in [0.0, 0.1] {
+        let (lb, yb, gb, tb, scratch) = (
+            g.storage_init(&logits, "logits"),
+            g.storage_init(&labels, "labels"),
+            g.storage(batch * classes, "grad"),
+            g.storage(4, "totals"),
+            g.storage(1, "scratch"),
+        );
+        run(&[twa::nn::loss::cross_entropy(
+            g,
+            k,
+            batch,
+            classes,
+            &lb,
+            &yb,
+            Some(&gb),
+            eps as f32,
+            &scratch,
+            &tb,
+            &step,
+        )]);
+        let reference = |z: &[f64]| cpu::smoothed_cross_entropy(z, &labels, classes, eps);
+        let (loss, correct, grad) = reference(&f64s(&logits));
+        let totals = read(&tb, 4);
+        let what = |s: &str| format!("{s} (ε = {eps})");
+        assert_close(
+            &what("cross-entropy loss sum"),
+            &totals[..1],
+            &[loss],
+            1e-4,
+            1e-5,
+        );
+        assert_close(
+            &what("cross-entropy correct, count, bad step"),
+            &totals[1..],
+            &[correct, batch as f64, 0.0],
+            0.0,
+            0.0,
+        );
+        let got = read(&gb, batch * classes);
+        assert_close(&what("cross-entropy gradient"), &got, &grad, 1e-7, 1e-4);
+        // d(mean loss)/dz via differences of the reference loss.
+        let mean_loss = |z: &[f64]| reference(z).0 / batch as f64;
+        let idx = sample_indices(&mut rng, batch * classes, 24);
+        let numeric = numeric_grad(&mean_loss, &f64s(&logits), &idx, 1e-5);
+        let picked: Vec<f32> = idx.iter().map(|&i| got[i]).collect();
+        assert_close(
+            &what("cross-entropy gradient vs finite differences"),
+            &picked,
+            &numeric,
+            1e-6,
+            1e-3,
+        );
+        // Evaluation accumulates the plain loss on top, without a gradient.
+        run(&[twa::nn::loss::cross_entropy(
+            g, k, batch, classes, &lb, &yb, None, eps as f32, &scratch, &tb, &step,
+        )]);
+        let plain = cpu::cross_entropy(&f64s(&logits), &labels, classes).0;
+        assert_close(
+            &what("evaluate totals"),
+            &read(&tb, 3),
+            &[loss + plain, 2.0 * correct, 2.0 * batch as f64],
+            2e-4,
+            1e-5,
+        );
+    }
 }
 
 #[test]
@@ -1188,6 +1201,7 @@ fn cross_entropy_reports_the_first_non_finite_step() {
         &lb,
         &yb,
         Some(&gb),
+        0.0,
         &scratch,
         &tb,
         &step,

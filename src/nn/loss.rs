@@ -8,13 +8,15 @@ use crate::gpu::{Dispatch, Gpu, Kernels};
 struct LossParams {
     batch: u32,
     classes: u32,
-    pad: [u32; 2],
+    smoothing: f32,
+    pad: u32,
 }
 
 /// The loss over `logits` [batch, classes] and `labels` [batch] (u32), accumulated into
 /// `totals` (4 words: Σ loss, Σ correct, Σ count, first non-finite step). With
-/// `grad = Some(buffer)` the gradient of the mean loss is written there (training);
-/// with `None` only the totals are accumulated (evaluation); `scratch` is any
+/// `grad = Some(buffer)` the gradient of the mean loss is written there (training),
+/// the targets smoothed by `smoothing` (PyTorch's `label_smoothing`); with `None` only
+/// the totals of the plain loss are accumulated (evaluation); `scratch` is any
 /// read-write buffer the layout's gradient slot then binds.
 pub fn cross_entropy(
     gpu: &Gpu,
@@ -24,6 +26,7 @@ pub fn cross_entropy(
     logits: &wgpu::Buffer,
     labels: &wgpu::Buffer,
     grad: Option<&wgpu::Buffer>,
+    smoothing: f32,
     scratch: &wgpu::Buffer,
     totals: &wgpu::Buffer,
     step: &wgpu::Buffer,
@@ -31,7 +34,8 @@ pub fn cross_entropy(
     let p = LossParams {
         batch: batch as u32,
         classes: classes as u32,
-        pad: [0; 2],
+        smoothing: if grad.is_some() { smoothing } else { 0.0 },
+        pad: 0,
     };
     let u = gpu.uniform(&p, "loss");
     let (kernel, grad) = match grad {

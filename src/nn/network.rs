@@ -110,6 +110,8 @@ struct BatchPlan {
 /// A model on a device. See the module doc.
 pub struct Network {
     pub model: Model,
+    /// The training loss's label smoothing ([`Network::with_label_smoothing`]).
+    label_smoothing: f32,
     pub kernels: Kernels,
     pub params: wgpu::Buffer,
     pub grads: wgpu::Buffer,
@@ -238,6 +240,7 @@ impl Network {
             optim::sgd_step(gpu, &kernels, d, sgd, &grads, &params, &velocity, &step);
         let zero_velocity = optim::zero(gpu, &kernels, d, &velocity, &grads, &scratch_rw, &step);
         Ok(Network {
+            label_smoothing: 0.0,
             labels: gpu.storage(max_batch, "labels"),
             train_totals: gpu.storage(4, "train totals"),
             eval_totals: gpu.storage(4, "eval totals"),
@@ -353,6 +356,7 @@ impl Network {
             &self.acts[last],
             &self.labels,
             grad,
+            self.label_smoothing,
             &self.scratch_rw,
             totals,
             &self.step,
@@ -508,6 +512,15 @@ impl Network {
             &self.kernels.accumulate
         };
         layers::elementwise(gpu, kernel, len, [grad, &self.unused, &self.dacts[t]])
+    }
+
+    /// Train against targets smoothed by `eps` (PyTorch's `label_smoothing`); set
+    /// before any batch is prepared.
+    #[track_caller]
+    pub fn with_label_smoothing(mut self, eps: f32) -> Network {
+        assert!(self.plans.is_empty(), "label smoothing set after planning");
+        self.label_smoothing = eps;
+        self
     }
 
     /// Build (once) the plan for `batch`.

@@ -36,6 +36,13 @@ pub struct TrainConfig {
     /// over the ranks, so that R ranks compute what one process does (else each rank
     /// normalises with its own share of the batch, as PyTorch's DDP).
     pub sync_bn: bool,
+    /// Epochs of linear warm-up before the schedule: lr·(s + 1)/W over the first W
+    /// steps (the TWA code's); the step schedule's drops stay where they were, the
+    /// cosine and linear ones span the epochs after the warm-up.
+    pub warmup_epochs: usize,
+    /// The training loss's label smoothing ε (targets (1 − ε)·onehot + ε/C, as
+    /// PyTorch's); test losses are plain cross-entropy.
+    pub label_smoothing: f64,
 }
 
 impl Default for TrainConfig {
@@ -51,6 +58,8 @@ impl Default for TrainConfig {
             eval_batch: 1000,
             augment: false,
             sync_bn: false,
+            warmup_epochs: 0,
+            label_smoothing: 0.0,
         }
     }
 }
@@ -90,7 +99,36 @@ impl TrainConfig {
                 self.weight_decay
             ));
         }
+        if self.warmup_epochs >= self.epochs {
+            return bad(format!(
+                "warmup_epochs must be fewer than the {} epochs, got {}",
+                self.epochs, self.warmup_epochs
+            ));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad(format!(
+                "label_smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            ));
+        }
         Ok(())
+    }
+
+    /// The LR of `step` (0-based) of `epoch` (0-based) with `steps` steps per epoch:
+    /// the warm-up, then the schedule.
+    pub fn lr_at(&self, epoch: usize, step: usize, steps: usize) -> f64 {
+        let (warm, at) = (self.warmup_epochs, epoch * steps + step);
+        if at < warm * steps {
+            return self.lr * (at + 1) as f64 / (warm * steps) as f64;
+        }
+        match self.schedule {
+            Schedule::Step | Schedule::Constant => {
+                self.schedule.lr(self.lr, epoch, self.epochs, step, steps)
+            }
+            _ => self
+                .schedule
+                .lr(self.lr, epoch - warm, self.epochs - warm, step, steps),
+        }
     }
 }
 
@@ -250,7 +288,8 @@ impl<'a> Trainer<'a> {
             momentum: config.momentum as f32,
             weight_decay: config.weight_decay as f32,
         };
-        let mut net = Network::new(gpu, model, max_batch, &init, sgd)?;
+        let mut net = Network::new(gpu, model, max_batch, &init, sgd)?
+            .with_label_smoothing(config.label_smoothing as f32);
         let train = DeviceSplit::upload(gpu, &data.train, data)?;
         let test = DeviceSplit::upload(gpu, &data.test, data)?;
         let mut gathers = |split: &DeviceSplit, batch: usize, augment: Option<u64>| {
@@ -457,10 +496,7 @@ impl<'a> Trainer<'a> {
             }
             let size = batch.min(n - step * batch);
             let part = shard(size, self.collective.rank(), self.collective.size());
-            lr = self
-                .config
-                .schedule
-                .lr(self.config.lr, epoch, self.config.epochs, step, steps);
+            lr = self.config.lr_at(epoch, step, steps);
             let state = StepState {
                 start: (step * batch + part.start) as u32,
                 step: self.global_step as u32,
@@ -963,4 +999,53 @@ pub struct TrainerState {
     /// Samples taken so far, n × D, and where.
     pub samples: Vec<f32>,
     pub sample_infos: Vec<SampleInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warm_up_rises_linearly_then_the_schedule_runs() {
+        let config = |schedule| TrainConfig {
+            epochs: 10,
+            lr: 0.1,
+            schedule,
+            warmup_epochs: 2,
+            ..TrainConfig::default()
+        };
+        let lrs = |schedule| -> Vec<f64> {
+            let c = config(schedule);
+            (0..10)
+                .flat_map(|e| (0..4).map(move |s| (e, s)))
+                .map(|(e, s)| c.lr_at(e, s, 4))
+                .collect()
+        };
+        // The TWA code's warm-up: base·(s + 1)/W over the first W = 8 steps.
+        let step = lrs(Schedule::Step);
+        for (s, lr) in step[..8].iter().enumerate() {
+            assert!((lr - 0.1 * (s + 1) as f64 / 8.0).abs() < 1e-15, "{s}: {lr}");
+        }
+        // The step schedule's drops stay at epochs 5 and 7.5 (of all ten).
+        assert_eq!(step[8], 0.1);
+        assert!((step[20] - 0.01).abs() < 1e-15 && (step[19] - 0.1).abs() < 1e-15);
+        assert!((step[32] - 0.001).abs() < 1e-15);
+        // The cosine starts at the base after the warm-up and spans the rest.
+        let cosine = lrs(Schedule::Cosine);
+        assert_eq!(cosine[8], 0.1);
+        let middle = cosine[8 + 16];
+        assert!((middle - 0.05).abs() < 1e-12, "{middle}");
+        // No warm-up: the schedule alone.
+        let plain = TrainConfig {
+            warmup_epochs: 0,
+            ..config(Schedule::Cosine)
+        };
+        assert_eq!(plain.lr_at(0, 0, 4), 0.1);
+        assert!(config(Schedule::Step).validate().is_ok());
+        let too_long = TrainConfig {
+            warmup_epochs: 10,
+            ..config(Schedule::Step)
+        };
+        assert!(too_long.validate().is_err());
+    }
 }

@@ -157,6 +157,7 @@ pub fn twa_train_config(base: &TrainConfig, twa: &TwaConfig) -> TrainConfig {
         momentum: twa.momentum,
         weight_decay: twa.weight_decay,
         schedule: twa.schedule,
+        warmup_epochs: 0,
         ..base.clone()
     }
 }
