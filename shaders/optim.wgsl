@@ -7,9 +7,14 @@
 //           w ← w − lr·wd·w − lr·m̂/(√v̂ + ε) with m̂, v̂ bias-corrected at step
 //           t = step − first_step + 1; `velocity` holds m then v (2·len words).
 // zero      dst[i] = 0 (gradient and optimiser-state resets).
+// Gradient-norm clipping (PyTorch's clip_grad_norm_), three passes:
+// clip_partial  dst[wg] = Σ g[i]² over workgroup wg's range of `grads`
+// clip_factor   dst[0] = min(1, max_norm / (√Σ partials + 1e-6)) over the `len` partials
+// clip_scale    dst[i] *= factor, the factor bound as `grads` (len = the gradient's)
 
 struct OptimParams {
     len: u32, momentum: f32, weight_decay: f32, first_step: u32,
+    max_norm: f32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 struct StepState {
@@ -68,5 +73,64 @@ fn zero(
     let r = grid_range(wg.x, lid.x, nwg.x, p.len);
     for (var i = r.x; i < r.y; i += LANES) {
         dst[i] = 0.0;
+    }
+}
+
+var<workgroup> squares: array<f32, LANES>;
+
+@compute @workgroup_size(LANES)
+fn clip_partial(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.len);
+    var sum = 0.0;
+    for (var i = r.x; i < r.y; i += LANES) {
+        sum += grads[i] * grads[i];
+    }
+    squares[lid.x] = sum;
+    workgroupBarrier();
+    for (var width = LANES / 2u; width > 0u; width /= 2u) {
+        if (lid.x < width) {
+            squares[lid.x] += squares[lid.x + width];
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) {
+        dst[wg.x] = squares[0];
+    }
+}
+
+// One workgroup.
+@compute @workgroup_size(LANES)
+fn clip_factor(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var sum = 0.0;
+    for (var i = lid.x; i < p.len; i += LANES) {
+        sum += grads[i];
+    }
+    squares[lid.x] = sum;
+    workgroupBarrier();
+    for (var width = LANES / 2u; width > 0u; width /= 2u) {
+        if (lid.x < width) {
+            squares[lid.x] += squares[lid.x + width];
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) {
+        dst[0] = min(1.0, p.max_norm / (sqrt(squares[0]) + 1e-6));
+    }
+}
+
+@compute @workgroup_size(LANES)
+fn clip_scale(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let factor = grads[0];
+    let r = grid_range(wg.x, lid.x, nwg.x, p.len);
+    for (var i = r.x; i < r.y; i += LANES) {
+        dst[i] = dst[i] * factor;
     }
 }

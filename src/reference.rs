@@ -216,6 +216,15 @@ pub fn smoothed_cross_entropy(
     (loss, correct, grad)
 }
 
+/// Scale `g` to norm at most `max_norm` as PyTorch's `clip_grad_norm_`: by
+/// min(1, max_norm / (‖g‖ + 1e-6)); returns the factor.
+pub fn clip_grad_norm(g: &mut [f64], max_norm: f64) -> f64 {
+    let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let factor = (max_norm / (norm + 1e-6)).min(1.0);
+    g.iter_mut().for_each(|v| *v *= factor);
+    factor
+}
+
 /// One SGD step in place: v ← μv + (g + wd·w); w ← w − lr·v.
 pub fn sgd_step(w: &mut [f64], v: &mut [f64], g: &[f64], lr: f64, momentum: f64, wd: f64) {
     for i in 0..w.len() {

@@ -10,13 +10,22 @@ use common::*;
 use twa::nn::architecture::Arch;
 use twa::nn::model::Shape;
 use twa::nn::spec::{LayerSpec, Width};
-use twa::nn::{Model, ModelConfig, Network, SgdConfig, StepState};
+use twa::nn::{Model, ModelConfig, Network, Optimizer, SgdConfig, StepState, UpdateRule};
 use twa::reference as cpu;
 
 /// One GPU training step of `model` vs the reference forward/backward and SGD step;
 /// with `gpu_kernels` the kernels a GPU gets (tiled products, split-K weight
 /// gradients) whatever the adapter.
 fn check_step(name: &str, model: Model, batch: usize, gpu_kernels: bool) {
+    let rule = SgdConfig {
+        momentum: 0.9,
+        weight_decay: 1e-4,
+    };
+    check_step_with(name, model, batch, gpu_kernels, rule.into());
+}
+
+/// [`check_step`] with the update `rule` (SGD or AdamW, clipped or not).
+fn check_step_with(name: &str, model: Model, batch: usize, gpu_kernels: bool, rule: UpdateRule) {
     let mut rng = rng(name);
     let g = gpu();
     let init = model.init_params(rng.below(1000) as u64);
@@ -24,12 +33,9 @@ fn check_step(name: &str, model: Model, batch: usize, gpu_kernels: bool) {
     let labels: Vec<u32> = (0..batch)
         .map(|_| rng.below(model.classes) as u32)
         .collect();
-    let (lr, momentum, wd) = (0.05, 0.9, 1e-4);
-    let sgd = SgdConfig {
-        momentum,
-        weight_decay: wd,
-    };
-    let mut net = Network::new(g, model.clone(), batch, &init, sgd).unwrap();
+    let lr = 0.05;
+    let (momentum, wd) = (rule.hyper.momentum, rule.hyper.weight_decay);
+    let mut net = Network::new(g, model.clone(), batch, &init, rule).unwrap();
     net.kernels.prefer_tiled |= gpu_kernels;
     net.prepare(g, batch);
     g.write(&net.acts[0], 0, &x);
@@ -75,7 +81,15 @@ fn check_step(name: &str, model: Model, batch: usize, gpu_kernels: bool) {
         })
         .collect();
     let (_, _, dlogits) = cpu::cross_entropy(device_acts.last().unwrap(), &labels, model.classes);
-    let want = cpu::model_backward(&model, &p, &device_acts, &dlogits, batch, &state);
+    let mut want = cpu::model_backward(&model, &p, &device_acts, &dlogits, batch, &state);
+    if rule.clip_norm > 0.0 {
+        // The device's gradient is left clipped.
+        let factor = cpu::clip_grad_norm(&mut want, rule.clip_norm as f64);
+        assert!(
+            factor < 1.0,
+            "{name}: the gradient is not clipped ({factor})"
+        );
+    }
     for e in &model.params.entries {
         assert_close(
             &format!("{name} grad {}", e.name),
@@ -86,15 +100,13 @@ fn check_step(name: &str, model: Model, batch: usize, gpu_kernels: bool) {
         );
     }
     // The step from the device's own gradients (compared above).
-    let (mut w, mut v) = (p.clone(), vec![0.0; p.len()]);
-    cpu::sgd_step(
-        &mut w,
-        &mut v,
-        &f64s(&grads),
-        lr as f64,
-        momentum as f64,
-        wd as f64,
-    );
+    let (mut w, mut v, mut m) = (p.clone(), vec![0.0; p.len()], vec![0.0; p.len()]);
+    let (lr, momentum, wd, g) = (lr as f64, momentum as f64, wd as f64, f64s(&grads));
+    match rule.optimizer {
+        Optimizer::Sgd => cpu::sgd_step(&mut w, &mut v, &g, lr, momentum, wd),
+        // AdamW's bias correction counts from global step 0: this is step 58.
+        Optimizer::Adamw => cpu::adamw_step(&mut w, &mut m, &mut v, &g, lr, momentum, wd, 58),
+    }
     assert_close(
         &format!("{name} parameters after the step"),
         &params,
@@ -251,4 +263,21 @@ fn the_paper_networks_step_as_the_cpu_reference() {
         let model = Model::build(&config, Shape::image(32, 32, 3), 5).unwrap();
         check_step(name, model, batch, false);
     }
+}
+
+/// LeNet-5 trained by AdamW with its gradient clipped to a norm of 0.05 (below the
+/// step's): the clipped gradient and the update as the reference computes them.
+#[test]
+fn an_adamw_step_with_a_clipped_gradient_matches_the_cpu_reference() {
+    let config = twa::run::config::RunConfig::preset("lenet5").unwrap();
+    let model = Model::build(&config.model, Shape::image(28, 28, 1), 10).unwrap();
+    let rule = UpdateRule {
+        optimizer: Optimizer::Adamw,
+        hyper: SgdConfig {
+            momentum: 0.9,
+            weight_decay: 0.05,
+        },
+        clip_norm: 0.05,
+    };
+    check_step_with("lenet5 (AdamW, clipped)", model, 3, false, rule);
 }

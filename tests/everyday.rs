@@ -80,6 +80,61 @@ fn assert_same_file(a: &Path, b: &Path) {
     );
 }
 
+/// A run with every training option a recipe may set — AdamW, gradient clipping,
+/// label smoothing, warm-up, dropout, GELU — killed mid-run resumes to the files of an
+/// uninterrupted one (AdamW's moments and dropout's masks included).
+#[test]
+fn killed_training_with_every_training_option_resumes_bit_for_bit() {
+    let dir = temp_dir("resume-options");
+    let config = dir.join("options.toml");
+    std::fs::write(
+        &config,
+        r#"[model]
+arch = "layers"
+layers = [
+    { linear = { outputs = 64 } },
+    "gelu",
+    { dropout = { p = 0.3 } },
+    { linear = { outputs = "classes" } },
+]
+
+[train]
+epochs = 4
+optimizer = "adamw"
+lr = 0.002
+weight_decay = 0.01
+clip_grad_norm = 0.5
+label_smoothing = 0.1
+warmup_epochs = 1
+schedule = "cosine"
+"#,
+    )
+    .unwrap();
+    let (whole, killed) = (dir.join("whole"), dir.join("killed"));
+    let (whole_s, killed_s) = (whole.display().to_string(), killed.display().to_string());
+    let args = ["train", "--config", config.to_str().unwrap()];
+    let out = twa(&[&args[..], &["--out", &whole_s]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    kill_after(
+        spawn(&[&args[..], &["--out", &killed_s]].concat()),
+        &killed,
+        2,
+    );
+    let saved =
+        twa::run::checkpoint::Checkpoint::load(&killed.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(saved.trainer.velocity.len(), 2 * saved.trainer.params.len());
+    let out = twa(&[&args[..], &["--resume", &killed_s]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_file(
+        &whole.join("model.safetensors"),
+        &killed.join("model.safetensors"),
+    );
+    assert_eq!(
+        without_seconds(&whole.join("metrics.jsonl")),
+        without_seconds(&killed.join("metrics.jsonl"))
+    );
+}
+
 #[test]
 fn killed_training_resumes_bit_for_bit() {
     let dir = temp_dir("resume-train");

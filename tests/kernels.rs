@@ -1176,6 +1176,42 @@ fn cross_entropy_loss_gradient_accuracy_and_gradient_check() {
 }
 
 #[test]
+fn gradient_norm_clipping_scales_to_the_bound_and_leaves_smaller_gradients_alone() {
+    let mut rng = rng("clip");
+    let g = gpu();
+    // Long enough for several workgroups' partial sums on any adapter.
+    let len = 70_001;
+    let grads = random(&mut rng, len);
+    let norm = grads
+        .iter()
+        .map(|&v| (v as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let step = g.uniform(&twa::nn::StepState::default(), "step");
+    let scratch = twa::nn::optim::ClipScratch::new(g, len);
+    for max_norm in [0.25 * norm, 2.0 * norm] {
+        let buffer = g.storage_init(&grads, "grads");
+        run(&twa::nn::optim::clip_norm(
+            g,
+            kernels(),
+            len,
+            max_norm as f32,
+            &buffer,
+            &scratch,
+            &step,
+        ));
+        let got = read(&buffer, len);
+        let mut want = f64s(&grads);
+        let factor = cpu::clip_grad_norm(&mut want, max_norm);
+        if factor < 1.0 {
+            assert_close("clipped gradient", &got, &want, 1e-7, 1e-5);
+        } else {
+            assert_eq!(got, grads, "a gradient within the bound is untouched");
+        }
+    }
+}
+
+#[test]
 fn cross_entropy_reports_the_first_non_finite_step() {
     let g = gpu();
     let logits = [1.0f32, f32::NAN, 0.5, 0.2];

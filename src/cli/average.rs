@@ -9,12 +9,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 use twa::data::Dataset;
 use twa::error::{Error, Result};
+use twa::nn::Optimizer;
 use twa::nn::ParamTable;
 use twa::run::config::RunConfig;
 use twa::run::History;
 use twa::train::{Schedule, Trainer};
 use twa::twa::average;
-use twa::twa::config::{Optimizer, Start, TwaConfig};
+use twa::twa::config::{Start, TwaConfig};
 use twa::twa::directions::Coefficients;
 use twa::twa::Samples;
 

@@ -381,7 +381,7 @@ mod tests {
         }
         check::<twa::train::Schedule>(super::SCHEDULES);
         check::<twa::twa::directions::Coefficients>(super::COEFFICIENTS);
-        check::<twa::twa::config::Optimizer>(super::OPTIMIZERS);
+        check::<twa::nn::Optimizer>(super::OPTIMIZERS);
     }
 
     #[test]

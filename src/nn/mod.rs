@@ -13,5 +13,5 @@ pub mod spec;
 pub use architecture::ModelConfig;
 pub use model::Model;
 pub use network::{DeviceMemory, GradientStep, Network, StepState, Totals};
-pub use optim::SgdConfig;
+pub use optim::{Optimizer, SgdConfig, UpdateRule};
 pub use params::{ParamEntry, ParamTable};

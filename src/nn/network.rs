@@ -5,7 +5,7 @@
 use super::layers::{self, BnSync, Cols, LayerBuffers, Mode};
 use super::loss;
 use super::model::{Layer, LayerKind, Model};
-use super::optim::{self, SgdConfig};
+use super::optim::{self, Optimizer, UpdateRule};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Kernels};
 use std::collections::HashMap;
@@ -115,7 +115,10 @@ pub struct Network {
     pub kernels: Kernels,
     pub params: wgpu::Buffer,
     pub grads: wgpu::Buffer,
+    /// The optimiser's state: SGD's velocity (D words) or AdamW's moments (2D).
     pub velocity: wgpu::Buffer,
+    /// Words of `velocity`.
+    pub velocity_len: usize,
     pub state: wgpu::Buffer,
     /// `acts[0]` is the input batch, `acts[i + 1]` the output of layer i (left
     /// unwritten for a BatchNorm fused with its ReLU, see `fused`).
@@ -141,7 +144,8 @@ pub struct Network {
     split: wgpu::Buffer,
     /// A layer's input gradient when another reader already wrote that activation's.
     dscratch: wgpu::Buffer,
-    sgd: Dispatch,
+    /// The optimiser step: gradient-norm clipping, if asked for, then the update.
+    update: Vec<Dispatch>,
     zero_velocity: Dispatch,
     max_batch: usize,
     plans: HashMap<usize, BatchPlan>,
@@ -159,14 +163,16 @@ impl Network {
         }
     }
 
-    /// Allocate `model` on `gpu` for batches up to `max_batch`, parameters from `init`.
+    /// Allocate `model` on `gpu` for batches up to `max_batch`, parameters from `init`,
+    /// trained by `rule` (an [`SgdConfig`] alone: plain SGD).
     pub fn new(
         gpu: &Gpu,
         model: Model,
         max_batch: usize,
         init: &[f32],
-        sgd: SgdConfig,
+        rule: impl Into<UpdateRule>,
     ) -> Result<Network> {
+        let rule = rule.into();
         assert_eq!(
             init.len(),
             model.num_params(),
@@ -193,8 +199,9 @@ impl Network {
             .map(|l| layers::split_k_len(l, max_batch))
             .max()
             .unwrap_or(0);
+        let optimiser_state = rule.optimizer.state_words() * model.num_params();
         let largest = (max_batch * widest)
-            .max(model.num_params())
+            .max(optimiser_state)
             .max(cols_len)
             .max(split_len) as u64
             * 4;
@@ -217,7 +224,7 @@ impl Network {
         let d = model.num_params();
         let params = gpu.storage_init(init, "params");
         let grads = gpu.storage(d, "grads");
-        let velocity = gpu.storage(d, "velocity");
+        let velocity = gpu.storage(optimiser_state, "optimiser state");
         let state = gpu.storage_init(&model.init_state(), "state");
         let acts = widths
             .iter()
@@ -236,9 +243,36 @@ impl Network {
         let step = gpu.uniform(&StepState::default(), "step");
         let unused = gpu.storage(1, "unused");
         let scratch_rw = gpu.storage(1, "unused rw");
-        let sgd_dispatch =
-            optim::sgd_step(gpu, &kernels, d, sgd, &grads, &params, &velocity, &step);
-        let zero_velocity = optim::zero(gpu, &kernels, d, &velocity, &grads, &scratch_rw, &step);
+        let mut update = Vec::new();
+        if rule.clip_norm > 0.0 {
+            let scratch = optim::ClipScratch::new(gpu, d);
+            update.extend(optim::clip_norm(
+                gpu,
+                &kernels,
+                d,
+                rule.clip_norm,
+                &grads,
+                &scratch,
+                &step,
+            ));
+        }
+        update.push(match rule.optimizer {
+            Optimizer::Sgd => optim::sgd_step(
+                gpu, &kernels, d, rule.hyper, &grads, &params, &velocity, &step,
+            ),
+            Optimizer::Adamw => optim::adamw_step(
+                gpu, &kernels, d, rule.hyper, 0, &grads, &params, &velocity, &step,
+            ),
+        });
+        let zero_velocity = optim::zero(
+            gpu,
+            &kernels,
+            optimiser_state,
+            &velocity,
+            &grads,
+            &scratch_rw,
+            &step,
+        );
         Ok(Network {
             label_smoothing: 0.0,
             labels: gpu.storage(max_batch, "labels"),
@@ -249,6 +283,7 @@ impl Network {
             params,
             grads,
             velocity,
+            velocity_len: optimiser_state,
             state,
             acts,
             dacts,
@@ -265,7 +300,7 @@ impl Network {
             dcols: gpu.storage(cols_len, "im2col grad"),
             split: gpu.storage(split_len.max(1), "split-K slices"),
             dscratch: gpu.storage(max_batch * widest, "activation grad scratch"),
-            sgd: sgd_dispatch,
+            update,
             zero_velocity,
             max_batch,
             plans: HashMap::new(),
@@ -617,7 +652,7 @@ impl Network {
                 for d in transform {
                     d.record(pass);
                 }
-                self.record_sgd(pass);
+                self.record_optimiser_step(pass);
             }
             GradientStep::Replace(dispatches) | GradientStep::ReplaceSummed(dispatches) => {
                 for d in dispatches {
@@ -627,9 +662,10 @@ impl Network {
         }
     }
 
-    /// The SGD update of the parameters from `grads`.
-    pub fn record_sgd(&self, pass: &mut wgpu::ComputePass) {
-        self.sgd.record(pass);
+    /// The optimiser's update of the parameters from `grads` (clipped first if the
+    /// rule says so).
+    pub fn record_optimiser_step(&self, pass: &mut wgpu::ComputePass) {
+        self.update.iter().for_each(|d| d.record(pass));
     }
 
     /// The dispatches of one training step on `batch` (forward, loss, backward), for
@@ -703,7 +739,7 @@ impl Network {
             .write_buffer(&self.step, 0, bytemuck::bytes_of(&state));
     }
 
-    /// Reset the SGD velocity to zero (recorded into `pass`).
+    /// Reset the optimiser's state to zero (recorded into `pass`).
     pub fn record_reset_velocity(&self, pass: &mut wgpu::ComputePass) {
         self.zero_velocity.record(pass);
     }

@@ -3,11 +3,53 @@
 use crate::gpu::kernels::grid;
 use crate::gpu::{Dispatch, Gpu, Kernels};
 
-/// SGD hyper-parameters fixed for a run (the LR comes per step).
+/// An optimiser's hyper-parameters fixed for a run (the LR comes per step): SGD's
+/// momentum, or AdamW's β₁, and the weight decay.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SgdConfig {
     pub momentum: f32,
     pub weight_decay: f32,
+}
+
+/// Which update rule trains the parameters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    /// SGD with momentum and weight decay (PyTorch's, no dampening or Nesterov).
+    #[default]
+    Sgd,
+    /// AdamW: β₁ = the momentum, β₂ = 0.999, ε = 1e-8, decoupled weight decay.
+    Adamw,
+}
+
+impl Optimizer {
+    /// Words of optimiser state per parameter: SGD's velocity, AdamW's two moments.
+    pub fn state_words(self) -> usize {
+        match self {
+            Optimizer::Sgd => 1,
+            Optimizer::Adamw => 2,
+        }
+    }
+}
+
+/// How a training step updates the parameters from the gradient: the optimiser, its
+/// hyper-parameters, and the bound on the gradient's norm (0: none).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct UpdateRule {
+    pub optimizer: Optimizer,
+    pub hyper: SgdConfig,
+    pub clip_norm: f32,
+}
+
+impl From<SgdConfig> for UpdateRule {
+    /// SGD, unclipped.
+    fn from(hyper: SgdConfig) -> UpdateRule {
+        UpdateRule {
+            optimizer: Optimizer::Sgd,
+            hyper,
+            clip_norm: 0.0,
+        }
+    }
 }
 
 #[repr(C)]
@@ -17,6 +59,8 @@ struct OptimParams {
     momentum: f32,
     weight_decay: f32,
     first_step: u32,
+    max_norm: f32,
+    pad: [u32; 3],
 }
 
 fn uniform(gpu: &Gpu, len: usize, sgd: SgdConfig, first_step: u32) -> wgpu::Buffer {
@@ -25,8 +69,74 @@ fn uniform(gpu: &Gpu, len: usize, sgd: SgdConfig, first_step: u32) -> wgpu::Buff
         momentum: sgd.momentum,
         weight_decay: sgd.weight_decay,
         first_step,
+        max_norm: 0.0,
+        pad: [0; 3],
     };
     gpu.uniform(&p, "optim")
+}
+
+/// Scratch of gradient-norm clipping: a partial sum per workgroup, then the factor.
+pub struct ClipScratch {
+    partials: wgpu::Buffer,
+    factor: wgpu::Buffer,
+}
+
+impl ClipScratch {
+    pub fn new(gpu: &Gpu, len: usize) -> ClipScratch {
+        ClipScratch {
+            partials: gpu.storage(grid(gpu, len)[0] as usize, "clip partial sums"),
+            factor: gpu.storage(1, "clip factor"),
+        }
+    }
+}
+
+/// Scale the `len` values of `grads` so that their norm is at most `max_norm`
+/// (PyTorch's `clip_grad_norm_`: by min(1, max_norm / (‖g‖ + 1e-6))): the sum of
+/// squares per workgroup, the factor, the scaling. `step` fills the layout's slot.
+pub fn clip_norm(
+    gpu: &Gpu,
+    k: &Kernels,
+    len: usize,
+    max_norm: f32,
+    grads: &wgpu::Buffer,
+    scratch: &ClipScratch,
+    step: &wgpu::Buffer,
+) -> [Dispatch; 3] {
+    let params = |len: usize| {
+        gpu.uniform(
+            &OptimParams {
+                len: len as u32,
+                momentum: 0.0,
+                weight_decay: 0.0,
+                first_step: 0,
+                max_norm,
+                pad: [0; 3],
+            },
+            "clip",
+        )
+    };
+    let groups = grid(gpu, len);
+    let (partials, factor) = (&scratch.partials, &scratch.factor);
+    [
+        Dispatch::new(
+            gpu,
+            &k.clip_partial,
+            &[grads, partials, factor, &params(len), step],
+            groups,
+        ),
+        Dispatch::new(
+            gpu,
+            &k.clip_factor,
+            &[partials, factor, grads, &params(groups[0] as usize), step],
+            [1, 1, 1],
+        ),
+        Dispatch::new(
+            gpu,
+            &k.clip_scale,
+            &[factor, grads, partials, &params(len), step],
+            groups,
+        ),
+    ]
 }
 
 /// One SGD step over `len` parameters: v ← μv + (g + wd·w); w ← w − lr·v, with lr

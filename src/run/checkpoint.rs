@@ -115,7 +115,8 @@ impl Checkpoint {
         let vector = |name: &str, shape: Option<&[usize]>| f32_tensor(path, &file, name, shape);
         let params = vector("params", None)?;
         let dim = params.len();
-        let velocity = vector("velocity", Some(&[dim]))?;
+        let state_words = config.train.optimizer.state_words();
+        let velocity = vector("velocity", Some(&[state_words * dim]))?;
         let state = vector("state", None)?;
         let totals = vector("train_totals", Some(&[4]))?;
         let n = meta.sample_infos.len();

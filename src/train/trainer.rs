@@ -9,7 +9,9 @@ use crate::data::{Dataset, DeviceSplit};
 use crate::error::{Error, Result};
 use crate::gpu::readback::AsyncReadback;
 use crate::gpu::{Dispatch, Gpu};
-use crate::nn::{GradientStep, Model, ModelConfig, Network, SgdConfig, StepState, Totals};
+use crate::nn::{
+    GradientStep, Model, ModelConfig, Network, Optimizer, SgdConfig, StepState, Totals, UpdateRule,
+};
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -43,6 +45,11 @@ pub struct TrainConfig {
     /// The training loss's label smoothing ε (targets (1 − ε)·onehot + ε/C, as
     /// PyTorch's); test losses are plain cross-entropy.
     pub label_smoothing: f64,
+    /// SGD, or AdamW with `momentum` as β₁.
+    pub optimizer: Optimizer,
+    /// Scale each step's gradient to this norm when it is larger (PyTorch's
+    /// `clip_grad_norm_`); 0: never.
+    pub clip_grad_norm: f64,
 }
 
 impl Default for TrainConfig {
@@ -60,6 +67,8 @@ impl Default for TrainConfig {
             sync_bn: false,
             warmup_epochs: 0,
             label_smoothing: 0.0,
+            optimizer: Optimizer::Sgd,
+            clip_grad_norm: 0.0,
         }
     }
 }
@@ -103,6 +112,12 @@ impl TrainConfig {
             return bad(format!(
                 "warmup_epochs must be fewer than the {} epochs, got {}",
                 self.epochs, self.warmup_epochs
+            ));
+        }
+        if !(self.clip_grad_norm.is_finite() && self.clip_grad_norm >= 0.0) {
+            return bad(format!(
+                "clip_grad_norm must be ≥ 0 (0: no clipping), got {}",
+                self.clip_grad_norm
             ));
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
@@ -284,9 +299,13 @@ impl<'a> Trainer<'a> {
         let model = Model::build(model, data.train.shape, data.classes)?;
         let init = model.init_params(config.seed);
         let max_batch = config.batch.max(config.eval_batch);
-        let sgd = SgdConfig {
-            momentum: config.momentum as f32,
-            weight_decay: config.weight_decay as f32,
+        let sgd = UpdateRule {
+            optimizer: config.optimizer,
+            hyper: SgdConfig {
+                momentum: config.momentum as f32,
+                weight_decay: config.weight_decay as f32,
+            },
+            clip_norm: config.clip_grad_norm as f32,
         };
         let mut net = Network::new(gpu, model, max_batch, &init, sgd)?
             .with_label_smoothing(config.label_smoothing as f32);
@@ -632,7 +651,7 @@ impl<'a> Trainer<'a> {
                 .await?;
             encoder = gpu.device.create_command_encoder(&Default::default());
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            self.net.record_sgd(&mut pass);
+            self.net.record_optimiser_step(&mut pass);
         } else if let GradientStep::ReplaceSummed(dispatches) = &self.gradient_step {
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -896,7 +915,7 @@ impl<'a> Trainer<'a> {
             rng: self.epoch_rng.state(),
             params: self.net.read_params(gpu).await?,
             velocity: gpu
-                .read(&self.net.velocity, 0, self.net.model.num_params())
+                .read(&self.net.velocity, 0, self.net.velocity_len)
                 .await?,
             state: self.net.read_state(gpu).await?,
             train_totals: totals.try_into().expect("4 words"),
@@ -911,7 +930,7 @@ impl<'a> Trainer<'a> {
     pub fn restore_state(&mut self, saved: &TrainerState) {
         let gpu = self.gpu;
         self.net.set_params(gpu, &saved.params);
-        assert_eq!(saved.velocity.len(), self.net.model.num_params());
+        assert_eq!(saved.velocity.len(), self.net.velocity_len);
         gpu.write(&self.net.velocity, 0, &saved.velocity);
         self.net.set_state(gpu, &saved.state);
         gpu.write(self.net.totals_buffer(true), 0, &saved.train_totals);
@@ -953,7 +972,7 @@ impl TrainerState {
         let model = &trainer.net.model;
         let capacity = trainer.sampler.as_ref().map_or(0, |(plan, _)| plan.count());
         if self.params.len() != model.num_params()
-            || self.velocity.len() != model.num_params()
+            || self.velocity.len() != trainer.net.velocity_len
             || self.state.len() != model.state.len
             || self.sample_infos.len() > capacity
         {

@@ -3,6 +3,7 @@
 
 use super::directions::{self, Coefficients};
 use crate::error::{Error, Result};
+use crate::nn::Optimizer;
 use crate::train::{Schedule, TrainConfig};
 
 /// Where TWA starts; in a config file `swa`, `last` or a sample index.
@@ -46,17 +47,6 @@ impl From<Start> for String {
             Start::Sample(i) => i.to_string(),
         }
     }
-}
-
-/// The optimiser of explicit coefficients.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Optimizer {
-    /// SGD with momentum and weight decay (the only one for orthonormal P-SGD).
-    #[default]
-    Sgd,
-    /// AdamW: β₁ = the momentum, decoupled weight decay.
-    Adamw,
 }
 
 /// TWA's own optimisation settings (the `[twa]` section of a config file).
@@ -158,6 +148,9 @@ pub fn twa_train_config(base: &TrainConfig, twa: &TwaConfig) -> TrainConfig {
         weight_decay: twa.weight_decay,
         schedule: twa.schedule,
         warmup_epochs: 0,
+        // P-SGD is SGD on the projected gradient, unclipped.
+        optimizer: Optimizer::Sgd,
+        clip_grad_norm: 0.0,
         ..base.clone()
     }
 }

@@ -2,13 +2,14 @@
 //! block) over the stored directions of `directions`, updated by SGD or AdamW inside
 //! each training step, reported as α over the samples.
 
-use super::config::{sample_count, start_sample, Optimizer, TwaConfig};
+use super::config::{sample_count, start_sample, TwaConfig};
 use super::directions::{self, Coefficients, Directions, Packed};
 use super::outcome::{Averaged, BlockAlpha, TwaRun};
 use crate::collective::DeviceSum;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::submit;
 use crate::gpu::Gpu;
+use crate::nn::Optimizer;
 use crate::nn::{optim, GradientStep};
 use crate::train::trainer::Watch;
 use crate::train::{Event, Trainer};
