@@ -78,6 +78,19 @@ fn zero(
 
 var<workgroup> squares: array<f32, LANES>;
 
+// The sum of `value` over the workgroup's invocations (LANES a power of two), in lane 0.
+fn workgroup_sum(lane: u32, value: f32) -> f32 {
+    squares[lane] = value;
+    workgroupBarrier();
+    for (var width = LANES / 2u; width > 0u; width /= 2u) {
+        if (lane < width) {
+            squares[lane] += squares[lane + width];
+        }
+        workgroupBarrier();
+    }
+    return squares[0];
+}
+
 @compute @workgroup_size(LANES)
 fn clip_partial(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -89,16 +102,9 @@ fn clip_partial(
     for (var i = r.x; i < r.y; i += LANES) {
         sum += grads[i] * grads[i];
     }
-    squares[lid.x] = sum;
-    workgroupBarrier();
-    for (var width = LANES / 2u; width > 0u; width /= 2u) {
-        if (lid.x < width) {
-            squares[lid.x] += squares[lid.x + width];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lid.x, sum);
     if (lid.x == 0u) {
-        dst[wg.x] = squares[0];
+        dst[wg.x] = total;
     }
 }
 
@@ -109,16 +115,9 @@ fn clip_factor(@builtin(local_invocation_id) lid: vec3<u32>) {
     for (var i = lid.x; i < p.len; i += LANES) {
         sum += grads[i];
     }
-    squares[lid.x] = sum;
-    workgroupBarrier();
-    for (var width = LANES / 2u; width > 0u; width /= 2u) {
-        if (lid.x < width) {
-            squares[lid.x] += squares[lid.x + width];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lid.x, sum);
     if (lid.x == 0u) {
-        dst[0] = min(1.0, p.max_norm / (sqrt(squares[0]) + 1e-6));
+        dst[0] = min(1.0, p.max_norm / (sqrt(total) + 1e-6));
     }
 }
 

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use twa::nn::architecture::Arch;
 use twa::nn::model::Shape;
-use twa::nn::spec::{LayerSpec, Width};
+use twa::nn::spec::{ConvSpec, LayerSpec, Width};
 use twa::nn::{Model, ModelConfig, Network, Optimizer, SgdConfig, StepState, UpdateRule};
 use twa::reference as cpu;
 
@@ -205,21 +205,10 @@ fn a_layer_list_with_strided_pools_and_large_kernels_steps_as_the_cpu_reference(
 fn narrowed(list: &[LayerSpec], by: usize) -> Vec<LayerSpec> {
     list.iter()
         .map(|spec| match spec.clone() {
-            LayerSpec::Conv {
-                outputs,
-                kernel,
-                stride,
-                padding,
-                bias,
-                channels,
-            } => LayerSpec::Conv {
-                outputs: (outputs / by).max(1),
-                kernel,
-                stride,
-                padding,
-                bias,
-                channels,
-            },
+            LayerSpec::Conv(conv) => LayerSpec::Conv(ConvSpec {
+                outputs: (conv.outputs / by).max(1),
+                ..conv
+            }),
             LayerSpec::Linear {
                 outputs: Width::Count(n),
                 inputs,

@@ -4,7 +4,7 @@
 //! [`super::spec::build`].
 
 use super::model::{Model, Shape};
-use super::spec::{LayerSpec, Width};
+use super::spec::{ConvSpec, LayerSpec, PoolSpec, Width};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -109,9 +109,9 @@ fn linear(outputs: Width, inputs: Option<usize>) -> LayerSpec {
     LayerSpec::Linear { outputs, inputs }
 }
 
-/// A bias-free square convolution.
-fn conv(outputs: usize, kernel: usize, stride: usize, padding: usize) -> LayerSpec {
-    LayerSpec::Conv {
+/// A bias-free square convolution's settings.
+fn conv_spec(outputs: usize, kernel: usize, stride: usize, padding: usize) -> ConvSpec {
+    ConvSpec {
         outputs,
         kernel,
         stride,
@@ -119,6 +119,11 @@ fn conv(outputs: usize, kernel: usize, stride: usize, padding: usize) -> LayerSp
         bias: false,
         channels: None,
     }
+}
+
+/// A bias-free square convolution.
+fn conv(outputs: usize, kernel: usize, stride: usize, padding: usize) -> LayerSpec {
+    LayerSpec::Conv(conv_spec(outputs, kernel, stride, padding))
 }
 
 /// Linear → (BatchNorm) → ReLU per hidden width, then a Linear to the classes.
@@ -144,21 +149,17 @@ fn mlp(hidden: &[usize], batchnorm: bool) -> Result<Vec<LayerSpec>> {
 fn cnn() -> Vec<LayerSpec> {
     let stage = |channels, outputs| {
         [
-            LayerSpec::Conv {
-                outputs,
-                kernel: 3,
-                stride: 1,
-                padding: 1,
-                bias: false,
+            LayerSpec::Conv(ConvSpec {
                 channels: Some(channels),
-            },
+                ..conv_spec(outputs, 3, 1, 1)
+            }),
             LayerSpec::Batchnorm,
             LayerSpec::Relu,
-            LayerSpec::MaxPool {
+            LayerSpec::MaxPool(PoolSpec {
                 kernel: 2,
                 stride: None,
                 padding: 0,
-            },
+            }),
         ]
     };
     let mut list = Vec::from(stage(1, 32));

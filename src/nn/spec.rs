@@ -68,6 +68,34 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// A convolution's settings; `channels`, if given, is checked against the input's.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvSpec {
+    pub outputs: usize,
+    pub kernel: usize,
+    #[serde(default = "one")]
+    pub stride: usize,
+    #[serde(default)]
+    pub padding: usize,
+    #[serde(default = "yes")]
+    pub bias: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<usize>,
+}
+
+/// A pool's square window: stride the kernel if not given, padding at most half the
+/// kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    pub kernel: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stride: Option<usize>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub padding: usize,
+}
+
 /// One entry of a network's layer list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -80,20 +108,8 @@ pub enum LayerSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         inputs: Option<usize>,
     },
-    /// A 2-D convolution with square kernel (PyTorch's `Conv2d`); `channels`, if
-    /// given, is checked against the input's.
-    Conv {
-        outputs: usize,
-        kernel: usize,
-        #[serde(default = "one")]
-        stride: usize,
-        #[serde(default)]
-        padding: usize,
-        #[serde(default = "yes")]
-        bias: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        channels: Option<usize>,
-    },
+    /// A 2-D convolution with square kernel (PyTorch's `Conv2d`).
+    Conv(ConvSpec),
     /// BatchNorm over the channels: `BatchNorm1d` on flat inputs, `BatchNorm2d` on images.
     Batchnorm,
     Relu,
@@ -105,24 +121,11 @@ pub enum LayerSpec {
     Dropout {
         p: f64,
     },
-    /// Maximum over square windows (stride: the kernel if not given; padding at most
-    /// half the kernel, never the maximum, as PyTorch's `MaxPool2d`).
-    MaxPool {
-        kernel: usize,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        stride: Option<usize>,
-        #[serde(default, skip_serializing_if = "is_zero")]
-        padding: usize,
-    },
-    /// Mean over square windows (stride: the kernel if not given; padding at most half
-    /// the kernel, counted as zeros, as PyTorch's `AvgPool2d`).
-    AvgPool {
-        kernel: usize,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        stride: Option<usize>,
-        #[serde(default, skip_serializing_if = "is_zero")]
-        padding: usize,
-    },
+    /// Maximum over square windows; the padding is never the maximum (PyTorch's
+    /// `MaxPool2d`).
+    MaxPool(PoolSpec),
+    /// Mean over square windows, the padding counted as zeros (PyTorch's `AvgPool2d`).
+    AvgPool(PoolSpec),
     /// The mean of each channel over the image (adaptive average pooling to 1×1,
     /// flattened): C features.
     GlobalAvgPool,
@@ -259,14 +262,7 @@ impl Builder {
     fn entry(&mut self, spec: &LayerSpec) -> Result<()> {
         match *spec {
             LayerSpec::Linear { outputs, inputs } => self.linear(outputs, inputs),
-            LayerSpec::Conv {
-                outputs,
-                kernel,
-                stride,
-                padding,
-                bias,
-                channels,
-            } => self.conv(outputs, kernel, stride, padding, bias, channels),
+            LayerSpec::Conv(conv) => self.conv(conv),
             LayerSpec::Batchnorm => {
                 self.batchnorm();
                 Ok(())
@@ -295,16 +291,8 @@ impl Builder {
                 self.push(kind, shape, 0, 0);
                 Ok(())
             }
-            LayerSpec::MaxPool {
-                kernel,
-                stride,
-                padding,
-            } => self.pool(kernel, stride, padding, true),
-            LayerSpec::AvgPool {
-                kernel,
-                stride,
-                padding,
-            } => self.pool(kernel, stride, padding, false),
+            LayerSpec::MaxPool(pool) => self.pool(pool, true),
+            LayerSpec::AvgPool(pool) => self.pool(pool, false),
             LayerSpec::GlobalAvgPool => {
                 let window = Window {
                     input: self.shape,
@@ -376,15 +364,15 @@ impl Builder {
         Ok(())
     }
 
-    fn conv(
-        &mut self,
-        outputs: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-        bias: bool,
-        channels: Option<usize>,
-    ) -> Result<()> {
+    fn conv(&mut self, spec: ConvSpec) -> Result<()> {
+        let ConvSpec {
+            outputs,
+            kernel,
+            stride,
+            padding,
+            bias,
+            channels,
+        } = spec;
         let declared = channels.unwrap_or(self.shape.channels);
         let window = Window {
             input: Shape {
@@ -441,13 +429,12 @@ impl Builder {
         );
     }
 
-    fn pool(
-        &mut self,
-        kernel: usize,
-        stride: Option<usize>,
-        padding: usize,
-        max: bool,
-    ) -> Result<()> {
+    fn pool(&mut self, spec: PoolSpec, max: bool) -> Result<()> {
+        let PoolSpec {
+            kernel,
+            stride,
+            padding,
+        } = spec;
         let window = Window {
             input: self.shape,
             kernel: (kernel, kernel),
@@ -571,38 +558,22 @@ fn write_spec(out: &mut String, spec: &LayerSpec, depth: usize) {
             f.extend(inputs.map(|n| ("inputs", n.to_string())));
             f
         }
-        LayerSpec::Conv {
-            outputs,
-            kernel,
-            stride,
-            padding,
-            bias,
-            channels,
-        } => {
+        LayerSpec::Conv(c) => {
             let mut f = vec![
-                ("outputs", outputs.to_string()),
-                ("kernel", kernel.to_string()),
-                ("stride", stride.to_string()),
-                ("padding", padding.to_string()),
-                ("bias", bias.to_string()),
+                ("outputs", c.outputs.to_string()),
+                ("kernel", c.kernel.to_string()),
+                ("stride", c.stride.to_string()),
+                ("padding", c.padding.to_string()),
+                ("bias", c.bias.to_string()),
             ];
-            f.extend(channels.map(|n| ("channels", n.to_string())));
+            f.extend(c.channels.map(|n| ("channels", n.to_string())));
             f
         }
-        LayerSpec::MaxPool {
-            kernel,
-            stride,
-            padding,
-        }
-        | LayerSpec::AvgPool {
-            kernel,
-            stride,
-            padding,
-        } => {
-            let mut f = vec![("kernel", kernel.to_string())];
-            f.extend(stride.map(|n| ("stride", n.to_string())));
-            if *padding > 0 {
-                f.push(("padding", padding.to_string()));
+        LayerSpec::MaxPool(p) | LayerSpec::AvgPool(p) => {
+            let mut f = vec![("kernel", p.kernel.to_string())];
+            f.extend(p.stride.map(|n| ("stride", n.to_string())));
+            if p.padding > 0 {
+                f.push(("padding", p.padding.to_string()));
             }
             f
         }
