@@ -218,6 +218,12 @@ fn run_layer(
     run_layer_fused(kind, false, batch, x, other, params, state, dy, train)
 }
 
+/// [`run_layer`] for a layer without parameters, state or second input, forward and
+/// backward.
+fn run_parameterless(kind: LayerKind, batch: usize, x: &[f32], dy: &[f32]) -> LayerRun {
+    run_layer(kind, batch, x, None, &[0.0], &[0.0], dy, true)
+}
+
 /// [`run_layer`]; with `relu` a BatchNorm runs fused with a ReLU after it (`y` is the
 /// ReLU's output, `dy` its gradient).
 #[allow(clippy::too_many_arguments)]
@@ -439,16 +445,7 @@ fn relu_forward_backward_and_gradient_check() {
     let (batch, features) = (7, 300);
     let x = random(&mut rng, batch * features);
     let dy = random(&mut rng, batch * features);
-    let out = run_layer(
-        LayerKind::Relu { features },
-        batch,
-        &x,
-        None,
-        &[0.0],
-        &[0.0],
-        &dy,
-        true,
-    );
+    let out = run_parameterless(LayerKind::Relu { features }, batch, &x, &dy);
     let y = cpu::relu(&f64s(&x));
     assert_close("relu forward", &out.y, &y, 0.0, 0.0);
     assert_close(
@@ -479,16 +476,7 @@ fn gelu_forward_backward_and_gradient_check() {
         .map(|v| 6.0 * v)
         .collect();
     let dy = random(&mut rng, batch * features);
-    let out = run_layer(
-        LayerKind::Gelu { features },
-        batch,
-        &x,
-        None,
-        &[0.0],
-        &[0.0],
-        &dy,
-        true,
-    );
+    let out = run_parameterless(LayerKind::Gelu { features }, batch, &x, &dy);
     let xd = f64s(&x);
     // erf's approximation errs by at most 1.5e-7, times |x|/2 ≤ 3.
     assert_close("gelu forward", &out.y, &cpu::gelu(&xd), ATOL, RTOL);
@@ -815,16 +803,7 @@ fn max_and_average_pooling_forward_backward_and_gradient_check() {
         let x = random(&mut rng, batch * input.len());
         let dy = random(&mut rng, batch * oh * ow * input.channels);
         let xd = f64s(&x);
-        let max = run_layer(
-            LayerKind::MaxPool { window },
-            batch,
-            &x,
-            None,
-            &[0.0],
-            &[0.0],
-            &dy,
-            true,
-        );
+        let max = run_parameterless(LayerKind::MaxPool { window }, batch, &x, &dy);
         assert_close(
             "max pool forward",
             &max.y,
@@ -848,16 +827,7 @@ fn max_and_average_pooling_forward_backward_and_gradient_check() {
             &max.dx,
             &mut rng,
         );
-        let avg = run_layer(
-            LayerKind::AvgPool { window },
-            batch,
-            &x,
-            None,
-            &[0.0],
-            &[0.0],
-            &dy,
-            true,
-        );
+        let avg = run_parameterless(LayerKind::AvgPool { window }, batch, &x, &dy);
         assert_close(
             "avg pool forward",
             &avg.y,
@@ -894,16 +864,7 @@ fn flatten_permutes_to_channel_major_and_back() {
     ] {
         let x = random(&mut rng, batch * input.len());
         let dy = random(&mut rng, batch * input.len());
-        let out = run_layer(
-            LayerKind::Flatten { input },
-            batch,
-            &x,
-            None,
-            &[0.0],
-            &[0.0],
-            &dy,
-            true,
-        );
+        let out = run_parameterless(LayerKind::Flatten { input }, batch, &x, &dy);
         let xd = f64s(&x);
         assert_close(
             "flatten",
