@@ -1,8 +1,8 @@
 //! Networks as data: a network is a list of [`LayerSpec`]s, as a config's `[model]
 //! layers` writes it (residual blocks and repeats nest lists), in the spirit of
 //! PyTorch's `nn.Sequential`. The built-in `mlp`, `cnn` and `resnet` are such lists
-//! ([`ModelConfig::layer_list`]); [`build`] walks one into a [`Model`], checking every
-//! layer's input, and [`to_toml`] writes one back.
+//! (`nn::architecture`); [`build`] walks one into a [`Model`], checking every layer's
+//! input, and [`to_toml`] writes one back.
 //!
 //! Layers are numbered in the order they are built, depth first, as in PyTorch's
 //! flattened `nn.Sequential`: layer i's parameters are `i.weight`, `i.bias`.
