@@ -4,8 +4,8 @@
 // recomputes it, a resumed run draws the same masks, and ranks sharing a batch draw
 // what one process would.
 //
-// dropout_forward   y = x · keep · scale
-// dropout_backward  dx = dy · keep · scale
+// dropout   out = x · keep · scale: the forward on x, the backward on dy (bound as
+//           `x`), since the same mask scales both.
 
 struct DropoutParams {
     len: u32, features: u32, layer: u32, threshold: u32,
@@ -17,10 +17,9 @@ struct StepState {
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<uniform> p: DropoutParams;
-@group(0) @binding(4) var<uniform> step: StepState;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> p: DropoutParams;
+@group(0) @binding(3) var<uniform> step: StepState;
 
 // Chris Wellons' lowbias32 integer hash.
 fn hash(v: u32) -> u32 {
@@ -46,7 +45,7 @@ fn mask(t: u32) -> f32 {
 }
 
 @compute @workgroup_size(LANES)
-fn dropout_forward(
+fn dropout(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -54,17 +53,5 @@ fn dropout_forward(
     let r = grid_range(wg.x, lid.x, nwg.x, p.len);
     for (var i = r.x; i < r.y; i += LANES) {
         out[i] = x[i] * mask(i);
-    }
-}
-
-@compute @workgroup_size(LANES)
-fn dropout_backward(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let r = grid_range(wg.x, lid.x, nwg.x, p.len);
-    for (var i = r.x; i < r.y; i += LANES) {
-        out[i] = dy[i] * mask(i);
     }
 }

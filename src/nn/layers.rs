@@ -317,16 +317,18 @@ struct DropoutParams {
     pad: [u32; 3],
 }
 
-/// A dropout `layer`'s forward or backward `kernel` over `batch` samples (io: x, dy,
-/// out); the mask's step, seed and sample positions come from the step uniform.
+/// A dropout `layer`'s mask applied over `batch` samples, io = [input, output]: x to
+/// y forward, dy to dx backward; the mask's step, seed and sample positions come from
+/// the step uniform.
 fn dropout(
     gpu: &Gpu,
-    kernel: &crate::gpu::Kernel,
+    k: &Kernels,
     layer: &Layer,
     batch: usize,
-    io: [&wgpu::Buffer; 3],
+    io: [&wgpu::Buffer; 2],
     bufs: &LayerBuffers,
 ) -> Dispatch {
+    let kernel = &k.dropout;
     let LayerKind::Dropout {
         features,
         threshold,
@@ -350,7 +352,7 @@ fn dropout(
     Dispatch::new(
         gpu,
         kernel,
-        &[io[0], io[1], io[2], &u, bufs.step],
+        &[io[0], io[1], &u, bufs.step],
         grid(gpu, len),
     )
 }
@@ -889,14 +891,7 @@ pub fn forward(
         LayerKind::Dropout { .. } if matches!(mode, Mode::Eval | Mode::Probe) => {
             vec![elementwise(gpu, &k.copy, len, [x, bufs.unused, y])]
         }
-        LayerKind::Dropout { .. } => vec![dropout(
-            gpu,
-            &k.dropout_forward,
-            layer,
-            batch,
-            [x, bufs.unused, y],
-            bufs,
-        )],
+        LayerKind::Dropout { .. } => vec![dropout(gpu, k, layer, batch, [x, y], bufs)],
         LayerKind::MaxPool { window } => {
             vec![window_op(
                 gpu,
@@ -1045,14 +1040,7 @@ pub fn backward(
             in_len,
             [x, dy, needs_dx()],
         )],
-        LayerKind::Dropout { .. } => vec![dropout(
-            gpu,
-            &k.dropout_backward,
-            layer,
-            batch,
-            [bufs.unused, dy, needs_dx()],
-            bufs,
-        )],
+        LayerKind::Dropout { .. } => vec![dropout(gpu, k, layer, batch, [dy, needs_dx()], bufs)],
         LayerKind::MaxPool { window } if tiles(&window) => vec![window_op(
             gpu,
             &k.max_backward_tiled,
