@@ -3,7 +3,7 @@
 //! [batch, h, w, c] ([batch, features] for vectors), weights as PyTorch's
 //! ([out, in] for nn.Linear, [out, c, kh, kw] for nn.Conv2d).
 
-use crate::nn::model::{keep_scale, LayerKind, Model, Shape, Window, BN_EPS};
+use crate::nn::model::{keep_scale, LayerKind, Model, Shape, Window, BN_EPS, LN_EPS};
 use crate::nn::StepState;
 
 /// C[m, n] = Σ_k A[m, k]·B[k, n], all row-major.
@@ -175,6 +175,192 @@ pub fn batchnorm_backward(
         *v = gamma[j] * r[j] / nb * (nb * dy[i] - dbeta[j] - xhat * dgamma[j]);
     }
     (dx, dgamma, dbeta)
+}
+
+/// LayerNorm of each row of x [rows, features]: (x − μ)/√(σ² + ε)·γ + β.
+pub fn layernorm(x: &[f64], gamma: &[f64], beta: &[f64], eps: f64) -> Vec<f64> {
+    let f = gamma.len();
+    let mut y = Vec::with_capacity(x.len());
+    for row in x.chunks(f) {
+        let (mean, rstd) = row_stats(row, eps);
+        y.extend((0..f).map(|j| (row[j] - mean) * rstd * gamma[j] + beta[j]));
+    }
+    y
+}
+
+/// (μ, 1/√(σ² + ε)) of one row, σ² biased.
+fn row_stats(row: &[f64], eps: f64) -> (f64, f64) {
+    let n = row.len() as f64;
+    let mean = row.iter().sum::<f64>() / n;
+    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// LayerNorm backward: (dx, dγ, dβ).
+pub fn layernorm_backward(
+    x: &[f64],
+    gamma: &[f64],
+    dy: &[f64],
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let f = gamma.len();
+    let (mut dgamma, mut dbeta) = (vec![0.0; f], vec![0.0; f]);
+    let mut dx = Vec::with_capacity(x.len());
+    for (row, drow) in x.chunks(f).zip(dy.chunks(f)) {
+        let (mean, rstd) = row_stats(row, eps);
+        let xhat: Vec<f64> = row.iter().map(|v| (v - mean) * rstd).collect();
+        let g: Vec<f64> = (0..f).map(|j| drow[j] * gamma[j]).collect();
+        let g_mean = g.iter().sum::<f64>() / f as f64;
+        let gx_mean = g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / f as f64;
+        dx.extend((0..f).map(|j| rstd * (g[j] - g_mean - xhat[j] * gx_mean)));
+        for j in 0..f {
+            dgamma[j] += drow[j] * xhat[j];
+            dbeta[j] += drow[j];
+        }
+    }
+    (dx, dgamma, dbeta)
+}
+
+/// The class token `cls` [features] before each sample's `tokens` tokens.
+pub fn class_token(x: &[f64], cls: &[f64], batch: usize, tokens: usize) -> Vec<f64> {
+    let f = cls.len();
+    let mut y = Vec::with_capacity(batch * (tokens + 1) * f);
+    for sample in x.chunks(tokens * f).take(batch) {
+        y.extend_from_slice(cls);
+        y.extend_from_slice(sample);
+    }
+    y
+}
+
+/// Backward of [`class_token`]: (dx, dcls).
+pub fn class_token_backward(
+    dy: &[f64],
+    batch: usize,
+    tokens: usize,
+    features: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut dx = Vec::with_capacity(batch * tokens * features);
+    let mut dcls = vec![0.0; features];
+    for sample in dy.chunks((tokens + 1) * features) {
+        dcls.iter_mut()
+            .zip(&sample[..features])
+            .for_each(|(a, b)| *a += b);
+        dx.extend_from_slice(&sample[features..]);
+    }
+    (dx, dcls)
+}
+
+/// Σ over the batch of per-sample blocks of `per_sample` values (a shared embedding's
+/// gradient).
+pub fn sum_over_batch(dy: &[f64], per_sample: usize) -> Vec<f64> {
+    let mut sum = vec![0.0; per_sample];
+    for sample in dy.chunks(per_sample) {
+        sum.iter_mut().zip(sample).for_each(|(a, b)| *a += b);
+    }
+    sum
+}
+
+/// Multi-head self-attention: qkv [batch, tokens, 3·features] (q, k, v side by side,
+/// heads side by side in each) to [batch, tokens, features]. Also returns the
+/// attention probabilities [batch, heads, tokens, tokens].
+pub fn attention(
+    qkv: &[f64],
+    batch: usize,
+    tokens: usize,
+    features: usize,
+    heads: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let hd = features / heads;
+    let scale = 1.0 / (hd as f64).sqrt();
+    let at = |b: usize, t: usize, part: usize, h: usize| {
+        (b * tokens + t) * 3 * features + part * features + h * hd
+    };
+    let mut out = vec![0.0; batch * tokens * features];
+    let mut probs = vec![0.0; batch * heads * tokens * tokens];
+    for b in 0..batch {
+        for h in 0..heads {
+            for i in 0..tokens {
+                let q = at(b, i, 0, h);
+                let scores: Vec<f64> = (0..tokens)
+                    .map(|j| {
+                        let k = at(b, j, 1, h);
+                        (0..hd).map(|d| qkv[q + d] * qkv[k + d]).sum::<f64>() * scale
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                let o = (b * tokens + i) * features + h * hd;
+                for j in 0..tokens {
+                    let pij = e[j] / sum;
+                    probs[((b * heads + h) * tokens + i) * tokens + j] = pij;
+                    let v = at(b, j, 2, h);
+                    for d in 0..hd {
+                        out[o + d] += pij * qkv[v + d];
+                    }
+                }
+            }
+        }
+    }
+    (out, probs)
+}
+
+/// Backward of [`attention`]: dqkv from dO, through the softmax's Jacobian.
+pub fn attention_backward(
+    qkv: &[f64],
+    dout: &[f64],
+    batch: usize,
+    tokens: usize,
+    features: usize,
+    heads: usize,
+) -> Vec<f64> {
+    let hd = features / heads;
+    let scale = 1.0 / (hd as f64).sqrt();
+    let (_, probs) = attention(qkv, batch, tokens, features, heads);
+    let at = |b: usize, t: usize, part: usize, h: usize| {
+        (b * tokens + t) * 3 * features + part * features + h * hd
+    };
+    let mut dqkv = vec![0.0; qkv.len()];
+    for b in 0..batch {
+        for h in 0..heads {
+            let p = |i: usize, j: usize| probs[((b * heads + h) * tokens + i) * tokens + j];
+            for i in 0..tokens {
+                let o = (b * tokens + i) * features + h * hd;
+                // dP_ij = dO_i·v_j; dS_ij = P_ij (dP_ij − Σ_k P_ik dP_ik).
+                let dp: Vec<f64> = (0..tokens)
+                    .map(|j| (0..hd).map(|d| dout[o + d] * qkv[at(b, j, 2, h) + d]).sum())
+                    .collect();
+                let mean: f64 = (0..tokens).map(|j| p(i, j) * dp[j]).sum();
+                for j in 0..tokens {
+                    let ds = p(i, j) * (dp[j] - mean) * scale;
+                    let (q, k, v) = (at(b, i, 0, h), at(b, j, 1, h), at(b, j, 2, h));
+                    for d in 0..hd {
+                        dqkv[q + d] += ds * qkv[k + d];
+                        dqkv[k + d] += ds * qkv[q + d];
+                        dqkv[v + d] += p(i, j) * dout[o + d];
+                    }
+                }
+            }
+        }
+    }
+    dqkv
+}
+
+/// The first token of each sample: [batch, features].
+pub fn take_class_token(x: &[f64], tokens: usize, features: usize) -> Vec<f64> {
+    x.chunks(tokens * features)
+        .flat_map(|s| s[..features].to_vec())
+        .collect()
+}
+
+/// Backward of [`take_class_token`]: dy on the first token, zeros elsewhere.
+pub fn take_class_token_backward(dy: &[f64], tokens: usize, features: usize) -> Vec<f64> {
+    let mut dx = Vec::with_capacity(dy.len() * tokens);
+    for row in dy.chunks(features) {
+        dx.extend_from_slice(row);
+        dx.extend(std::iter::repeat_n(0.0, (tokens - 1) * features));
+    }
+    dx
 }
 
 /// Softmax cross-entropy: (Σ loss, number correct, gradient of the mean loss).
@@ -509,10 +695,14 @@ pub fn model_forward(
         let p = layer.param_off;
         let h = &acts[layer.input];
         let y = match layer.kind {
-            LayerKind::Linear { inputs, outputs } => {
+            LayerKind::Linear {
+                inputs,
+                outputs,
+                tokens,
+            } => {
                 let w = &params[p..p + inputs * outputs];
                 let b = &params[p + inputs * outputs..p + inputs * outputs + outputs];
-                linear_forward(h, w, b, batch, inputs, outputs)
+                linear_forward(h, w, b, batch * tokens, inputs, outputs)
             }
             LayerKind::Conv {
                 window,
@@ -547,6 +737,28 @@ pub fn model_forward(
             LayerKind::Add { other, .. } => {
                 h.iter().zip(&acts[other]).map(|(a, b)| a + b).collect()
             }
+            LayerKind::LayerNorm { features, .. } => layernorm(
+                h,
+                &params[p..p + features],
+                &params[p + features..p + 2 * features],
+                LN_EPS as f64,
+            ),
+            LayerKind::ClassToken { features, tokens } => {
+                class_token(h, &params[p..p + features], batch, tokens)
+            }
+            LayerKind::PositionEmbedding { features, tokens } => {
+                let pos = &params[p..p + tokens * features];
+                h.iter()
+                    .enumerate()
+                    .map(|(i, v)| v + pos[i % pos.len()])
+                    .collect()
+            }
+            LayerKind::Attention {
+                features,
+                tokens,
+                heads,
+            } => attention(h, batch, tokens, features, heads).0,
+            LayerKind::TakeClassToken { features, tokens } => take_class_token(h, tokens, features),
         };
         acts.push(y);
     }
@@ -573,12 +785,16 @@ pub fn model_backward(
         let (x, y) = (&acts[layer.input], &acts[i + 1]);
         let dy = dacts[i + 1].clone();
         let dx = match layer.kind {
-            LayerKind::Linear { inputs, outputs } => {
+            LayerKind::Linear {
+                inputs,
+                outputs,
+                tokens,
+            } => {
                 let (dx, dw, db) = linear_backward(
                     x,
                     &params[p..p + inputs * outputs],
                     &dy,
-                    batch,
+                    batch * tokens,
                     inputs,
                     outputs,
                 );
@@ -625,6 +841,31 @@ pub fn model_backward(
             LayerKind::Add { other, .. } => {
                 add_into(&mut dacts[other], &dy);
                 dy
+            }
+            LayerKind::LayerNorm { features, .. } => {
+                let (dx, dg, db) =
+                    layernorm_backward(x, &params[p..p + features], &dy, LN_EPS as f64);
+                grads[p..p + features].copy_from_slice(&dg);
+                grads[p + features..p + 2 * features].copy_from_slice(&db);
+                dx
+            }
+            LayerKind::ClassToken { features, tokens } => {
+                let (dx, dcls) = class_token_backward(&dy, batch, tokens, features);
+                grads[p..p + features].copy_from_slice(&dcls);
+                dx
+            }
+            LayerKind::PositionEmbedding { features, tokens } => {
+                grads[p..p + tokens * features]
+                    .copy_from_slice(&sum_over_batch(&dy, tokens * features));
+                dy
+            }
+            LayerKind::Attention {
+                features,
+                tokens,
+                heads,
+            } => attention_backward(x, &dy, batch, tokens, features, heads),
+            LayerKind::TakeClassToken { features, tokens } => {
+                take_class_token_backward(&dy, tokens, features)
             }
         };
         add_into(&mut dacts[layer.input], &dx);

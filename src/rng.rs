@@ -40,6 +40,13 @@ impl Rng {
         lo + (hi - lo) * self.next_f64() as f32
     }
 
+    /// Normal with mean 0 and standard deviation `std` (Box–Muller, one draw of two).
+    pub fn normal(&mut self, std: f32) -> f32 {
+        let u = 1.0 - self.next_f64();
+        let v = self.next_f64();
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32 * std
+    }
+
     /// Uniform integer in [0, n).
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_f64() * n as f64) as usize % n.max(1)

@@ -187,7 +187,14 @@ struct LayerRun {
 /// Shape of `kind`'s output (as the model builder computes it).
 fn output_shape(kind: LayerKind) -> Shape {
     match kind {
-        LayerKind::Linear { outputs, .. } => Shape::flat(outputs),
+        LayerKind::Linear {
+            outputs, tokens, ..
+        } => Shape::image(tokens, 1, outputs),
+        LayerKind::ClassToken { features, tokens } => Shape::image(tokens + 1, 1, features),
+        LayerKind::Attention {
+            features, tokens, ..
+        } => Shape::image(tokens, 1, features),
+        LayerKind::TakeClassToken { features, .. } => Shape::flat(features),
         LayerKind::Conv {
             window, outputs, ..
         } => {
@@ -274,6 +281,7 @@ fn run_layer_fused(
         g.storage(cols, "dcols"),
     );
     let splitb = g.storage(layers::split_k_len(&layer, batch).max(1), "split");
+    let row_stats = g.storage(layers::row_stats_len(&layer, batch).max(1), "row stats");
     let step = g.uniform(&twa::nn::StepState::default(), "step");
     let bufs = LayerBuffers {
         params: &pb,
@@ -285,6 +293,7 @@ fn run_layer_fused(
         cols: &colsb,
         dcols: &dcolsb,
         split: &splitb,
+        row_stats: &row_stats,
     };
     let mode = if train {
         layers::Mode::Train
@@ -381,7 +390,11 @@ fn linear_forward_backward_and_gradient_check() {
     let params = random(&mut rng, outputs * inputs + outputs);
     let dy = random(&mut rng, batch * outputs);
     let out = run_layer(
-        LayerKind::Linear { inputs, outputs },
+        LayerKind::Linear {
+            inputs,
+            outputs,
+            tokens: 1,
+        },
         batch,
         &x,
         None,
@@ -490,6 +503,154 @@ fn gelu_forward_backward_and_gradient_check() {
     check_gradient("gelu dx", &|v| cpu::gelu(v), &xd, &dy, &out.dx, &mut rng);
 }
 
+#[test]
+fn layernorm_forward_backward_and_gradient_check() {
+    let mut rng = rng("layernorm");
+    let (batch, tokens, features) = (5, 7, 48);
+    let kind = LayerKind::LayerNorm { features, tokens };
+    // Rows with an offset and a spread far from 0 and 1, as activations have.
+    let x: Vec<f32> = random(&mut rng, batch * tokens * features)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| 3.0 * v + (i / features % 5) as f32)
+        .collect();
+    let params = random(&mut rng, 2 * features);
+    let dy = random(&mut rng, batch * tokens * features);
+    let out = run_layer(kind, batch, &x, None, &params, &[0.0], &dy, true);
+    let (xd, p) = (f64s(&x), f64s(&params));
+    let (gamma, beta) = p.split_at(features);
+    let eps = twa::nn::model::LN_EPS as f64;
+    assert_close(
+        "layernorm forward",
+        &out.y,
+        &cpu::layernorm(&xd, gamma, beta, eps),
+        ATOL,
+        RTOL,
+    );
+    let (dx, dg, db) = cpu::layernorm_backward(&xd, gamma, &f64s(&dy), eps);
+    assert_close("layernorm dx", &out.dx, &dx, ATOL, RTOL);
+    assert_close("layernorm dγ", &out.grads[..features], &dg, ATOL, RTOL);
+    assert_close("layernorm dβ", &out.grads[features..], &db, ATOL, RTOL);
+    let (g, b) = (gamma.to_vec(), beta.to_vec());
+    check_gradient(
+        "layernorm dx",
+        &|v| cpu::layernorm(v, &g, &b, eps),
+        &xd,
+        &dy,
+        &out.dx,
+        &mut rng,
+    );
+    check_gradient(
+        "layernorm dγ, dβ",
+        &|v| cpu::layernorm(&xd, &v[..features], &v[features..], eps),
+        &p,
+        &dy,
+        &out.grads,
+        &mut rng,
+    );
+}
+
+#[test]
+fn class_token_position_embedding_and_taking_the_class_token() {
+    let mut rng = rng("tokens");
+    let (batch, tokens, features) = (4, 9, 12);
+    let x = random(&mut rng, batch * tokens * features);
+    let xd = f64s(&x);
+    // The class token: prepended forward, dropped (and summed into dcls) backward.
+    let cls = random(&mut rng, features);
+    let dy = random(&mut rng, batch * (tokens + 1) * features);
+    let kind = LayerKind::ClassToken { features, tokens };
+    let out = run_layer(kind, batch, &x, None, &cls, &[0.0], &dy, true);
+    let y = cpu::class_token(&xd, &f64s(&cls), batch, tokens);
+    assert_close("class token forward", &out.y, &y, 0.0, 0.0);
+    let (dx, dcls) = cpu::class_token_backward(&f64s(&dy), batch, tokens, features);
+    assert_close("class token dx", &out.dx, &dx, 0.0, 0.0);
+    assert_close("class token dcls", &out.grads, &dcls, ATOL, RTOL);
+    check_gradient(
+        "class token dcls",
+        &|v| cpu::class_token(&xd, v, batch, tokens),
+        &f64s(&cls),
+        &dy,
+        &out.grads,
+        &mut rng,
+    );
+    // The position embedding: added to every sample, its gradient summed over them.
+    let pos = random(&mut rng, tokens * features);
+    let dy = random(&mut rng, batch * tokens * features);
+    let kind = LayerKind::PositionEmbedding { features, tokens };
+    let out = run_layer(kind, batch, &x, None, &pos, &[0.0], &dy, true);
+    let add = |x: &[f64], pos: &[f64]| -> Vec<f64> {
+        x.iter()
+            .enumerate()
+            .map(|(i, v)| v + pos[i % pos.len()])
+            .collect()
+    };
+    assert_close(
+        "position forward",
+        &out.y,
+        &add(&xd, &f64s(&pos)),
+        ATOL,
+        RTOL,
+    );
+    assert_close("position dx", &out.dx, &f64s(&dy), 0.0, 0.0);
+    let dpos = cpu::sum_over_batch(&f64s(&dy), tokens * features);
+    assert_close("position dpos", &out.grads, &dpos, ATOL, RTOL);
+    check_gradient(
+        "position dpos",
+        &|v| add(&xd, v),
+        &f64s(&pos),
+        &dy,
+        &out.grads,
+        &mut rng,
+    );
+    // Taking the class token: the first token forward, dy there and zeros backward.
+    let dy = random(&mut rng, batch * features);
+    let kind = LayerKind::TakeClassToken { features, tokens };
+    let out = run_parameterless(kind, batch, &x, &dy);
+    let y = cpu::take_class_token(&xd, tokens, features);
+    assert_close("take class token", &out.y, &y, 0.0, 0.0);
+    let dx = cpu::take_class_token_backward(&f64s(&dy), tokens, features);
+    assert_close("take class token dx", &out.dx, &dx, 0.0, 0.0);
+}
+
+#[test]
+fn attention_forward_backward_and_gradient_check() {
+    let mut rng = rng("attention");
+    // Tokens not a multiple of the backward's 64 invocations; 3 heads of 8.
+    let (batch, tokens, features, heads) = (3, 70, 24, 3);
+    let kind = LayerKind::Attention {
+        features,
+        tokens,
+        heads,
+    };
+    for spread in [1.0f32, 40.0] {
+        // At 40 the scores reach the hundreds: a softmax without its maximum taken
+        // out would overflow.
+        let qkv: Vec<f32> = random(&mut rng, batch * tokens * 3 * features)
+            .iter()
+            .map(|v| spread.sqrt() * v)
+            .collect();
+        let dy = random(&mut rng, batch * tokens * features);
+        let out = run_parameterless(kind, batch, &qkv, &dy);
+        let xd = f64s(&qkv);
+        let what = |s: &str| format!("attention {s} (inputs ×√{spread})");
+        let (y, _) = cpu::attention(&xd, batch, tokens, features, heads);
+        assert_close(&what("forward"), &out.y, &y, ATOL, RTOL);
+        let dx = cpu::attention_backward(&xd, &f64s(&dy), batch, tokens, features, heads);
+        assert_close(&what("dqkv"), &out.dx, &dx, 1e-4, 1e-3);
+        if spread == 1.0 {
+            check_gradient(
+                &what("dqkv"),
+                &|v| cpu::attention(v, batch, tokens, features, heads).0,
+                &xd,
+                &dy,
+                &out.dx,
+                &mut rng,
+            );
+        }
+    }
+}
+
 /// Dropout's forward (in every mode) and backward at `state`: (y, dx).
 fn run_dropout(
     kind: LayerKind,
@@ -525,6 +686,7 @@ fn run_dropout(
         cols: &unused,
         dcols: &unused,
         split: &unused,
+        row_stats: &unused,
     };
     let k = kernels();
     let mut work = layers::forward(g, k, &layer, batch, mode, &xb, None, &yb, None, &bufs);
@@ -1368,6 +1530,7 @@ fn batchnorm2d_recalibration_averages_batch_statistics() {
         cols: &unused,
         dcols: &unused,
         split: &unused,
+        row_stats: &unused,
     };
     let work = layers::forward(
         g,

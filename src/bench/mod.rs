@@ -376,6 +376,7 @@ fn conv(gpu: &Gpu, k: &Kernels, s: &ConvShape, batch: usize) -> Result<(f64, f64
         cols: &colsb,
         dcols: &dcols,
         split: &split,
+        row_stats: &one,
     };
     let mode = layers::Mode::Train;
     let forward = layers::forward(

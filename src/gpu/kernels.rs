@@ -30,11 +30,12 @@ pub enum Shader {
     Data,
     Twa,
     Directions,
+    Transformer,
 }
 
 impl Shader {
     /// Every shader, for validation and translation tests.
-    pub const ALL: [Shader; 11] = [
+    pub const ALL: [Shader; 12] = [
         Shader::Linear,
         Shader::LinearSubgroup,
         Shader::Activation,
@@ -46,6 +47,7 @@ impl Shader {
         Shader::Data,
         Shader::Twa,
         Shader::Directions,
+        Shader::Transformer,
     ];
 
     /// File name under `shaders/`.
@@ -62,6 +64,7 @@ impl Shader {
             Shader::Data => "data.wgsl",
             Shader::Twa => "twa.wgsl",
             Shader::Directions => "directions.wgsl",
+            Shader::Transformer => "transformer.wgsl",
         }
     }
 
@@ -85,6 +88,7 @@ impl Shader {
             Shader::Data => with_grid!("data.wgsl"),
             Shader::Twa => with_grid!("twa.wgsl"),
             Shader::Directions => with_grid!("directions.wgsl"),
+            Shader::Transformer => with_grid!("transformer.wgsl"),
         }
     }
 
@@ -107,6 +111,7 @@ impl Shader {
             Shader::Data => &[Read, Read, Read, Rw, Rw, Uniform, Uniform],
             Shader::Twa => &[Read, Read, Rw, Uniform, Rw],
             Shader::Directions => &[Read, Read, Read, Read, Read, Rw, Uniform],
+            Shader::Transformer => &[Read, Read, Read, Rw, Rw, Uniform],
         }
     }
 
@@ -169,6 +174,20 @@ impl Shader {
             Shader::Data => &["gather"],
             Shader::Twa => &["dots", "dots_finish", "combine"],
             Shader::Directions => &["block_dots", "block_sum", "block_combine"],
+            Shader::Transformer => &[
+                "layernorm_forward",
+                "layernorm_backward",
+                "layernorm_param_grads",
+                "class_token_forward",
+                "class_token_backward",
+                "class_token_grad",
+                "position_forward",
+                "position_grad",
+                "take_class_token",
+                "take_class_token_back",
+                "attention_forward",
+                "attention_backward",
+            ],
         }
     }
 }
@@ -238,6 +257,18 @@ pub struct Kernels {
     pub combine: Kernel,
     pub block_dots: Kernel,
     pub block_sum: Kernel,
+    pub layernorm_forward: Kernel,
+    pub layernorm_backward: Kernel,
+    pub layernorm_param_grads: Kernel,
+    pub class_token_forward: Kernel,
+    pub class_token_backward: Kernel,
+    pub class_token_grad: Kernel,
+    pub position_forward: Kernel,
+    pub position_grad: Kernel,
+    pub take_class_token: Kernel,
+    pub take_class_token_back: Kernel,
+    pub attention_forward: Kernel,
+    pub attention_backward: Kernel,
     pub block_combine: Kernel,
 }
 
@@ -394,6 +425,18 @@ impl Kernels {
             block_dots: take("block_dots"),
             block_sum: take("block_sum"),
             block_combine: take("block_combine"),
+            layernorm_forward: take("layernorm_forward"),
+            layernorm_backward: take("layernorm_backward"),
+            layernorm_param_grads: take("layernorm_param_grads"),
+            class_token_forward: take("class_token_forward"),
+            class_token_backward: take("class_token_backward"),
+            class_token_grad: take("class_token_grad"),
+            position_forward: take("position_forward"),
+            position_grad: take("position_grad"),
+            take_class_token: take("take_class_token"),
+            take_class_token_back: take("take_class_token_back"),
+            attention_forward: take("attention_forward"),
+            attention_backward: take("attention_backward"),
         }
     }
 }

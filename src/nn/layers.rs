@@ -2,7 +2,7 @@
 //! pass (train or eval) and of its backward pass, bound to the buffers they use.
 //! Called once when a batch plan is built; the dispatches are then replayed every step.
 
-use super::model::{Layer, LayerKind, Window, BN_EPS, BN_MOMENTUM};
+use super::model::{Layer, LayerKind, Window, BN_EPS, BN_MOMENTUM, LN_EPS};
 use crate::gpu::kernels::{grid, groups_1d, lanes};
 use crate::gpu::{Dispatch, Gpu, Kernels};
 
@@ -159,6 +159,9 @@ pub struct LayerBuffers<'a> {
     pub dcols: &'a wgpu::Buffer,
     /// The slices of a split-K weight gradient ([`split_k_len`] of the largest).
     pub split: &'a wgpu::Buffer,
+    /// LayerNorm's per-row statistics between its two backward kernels
+    /// ([`row_stats_len`] of the largest).
+    pub row_stats: &'a wgpu::Buffer,
 }
 
 /// `c = a·b (+ bias)` as described in `linear.wgsl`, with the variant that suits the
@@ -349,12 +352,7 @@ fn dropout(
         },
         kernel.name,
     );
-    Dispatch::new(
-        gpu,
-        kernel,
-        &[io[0], io[1], &u, bufs.step],
-        grid(gpu, len),
-    )
+    Dispatch::new(gpu, kernel, &[io[0], io[1], &u, bufs.step], grid(gpu, len))
 }
 /// An `activation.wgsl` kernel over `len` values.
 pub fn elementwise(
@@ -815,8 +813,12 @@ impl Gemm {
 /// matrix).
 fn gemm_of(layer: &Layer, batch: usize) -> Option<Gemm> {
     match layer.kind {
-        LayerKind::Linear { inputs, outputs } => Some(Gemm {
-            rows: batch,
+        LayerKind::Linear {
+            inputs,
+            outputs,
+            tokens,
+        } => Some(Gemm {
+            rows: batch * tokens,
             inputs,
             x_stride: inputs,
             outputs,
@@ -927,7 +929,131 @@ pub fn forward(
             let other = other.expect("Add needs its second summand");
             vec![elementwise(gpu, &k.add, len, [x, other, y])]
         }
+        LayerKind::LayerNorm { .. } => {
+            let p = TokenParams::of(layer, batch, rows(layer, batch));
+            vec![token_op(
+                gpu,
+                &k.layernorm_forward,
+                p,
+                [x, bufs.unused, bufs.params, y, bufs.row_stats],
+            )]
+        }
+        LayerKind::ClassToken { .. } => {
+            let p = TokenParams::of(layer, batch, len);
+            vec![token_op(
+                gpu,
+                &k.class_token_forward,
+                p,
+                [x, bufs.unused, bufs.params, y, bufs.row_stats],
+            )]
+        }
+        LayerKind::PositionEmbedding { .. } => {
+            let p = TokenParams::of(layer, batch, len);
+            vec![token_op(
+                gpu,
+                &k.position_forward,
+                p,
+                [x, bufs.unused, bufs.params, y, bufs.row_stats],
+            )]
+        }
+        LayerKind::TakeClassToken { .. } => {
+            let p = TokenParams::of(layer, batch, len);
+            vec![token_op(
+                gpu,
+                &k.take_class_token,
+                p,
+                [x, bufs.unused, bufs.unused, y, bufs.row_stats],
+            )]
+        }
+        LayerKind::Attention { tokens, heads, .. } => {
+            let p = TokenParams::of(layer, batch, batch * heads * tokens);
+            vec![token_op(
+                gpu,
+                &k.attention_forward,
+                p,
+                [x, bufs.unused, bufs.unused, y, bufs.row_stats],
+            )]
+        }
     }
+}
+
+/// Uniform of `transformer.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct TokenParams {
+    batch: u32,
+    tokens: u32,
+    features: u32,
+    heads: u32,
+    off: u32,
+    len: u32,
+    scale: f32,
+    eps: f32,
+}
+
+impl TokenParams {
+    /// The uniform of a token `layer` over `batch` samples, its grid loop `len` long.
+    fn of(layer: &Layer, batch: usize, len: usize) -> TokenParams {
+        let (features, tokens, heads) = match layer.kind {
+            LayerKind::LayerNorm { features, tokens }
+            | LayerKind::ClassToken { features, tokens }
+            | LayerKind::PositionEmbedding { features, tokens }
+            | LayerKind::TakeClassToken { features, tokens } => (features, tokens, 1),
+            LayerKind::Attention {
+                features,
+                tokens,
+                heads,
+            } => (features, tokens, heads),
+            _ => panic!("{} is not a token layer", layer.kind.describe()),
+        };
+        TokenParams {
+            batch: batch as u32,
+            tokens: tokens as u32,
+            features: features as u32,
+            heads: heads as u32,
+            off: layer.param_off as u32,
+            len: len as u32,
+            scale: 1.0 / ((features / heads) as f32).sqrt(),
+            eps: LN_EPS,
+        }
+    }
+}
+
+/// Rows a LayerNorm normalises over `batch` samples (one per token).
+fn rows(layer: &Layer, batch: usize) -> usize {
+    match layer.kind {
+        LayerKind::LayerNorm { tokens, .. } => batch * tokens,
+        _ => 0,
+    }
+}
+
+/// Length of the row-statistics scratch `layer`'s backward needs at `batch`.
+pub fn row_stats_len(layer: &Layer, batch: usize) -> usize {
+    2 * rows(layer, batch)
+}
+
+/// A `transformer.wgsl` kernel, bufs = [a, b, w, out, aux]; a grid loop over `p.len`
+/// items, or for `attention_backward` a workgroup per (sample, head).
+fn token_op(
+    gpu: &Gpu,
+    kernel: &crate::gpu::Kernel,
+    p: TokenParams,
+    bufs: [&wgpu::Buffer; 5],
+) -> Dispatch {
+    let groups = if kernel.name == "attention_backward" {
+        let pairs = (p.batch * p.heads) as usize;
+        let x = pairs.min(65535);
+        [x as u32, pairs.div_ceil(x) as u32, 1]
+    } else {
+        grid(gpu, p.len as usize)
+    };
+    let u = gpu.uniform(&p, kernel.name);
+    Dispatch::new(
+        gpu,
+        kernel,
+        &[bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], &u],
+        groups,
+    )
 }
 
 /// Whether `window`'s windows tile its input exactly (stride = kernel, no remainder).
@@ -1080,11 +1206,78 @@ pub fn backward(
                 [bufs.unused, dy, needs_dx()],
             )]
         }
-        LayerKind::Add { .. } => vec![elementwise(
-            gpu,
-            &k.copy,
-            in_len,
-            [dy, bufs.unused, needs_dx()],
-        )],
+        LayerKind::Add { .. } | LayerKind::PositionEmbedding { .. } => {
+            let mut out = Vec::new();
+            if let LayerKind::PositionEmbedding { features, tokens } = layer.kind {
+                let p = TokenParams::of(layer, batch, tokens * features);
+                out.push(token_op(
+                    gpu,
+                    &k.position_grad,
+                    p,
+                    [bufs.unused, dy, bufs.unused, bufs.grads, bufs.row_stats],
+                ));
+            }
+            if let Some(dx) = dx {
+                out.push(elementwise(gpu, &k.copy, in_len, [dy, bufs.unused, dx]));
+            }
+            out
+        }
+        LayerKind::LayerNorm { features, .. } => {
+            let p = TokenParams::of(layer, batch, rows(layer, batch));
+            vec![
+                token_op(
+                    gpu,
+                    &k.layernorm_backward,
+                    p,
+                    [x, dy, bufs.params, needs_dx(), bufs.row_stats],
+                ),
+                token_op(
+                    gpu,
+                    &k.layernorm_param_grads,
+                    TokenParams {
+                        len: features as u32,
+                        ..p
+                    },
+                    [x, dy, bufs.unused, bufs.grads, bufs.row_stats],
+                ),
+            ]
+        }
+        LayerKind::ClassToken { features, .. } => {
+            let grad = TokenParams::of(layer, batch, features);
+            let mut out = vec![token_op(
+                gpu,
+                &k.class_token_grad,
+                grad,
+                [bufs.unused, dy, bufs.unused, bufs.grads, bufs.row_stats],
+            )];
+            if let Some(dx) = dx {
+                let p = TokenParams::of(layer, batch, in_len);
+                out.push(token_op(
+                    gpu,
+                    &k.class_token_backward,
+                    p,
+                    [bufs.unused, dy, bufs.unused, dx, bufs.row_stats],
+                ));
+            }
+            out
+        }
+        LayerKind::TakeClassToken { .. } => {
+            let p = TokenParams::of(layer, batch, in_len);
+            vec![token_op(
+                gpu,
+                &k.take_class_token_back,
+                p,
+                [bufs.unused, dy, bufs.unused, needs_dx(), bufs.row_stats],
+            )]
+        }
+        LayerKind::Attention { .. } => {
+            let p = TokenParams::of(layer, batch, 0);
+            vec![token_op(
+                gpu,
+                &k.attention_backward,
+                p,
+                [x, dy, y, needs_dx(), bufs.row_stats],
+            )]
+        }
     }
 }

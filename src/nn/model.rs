@@ -49,8 +49,13 @@ impl Window {
 /// What a layer computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayerKind {
-    /// y = x·Wᵀ + b; weight [outputs, inputs] at `param_off`, bias [outputs] after it.
-    Linear { inputs: usize, outputs: usize },
+    /// y = x·Wᵀ + b on each of `tokens` positions per sample (1 for a flat input);
+    /// weight [outputs, inputs] at `param_off`, bias [outputs] after it.
+    Linear {
+        inputs: usize,
+        outputs: usize,
+        tokens: usize,
+    },
     /// 2-D convolution to `outputs` channels (im2col, then the Linear product):
     /// weight [outputs, channels, k, k] at `param_off`, bias [outputs] after it if `bias`.
     Conv {
@@ -83,13 +88,32 @@ pub enum LayerKind {
     Flatten { input: Shape },
     /// y = x + activation `other` (a residual connection), `features` values per sample.
     Add { features: usize, other: usize },
+    /// LayerNorm over the `features` values of each of `tokens` positions per sample
+    /// (ε = 1e-5); γ, β [features] at `param_off`.
+    LayerNorm { features: usize, tokens: usize },
+    /// A learned class token put before `tokens` tokens of `features`: tokens + 1 out;
+    /// the token [1, 1, features] at `param_off` (timm's `cls_token`).
+    ClassToken { features: usize, tokens: usize },
+    /// y = x + a learned embedding [1, tokens, features] at `param_off` (`pos_embed`).
+    PositionEmbedding { features: usize, tokens: usize },
+    /// Multi-head scaled dot-product self-attention over `tokens` tokens: the input is
+    /// q, k, v side by side per token (3·features, each `heads` heads of
+    /// features/heads, as timm's `qkv` Linear writes them), the output the heads'
+    /// results side by side (`features`).
+    Attention {
+        features: usize,
+        tokens: usize,
+        heads: usize,
+    },
+    /// The first of `tokens` tokens (the class token): `features` values per sample.
+    TakeClassToken { features: usize, tokens: usize },
 }
 
 impl LayerKind {
     /// Values per sample of the activation the layer reads.
     pub fn input_len(&self) -> usize {
         match *self {
-            LayerKind::Linear { inputs, .. } => inputs,
+            LayerKind::Linear { inputs, tokens, .. } => tokens * inputs,
             LayerKind::Conv { window, .. }
             | LayerKind::MaxPool { window }
             | LayerKind::AvgPool { window } => window.input.len(),
@@ -99,13 +123,42 @@ impl LayerKind {
             | LayerKind::Dropout { features, .. }
             | LayerKind::Add { features, .. } => features,
             LayerKind::Flatten { input } => input.len(),
+            LayerKind::LayerNorm { features, tokens }
+            | LayerKind::ClassToken { features, tokens }
+            | LayerKind::PositionEmbedding { features, tokens }
+            | LayerKind::TakeClassToken { features, tokens } => tokens * features,
+            LayerKind::Attention {
+                features, tokens, ..
+            } => tokens * 3 * features,
         }
+    }
+
+    /// Whether the layer has trainable parameters.
+    pub fn has_params(&self) -> bool {
+        matches!(
+            self,
+            LayerKind::Linear { .. }
+                | LayerKind::Conv { .. }
+                | LayerKind::BatchNorm { .. }
+                | LayerKind::LayerNorm { .. }
+                | LayerKind::ClassToken { .. }
+                | LayerKind::PositionEmbedding { .. }
+        )
     }
 
     /// A short description for messages, e.g. `Conv2d 1→32 3×3`.
     pub fn describe(&self) -> String {
         match *self {
-            LayerKind::Linear { inputs, outputs } => format!("Linear {inputs}→{outputs}"),
+            LayerKind::Linear {
+                inputs,
+                outputs,
+                tokens: 1,
+            } => format!("Linear {inputs}→{outputs}"),
+            LayerKind::Linear {
+                inputs,
+                outputs,
+                tokens,
+            } => format!("Linear {inputs}→{outputs} on {tokens} tokens"),
             LayerKind::Conv {
                 window, outputs, ..
             } => format!(
@@ -122,6 +175,13 @@ impl LayerKind {
             LayerKind::AvgPool { window } => format!("AvgPool {}", window.describe_pool()),
             LayerKind::Flatten { .. } => "Flatten".into(),
             LayerKind::Add { other, .. } => format!("Add (activation {other})"),
+            LayerKind::LayerNorm { features, .. } => format!("LayerNorm {features}"),
+            LayerKind::ClassToken { .. } => "ClassToken".into(),
+            LayerKind::PositionEmbedding { tokens, .. } => {
+                format!("PositionEmbedding {tokens} tokens")
+            }
+            LayerKind::Attention { heads, .. } => format!("Attention {heads} heads"),
+            LayerKind::TakeClassToken { .. } => "TakeClassToken".into(),
         }
     }
 }
@@ -160,6 +220,9 @@ impl Layer {
     }
 }
 
+/// LayerNorm's ε, as PyTorch's default.
+pub const LN_EPS: f32 = 1e-5;
+
 /// BatchNorm constants, as PyTorch's defaults.
 pub const BN_EPS: f32 = 1e-5;
 /// Running-statistics momentum, as PyTorch's default.
@@ -193,14 +256,17 @@ impl Model {
     }
 
     /// Initial parameters as PyTorch initialises them: Linear and Conv2d weight and
-    /// bias U(−1/√fan_in, 1/√fan_in) (Kaiming-uniform with a = √5), BatchNorm γ = 1,
-    /// β = 0.
+    /// bias U(−1/√fan_in, 1/√fan_in) (Kaiming-uniform with a = √5), BatchNorm and
+    /// LayerNorm γ = 1, β = 0; as timm's ViT: the class token N(0, 10⁻⁶), the position
+    /// embedding N(0, 0.02²).
     pub fn init_params(&self, seed: u64) -> Vec<f32> {
         let mut rng = Rng::new(seed);
         let mut w = vec![0.0f32; self.params.len];
         for layer in &self.layers {
             let (fan_in, len) = match layer.kind {
-                LayerKind::Linear { inputs, outputs } => (inputs, outputs * inputs + outputs),
+                LayerKind::Linear {
+                    inputs, outputs, ..
+                } => (inputs, outputs * inputs + outputs),
                 LayerKind::Conv {
                     window,
                     outputs,
@@ -209,8 +275,20 @@ impl Model {
                     let fan_in = window.input.channels * window.kernel.0 * window.kernel.1;
                     (fan_in, outputs * fan_in + if bias { outputs } else { 0 })
                 }
-                LayerKind::BatchNorm { features, .. } => {
+                LayerKind::BatchNorm { features, .. } | LayerKind::LayerNorm { features, .. } => {
                     w[layer.param_off..layer.param_off + features].fill(1.0);
+                    continue;
+                }
+                LayerKind::ClassToken { features, .. } => {
+                    for v in &mut w[layer.param_off..layer.param_off + features] {
+                        *v = rng.normal(1e-6);
+                    }
+                    continue;
+                }
+                LayerKind::PositionEmbedding { features, tokens } => {
+                    for v in &mut w[layer.param_off..layer.param_off + tokens * features] {
+                        *v = rng.normal(0.02);
+                    }
                     continue;
                 }
                 _ => continue,

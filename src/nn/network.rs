@@ -142,6 +142,7 @@ pub struct Network {
     dcols: wgpu::Buffer,
     /// Split-K slices of a weight gradient (on GPUs).
     split: wgpu::Buffer,
+    row_stats: wgpu::Buffer,
     /// A layer's input gradient when another reader already wrote that activation's.
     dscratch: wgpu::Buffer,
     /// The optimiser step: gradient-norm clipping, if asked for, then the update.
@@ -197,6 +198,12 @@ impl Network {
             .layers
             .iter()
             .map(|l| layers::split_k_len(l, max_batch))
+            .max()
+            .unwrap_or(0);
+        let row_stats_len = model
+            .layers
+            .iter()
+            .map(|l| layers::row_stats_len(l, max_batch))
             .max()
             .unwrap_or(0);
         let optimiser_state = rule.optimizer.state_words() * model.num_params();
@@ -299,6 +306,7 @@ impl Network {
             cols: gpu.storage(cols_len, "im2col"),
             dcols: gpu.storage(cols_len, "im2col grad"),
             split: gpu.storage(split_len.max(1), "split-K slices"),
+            row_stats: gpu.storage(row_stats_len.max(1), "layernorm row statistics"),
             dscratch: gpu.storage(max_batch * widest, "activation grad scratch"),
             update,
             zero_velocity,
@@ -319,6 +327,7 @@ impl Network {
             cols: &self.cols,
             dcols: &self.dcols,
             split: &self.split,
+            row_stats: &self.row_stats,
         }
     }
 
@@ -456,19 +465,17 @@ impl Network {
             let t = layer.input;
             let dy = &self.dacts[i + 1];
             // The input batch's gradient is never needed: a layer without parameters
-            // reading it has nothing to do, BatchNorm's kernels write it to scratch.
-            let batchnorm = matches!(layer.kind, LayerKind::BatchNorm { .. });
-            let parameters = batchnorm
-                || matches!(
-                    layer.kind,
-                    LayerKind::Linear { .. } | LayerKind::Conv { .. }
-                );
-            if t == 0 && !parameters {
+            // reading it has nothing to do, a normalisation's kernels write it to scratch.
+            let norm = matches!(
+                layer.kind,
+                LayerKind::BatchNorm { .. } | LayerKind::LayerNorm { .. }
+            );
+            if t == 0 && !layer.kind.has_params() {
                 continue;
             }
             let direct = last_reader[t] == i;
             let dx = match t {
-                0 if batchnorm => Some(&self.dscratch),
+                0 if norm => Some(&self.dscratch),
                 0 => None,
                 _ if direct => Some(&self.dacts[t]),
                 _ => Some(&self.dscratch),
@@ -606,6 +613,7 @@ impl Network {
                 &self.cols,
                 &self.dcols,
                 &self.split,
+                &self.row_stats,
                 &self.dscratch,
                 &self.partials,
                 &self.labels,

@@ -11,6 +11,10 @@ use super::model::{drop_threshold, Layer, LayerKind, Model, Shape, Window};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+/// Longest attention head and sequence `transformer.wgsl` takes.
+const MAX_HEAD_DIM: usize = 128;
+const MAX_TOKENS: usize = 1024;
+
 /// A Linear layer's outputs: a count, or `"classes"`, the data's class count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Width {
@@ -146,6 +150,28 @@ pub enum LayerSpec {
         times: usize,
         layers: Vec<LayerSpec>,
     },
+    /// A vision transformer's patch embedding: a `patch`×`patch` convolution with
+    /// stride `patch` to `outputs` channels, its output read as a sequence of tokens
+    /// (one per patch, row by row, as timm's `PatchEmbed`). On a sequence, `linear`
+    /// acts on each token and `global_avg_pool` averages the tokens.
+    PatchEmbed {
+        outputs: usize,
+        patch: usize,
+    },
+    /// A learned token put before the sequence (timm's `cls_token`).
+    ClassToken,
+    /// A learned embedding added to each token position (timm's `pos_embed`).
+    PositionEmbedding,
+    /// LayerNorm over each token's features (or over a flat input's features).
+    Layernorm,
+    /// Multi-head self-attention (timm's `Attention`): a `qkv` Linear to 3× the
+    /// features on each token, scaled dot-product attention in `heads` heads, and a
+    /// `proj` Linear back; three layers.
+    Attention {
+        heads: usize,
+    },
+    /// The class token's features: the sequence's first token.
+    TakeClassToken,
 }
 
 impl LayerSpec {
@@ -164,6 +190,12 @@ impl LayerSpec {
             LayerSpec::Flatten => "flatten",
             LayerSpec::Residual { .. } => "residual",
             LayerSpec::Repeat { .. } => "repeat",
+            LayerSpec::PatchEmbed { .. } => "patch_embed",
+            LayerSpec::ClassToken => "class_token",
+            LayerSpec::PositionEmbedding => "position_embedding",
+            LayerSpec::Layernorm => "layernorm",
+            LayerSpec::Attention { .. } => "attention",
+            LayerSpec::TakeClassToken => "take_class_token",
         }
     }
 }
@@ -183,6 +215,7 @@ pub fn build(name: &str, list: &[LayerSpec], input: Shape, classes: usize) -> Re
         name: name.to_string(),
         current: 0,
         shape: input,
+        sequences: vec![false],
         path: Vec::new(),
     };
     b.list(list, "layers", 0)?;
@@ -202,6 +235,9 @@ struct Builder {
     /// The activation the next layer reads, and its shape.
     current: usize,
     shape: Shape,
+    /// Whether each activation is a token sequence (tokens = height × width, each
+    /// of `channels` features) rather than an image or flat features.
+    sequences: Vec<bool>,
     /// Where the entry being built is in the list, for errors.
     path: Vec<String>,
 }
@@ -229,14 +265,65 @@ impl Builder {
 
     /// The next layer's expected input does not match what reaches it.
     fn mismatch(&self, what: &str, expected: String) -> Error {
-        self.error(what, format!("expects {expected} but gets {}", self.shape))
+        self.error(
+            what,
+            format!("expects {expected} but gets {}", self.shown()),
+        )
+    }
+
+    /// Whether the current activation is a token sequence.
+    fn sequence(&self) -> bool {
+        self.sequences[self.current]
+    }
+
+    /// The current activation's shape in words.
+    fn shown(&self) -> String {
+        if self.sequence() {
+            format!(
+                "{} tokens of {} features",
+                self.shape.spatial(),
+                self.shape.channels
+            )
+        } else {
+            self.shape.to_string()
+        }
+    }
+
+    /// (features, tokens) of the current sequence, or an error for layer `what`.
+    fn tokens(&self, what: &str) -> Result<(usize, usize)> {
+        if !self.sequence() {
+            return Err(self.mismatch(what, "a token sequence (after `patch_embed`)".into()));
+        }
+        Ok((self.shape.channels, self.shape.spatial()))
+    }
+
+    /// Refuses a token sequence for layer `what`, which needs an image.
+    fn image_only(&self, what: &str) -> Result<()> {
+        if self.sequence() {
+            return Err(self.mismatch(what, "an image".into()));
+        }
+        Ok(())
     }
 
     fn shape_of(&self, index: usize) -> Shape {
         self.model.act_shape(index)
     }
 
+    /// Appends a layer whose output is a sequence where its input is.
     fn push(&mut self, kind: LayerKind, output: Shape, param_off: usize, state_off: usize) {
+        let sequence = self.sequence();
+        self.push_as(kind, output, param_off, state_off, sequence);
+    }
+
+    fn push_as(
+        &mut self,
+        kind: LayerKind,
+        output: Shape,
+        param_off: usize,
+        state_off: usize,
+        sequence: bool,
+    ) {
+        self.sequences.push(sequence);
         self.model.layers.push(Layer {
             kind,
             input: self.current,
@@ -301,12 +388,50 @@ impl Builder {
                     padding: 0,
                 };
                 let shape = Shape::flat(self.shape.channels);
-                self.push(LayerKind::AvgPool { window }, shape, 0, 0);
+                self.push_as(LayerKind::AvgPool { window }, shape, 0, 0, false);
                 Ok(())
             }
             LayerSpec::Flatten => {
+                self.image_only("Flatten")?;
                 let input = self.shape;
                 self.push(LayerKind::Flatten { input }, Shape::flat(input.len()), 0, 0);
+                Ok(())
+            }
+            LayerSpec::PatchEmbed { outputs, patch } => {
+                let conv = ConvSpec {
+                    outputs,
+                    kernel: patch,
+                    stride: patch,
+                    padding: 0,
+                    bias: true,
+                    channels: None,
+                };
+                self.conv(conv)?;
+                let last = self.sequences.len() - 1;
+                self.sequences[last] = true;
+                Ok(())
+            }
+            LayerSpec::ClassToken => {
+                let (features, tokens) = self.tokens("ClassToken")?;
+                let off = self.param("cls_token", vec![1, 1, features]);
+                let kind = LayerKind::ClassToken { features, tokens };
+                self.push(kind, Shape::image(tokens + 1, 1, features), off, 0);
+                Ok(())
+            }
+            LayerSpec::PositionEmbedding => {
+                let (features, tokens) = self.tokens("PositionEmbedding")?;
+                let off = self.param("pos_embed", vec![1, tokens, features]);
+                let kind = LayerKind::PositionEmbedding { features, tokens };
+                let shape = self.shape;
+                self.push(kind, shape, off, 0);
+                Ok(())
+            }
+            LayerSpec::Layernorm => self.layernorm(),
+            LayerSpec::Attention { heads } => self.attention(heads),
+            LayerSpec::TakeClassToken => {
+                let (features, tokens) = self.tokens("TakeClassToken")?;
+                let kind = LayerKind::TakeClassToken { features, tokens };
+                self.push_as(kind, Shape::flat(features), 0, 0, false);
                 Ok(())
             }
             LayerSpec::Residual {
@@ -334,7 +459,11 @@ impl Builder {
     }
 
     fn linear(&mut self, outputs: Width, inputs: Option<usize>) -> Result<()> {
-        let features = self.shape.len();
+        let (features, tokens) = if self.sequence() {
+            (self.shape.channels, self.shape.spatial())
+        } else {
+            (self.shape.len(), 1)
+        };
         let outputs = match outputs {
             Width::Count(n) => n,
             Width::Classes => self.model.classes,
@@ -342,6 +471,7 @@ impl Builder {
         let what = LayerKind::Linear {
             inputs: inputs.unwrap_or(features),
             outputs,
+            tokens,
         }
         .describe();
         if outputs == 0 {
@@ -351,7 +481,7 @@ impl Builder {
             return Err(self.mismatch(&what, format!("{} features", inputs.unwrap_or(0))));
         }
         let flat_order = self.shape.channels == 1 || self.shape.spatial() == 1;
-        if !flat_order && self.current != 0 {
+        if !flat_order && self.current != 0 && !self.sequence() {
             return Err(self.mismatch(&what, "flat features (put `flatten` before it)".into()));
         }
         let off = self.param("weight", vec![outputs, features]);
@@ -359,9 +489,56 @@ impl Builder {
         let kind = LayerKind::Linear {
             inputs: features,
             outputs,
+            tokens,
         };
-        self.push(kind, Shape::flat(outputs), off, 0);
+        let shape = if self.sequence() {
+            Shape::image(tokens, 1, outputs)
+        } else {
+            Shape::flat(outputs)
+        };
+        self.push(kind, shape, off, 0);
         Ok(())
+    }
+
+    fn layernorm(&mut self) -> Result<()> {
+        let (features, tokens) = if self.sequence() {
+            (self.shape.channels, self.shape.spatial())
+        } else if self.shape.spatial() == 1 {
+            (self.shape.channels, 1)
+        } else {
+            return Err(self.mismatch("LayerNorm", "tokens or flat features".into()));
+        };
+        let off = self.param("weight", vec![features]);
+        self.param("bias", vec![features]);
+        let shape = self.shape;
+        self.push(LayerKind::LayerNorm { features, tokens }, shape, off, 0);
+        Ok(())
+    }
+
+    /// The `qkv` Linear, the attention and the `proj` Linear.
+    fn attention(&mut self, heads: usize) -> Result<()> {
+        let what = format!("Attention {heads} heads");
+        let (features, tokens) = self.tokens(&what)?;
+        let head_dim = if heads == 0 { 0 } else { features / heads };
+        if heads == 0 || head_dim * heads != features || head_dim > MAX_HEAD_DIM {
+            return Err(self.error(
+                &what,
+                format!(
+                    "needs the {features} features to split into heads of at most {MAX_HEAD_DIM}"
+                ),
+            ));
+        }
+        if tokens > MAX_TOKENS {
+            return Err(self.mismatch(&what, format!("at most {MAX_TOKENS} tokens")));
+        }
+        self.linear(Width::Count(3 * features), None)?;
+        let kind = LayerKind::Attention {
+            features,
+            tokens,
+            heads,
+        };
+        self.push(kind, Shape::image(tokens, 1, features), 0, 0);
+        self.linear(Width::Count(features), None)
     }
 
     fn conv(&mut self, spec: ConvSpec) -> Result<()> {
@@ -389,6 +566,7 @@ impl Builder {
             bias,
         };
         let what = kind.describe();
+        self.image_only(&what)?;
         if outputs == 0 || kernel == 0 || stride == 0 {
             return Err(self.error(&what, "needs outputs, kernel and stride ≥ 1".into()));
         }
@@ -447,6 +625,7 @@ impl Builder {
             LayerKind::AvgPool { window }
         };
         let what = kind.describe();
+        self.image_only(&what)?;
         if kernel == 0 || window.stride == 0 || 2 * padding > kernel {
             return Err(self.error(
                 &what,
@@ -542,11 +721,20 @@ fn write_spec(out: &mut String, spec: &LayerSpec, depth: usize) {
         | LayerSpec::Relu
         | LayerSpec::Gelu
         | LayerSpec::GlobalAvgPool
-        | LayerSpec::Flatten => {
+        | LayerSpec::Flatten
+        | LayerSpec::ClassToken
+        | LayerSpec::PositionEmbedding
+        | LayerSpec::Layernorm
+        | LayerSpec::TakeClassToken => {
             out.push_str(&format!("\"{}\"", spec.name()));
             return;
         }
         LayerSpec::Dropout { p } => vec![("p", format!("{p:?}"))],
+        LayerSpec::PatchEmbed { outputs, patch } => vec![
+            ("outputs", outputs.to_string()),
+            ("patch", patch.to_string()),
+        ],
+        LayerSpec::Attention { heads } => vec![("heads", heads.to_string())],
         LayerSpec::Linear { outputs, inputs } => {
             let mut f = vec![(
                 "outputs",
