@@ -410,6 +410,29 @@ fn trains_on_a_cifar_binary_directory_and_names_a_broken_file() {
     ];
     let summary = json_summary(twa(&resnet));
     assert!(summary["test_acc"].as_f64().unwrap() > 0.0, "{summary}");
+    // So does the ViT preset, narrowed (24 wide in 3 heads, 2 blocks), with its
+    // recipe: AdamW, warm-up, label smoothing, clipping.
+    let text = twa(&["config", "--preset", "vit"]).stdout;
+    let text = String::from_utf8(text)
+        .unwrap()
+        .replace("outputs = 192", "outputs = 24")
+        .replace("outputs = 768", "outputs = 48")
+        .replace("times = 6", "times = 2")
+        .replace("epochs = 200", "epochs = 2")
+        .replace("batch = 128", "batch = 20");
+    std::fs::write(&config, text).unwrap();
+    let summary = json_summary(twa(&resnet));
+    let params = 3 * 16 * 24
+        + 24
+        + 24
+        + 65 * 24
+        + 2 * (4 * 24 + 24 * 72 + 72 + 24 * 24 + 24 + 24 * 48 + 48 + 48 * 24 + 24)
+        + 2 * 24
+        + 24 * 10
+        + 10;
+    assert_eq!(summary["params"], params, "{summary}");
+    let loss = summary["test_loss"].as_f64().unwrap();
+    assert!(loss.is_finite() && loss > 0.0, "{summary}");
     std::fs::write(dir.join("test_batch.bin"), &test[..test.len() - 1]).unwrap();
     assert_fails(&twa(&args), 1, "test_batch.bin");
 }

@@ -216,6 +216,10 @@ fn narrowed(list: &[LayerSpec], by: usize) -> Vec<LayerSpec> {
                 outputs: Width::Count((n / by).max(1)),
                 inputs,
             },
+            LayerSpec::PatchEmbed { outputs, patch } => LayerSpec::PatchEmbed {
+                outputs: (outputs / by).max(1),
+                patch,
+            },
             LayerSpec::Residual {
                 body,
                 shortcut_from,
@@ -237,7 +241,7 @@ fn narrowed(list: &[LayerSpec], by: usize) -> Vec<LayerSpec> {
 /// The paper's networks, narrowed, on 32×32 colour images: one training step of each
 /// as the f64 reference takes it (ResNets: the ImageNet stem, whose last stage is 1×1,
 /// so that BatchNorm there normalises over the batch alone: 4 samples keep it
-/// well-conditioned; WRN: dropout).
+/// well-conditioned; WRN: dropout; the ViT: 65 tokens of 12 features in heads of 4).
 #[test]
 fn the_paper_networks_step_as_the_cpu_reference() {
     for (name, by, batch) in [
@@ -246,6 +250,7 @@ fn the_paper_networks_step_as_the_cpu_reference() {
         ("wrn-28-10", 40, 2),
         ("resnet-18", 16, 4),
         ("resnet-50", 16, 4),
+        ("vit", 16, 2),
     ] {
         let mut config = twa::run::config::RunConfig::preset(name).unwrap().model;
         config.layers = narrowed(&config.layers, by);

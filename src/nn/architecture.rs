@@ -352,6 +352,69 @@ mod tests {
     }
 
     #[test]
+    fn token_layers_need_a_sequence_and_image_layers_refuse_one() {
+        let image = Shape::image(8, 8, 3);
+        let err = build_error(r#"[{ attention = { heads = 2 } }]"#, image);
+        assert!(
+            err.contains("layer 0 (Attention 2 heads) expects a token sequence (after `patch_embed`) but gets 8×8×3"),
+            "{err}"
+        );
+        let err = build_error(
+            r#"[{ patch_embed = { outputs = 6, patch = 2 } }, { conv = { outputs = 4, kernel = 1 } }]"#,
+            image,
+        );
+        assert!(
+            err.contains("layer 1 (Conv2d 6→4 1×1 stride 1) expects an image but gets 16 tokens of 6 features"),
+            "{err}"
+        );
+        let err = build_error(
+            r#"[{ patch_embed = { outputs = 6, patch = 2 } }, { attention = { heads = 4 } }]"#,
+            image,
+        );
+        assert!(
+            err.contains("needs the 6 features to split into heads of at most 128"),
+            "{err}"
+        );
+        // Linear acts on each token; the class token adds one; taking it ends the
+        // sequence.
+        let config = parse(
+            r#"[{ patch_embed = { outputs = 6, patch = 2 } }, "class_token",
+                "position_embedding", { linear = { outputs = 5 } }, "layernorm",
+                "take_class_token", { linear = { outputs = "classes" } }]"#,
+        )
+        .unwrap();
+        let model = Model::build(&config, image, 10).unwrap();
+        assert_eq!(model.act_shape(2), Shape::image(17, 1, 6));
+        assert_eq!(model.act_shape(4), Shape::image(17, 1, 5));
+        assert_eq!(model.act_shape(6), Shape::flat(5));
+        let names: Vec<_> = model
+            .params
+            .entries
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "0.weight",
+                "0.bias",
+                "1.cls_token",
+                "2.pos_embed",
+                "3.weight",
+                "3.bias",
+                "4.weight",
+                "4.bias",
+                "6.weight",
+                "6.bias"
+            ]
+        );
+        assert_eq!(
+            model.num_params(),
+            12 * 6 + 6 + 6 + 17 * 6 + 6 * 5 + 5 + 10 + 5 * 10 + 10
+        );
+    }
+
+    #[test]
     fn a_list_is_read_strictly() {
         let err = parse(r#"[{ conv = { outputs = 4, kernal = 3 } }]"#).unwrap_err();
         assert!(err.to_string().contains("kernal"), "{err}");

@@ -137,6 +137,7 @@ pub const PRESETS: &[(&str, &str)] = &[
         "resnet-50",
         include_str!("../../assets/presets/resnet-50.toml"),
     ),
+    ("vit", include_str!("../../assets/presets/vit.toml")),
 ];
 
 /// The shipped Fashion-MNIST subset (see `assets/fashion-mnist-subset/README.md`).

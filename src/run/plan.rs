@@ -42,21 +42,23 @@ const fn paper(
     }
 }
 
-const PAPER: [PaperModel; 5] = [
+const PAPER: [PaperModel; 6] = [
     paper("vgg16-bn", "VGG16-BN, CIFAR-10", 32, 10),
     paper("preresnet-164", "PreResNet-164, CIFAR-100", 32, 100),
     paper("wrn-28-10", "WRN-28-10, CIFAR-100", 32, 100),
     paper("resnet-18", "ResNet-18, ImageNet", 224, 1000),
     paper("resnet-50", "ResNet-50, ImageNet", 224, 1000),
+    paper("vit", "ViT (192 wide, 6 blocks), CIFAR-100", 32, 100),
 ];
 
 /// Names for `twa plan --model`.
-pub const PAPER_MODELS: [&str; 5] = [
+pub const PAPER_MODELS: [&str; 6] = [
     PAPER[0].preset,
     PAPER[1].preset,
     PAPER[2].preset,
     PAPER[3].preset,
     PAPER[4].preset,
+    PAPER[5].preset,
 ];
 
 /// A paper model's description and sizes: its preset's network built for the paper's
@@ -194,6 +196,17 @@ mod tests {
         // Its WideResNet28x10 as the module in force counts it (bias-free
         // convolutions; a downsampling and 4 plain units per stage), CIFAR-100.
         assert_eq!(params("wrn-28-10"), 46_218_164);
+        // The ViT, counted by hand: patch embedding 3·4·4·192 + 192, class token 192,
+        // position embedding 65·192, 6 blocks of (2 LayerNorms 2·384, qkv
+        // 192·576 + 576, proj 192·192 + 192, MLP 192·768 + 768 + 768·192 + 192),
+        // LayerNorm 384, head 192·100 + 100.
+        let block =
+            2 * 384 + (192 * 576 + 576) + (192 * 192 + 192) + (192 * 768 + 768) + (768 * 192 + 192);
+        assert_eq!(
+            params("vit"),
+            9_408 + 192 + 12_480 + 6 * block + 384 + 19_300
+        );
+        assert_eq!(params("vit"), 2_710_948);
     }
 
     #[test]
