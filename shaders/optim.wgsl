@@ -5,7 +5,7 @@
 // adamw_step AdamW (Loshchilov & Hutter; PyTorch's defaults β₂ = 0.999, ε = 1e-8) with
 //           β₁ = momentum: m ← β₁m + (1 − β₁)g; v ← β₂v + (1 − β₂)g²;
 //           w ← w − lr·wd·w − lr·m̂/(√v̂ + ε) with m̂, v̂ bias-corrected at step
-//           t = step − first_step + 1; `velocity` holds m then v (2·len words).
+//           t = step − first_step + 1; m in `velocity`, v in `second`.
 // zero      dst[i] = 0 (gradient and optimiser-state resets).
 // Gradient-norm clipping (PyTorch's clip_grad_norm_), three passes:
 // clip_partial  dst[wg] = Σ g[i]² over workgroup wg's range of `grads`
@@ -24,8 +24,9 @@ struct StepState {
 @group(0) @binding(0) var<storage, read> grads: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read_write> velocity: array<f32>;
-@group(0) @binding(3) var<uniform> p: OptimParams;
-@group(0) @binding(4) var<uniform> step: StepState;
+@group(0) @binding(3) var<storage, read_write> second: array<f32>;
+@group(0) @binding(4) var<uniform> p: OptimParams;
+@group(0) @binding(5) var<uniform> step: StepState;
 
 @compute @workgroup_size(LANES)
 fn sgd_step(
@@ -56,9 +57,9 @@ fn adamw_step(
     for (var i = r.x; i < r.y; i += LANES) {
         let g = grads[i];
         let m = p.momentum * velocity[i] + (1.0 - p.momentum) * g;
-        let v = beta2 * velocity[p.len + i] + (1.0 - beta2) * g * g;
+        let v = beta2 * second[i] + (1.0 - beta2) * g * g;
         velocity[i] = m;
-        velocity[p.len + i] = v;
+        second[i] = v;
         let w = dst[i] * (1.0 - step.lr * p.weight_decay);
         dst[i] = w - step.lr * (m / correct1) / (sqrt(v / correct2) + 1e-8);
     }

@@ -367,8 +367,9 @@ fn conv(gpu: &Gpu, k: &Kernels, s: &ConvShape, batch: usize) -> Result<(f64, f64
     let split = storage(layers::split_k_len(&layer, batch).max(1), "split-K slices");
     let step = gpu.uniform(&crate::nn::StepState::default(), "step");
     let bufs = layers::LayerBuffers {
-        params: &params,
-        grads: &grads,
+        params: (&params).into(),
+        grads: (&grads).into(),
+        base: 0,
         state: &one,
         step: &step,
         unused: &one,

@@ -237,6 +237,12 @@ impl Gpu {
             && self.info.subgroup_min_size >= min_size
     }
 
+    /// Words a storage window must start on: the adapter's offset alignment, at least
+    /// one vec4.
+    pub fn window_align(&self) -> usize {
+        (self.limits.min_storage_buffer_offset_alignment as usize / 4).max(4)
+    }
+
     /// The largest storage binding in bytes.
     pub fn max_binding(&self) -> u64 {
         self.limits

@@ -107,7 +107,7 @@ impl Shader {
             Shader::Dropout => &[Read, Rw, Uniform, Uniform],
             Shader::BatchNorm => &[Read, Read, Read, Rw, Rw, Rw, Rw, Uniform, Uniform, Read],
             Shader::Loss => &[Read, Read, Rw, Rw, Uniform, Uniform],
-            Shader::Optim => &[Read, Rw, Rw, Uniform, Uniform],
+            Shader::Optim => &[Read, Rw, Rw, Rw, Uniform, Uniform],
             Shader::Data => &[Read, Read, Read, Rw, Rw, Uniform, Uniform],
             Shader::Twa => &[Read, Read, Rw, Uniform, Rw],
             Shader::Directions => &[Read, Read, Read, Read, Read, Rw, Uniform],
@@ -441,6 +441,50 @@ impl Kernels {
     }
 }
 
+/// A buffer as a kernel binds it: whole, or a window of it (start and length in
+/// words), so that a buffer larger than the adapter's largest storage binding can be
+/// bound a part at a time.
+#[derive(Clone, Copy, Debug)]
+pub struct Bind<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub window: Option<(usize, usize)>,
+}
+
+impl<'a> Bind<'a> {
+    /// Words `start..start + len` of `buffer` (`start` a multiple of
+    /// [`Gpu::window_align`]).
+    pub fn window(buffer: &'a wgpu::Buffer, start: usize, len: usize) -> Bind<'a> {
+        Bind {
+            buffer,
+            window: Some((start, len)),
+        }
+    }
+
+    fn resource(&self) -> wgpu::BindingResource<'a> {
+        match self.window {
+            None => self.buffer.as_entire_binding(),
+            Some((start, len)) => {
+                let start = start as u64 * 4;
+                let len = (len.max(1) as u64 * 4).min(self.buffer.size() - start);
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: self.buffer,
+                    offset: start,
+                    size: std::num::NonZeroU64::new(len),
+                })
+            }
+        }
+    }
+}
+
+impl<'a> From<&'a wgpu::Buffer> for Bind<'a> {
+    fn from(buffer: &'a wgpu::Buffer) -> Bind<'a> {
+        Bind {
+            buffer,
+            window: None,
+        }
+    }
+}
+
 /// One recorded kernel launch: pipeline, bind group and workgroup counts, built once
 /// and replayed every step.
 #[derive(Clone, Debug)]
@@ -453,12 +497,13 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
-    /// Bind `resources` (one buffer per binding, in binding order) to `kernel`.
+    /// Bind `resources` (one buffer or window per binding, in binding order) to
+    /// `kernel`.
     #[track_caller]
-    pub fn new(
+    pub fn new<'a, R: Into<Bind<'a>> + Copy>(
         gpu: &Gpu,
         kernel: &Kernel,
-        resources: &[&wgpu::Buffer],
+        resources: &[R],
         groups: [u32; 3],
     ) -> Dispatch {
         let bindings = kernel.shader.bindings();
@@ -473,9 +518,9 @@ impl Dispatch {
         let entries: Vec<_> = resources
             .iter()
             .enumerate()
-            .map(|(i, buffer)| wgpu::BindGroupEntry {
+            .map(|(i, &r)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: buffer.as_entire_binding(),
+                resource: r.into().resource(),
             })
             .collect();
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {

@@ -9,5 +9,5 @@ pub mod signal;
 pub mod tuning;
 
 pub use context::Gpu;
-pub use kernels::{Dispatch, Kernel, Kernels, Shader};
+pub use kernels::{Bind, Dispatch, Kernel, Kernels, Shader};
 pub use tuning::Tuning;

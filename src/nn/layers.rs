@@ -4,7 +4,7 @@
 
 use super::model::{Layer, LayerKind, Window, BN_EPS, BN_MOMENTUM, LN_EPS};
 use crate::gpu::kernels::{grid, groups_1d, lanes};
-use crate::gpu::{Dispatch, Gpu, Kernels};
+use crate::gpu::{Bind, Dispatch, Gpu, Kernels};
 
 /// Uniform of `linear.wgsl` (see the shader for the meaning of each field).
 #[repr(C)]
@@ -144,9 +144,14 @@ pub fn im2col_shape(batch: usize, window: &Window) -> (usize, usize) {
 }
 
 /// The buffers a layer binds besides its input and output activations.
+#[derive(Clone, Copy)]
 pub struct LayerBuffers<'a> {
-    pub params: &'a wgpu::Buffer,
-    pub grads: &'a wgpu::Buffer,
+    /// The parameter and gradient stores as the layer binds them: whole, or the window
+    /// holding its parameters (see [`LayerBuffers::window`]), which starts at word
+    /// `base` of the store.
+    pub params: Bind<'a>,
+    pub grads: Bind<'a>,
+    pub base: usize,
     pub state: &'a wgpu::Buffer,
     /// The per-step uniform (batch index for BatchNorm recalibration).
     pub step: &'a wgpu::Buffer,
@@ -164,16 +169,37 @@ pub struct LayerBuffers<'a> {
     pub row_stats: &'a wgpu::Buffer,
 }
 
+impl<'a> LayerBuffers<'a> {
+    /// These buffers with the parameter and gradient stores narrowed to the words of
+    /// `layer`'s parameters (from a multiple of `align`), so that a store larger than
+    /// one storage binding is bound a layer at a time.
+    pub fn window(&self, layer: &Layer, align: usize) -> LayerBuffers<'a> {
+        let start = layer.param_off / align * align;
+        let len = (layer.param_off + layer.kind.param_len() - start).max(1);
+        LayerBuffers {
+            params: Bind::window(self.params.buffer, start, len),
+            grads: Bind::window(self.grads.buffer, start, len),
+            base: start,
+            ..*self
+        }
+    }
+
+    /// Where `layer`'s parameters start in the bound window.
+    fn param_off(&self, layer: &Layer) -> usize {
+        layer.param_off - self.base
+    }
+}
+
 /// `c = a·b (+ bias)` as described in `linear.wgsl`, with the variant that suits the
 /// adapter (tiled on GPUs) and the operands' alignment (vec4 loads of B).
-pub fn matmul(
+pub fn matmul<'b>(
     gpu: &Gpu,
     k: &Kernels,
     p: LinearParams,
-    a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
-    bias: &wgpu::Buffer,
-    c: &wgpu::Buffer,
+    a: impl Into<Bind<'b>>,
+    b: impl Into<Bind<'b>>,
+    bias: impl Into<Bind<'b>>,
+    c: impl Into<Bind<'b>>,
 ) -> Dispatch {
     let (kernel, tile) = match &k.matmul_subgroup {
         _ if k.prefer_tiled => (&k.matmul_tiled, MATMUL_TILED_TILE),
@@ -185,15 +211,15 @@ pub fn matmul(
 }
 
 /// `c = a·b (+ bias)` with a given variant and its workgroup tile (rows, columns).
-pub fn matmul_with(
+pub fn matmul_with<'b>(
     gpu: &Gpu,
     kernel: &crate::gpu::Kernel,
     tile: (usize, usize),
     p: LinearParams,
-    a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
-    bias: &wgpu::Buffer,
-    c: &wgpu::Buffer,
+    a: impl Into<Bind<'b>>,
+    b: impl Into<Bind<'b>>,
+    bias: impl Into<Bind<'b>>,
+    c: impl Into<Bind<'b>>,
 ) -> Dispatch {
     let groups = [
         (p.n as usize).div_ceil(tile.1) as u32,
@@ -201,7 +227,8 @@ pub fn matmul_with(
         1,
     ];
     let u = gpu.uniform(&p, kernel.name);
-    Dispatch::new(gpu, kernel, &[a, b, bias, c, &u], groups)
+    let resources = [a.into(), b.into(), bias.into(), c.into(), (&u).into()];
+    Dispatch::new(gpu, kernel, &resources, groups)
 }
 
 /// Workgroup layers of a split-K `matmul_tiled` product of m × n outputs over k: enough
@@ -216,7 +243,7 @@ pub fn split_k(m: usize, n: usize, k: usize) -> usize {
 /// the product into `scratch` (z·m·n), then `split_k_sum` adds the slices into c at
 /// `p.c_off` (whose rows must be `p.n` apart).
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_split_k(
+pub fn matmul_split_k<'b>(
     gpu: &Gpu,
     k: &Kernels,
     p: LinearParams,
@@ -224,7 +251,7 @@ pub fn matmul_split_k(
     a: &wgpu::Buffer,
     b: &wgpu::Buffer,
     scratch: &wgpu::Buffer,
-    c: &wgpu::Buffer,
+    c: impl Into<Bind<'b>>,
     unused: &wgpu::Buffer,
 ) -> [Dispatch; 2] {
     assert_eq!(p.ldc, p.n, "split-K sums contiguous rows");
@@ -258,7 +285,13 @@ pub fn matmul_split_k(
     let total = Dispatch::new(
         gpu,
         &k.split_k_sum,
-        &[scratch, unused, unused, c, &u],
+        &[
+            scratch.into(),
+            unused.into(),
+            unused.into(),
+            c.into(),
+            (&u).into(),
+        ],
         grid(gpu, m * n),
     );
     [product, total]
@@ -283,12 +316,12 @@ pub fn padded(width: usize) -> usize {
 
 /// `c[c_off..] = transpose(a[a_off..])` for an m × n row-major matrix; the n × m result
 /// has row stride `padded(m)`.
-pub fn transpose(
+pub fn transpose<'b>(
     gpu: &Gpu,
     k: &Kernels,
     m: usize,
     n: usize,
-    a: (&wgpu::Buffer, usize),
+    a: (impl Into<Bind<'b>>, usize),
     c: (&wgpu::Buffer, usize),
     unused: &wgpu::Buffer,
 ) -> Dispatch {
@@ -304,7 +337,13 @@ pub fn transpose(
     Dispatch::new(
         gpu,
         &k.transpose,
-        &[a.0, unused, unused, c.0, &u],
+        &[
+            a.0.into(),
+            unused.into(),
+            unused.into(),
+            c.0.into(),
+            (&u).into(),
+        ],
         grid(gpu, m * n),
     )
 }
@@ -377,12 +416,17 @@ pub fn elementwise(
 }
 
 /// The uniform of a BatchNorm pass over `rows` rows.
-fn batchnorm_params(layer: &Layer, rows: usize, features: usize) -> BatchNormParams {
+fn batchnorm_params(
+    layer: &Layer,
+    bufs: &LayerBuffers,
+    rows: usize,
+    features: usize,
+) -> BatchNormParams {
     let (chunk_rows, chunks) = bn_chunks(rows);
     BatchNormParams {
         rows: rows as u32,
         features: features as u32,
-        g_off: layer.param_off as u32,
+        g_off: bufs.param_off(layer) as u32,
         s_off: layer.state_off as u32,
         momentum: BN_MOMENTUM,
         eps: BN_EPS,
@@ -403,7 +447,7 @@ fn batchnorm(
     io: [&wgpu::Buffer; 4],
     bufs: &LayerBuffers,
 ) -> Vec<Dispatch> {
-    let p = batchnorm_params(layer, rows, features);
+    let p = batchnorm_params(layer, bufs, rows, features);
     let u = gpu.uniform(&p, "batchnorm");
     batchnorm_with(gpu, &p, &u, entries, io, bufs)
 }
@@ -435,16 +479,16 @@ fn batchnorm_with(
                 gpu,
                 kernel,
                 &[
-                    x,
+                    x.into(),
                     bufs.params,
-                    dy,
-                    out,
-                    bufs.state,
+                    dy.into(),
+                    out.into(),
+                    bufs.state.into(),
                     bufs.grads,
-                    bufs.partials,
-                    u,
-                    bufs.step,
-                    relu_out,
+                    bufs.partials.into(),
+                    u.into(),
+                    bufs.step.into(),
+                    relu_out.into(),
                 ],
                 groups,
             )
@@ -460,12 +504,19 @@ pub struct BnSync {
     /// `finish_train` that is told the global rows.
     params: BatchNormParams,
     finish: Option<wgpu::Buffer>,
+    /// Where the layer's (dγ, dβ) start in the whole gradient store.
+    grad_off: usize,
     /// Where the values it sums are read back (made once, used every step).
     staging: wgpu::Buffer,
 }
 
 impl BnSync {
-    fn new(gpu: &Gpu, params: BatchNormParams, finish: Option<wgpu::Buffer>) -> BnSync {
+    fn new(
+        gpu: &Gpu,
+        params: BatchNormParams,
+        finish: Option<wgpu::Buffer>,
+        grad_off: usize,
+    ) -> BnSync {
         // The chunks' (mean, M2) for the statistics, (dγ, dβ) for the gradients.
         let words = match finish {
             Some(_) => 2 * params.chunks * params.features,
@@ -480,6 +531,7 @@ impl BnSync {
         BnSync {
             params,
             finish,
+            grad_off,
             staging,
         }
     }
@@ -521,7 +573,7 @@ impl BnSync {
         let p = &self.params;
         let nf = p.features as usize;
         let Some(finish) = &self.finish else {
-            let g_off = p.g_off as usize;
+            let g_off = self.grad_off;
             let local = self.read(gpu, grads, g_off, 2 * nf).await?;
             let mut sums: Vec<f64> = local.iter().map(|&v| v as f64 * share).collect();
             collective.sum(&mut sums);
@@ -594,7 +646,7 @@ pub fn batchnorm_synced(
     let LayerKind::BatchNorm { features, spatial } = layer.kind else {
         panic!("{} has no BatchNorm sync", layer.kind.describe())
     };
-    let p = batchnorm_params(layer, batch * spatial, features);
+    let p = batchnorm_params(layer, bufs, batch * spatial, features);
     let u = gpu.uniform(&p, "batchnorm");
     match dx {
         None => {
@@ -603,7 +655,7 @@ pub fn batchnorm_synced(
             let before = batchnorm_with(gpu, &p, &u, &[&k.bn_partial_stats], io, bufs);
             let mut after = batchnorm_with(gpu, &p, &finish, &[&k.bn_finish_train], io, bufs);
             after.extend(batchnorm_with(gpu, &p, &u, &[&k.bn_normalise], io, bufs));
-            let sync = BnSync::new(gpu, p, Some(finish));
+            let sync = BnSync::new(gpu, p, Some(finish), layer.param_off);
             (before, sync, after)
         }
         Some(dx) => {
@@ -611,7 +663,7 @@ pub fn batchnorm_synced(
             let entries: [&crate::gpu::Kernel; 2] = [&k.bn_partial_grads, &k.bn_finish_grads];
             let before = batchnorm_with(gpu, &p, &u, &entries, io, bufs);
             let after = batchnorm_with(gpu, &p, &u, &[&k.bn_backward_dx], io, bufs);
-            let sync = BnSync::new(gpu, p, None);
+            let sync = BnSync::new(gpu, p, None, layer.param_off);
             (before, sync, after)
         }
     }
@@ -723,7 +775,7 @@ impl Gemm {
             a_cs: 1,
             ldb: padded(self.outputs) as u32,
             ldc: self.outputs as u32,
-            bias_off: (self.param_off + self.inputs * self.outputs) as u32,
+            bias_off: (self.param_off - bufs.base + self.inputs * self.outputs) as u32,
             ..Default::default()
         };
         vec![
@@ -732,7 +784,7 @@ impl Gemm {
                 k,
                 self.outputs,
                 self.inputs,
-                (bufs.params, self.param_off),
+                (bufs.params, self.param_off - bufs.base),
                 (wt, 0),
                 bufs.unused,
             ),
@@ -751,7 +803,7 @@ impl Gemm {
         bufs: &LayerBuffers,
     ) -> Vec<Dispatch> {
         let (rows, inputs, outputs) = (self.rows, self.inputs, self.outputs);
-        let w_off = self.param_off;
+        let w_off = self.param_off - bufs.base;
         // dW[out, in] = dYᵀ · X: A(m = o, k = r) = dY[r·out + o].
         let grad_w = LinearParams {
             m: outputs as u32,
@@ -786,7 +838,13 @@ impl Gemm {
             out.push(Dispatch::new(
                 gpu,
                 &k.bias_grad,
-                &[dy, bufs.unused, bufs.unused, bufs.grads, &u],
+                &[
+                    dy.into(),
+                    bufs.unused.into(),
+                    bufs.unused.into(),
+                    bufs.grads,
+                    (&u).into(),
+                ],
                 groups_1d(outputs, 64),
             ));
         }
@@ -930,48 +988,78 @@ pub fn forward(
             vec![elementwise(gpu, &k.add, len, [x, other, y])]
         }
         LayerKind::LayerNorm { .. } => {
-            let p = TokenParams::of(layer, batch, rows(layer, batch));
+            let p = TokenParams::of(layer, bufs, batch, rows(layer, batch));
             vec![token_op(
                 gpu,
                 &k.layernorm_forward,
                 p,
-                [x, bufs.unused, bufs.params, y, bufs.row_stats],
+                [
+                    x.into(),
+                    bufs.unused.into(),
+                    bufs.params,
+                    y.into(),
+                    bufs.row_stats.into(),
+                ],
             )]
         }
         LayerKind::ClassToken { .. } => {
-            let p = TokenParams::of(layer, batch, len);
+            let p = TokenParams::of(layer, bufs, batch, len);
             vec![token_op(
                 gpu,
                 &k.class_token_forward,
                 p,
-                [x, bufs.unused, bufs.params, y, bufs.row_stats],
+                [
+                    x.into(),
+                    bufs.unused.into(),
+                    bufs.params,
+                    y.into(),
+                    bufs.row_stats.into(),
+                ],
             )]
         }
         LayerKind::PositionEmbedding { .. } => {
-            let p = TokenParams::of(layer, batch, len);
+            let p = TokenParams::of(layer, bufs, batch, len);
             vec![token_op(
                 gpu,
                 &k.position_forward,
                 p,
-                [x, bufs.unused, bufs.params, y, bufs.row_stats],
+                [
+                    x.into(),
+                    bufs.unused.into(),
+                    bufs.params,
+                    y.into(),
+                    bufs.row_stats.into(),
+                ],
             )]
         }
         LayerKind::TakeClassToken { .. } => {
-            let p = TokenParams::of(layer, batch, len);
+            let p = TokenParams::of(layer, bufs, batch, len);
             vec![token_op(
                 gpu,
                 &k.take_class_token,
                 p,
-                [x, bufs.unused, bufs.unused, y, bufs.row_stats],
+                [
+                    x.into(),
+                    bufs.unused.into(),
+                    bufs.unused.into(),
+                    y.into(),
+                    bufs.row_stats.into(),
+                ],
             )]
         }
         LayerKind::Attention { tokens, heads, .. } => {
-            let p = TokenParams::of(layer, batch, batch * heads * tokens);
+            let p = TokenParams::of(layer, bufs, batch, batch * heads * tokens);
             vec![token_op(
                 gpu,
                 &k.attention_forward,
                 p,
-                [x, bufs.unused, bufs.unused, y, bufs.row_stats],
+                [
+                    x.into(),
+                    bufs.unused.into(),
+                    bufs.unused.into(),
+                    y.into(),
+                    bufs.row_stats.into(),
+                ],
             )]
         }
     }
@@ -993,7 +1081,7 @@ struct TokenParams {
 
 impl TokenParams {
     /// The uniform of a token `layer` over `batch` samples, its grid loop `len` long.
-    fn of(layer: &Layer, batch: usize, len: usize) -> TokenParams {
+    fn of(layer: &Layer, bufs: &LayerBuffers, batch: usize, len: usize) -> TokenParams {
         let (features, tokens, heads) = match layer.kind {
             LayerKind::LayerNorm { features, tokens }
             | LayerKind::ClassToken { features, tokens }
@@ -1011,7 +1099,7 @@ impl TokenParams {
             tokens: tokens as u32,
             features: features as u32,
             heads: heads as u32,
-            off: layer.param_off as u32,
+            off: bufs.param_off(layer) as u32,
             len: len as u32,
             scale: 1.0 / ((features / heads) as f32).sqrt(),
             eps: LN_EPS,
@@ -1034,12 +1122,7 @@ pub fn row_stats_len(layer: &Layer, batch: usize) -> usize {
 
 /// A `transformer.wgsl` kernel, bufs = [a, b, w, out, aux]; a grid loop over `p.len`
 /// items, or for `attention_backward` a workgroup per (sample, head).
-fn token_op(
-    gpu: &Gpu,
-    kernel: &crate::gpu::Kernel,
-    p: TokenParams,
-    bufs: [&wgpu::Buffer; 5],
-) -> Dispatch {
+fn token_op(gpu: &Gpu, kernel: &crate::gpu::Kernel, p: TokenParams, bufs: [Bind; 5]) -> Dispatch {
     let groups = if kernel.name == "attention_backward" {
         let pairs = (p.batch * p.heads) as usize;
         let x = pairs.min(65535);
@@ -1048,12 +1131,8 @@ fn token_op(
         grid(gpu, p.len as usize)
     };
     let u = gpu.uniform(&p, kernel.name);
-    Dispatch::new(
-        gpu,
-        kernel,
-        &[bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], &u],
-        groups,
-    )
+    let [a, b, w, out, aux] = bufs;
+    Dispatch::new(gpu, kernel, &[a, b, w, out, aux, (&u).into()], groups)
 }
 
 /// Whether `window`'s windows tile its input exactly (stride = kernel, no remainder).
@@ -1209,12 +1288,18 @@ pub fn backward(
         LayerKind::Add { .. } | LayerKind::PositionEmbedding { .. } => {
             let mut out = Vec::new();
             if let LayerKind::PositionEmbedding { features, tokens } = layer.kind {
-                let p = TokenParams::of(layer, batch, tokens * features);
+                let p = TokenParams::of(layer, bufs, batch, tokens * features);
                 out.push(token_op(
                     gpu,
                     &k.position_grad,
                     p,
-                    [bufs.unused, dy, bufs.unused, bufs.grads, bufs.row_stats],
+                    [
+                        bufs.unused.into(),
+                        dy.into(),
+                        bufs.unused.into(),
+                        bufs.grads,
+                        bufs.row_stats.into(),
+                    ],
                 ));
             }
             if let Some(dx) = dx {
@@ -1223,13 +1308,19 @@ pub fn backward(
             out
         }
         LayerKind::LayerNorm { features, .. } => {
-            let p = TokenParams::of(layer, batch, rows(layer, batch));
+            let p = TokenParams::of(layer, bufs, batch, rows(layer, batch));
             vec![
                 token_op(
                     gpu,
                     &k.layernorm_backward,
                     p,
-                    [x, dy, bufs.params, needs_dx(), bufs.row_stats],
+                    [
+                        x.into(),
+                        dy.into(),
+                        bufs.params,
+                        needs_dx().into(),
+                        bufs.row_stats.into(),
+                    ],
                 ),
                 token_op(
                     gpu,
@@ -1238,45 +1329,75 @@ pub fn backward(
                         len: features as u32,
                         ..p
                     },
-                    [x, dy, bufs.unused, bufs.grads, bufs.row_stats],
+                    [
+                        x.into(),
+                        dy.into(),
+                        bufs.unused.into(),
+                        bufs.grads,
+                        bufs.row_stats.into(),
+                    ],
                 ),
             ]
         }
         LayerKind::ClassToken { features, .. } => {
-            let grad = TokenParams::of(layer, batch, features);
+            let grad = TokenParams::of(layer, bufs, batch, features);
             let mut out = vec![token_op(
                 gpu,
                 &k.class_token_grad,
                 grad,
-                [bufs.unused, dy, bufs.unused, bufs.grads, bufs.row_stats],
+                [
+                    bufs.unused.into(),
+                    dy.into(),
+                    bufs.unused.into(),
+                    bufs.grads,
+                    bufs.row_stats.into(),
+                ],
             )];
             if let Some(dx) = dx {
-                let p = TokenParams::of(layer, batch, in_len);
+                let p = TokenParams::of(layer, bufs, batch, in_len);
                 out.push(token_op(
                     gpu,
                     &k.class_token_backward,
                     p,
-                    [bufs.unused, dy, bufs.unused, dx, bufs.row_stats],
+                    [
+                        bufs.unused.into(),
+                        dy.into(),
+                        bufs.unused.into(),
+                        dx.into(),
+                        bufs.row_stats.into(),
+                    ],
                 ));
             }
             out
         }
         LayerKind::TakeClassToken { .. } => {
-            let p = TokenParams::of(layer, batch, in_len);
+            let p = TokenParams::of(layer, bufs, batch, in_len);
             vec![token_op(
                 gpu,
                 &k.take_class_token_back,
                 p,
-                [bufs.unused, dy, bufs.unused, needs_dx(), bufs.row_stats],
+                [
+                    bufs.unused.into(),
+                    dy.into(),
+                    bufs.unused.into(),
+                    needs_dx().into(),
+                    bufs.row_stats.into(),
+                ],
             )]
         }
         LayerKind::Attention { .. } => {
-            let p = TokenParams::of(layer, batch, 0);
+            let p = TokenParams::of(layer, bufs, batch, 0);
             vec![token_op(
                 gpu,
                 &k.attention_backward,
                 p,
-                [x, dy, y, needs_dx(), bufs.row_stats],
+                [
+                    x.into(),
+                    dy.into(),
+                    y.into(),
+                    needs_dx().into(),
+                    bufs.row_stats.into(),
+                ],
             )]
         }
     }

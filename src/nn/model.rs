@@ -133,17 +133,32 @@ impl LayerKind {
         }
     }
 
+    /// Trainable parameters of the layer (from its `param_off`).
+    pub fn param_len(&self) -> usize {
+        match *self {
+            LayerKind::Linear {
+                inputs, outputs, ..
+            } => (inputs + 1) * outputs,
+            LayerKind::Conv {
+                window,
+                outputs,
+                bias,
+            } => {
+                let taps = window.input.channels * window.kernel.0 * window.kernel.1;
+                (taps + bias as usize) * outputs
+            }
+            LayerKind::BatchNorm { features, .. } | LayerKind::LayerNorm { features, .. } => {
+                2 * features
+            }
+            LayerKind::ClassToken { features, .. } => features,
+            LayerKind::PositionEmbedding { features, tokens } => tokens * features,
+            _ => 0,
+        }
+    }
+
     /// Whether the layer has trainable parameters.
     pub fn has_params(&self) -> bool {
-        matches!(
-            self,
-            LayerKind::Linear { .. }
-                | LayerKind::Conv { .. }
-                | LayerKind::BatchNorm { .. }
-                | LayerKind::LayerNorm { .. }
-                | LayerKind::ClassToken { .. }
-                | LayerKind::PositionEmbedding { .. }
-        )
+        self.param_len() > 0
     }
 
     /// A short description for messages, e.g. `Conv2d 1→32 3×3`.

@@ -115,9 +115,9 @@ pub struct Network {
     pub kernels: Kernels,
     pub params: wgpu::Buffer,
     pub grads: wgpu::Buffer,
-    /// The optimiser's state: SGD's velocity (D words) or AdamW's moments (2D).
-    pub velocity: wgpu::Buffer,
-    /// Words of `velocity`.
+    /// The optimiser's state, D words each: SGD's velocity, or AdamW's two moments.
+    pub velocity: Vec<wgpu::Buffer>,
+    /// Words of all of `velocity`.
     pub velocity_len: usize,
     pub state: wgpu::Buffer,
     /// `acts[0]` is the input batch, `acts[i + 1]` the output of layer i (left
@@ -147,8 +147,10 @@ pub struct Network {
     dscratch: wgpu::Buffer,
     /// The optimiser step: gradient-norm clipping, if asked for, then the update.
     update: Vec<Dispatch>,
-    zero_velocity: Dispatch,
+    zero_velocity: Vec<Dispatch>,
     max_batch: usize,
+    /// Words a storage window starts on ([`Gpu::window_align`]).
+    window_align: usize,
     plans: HashMap<usize, BatchPlan>,
     /// Whether plans also hold the training step cut at BatchNorm's sync points.
     sync_bn: bool,
@@ -207,17 +209,14 @@ impl Network {
             .max()
             .unwrap_or(0);
         let optimiser_state = rule.optimizer.state_words() * model.num_params();
-        let largest = (max_batch * widest)
-            .max(optimiser_state)
-            .max(cols_len)
-            .max(split_len) as u64
-            * 4;
-        if largest > gpu.max_binding() {
-            return Err(Error::Limits(format!(
-                "a buffer of {largest} bytes (activations, parameters, a convolution's im2col matrix or split-K slices) exceeds the adapter's largest storage binding ({} bytes); use a smaller batch or model",
-                gpu.max_binding()
-            )));
-        }
+        check_sizes(
+            gpu,
+            &model,
+            max_batch,
+            widest,
+            optimiser_state,
+            cols_len.max(split_len).max(row_stats_len),
+        )?;
         let bn_features = model
             .layers
             .iter()
@@ -231,7 +230,9 @@ impl Network {
         let d = model.num_params();
         let params = gpu.storage_init(init, "params");
         let grads = gpu.storage(d, "grads");
-        let velocity = gpu.storage(optimiser_state, "optimiser state");
+        let velocity: Vec<_> = (0..rule.optimizer.state_words())
+            .map(|_| gpu.storage(d, "optimiser state"))
+            .collect();
         let state = gpu.storage_init(&model.init_state(), "state");
         let acts = widths
             .iter()
@@ -263,23 +264,28 @@ impl Network {
                 &step,
             ));
         }
-        update.push(match rule.optimizer {
+        update.extend(match rule.optimizer {
             Optimizer::Sgd => optim::sgd_step(
-                gpu, &kernels, d, rule.hyper, &grads, &params, &velocity, &step,
+                gpu,
+                &kernels,
+                d,
+                rule.hyper,
+                &grads,
+                &params,
+                &velocity[0],
+                &step,
             ),
-            Optimizer::Adamw => optim::adamw_step(
-                gpu, &kernels, d, rule.hyper, 0, &grads, &params, &velocity, &step,
-            ),
+            Optimizer::Adamw => {
+                let moments = [&velocity[0], &velocity[1]];
+                optim::adamw_step(
+                    gpu, &kernels, d, rule.hyper, 0, &grads, &params, moments, &step,
+                )
+            }
         });
-        let zero_velocity = optim::zero(
-            gpu,
-            &kernels,
-            optimiser_state,
-            &velocity,
-            &grads,
-            &scratch_rw,
-            &step,
-        );
+        let zero_velocity = velocity
+            .iter()
+            .flat_map(|v| optim::zero(gpu, &kernels, d, v, &grads, &scratch_rw, &step))
+            .collect();
         Ok(Network {
             label_smoothing: 0.0,
             labels: gpu.storage(max_batch, "labels"),
@@ -311,15 +317,19 @@ impl Network {
             update,
             zero_velocity,
             max_batch,
+            window_align: gpu.window_align(),
             plans: HashMap::new(),
             sync_bn: false,
         })
     }
 
-    fn buffers(&self) -> LayerBuffers<'_> {
+    /// The buffers `layer` binds, the parameter and gradient stores narrowed to its
+    /// parameters (stores larger than one binding are bound a layer at a time).
+    fn buffers(&self, layer: &Layer) -> LayerBuffers<'_> {
         LayerBuffers {
-            params: &self.params,
-            grads: &self.grads,
+            params: (&self.params).into(),
+            grads: (&self.grads).into(),
+            base: 0,
             state: &self.state,
             step: &self.step,
             unused: &self.unused,
@@ -329,6 +339,7 @@ impl Network {
             split: &self.split,
             row_stats: &self.row_stats,
         }
+        .window(layer, self.window_align)
     }
 
     fn forward_dispatches(&self, gpu: &Gpu, batch: usize, mode: Mode) -> Vec<Dispatch> {
@@ -350,7 +361,7 @@ impl Network {
             if self.fused[i] && i + 1 < range.end {
                 let layer = &self.model.layers[i];
                 let (x, z) = (&self.acts[layer.input], &self.acts[i + 2]);
-                let bufs = self.buffers();
+                let bufs = self.buffers(layer);
                 let k = &self.kernels;
                 out.extend(layers::batchnorm_forward(
                     gpu, k, layer, batch, mode, x, z, true, &bufs,
@@ -380,7 +391,7 @@ impl Network {
             other,
             &self.acts[i + 1],
             self.transposed[i].as_ref(),
-            &self.buffers(),
+            &self.buffers(layer),
         )
     }
 
@@ -410,7 +421,6 @@ impl Network {
     /// Forward (train mode), loss with gradient and backward on `batch`, cut after
     /// each BatchNorm's sync point when `sync_bn` (one segment otherwise).
     fn train_segments(&self, gpu: &Gpu, batch: usize, sync_bn: bool) -> Vec<Segment> {
-        let bufs = self.buffers();
         let mut segments = vec![Segment::default()];
         let cut = |segments: &mut Vec<Segment>, (before, sync, after)| {
             let last = segments.last_mut().expect("a segment");
@@ -428,8 +438,17 @@ impl Network {
             for (i, layer) in self.model.layers.iter().enumerate() {
                 if synced(layer) {
                     let (x, y) = (&self.acts[layer.input], &self.acts[i + 1]);
-                    let parts =
-                        layers::batchnorm_synced(gpu, k, layer, batch, x, y, x, None, &bufs);
+                    let parts = layers::batchnorm_synced(
+                        gpu,
+                        k,
+                        layer,
+                        batch,
+                        x,
+                        y,
+                        x,
+                        None,
+                        &self.buffers(layer),
+                    );
                     cut(&mut segments, parts);
                 } else {
                     let d = self.forward_layer(gpu, i, batch, Mode::Train);
@@ -481,6 +500,7 @@ impl Network {
                 _ => Some(&self.dscratch),
             };
             let (x, y) = (&self.acts[t], &self.acts[i + 1]);
+            let bufs = self.buffers(layer);
             if synced(layer) && dx.is_some() {
                 let parts = layers::batchnorm_synced(gpu, k, layer, batch, x, y, dy, dx, &bufs);
                 cut(&mut segments, parts);
@@ -600,8 +620,9 @@ impl Network {
     /// What the network's buffers hold on the device (samples and subspace: 0).
     pub fn memory(&self) -> DeviceMemory {
         let size = |b: &wgpu::Buffer| b.size();
-        let parameters = [&self.params, &self.grads, &self.velocity, &self.state]
+        let parameters = [&self.params, &self.grads, &self.state]
             .into_iter()
+            .chain(&self.velocity)
             .map(size)
             .sum();
         let activations = self
@@ -748,8 +769,29 @@ impl Network {
     }
 
     /// Reset the optimiser's state to zero (recorded into `pass`).
+    /// The optimiser's state, its buffers one after the other (as checkpoints hold it).
+    pub async fn read_optimiser_state(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        let d = self.model.num_params();
+        let mut words = Vec::with_capacity(self.velocity_len);
+        for v in &self.velocity {
+            words.extend(gpu.read::<f32>(v, 0, d).await?);
+        }
+        Ok(words)
+    }
+
+    /// Set the optimiser's state from [`Network::read_optimiser_state`]'s layout.
+    pub fn set_optimiser_state(&self, gpu: &Gpu, words: &[f32]) {
+        assert_eq!(words.len(), self.velocity_len, "optimiser state length");
+        let d = self.model.num_params();
+        for (v, part) in self.velocity.iter().zip(words.chunks(d.max(1))) {
+            gpu.write(v, 0, part);
+        }
+    }
+
     pub fn record_reset_velocity(&self, pass: &mut wgpu::ComputePass) {
-        self.zero_velocity.record(pass);
+        for d in &self.zero_velocity {
+            d.record(pass);
+        }
     }
 
     /// Zero the training or evaluation totals.
@@ -792,6 +834,45 @@ impl Network {
     pub async fn read_state(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         gpu.read(&self.state, 0, self.model.state.len).await
     }
+}
+
+/// Refuses a network whose buffers the adapter cannot hold: the parameter, gradient
+/// and optimiser-state stores within its largest buffer (they are bound a window at a
+/// time), and within its largest storage binding each layer's parameters (with the
+/// window's alignment), each activation at `max_batch` (`widest` values per sample)
+/// and the largest `scratch` (im2col, split-K or row statistics).
+fn check_sizes(
+    gpu: &Gpu,
+    model: &Model,
+    max_batch: usize,
+    widest: usize,
+    optimiser_state: usize,
+    scratch: usize,
+) -> Result<()> {
+    let (binding, buffer) = (gpu.max_binding(), gpu.limits.max_buffer_size);
+    let store = model.num_params().max(optimiser_state) as u64 * 4;
+    if store > buffer {
+        return Err(Error::Limits(format!(
+            "the parameter store and optimiser state need a buffer of {store} bytes; the adapter's largest is {buffer} bytes"
+        )));
+    }
+    let align = gpu.window_align();
+    for (i, layer) in model.layers.iter().enumerate() {
+        let bytes = (layer.kind.param_len() + align) as u64 * 4;
+        if bytes > binding {
+            return Err(Error::Limits(format!(
+                "layer {i} ({}) has {bytes} bytes of parameters, more than the adapter's largest storage binding ({binding} bytes)",
+                layer.kind.describe()
+            )));
+        }
+    }
+    let largest = (max_batch * widest).max(scratch) as u64 * 4;
+    if largest > binding {
+        return Err(Error::Limits(format!(
+            "a buffer of {largest} bytes (an activation at batch {max_batch}, a convolution's im2col matrix or split-K slices) exceeds the adapter's largest storage binding ({binding} bytes); use a smaller batch or model"
+        )));
+    }
+    Ok(())
 }
 
 /// Which layers are a BatchNorm whose output only the ReLU right after it reads: each

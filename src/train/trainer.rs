@@ -792,13 +792,13 @@ impl<'a> Trainer<'a> {
         }
         let gpu = self.gpu;
         let mut kept: Vec<(&wgpu::Buffer, Vec<f32>)> = Vec::new();
-        for b in [
+        let stores = [
             &self.net.params,
-            &self.net.velocity,
             &self.net.state,
             self.net.totals_buffer(true),
             self.net.totals_buffer(false),
-        ] {
+        ];
+        for b in stores.into_iter().chain(&self.net.velocity) {
             kept.push((b, gpu.read::<f32>(b, 0, (b.size() / 4) as usize).await?));
         }
         self.net.set_step(gpu, StepState::default());
@@ -915,9 +915,7 @@ impl<'a> Trainer<'a> {
             global_step: self.global_step,
             rng: self.epoch_rng.state(),
             params: self.net.read_params(gpu).await?,
-            velocity: gpu
-                .read(&self.net.velocity, 0, self.net.velocity_len)
-                .await?,
+            velocity: self.net.read_optimiser_state(gpu).await?,
             state: self.net.read_state(gpu).await?,
             train_totals: totals.try_into().expect("4 words"),
             samples,
@@ -931,8 +929,7 @@ impl<'a> Trainer<'a> {
     pub fn restore_state(&mut self, saved: &TrainerState) {
         let gpu = self.gpu;
         self.net.set_params(gpu, &saved.params);
-        assert_eq!(saved.velocity.len(), self.net.velocity_len);
-        gpu.write(&self.net.velocity, 0, &saved.velocity);
+        self.net.set_optimiser_state(gpu, &saved.velocity);
         self.net.set_state(gpu, &saved.state);
         gpu.write(self.net.totals_buffer(true), 0, &saved.train_totals);
         self.rng = Rng::from_state(saved.rng);

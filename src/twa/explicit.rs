@@ -187,24 +187,28 @@ pub async fn explicit_steps(
             optim::sgd_step(gpu, k, len, settings, &grad, beta, &velocity, step)
         }
         Optimizer::Adamw => {
-            let moments = gpu.storage(2 * len, "beta moments");
+            let moments = [gpu.storage(len, "beta m"), gpu.storage(len, "beta v")];
             let first = trainer.global_step();
-            optim::adamw_step(gpu, k, len, settings, first, &grad, beta, &moments, step)
+            let moments = [&moments[0], &moments[1]];
+            optim::adamw_step(gpu, k, len, settings, first, &grad, beta, moments, step)
         }
     };
     let [dots, sum] = space.gradient(gpu, k, &trainer.net.grads, &grad);
     let combine = space.combine(gpu, k, beta, &trainer.net.params);
     let collective = trainer.collective();
-    let dispatches = vec![dots, sum, update, combine];
+    let mut dispatches = vec![dots, sum];
+    dispatches.extend(update);
+    dispatches.push(combine);
+    let combine = dispatches.len() - 1;
     if collective.size() == 1 {
-        submit(gpu, &[&dispatches[3]]);
+        submit(gpu, &[&dispatches[combine]]);
         trainer.gradient_step = GradientStep::Replace(dispatches);
         return Ok(());
     }
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     {
         let mut pass = encoder.begin_compute_pass(&Default::default());
-        dispatches[3].record(&mut pass);
+        dispatches[combine].record(&mut pass);
     }
     let d = trainer.net.model.num_params();
     DeviceSum::new(gpu, d)
