@@ -275,3 +275,75 @@ fn an_adamw_step_with_a_clipped_gradient_matches_the_cpu_reference() {
     };
     check_step_with("lenet5 (AdamW, clipped)", model, 3, false, rule);
 }
+
+/// WRN-28-10 at full width (46.2 M parameters, 185 MB: more than one storage binding
+/// on lavapipe, whose largest is 128 MiB) takes a training step on two 32×32 images:
+/// every layer's parameters are bound through a window of the stores and SGD walks
+/// them a window at a time. The loss is that of a fresh 100-class network, every
+/// parameter tensor gets a gradient, and the step is SGD's (first step: v = g + wd·w,
+/// w ← w − lr·v) on every parameter, across the windows' seams.
+#[test]
+fn wrn_28_10_at_full_width_steps_with_stores_larger_than_one_binding() {
+    let g = gpu();
+    let config = twa::run::config::RunConfig::preset("wrn-28-10")
+        .unwrap()
+        .model;
+    let model = Model::build(&config, Shape::image(32, 32, 3), 100).unwrap();
+    let d = model.num_params();
+    assert_eq!(d, 46_218_164);
+    if (d * 4) as u64 <= g.max_binding() {
+        eprintln!(
+            "note: this adapter binds {} bytes at once: no windows needed",
+            g.max_binding()
+        );
+    }
+    let mut rng = rng("wrn full width");
+    let init = model.init_params(7);
+    let batch = 2;
+    let x = random(&mut rng, batch * model.input.len());
+    let labels = [3u32, 71];
+    let (lr, wd) = (0.05f32, 5e-4f32);
+    let rule = SgdConfig {
+        momentum: 0.9,
+        weight_decay: wd,
+    };
+    let net = Network::new(g, model.clone(), batch, &init, rule);
+    let mut net = net.unwrap();
+    net.prepare(g, batch);
+    g.write(&net.acts[0], 0, &x);
+    g.write(&net.labels, 0, &labels);
+    net.set_step(
+        g,
+        StepState {
+            lr,
+            ..Default::default()
+        },
+    );
+    net.reset_totals(g, true);
+    let mut encoder = g.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        net.record_train_step(&mut pass, batch, &twa::nn::GradientStep::Sgd(Vec::new()));
+    }
+    g.queue.submit([encoder.finish()]);
+    let totals = block_on(net.read_totals(g, true)).unwrap();
+    let loss = totals.mean_loss();
+    assert!((loss - 100f64.ln()).abs() < 1.0, "loss {loss}");
+    let grads = block_on(net.read_grads(g)).unwrap();
+    let params = block_on(net.read_params(g)).unwrap();
+    for e in &model.params.entries {
+        let got = &grads[e.range()];
+        assert!(
+            got.iter().all(|v| v.is_finite()) && got.iter().any(|&v| v != 0.0),
+            "{}: no gradient",
+            e.name
+        );
+    }
+    let mut worst = 0.0f64;
+    for i in 0..d {
+        let (w, gr) = (init[i] as f64, grads[i] as f64);
+        let want = w - lr as f64 * (gr + wd as f64 * w);
+        worst = worst.max((params[i] as f64 - want).abs() / (1e-6 + 1e-5 * want.abs()));
+    }
+    assert!(worst <= 1.0, "SGD step off by {worst} × the tolerance");
+}

@@ -1449,7 +1449,11 @@ fn adamw_steps_match_reference() {
     let len = 5_003;
     let g = gpu();
     let w = random(&mut rng, len);
-    let (wb, m, v) = (g.storage_init(&w, "w"), g.storage(len, "m"), g.storage(len, "v"));
+    let (wb, m, v) = (
+        g.storage_init(&w, "w"),
+        g.storage(len, "m"),
+        g.storage(len, "v"),
+    );
     let adam = twa::nn::SgdConfig {
         momentum: 0.9,
         weight_decay: 0.01,

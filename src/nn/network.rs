@@ -183,40 +183,15 @@ impl Network {
         );
         let mut widths = vec![model.input.len()];
         widths.extend(model.layers.iter().map(|l| l.outputs()));
-        let widest = widths.iter().copied().max().unwrap_or(1);
-        let cols_len = model
-            .layers
-            .iter()
-            .filter_map(|l| match l.kind {
-                LayerKind::Conv { window, .. } => {
-                    let (rows, cols) = layers::im2col_shape(max_batch, &window);
-                    Some(rows * layers::padded(cols))
-                }
-                _ => None,
-            })
-            .max()
-            .unwrap_or(1);
-        let split_len = model
-            .layers
-            .iter()
-            .map(|l| layers::split_k_len(l, max_batch))
-            .max()
-            .unwrap_or(0);
-        let row_stats_len = model
-            .layers
-            .iter()
-            .map(|l| layers::row_stats_len(l, max_batch))
-            .max()
-            .unwrap_or(0);
+        let scratch = Scratch::of(&model, max_batch);
         let optimiser_state = rule.optimizer.state_words() * model.num_params();
-        check_sizes(
-            gpu,
-            &model,
-            max_batch,
+        check_sizes(gpu, &model, max_batch, optimiser_state, &scratch)?;
+        let Scratch {
             widest,
-            optimiser_state,
-            cols_len.max(split_len).max(row_stats_len),
-        )?;
+            cols: cols_len,
+            split: split_len,
+            row_stats: row_stats_len,
+        } = scratch;
         let bn_features = model
             .layers
             .iter()
@@ -284,7 +259,7 @@ impl Network {
         });
         let zero_velocity = velocity
             .iter()
-            .flat_map(|v| optim::zero(gpu, &kernels, d, v, &grads, &scratch_rw, &step))
+            .flat_map(|v| optim::zero(gpu, &kernels, d, v, &unused, &scratch_rw, &step))
             .collect();
         Ok(Network {
             label_smoothing: 0.0,
@@ -836,18 +811,55 @@ impl Network {
     }
 }
 
+/// The per-batch buffers of a network (words): the widest activation per sample and
+/// the largest of each scratch at a batch.
+struct Scratch {
+    widest: usize,
+    /// A convolution's im2col matrix (and its gradient).
+    cols: usize,
+    /// Split-K slices of a weight gradient.
+    split: usize,
+    /// LayerNorm's row statistics.
+    row_stats: usize,
+}
+
+impl Scratch {
+    fn of(model: &Model, batch: usize) -> Scratch {
+        let largest = |f: &dyn Fn(&Layer) -> usize| model.layers.iter().map(f).max().unwrap_or(0);
+        let cols = largest(&|l| match l.kind {
+            LayerKind::Conv { window, .. } => {
+                let (rows, cols) = layers::im2col_shape(batch, &window);
+                rows * layers::padded(cols)
+            }
+            _ => 0,
+        });
+        Scratch {
+            widest: largest(&|l| l.outputs()).max(model.input.len()),
+            cols: cols.max(1),
+            split: largest(&|l| layers::split_k_len(l, batch)),
+            row_stats: largest(&|l| layers::row_stats_len(l, batch)),
+        }
+    }
+
+    /// The largest buffer at `batch` (words).
+    fn largest(&self, batch: usize) -> usize {
+        (batch * self.widest)
+            .max(self.cols)
+            .max(self.split)
+            .max(self.row_stats)
+    }
+}
+
 /// Refuses a network whose buffers the adapter cannot hold: the parameter, gradient
 /// and optimiser-state stores within its largest buffer (they are bound a window at a
 /// time), and within its largest storage binding each layer's parameters (with the
-/// window's alignment), each activation at `max_batch` (`widest` values per sample)
-/// and the largest `scratch` (im2col, split-K or row statistics).
+/// window's alignment), each activation at `max_batch` and each scratch buffer.
 fn check_sizes(
     gpu: &Gpu,
     model: &Model,
     max_batch: usize,
-    widest: usize,
     optimiser_state: usize,
-    scratch: usize,
+    scratch: &Scratch,
 ) -> Result<()> {
     let (binding, buffer) = (gpu.max_binding(), gpu.limits.max_buffer_size);
     let store = model.num_params().max(optimiser_state) as u64 * 4;
@@ -866,13 +878,34 @@ fn check_sizes(
             )));
         }
     }
-    let largest = (max_batch * widest).max(scratch) as u64 * 4;
+    let largest = scratch.largest(max_batch) as u64 * 4;
     if largest > binding {
         return Err(Error::Limits(format!(
             "a buffer of {largest} bytes (an activation at batch {max_batch}, a convolution's im2col matrix or split-K slices) exceeds the adapter's largest storage binding ({binding} bytes); use a smaller batch or model"
         )));
     }
     Ok(())
+}
+
+/// The largest batch, at most `cap`, whose activations and scratch buffers fit one
+/// storage binding of `gpu` (at least 1).
+pub fn largest_batch(gpu: &Gpu, model: &Model, cap: usize) -> usize {
+    let words = gpu.max_binding() as usize / 4;
+    let fits = |b: usize| Scratch::of(model, b).largest(b) <= words;
+    let (mut lo, mut hi) = (1, cap.max(1));
+    if fits(hi) {
+        return hi;
+    }
+    // fits(lo) or lo = 1; !fits(hi).
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// Which layers are a BatchNorm whose output only the ReLU right after it reads: each

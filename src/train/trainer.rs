@@ -299,6 +299,10 @@ impl<'a> Trainer<'a> {
         config.validate()?;
         let model = Model::build(model, data.train.shape, data.classes)?;
         let init = model.init_params(config.seed);
+        // Evaluation's results do not depend on its batch (but for rounding): lowered to what the
+        // adapter's storage binding holds (training's batch is the user's).
+        let mut config = config;
+        config.eval_batch = crate::nn::network::largest_batch(gpu, &model, config.eval_batch);
         let max_batch = config.batch.max(config.eval_batch);
         let sgd = UpdateRule {
             optimizer: config.optimizer,
