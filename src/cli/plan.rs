@@ -11,7 +11,7 @@ pub struct PlanArgs {
     #[arg(long)]
     preset: Vec<String>,
     /// One of the paper's models, sized from its architecture: vgg16-bn,
-    /// preresnet-164, wrn-28-10, resnet-50 (may repeat).
+    /// preresnet-164, wrn-28-10, resnet-18, resnet-50, vit (may repeat).
     #[arg(long)]
     model: Vec<String>,
     /// TWA samples: rows of the subspace.
@@ -26,6 +26,10 @@ pub struct PlanArgs {
     /// Global batch size [default: the preset's; 128 for the paper's models].
     #[arg(long)]
     batch: Option<usize>,
+    /// The adapter's largest storage binding in bytes, for what exceeds it [default:
+    /// WebGPU's default limit, also lavapipe's].
+    #[arg(long, default_value_t = 128 << 20)]
+    binding: u64,
     /// Print the plans as one JSON array, the last line of stdout.
     #[arg(long)]
     json: bool,
@@ -65,11 +69,19 @@ pub fn plan(args: PlanArgs) -> Result<()> {
         args.model.clone()
     };
     let mut plans: Vec<Plan> = Vec::new();
+    let mut beyond: Vec<(String, Vec<String>)> = Vec::new();
+    let mut note = |label: &str, sizes: &plan::Sizes, batch: usize| {
+        let notes = sizes.beyond_binding(batch.div_ceil(args.ranks), args.bits, args.binding);
+        if !notes.is_empty() {
+            beyond.push((label.to_string(), notes));
+        }
+    };
     for name in &presets {
         let config = RunConfig::preset(name)?;
         let sizes = plan::preset_sizes(&config)?;
         let batch = args.batch.unwrap_or(config.train.batch);
         let label = format!("preset {name} ({})", config.model.arch.name());
+        note(&label, &sizes, batch);
         plans.push(plan::plan(
             &label,
             sizes,
@@ -82,6 +94,7 @@ pub fn plan(args: PlanArgs) -> Result<()> {
     for name in &models {
         let (label, sizes) = plan::paper_model(name)?;
         let batch = args.batch.unwrap_or(128);
+        note(label, &sizes, batch);
         plans.push(plan::plan(
             label,
             sizes,
@@ -127,6 +140,15 @@ pub fn plan(args: PlanArgs) -> Result<()> {
          largest im2col buffer; sent: ring all-reduce of the gradient, and during TWA of the \
          ranks' projections (D values each)"
     );
+    if !beyond.is_empty() {
+        println!(
+            "beyond one storage binding of {}:",
+            size(args.binding as usize)
+        );
+        for (model, notes) in &beyond {
+            println!("  {model}: {}", notes.join("; "));
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string(&plans).expect("serialises"));
     }

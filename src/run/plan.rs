@@ -11,12 +11,48 @@ use serde::Serialize;
 
 /// A network's sizes: trainable parameters, values per sample of every activation
 /// (the input and each layer's output, kept for the backward pass), and the largest
-/// im2col buffer per sample.
+/// im2col buffer per sample; and for the storage-binding limit, the widest single
+/// activation per sample and the most parameters of one layer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Sizes {
     pub params: usize,
     pub activations: usize,
     pub im2col: usize,
+    pub widest: usize,
+    pub largest_layer: usize,
+}
+
+impl Sizes {
+    /// What of a run at `batch` per rank with `bits`-bit TWA directions exceeds one
+    /// storage binding of `binding` bytes, and what the engine does about it: stores
+    /// bound a layer's window at a time, or buffers it refuses.
+    pub fn beyond_binding(&self, batch: usize, bits: u32, binding: u64) -> Vec<String> {
+        let over = |words: usize| words as u64 * 4 > binding;
+        let mut notes = Vec::new();
+        if over(self.params) {
+            notes.push(
+                "parameter, gradient and optimiser stores: bound a layer's window at a time"
+                    .to_string(),
+            );
+        }
+        if over(self.largest_layer) {
+            notes.push(format!(
+                "one layer's {} parameters: refused (more than one binding)",
+                self.largest_layer
+            ));
+        }
+        let per_sample = self.widest.max(self.im2col).max(1);
+        if over(batch * per_sample) {
+            let fits = binding as usize / 4 / per_sample;
+            notes.push(format!(
+                "an activation or im2col matrix at batch {batch}: refused; batch {fits} fits"
+            ));
+        }
+        if over((self.params * bits as usize).div_ceil(32)) {
+            notes.push("a TWA basis row: refused (TWA's kernels bind whole rows)".to_string());
+        }
+        notes
+    }
 }
 
 /// A model of the paper for `twa plan --model`: its preset, what it is, and the
@@ -81,9 +117,13 @@ pub fn model_sizes(model: &Model) -> Sizes {
         params: model.num_params(),
         activations: model.input.len(),
         im2col: 0,
+        widest: model.input.len(),
+        largest_layer: 0,
     };
     for layer in &model.layers {
         sizes.activations += layer.outputs();
+        sizes.widest = sizes.widest.max(layer.outputs());
+        sizes.largest_layer = sizes.largest_layer.max(layer.kind.param_len());
         if let LayerKind::Conv { window, .. } = layer.kind {
             let (oh, ow) = window.out_hw();
             let taps = window.input.channels * window.kernel.0 * window.kernel.1;
@@ -210,11 +250,37 @@ mod tests {
     }
 
     #[test]
+    fn the_plan_says_what_exceeds_one_storage_binding() {
+        let binding = 128 << 20;
+        let (_, wrn) = paper_model("wrn-28-10").unwrap();
+        let notes = wrn.beyond_binding(128, 32, binding);
+        assert!(
+            notes[0].starts_with("parameter, gradient and optimiser stores"),
+            "{notes:?}"
+        );
+        // 32×32×160 activations and a 1440-wide im2col per pixel: batch 22 fits.
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("at batch 128: refused; batch 22 fits")),
+            "{notes:?}"
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("TWA basis row")),
+            "{notes:?}"
+        );
+        // At 1 bit a basis row of WRN-28-10 is 5.8 MB.
+        assert_eq!(wrn.beyond_binding(16, 1, binding).len(), 1);
+        let (_, vit) = paper_model("vit").unwrap();
+        assert!(vit.beyond_binding(128, 32, binding).is_empty());
+    }
+
+    #[test]
     fn a_subspace_share_halves_over_two_ranks_and_bits_divide_it() {
         let sizes = Sizes {
             params: 1000,
             activations: 10,
-            im2col: 0,
+            ..Sizes::default()
         };
         let one = plan("m", sizes, 128, 50, 1, 32).unwrap();
         let two = plan("m", sizes, 128, 50, 2, 32).unwrap();
