@@ -28,10 +28,13 @@
 // loop's step (LANES), then adds the step's digits with carries. A CPU rasteriser
 // divides lane by lane, which cost these kernels about half their time.
 
+// `first`: the sample that sample 0 of this launch is in x (im2col) or dx (col2im):
+// a convolution whose im2col matrix exceeds a storage binding takes its batch a slice
+// of samples at a time.
 struct WindowParams {
     batch: u32, h: u32, w: u32, c: u32,
     oh: u32, ow: u32, kh: u32, kw: u32,
-    stride: u32, pad: u32, ldc: u32, _pad0: u32,
+    stride: u32, pad: u32, ldc: u32, first: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -119,7 +122,7 @@ fn im2col(
         for (var ky = 0u; ky < p.kh; ky++) {
             let iy = source(o.z, ky);
             for (var kx = 0u; kx < p.kw; kx++) {
-                out[at] = pixel(o.w, iy, source(o.y, kx), o.x);
+                out[at] = pixel(p.first + o.w, iy, source(o.y, kx), o.x);
                 at++;
             }
         }
@@ -156,7 +159,7 @@ fn col2im(
                 sum += dy[row * p.ldc + (i.x * p.kh + ky) * p.kw + kx];
             }
         }
-        out[t] = sum;
+        out[p.first * p.h * p.w * p.c + t] = sum;
         i = advance(i, step, radix);
     }
 }

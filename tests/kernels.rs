@@ -222,7 +222,7 @@ fn run_layer(
     dy: &[f32],
     train: bool,
 ) -> LayerRun {
-    run_layer_fused(kind, false, batch, x, other, params, state, dy, train)
+    run_layer_fused(kind, false, batch, x, other, params, state, dy, train, None)
 }
 
 /// [`run_layer`] for a layer without parameters, state or second input, forward and
@@ -232,7 +232,8 @@ fn run_parameterless(kind: LayerKind, batch: usize, x: &[f32], dy: &[f32]) -> La
 }
 
 /// [`run_layer`]; with `relu` a BatchNorm runs fused with a ReLU after it (`y` is the
-/// ReLU's output, `dy` its gradient).
+/// ReLU's output, `dy` its gradient); with `slice` a convolution's im2col scratch holds
+/// that many samples (it then takes the batch a slice at a time).
 #[allow(clippy::too_many_arguments)]
 fn run_layer_fused(
     kind: LayerKind,
@@ -244,6 +245,7 @@ fn run_layer_fused(
     state: &[f32],
     dy: &[f32],
     train: bool,
+    slice: Option<usize>,
 ) -> LayerRun {
     let g = gpu();
     let layer = Layer {
@@ -256,9 +258,13 @@ fn run_layer_fused(
     let (inputs, outputs) = (kind.input_len(), layer.outputs());
     let cols = match kind {
         LayerKind::Conv { window, .. } => {
-            let (rows, k) = layers::im2col_shape(batch, &window);
+            let (rows, k) = layers::im2col_shape(slice.unwrap_or(batch), &window);
             rows * layers::padded(k)
         }
+        _ => 1,
+    };
+    let slices = match kind {
+        LayerKind::Conv { window, .. } => layers::conv_slices(&window, batch, cols).len(),
         _ => 1,
     };
     let (xb, ob, yb, dyb, dxb) = (
@@ -280,7 +286,8 @@ fn run_layer_fused(
         g.storage(cols, "cols"),
         g.storage(cols, "dcols"),
     );
-    let splitb = g.storage(layers::split_k_len(&layer, batch).max(1), "split");
+    let split = layers::split_k_len(&layer, batch).max(slices * params.len());
+    let splitb = g.storage(split.max(1), "split");
     let row_stats = g.storage(layers::row_stats_len(&layer, batch).max(1), "row stats");
     let step = g.uniform(&twa::nn::StepState::default(), "step");
     let bufs = LayerBuffers {
@@ -293,6 +300,7 @@ fn run_layer_fused(
         partials: &partials,
         cols: &colsb,
         dcols: &dcolsb,
+        cols_len: cols,
         split: &splitb,
         row_stats: &row_stats,
     };
@@ -687,6 +695,7 @@ fn run_dropout(
         partials: &unused,
         cols: &unused,
         dcols: &unused,
+        cols_len: 1,
         split: &unused,
         row_stats: &unused,
     };
@@ -793,7 +802,9 @@ fn dropout_masks_follow_seed_step_and_sample_and_backward_reuses_them() {
 }
 
 /// A convolution's forward, input/weight/bias gradients vs the reference, and both
-/// backward paths (im2col → dW, dcols → col2im) vs finite differences.
+/// backward paths (im2col → dW, dcols → col2im) vs finite differences; with `slice`
+/// the im2col scratch holds that many samples.
+#[allow(clippy::too_many_arguments)]
 fn check_conv(
     name: &str,
     batch: usize,
@@ -803,6 +814,7 @@ fn check_conv(
     stride: usize,
     padding: usize,
     bias: bool,
+    slice: Option<usize>,
 ) {
     let mut rng = rng(name);
     let window = Window {
@@ -821,7 +833,18 @@ fn check_conv(
     let x = random(&mut rng, batch * input.len());
     let params = random(&mut rng, outputs * k + if bias { outputs } else { 0 });
     let dy = random(&mut rng, batch * oh * ow * outputs);
-    let out = run_layer(kind, batch, &x, None, &params, &[0.0], &dy, true);
+    let out = run_layer_fused(
+        kind,
+        false,
+        batch,
+        &x,
+        None,
+        &params,
+        &[0.0],
+        &dy,
+        true,
+        slice,
+    );
     let (xd, p) = (f64s(&x), f64s(&params));
     let b = bias.then(|| &p[outputs * k..]);
     let want = cpu::conv_forward(&xd, &p[..outputs * k], b, batch, &window, outputs);
@@ -887,17 +910,54 @@ fn check_conv(
 
 #[test]
 fn conv_3x3_same_padding_with_bias() {
-    check_conv("conv3x3", 3, Shape::image(9, 7, 5), 12, 3, 1, 1, true);
+    check_conv("conv3x3", 3, Shape::image(9, 7, 5), 12, 3, 1, 1, true, None);
+}
+
+/// Room in the im2col scratch for 2 of 5 samples: the convolution takes slices of 2,
+/// 2 and 1 samples, its dW summed over them, db over the whole batch.
+#[test]
+fn conv_takes_slices_of_samples_when_its_im2col_matrix_exceeds_the_scratch() {
+    check_conv(
+        "conv sliced",
+        5,
+        Shape::image(9, 7, 5),
+        12,
+        3,
+        2,
+        1,
+        true,
+        Some(2),
+    );
 }
 
 #[test]
 fn conv_3x3_stride_2_without_bias() {
-    check_conv("conv3x3s2", 2, Shape::image(8, 9, 4), 6, 3, 2, 1, false);
+    check_conv(
+        "conv3x3s2",
+        2,
+        Shape::image(8, 9, 4),
+        6,
+        3,
+        2,
+        1,
+        false,
+        None,
+    );
 }
 
 #[test]
 fn conv_1x1_stride_2_shortcut() {
-    check_conv("conv1x1s2", 4, Shape::image(6, 6, 8), 16, 1, 2, 0, false);
+    check_conv(
+        "conv1x1s2",
+        4,
+        Shape::image(6, 6, 8),
+        16,
+        1,
+        2,
+        0,
+        false,
+        None,
+    );
 }
 
 /// Samples of `per_sample` elements for three items per invocation of a CPU adapter's
@@ -919,13 +979,24 @@ fn conv_3x3_on_a_large_batch() {
         1,
         1,
         true,
+        None,
     );
 }
 
 /// Single-channel input (K = 9, not a multiple of 4: the unaligned matmul path).
 #[test]
 fn conv_first_layer_one_channel() {
-    check_conv("conv1ch", 5, Shape::image(10, 10, 1), 8, 3, 1, 1, false);
+    check_conv(
+        "conv1ch",
+        5,
+        Shape::image(10, 10, 1),
+        8,
+        3,
+        1,
+        1,
+        false,
+        None,
+    );
 }
 
 #[test]
@@ -1125,7 +1196,9 @@ fn check_batchnorm(name: &str, samples: usize, spatial: usize, features: usize, 
     }
     let dy = random(&mut rng, batch * features);
     let kind = LayerKind::BatchNorm { features, spatial };
-    let out = run_layer_fused(kind, relu, samples, &x, None, &params, &state, &dy, true);
+    let out = run_layer_fused(
+        kind, relu, samples, &x, None, &params, &state, &dy, true, None,
+    );
     let (xd, gamma, beta) = (
         f64s(&x),
         f64s(&params[..features]),
@@ -1205,7 +1278,9 @@ fn check_batchnorm(name: &str, samples: usize, spatial: usize, features: usize, 
         &out.grads,
         &mut rng,
     );
-    let eval = run_layer_fused(kind, relu, samples, &x, None, &params, &state, &dy, false);
+    let eval = run_layer_fused(
+        kind, relu, samples, &x, None, &params, &state, &dy, false, None,
+    );
     let (rm, rv) = (
         f64s(&state[..features]),
         f64s(&state[features..2 * features]),
@@ -1538,6 +1613,7 @@ fn batchnorm2d_recalibration_averages_batch_statistics() {
         partials: &partials,
         cols: &unused,
         dcols: &unused,
+        cols_len: 1,
         split: &unused,
         row_stats: &unused,
     };

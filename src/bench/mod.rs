@@ -376,6 +376,7 @@ fn conv(gpu: &Gpu, k: &Kernels, s: &ConvShape, batch: usize) -> Result<(f64, f64
         partials: &one,
         cols: &colsb,
         dcols: &dcols,
+        cols_len: rows * layers::padded(cols),
         split: &split,
         row_stats: &one,
     };

@@ -91,7 +91,7 @@ struct WindowParams {
     stride: u32,
     pad: u32,
     ldc: u32,
-    pad_: u32,
+    first: u32,
 }
 
 impl WindowParams {
@@ -110,7 +110,7 @@ impl WindowParams {
             stride: window.stride as u32,
             pad: window.padding as u32,
             ldc: padded(im2col_shape(1, window).1) as u32,
-            pad_: 0,
+            first: 0,
         }
     }
 }
@@ -124,7 +124,24 @@ fn window_op(
     len: usize,
     bufs: [&wgpu::Buffer; 3],
 ) -> Dispatch {
-    let u = gpu.uniform(&WindowParams::new(batch, window), kernel.name);
+    window_op_from(gpu, kernel, (0, batch), window, len, bufs)
+}
+
+/// [`window_op`] on the slice of samples (first, count) of im2col's input or col2im's
+/// output.
+fn window_op_from(
+    gpu: &Gpu,
+    kernel: &crate::gpu::Kernel,
+    (first, batch): (usize, usize),
+    window: &Window,
+    len: usize,
+    bufs: [&wgpu::Buffer; 3],
+) -> Dispatch {
+    let params = WindowParams {
+        first: first as u32,
+        ..WindowParams::new(batch, window)
+    };
+    let u = gpu.uniform(&params, kernel.name);
     Dispatch::new(
         gpu,
         kernel,
@@ -159,9 +176,12 @@ pub struct LayerBuffers<'a> {
     pub unused: &'a wgpu::Buffer,
     /// BatchNorm's per-chunk partial sums (2 × `BN_MAX_CHUNKS` × widest feature count).
     pub partials: &'a wgpu::Buffer,
-    /// Convolution scratch: the im2col matrix and its gradient (largest conv layer).
+    /// Convolution scratch: the im2col matrix and its gradient, `cols_len` words each
+    /// (the largest convolution's, or at most one storage binding: a convolution then
+    /// takes its batch a slice of samples at a time).
     pub cols: &'a wgpu::Buffer,
     pub dcols: &'a wgpu::Buffer,
+    pub cols_len: usize,
     /// The slices of a split-K weight gradient ([`split_k_len`] of the largest).
     pub split: &'a wgpu::Buffer,
     /// LayerNorm's per-row statistics between its two backward kernels
@@ -273,28 +293,45 @@ pub fn matmul_split_k<'b>(
     ];
     let u = gpu.uniform(&sliced, "matmul_tiled");
     let product = Dispatch::new(gpu, &k.matmul_tiled, &[a, b, unused, scratch, &u], groups);
+    let total = sum_slices(
+        gpu,
+        k,
+        (m, n),
+        layers,
+        scratch,
+        (c, p.c_off as usize),
+        unused,
+    );
+    [product, total]
+}
+
+/// c[c_off..] = Σ_z scratch[z·m·n..] over `slices` contiguous m × n slices.
+fn sum_slices<'b>(
+    gpu: &Gpu,
+    k: &Kernels,
+    (m, n): (usize, usize),
+    slices: usize,
+    scratch: &wgpu::Buffer,
+    (c, c_off): (impl Into<Bind<'b>>, usize),
+    unused: &wgpu::Buffer,
+) -> Dispatch {
     let sum = LinearParams {
-        m: p.m,
-        n: p.n,
-        k: layers as u32,
-        c_off: p.c_off,
+        m: m as u32,
+        n: n as u32,
+        k: slices as u32,
+        c_off: c_off as u32,
         c_slice: (m * n) as u32,
         ..Default::default()
     };
     let u = gpu.uniform(&sum, "split_k_sum");
-    let total = Dispatch::new(
-        gpu,
-        &k.split_k_sum,
-        &[
-            scratch.into(),
-            unused.into(),
-            unused.into(),
-            c.into(),
-            (&u).into(),
-        ],
-        grid(gpu, m * n),
-    );
-    [product, total]
+    let resources = [
+        scratch.into(),
+        unused.into(),
+        unused.into(),
+        c.into(),
+        (&u).into(),
+    ];
+    Dispatch::new(gpu, &k.split_k_sum, &resources, grid(gpu, m * n))
 }
 
 /// Split-K scratch (elements) `layer`'s weight gradient needs at `batch` on a GPU.
@@ -766,6 +803,44 @@ impl Gemm {
         wt: &wgpu::Buffer,
         bufs: &LayerBuffers,
     ) -> Vec<Dispatch> {
+        vec![
+            self.transpose_weight(gpu, k, wt, bufs),
+            self.product(gpu, k, x, y, wt, bufs, 0),
+        ]
+    }
+
+    /// W transposed into `wt` (the layout the products read).
+    fn transpose_weight(
+        &self,
+        gpu: &Gpu,
+        k: &Kernels,
+        wt: &wgpu::Buffer,
+        bufs: &LayerBuffers,
+    ) -> Dispatch {
+        let (params, off) = (bufs.params, self.param_off - bufs.base);
+        transpose(
+            gpu,
+            k,
+            self.outputs,
+            self.inputs,
+            (params, off),
+            (wt, 0),
+            bufs.unused,
+        )
+    }
+
+    /// y rows `out_row..out_row + rows` = x·Wᵀ (+ b), W read transposed from `wt`.
+    #[allow(clippy::too_many_arguments)]
+    fn product(
+        &self,
+        gpu: &Gpu,
+        k: &Kernels,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        wt: &wgpu::Buffer,
+        bufs: &LayerBuffers,
+        out_row: usize,
+    ) -> Dispatch {
         let p = LinearParams {
             m: self.rows as u32,
             n: self.outputs as u32,
@@ -774,22 +849,80 @@ impl Gemm {
             a_rs: self.x_stride as u32,
             a_cs: 1,
             ldb: padded(self.outputs) as u32,
+            c_off: (out_row * self.outputs) as u32,
             ldc: self.outputs as u32,
             bias_off: (self.param_off - bufs.base + self.inputs * self.outputs) as u32,
             ..Default::default()
         };
-        vec![
-            transpose(
-                gpu,
-                k,
-                self.outputs,
-                self.inputs,
-                (bufs.params, self.param_off - bufs.base),
-                (wt, 0),
-                bufs.unused,
-            ),
-            matmul(gpu, k, p, x, wt, bufs.params, y),
-        ]
+        matmul(gpu, k, p, x, wt, bufs.params, y)
+    }
+
+    /// dW[out, in] = dYᵀ·X for dY's rows from `out_row`, written at `target`'s word
+    /// offset: A(m = o, k = r) = dY[(out_row + r)·out + o].
+    fn weight_grad_params(&self, out_row: usize, target: usize) -> LinearParams {
+        LinearParams {
+            m: self.outputs as u32,
+            n: self.inputs as u32,
+            k: self.rows as u32,
+            a_off: (out_row * self.outputs) as u32,
+            a_rs: 1,
+            a_cs: self.outputs as u32,
+            ldb: self.x_stride as u32,
+            c_off: target as u32,
+            ldc: self.inputs as u32,
+            ..Default::default()
+        }
+    }
+
+    /// db = Σ_rows dY over the first `rows` rows of dY.
+    fn bias_grad(
+        &self,
+        gpu: &Gpu,
+        k: &Kernels,
+        dy: &wgpu::Buffer,
+        rows: usize,
+        bufs: &LayerBuffers,
+    ) -> Dispatch {
+        let grad_b = LinearParams {
+            m: rows as u32,
+            n: self.outputs as u32,
+            c_off: (self.param_off - bufs.base + self.inputs * self.outputs) as u32,
+            ..Default::default()
+        };
+        let u = gpu.uniform(&grad_b, "bias_grad");
+        let resources = [
+            dy.into(),
+            bufs.unused.into(),
+            bufs.unused.into(),
+            bufs.grads,
+            (&u).into(),
+        ];
+        Dispatch::new(gpu, &k.bias_grad, &resources, groups_1d(self.outputs, 64))
+    }
+
+    /// dX[rows, in] = dY[rows, out]·W[out, in] for dY's rows from `out_row`.
+    fn input_grad(
+        &self,
+        gpu: &Gpu,
+        k: &Kernels,
+        dy: &wgpu::Buffer,
+        dx: &wgpu::Buffer,
+        bufs: &LayerBuffers,
+        out_row: usize,
+    ) -> Dispatch {
+        let grad_x = LinearParams {
+            m: self.rows as u32,
+            n: self.inputs as u32,
+            k: self.outputs as u32,
+            a_off: (out_row * self.outputs) as u32,
+            a_rs: self.outputs as u32,
+            a_cs: 1,
+            b_off: (self.param_off - bufs.base) as u32,
+            ldb: self.inputs as u32,
+            ldc: self.x_stride as u32,
+            ..Default::default()
+        };
+        matmul(gpu, k, grad_x, dy, bufs.params, bufs.unused, dx)
     }
 
     /// dW (and db) into the gradient store; dx when given.
@@ -803,19 +936,7 @@ impl Gemm {
         bufs: &LayerBuffers,
     ) -> Vec<Dispatch> {
         let (rows, inputs, outputs) = (self.rows, self.inputs, self.outputs);
-        let w_off = self.param_off - bufs.base;
-        // dW[out, in] = dYᵀ · X: A(m = o, k = r) = dY[r·out + o].
-        let grad_w = LinearParams {
-            m: outputs as u32,
-            n: inputs as u32,
-            k: rows as u32,
-            a_rs: 1,
-            a_cs: outputs as u32,
-            ldb: self.x_stride as u32,
-            c_off: w_off as u32,
-            ldc: inputs as u32,
-            ..Default::default()
-        };
+        let grad_w = self.weight_grad_params(0, self.param_off - bufs.base);
         let split = if k.prefer_tiled {
             split_k(outputs, inputs, rows)
         } else {
@@ -828,40 +949,10 @@ impl Gemm {
             vec![matmul(gpu, k, grad_w, dy, x, bufs.unused, bufs.grads)]
         };
         if self.bias {
-            let grad_b = LinearParams {
-                m: rows as u32,
-                n: outputs as u32,
-                c_off: (w_off + inputs * outputs) as u32,
-                ..Default::default()
-            };
-            let u = gpu.uniform(&grad_b, "bias_grad");
-            out.push(Dispatch::new(
-                gpu,
-                &k.bias_grad,
-                &[
-                    dy.into(),
-                    bufs.unused.into(),
-                    bufs.unused.into(),
-                    bufs.grads,
-                    (&u).into(),
-                ],
-                groups_1d(outputs, 64),
-            ));
+            out.push(self.bias_grad(gpu, k, dy, rows, bufs));
         }
         if let Some(dx) = dx {
-            // dX[rows, in] = dY[rows, out] · W[out, in].
-            let grad_x = LinearParams {
-                m: rows as u32,
-                n: inputs as u32,
-                k: outputs as u32,
-                a_rs: outputs as u32,
-                a_cs: 1,
-                b_off: w_off as u32,
-                ldb: inputs as u32,
-                ldc: self.x_stride as u32,
-                ..Default::default()
-            };
-            out.push(matmul(gpu, k, grad_x, dy, bufs.params, bufs.unused, dx));
+            out.push(self.input_grad(gpu, k, dy, dx, bufs, 0));
         }
         out
     }
@@ -931,16 +1022,13 @@ pub fn forward(
         }
         LayerKind::Conv { window, .. } => {
             let wt = wt.expect("a Conv layer needs transposed-weight scratch");
-            let gemm = gemm_of(layer, batch).expect("Conv is a GEMM");
-            let mut out = vec![window_op(
-                gpu,
-                &k.im2col,
-                batch,
-                &window,
-                gemm.rows * window.input.channels,
-                [x, bufs.unused, bufs.cols],
-            )];
-            out.extend(gemm.forward(gpu, k, bufs.cols, y, wt, bufs));
+            let whole = gemm_of(layer, batch).expect("Conv is a GEMM");
+            let mut out = vec![whole.transpose_weight(gpu, k, wt, bufs)];
+            for slice in conv_slices(&window, batch, bufs.cols_len) {
+                let gemm = gemm_of(layer, slice.1).expect("Conv is a GEMM");
+                out.push(im2col(gpu, k, &window, slice, x, bufs));
+                out.push(gemm.product(gpu, k, bufs.cols, y, wt, bufs, slice.0 * pixels(&window)));
+            }
             out
         }
         LayerKind::BatchNorm { .. } => {
@@ -1171,28 +1259,128 @@ pub fn conv_backward(
     let LayerKind::Conv { window, .. } = layer.kind else {
         panic!("conv_backward of {}", layer.kind.describe());
     };
+    let slices = conv_slices(&window, batch, bufs.cols_len);
+    if slices.len() > 1 {
+        return sliced_conv_backward(gpu, k, layer, batch, &slices, x, dy, dx, bufs);
+    }
     let gemm = gemm_of(layer, batch).expect("Conv is a GEMM");
     let mut out = Vec::new();
     if cols == Cols::Rebuild {
-        out.push(window_op(
-            gpu,
-            &k.im2col,
-            batch,
-            &window,
-            gemm.rows * window.input.channels,
-            [x, bufs.unused, bufs.cols],
-        ));
+        out.push(im2col(gpu, k, &window, (0, batch), x, bufs));
     }
     out.extend(gemm.backward(gpu, k, bufs.cols, dy, dx.map(|_| bufs.dcols), bufs));
     if let Some(dx) = dx {
-        out.push(window_op(
-            gpu,
-            &k.col2im,
-            batch,
-            &window,
-            batch * layer.kind.input_len(),
-            [bufs.unused, bufs.dcols, dx],
-        ));
+        out.push(col2im(gpu, k, layer, (0, batch), dx, bufs));
+    }
+    out
+}
+
+/// Output pixels per sample of a convolution: its im2col rows per sample.
+fn pixels(window: &Window) -> usize {
+    im2col_shape(1, window).0
+}
+
+/// The slices of samples (first, count) in which a convolution over `window` takes a
+/// batch so that each slice's im2col matrix fits `cols_len` words: the whole batch
+/// where it fits.
+pub fn conv_slices(window: &Window, batch: usize, cols_len: usize) -> Vec<(usize, usize)> {
+    let (rows, cols) = im2col_shape(1, window);
+    let per = (cols_len / (rows * padded(cols))).clamp(1, batch.max(1));
+    (0..batch)
+        .step_by(per)
+        .map(|first| (first, per.min(batch - first)))
+        .collect()
+}
+
+/// The im2col matrix of the samples `slice` of x into `bufs.cols`.
+fn im2col(
+    gpu: &Gpu,
+    k: &Kernels,
+    window: &Window,
+    slice: (usize, usize),
+    x: &wgpu::Buffer,
+    bufs: &LayerBuffers,
+) -> Dispatch {
+    let len = slice.1 * pixels(window) * window.input.channels;
+    window_op_from(
+        gpu,
+        &k.im2col,
+        slice,
+        window,
+        len,
+        [x, bufs.unused, bufs.cols],
+    )
+}
+
+/// The gradient of the samples `slice` of x from `bufs.dcols` (col2im).
+fn col2im(
+    gpu: &Gpu,
+    k: &Kernels,
+    layer: &Layer,
+    slice: (usize, usize),
+    dx: &wgpu::Buffer,
+    bufs: &LayerBuffers,
+) -> Dispatch {
+    let LayerKind::Conv { window, .. } = layer.kind else {
+        panic!("col2im of {}", layer.kind.describe());
+    };
+    let len = slice.1 * layer.kind.input_len();
+    window_op_from(
+        gpu,
+        &k.col2im,
+        slice,
+        &window,
+        len,
+        [bufs.unused, bufs.dcols, dx],
+    )
+}
+
+/// [`conv_backward`] a slice of samples at a time: per slice the im2col matrix, its
+/// share of dW into slice z of the split-K scratch and its samples' dx; then the
+/// slices' dW summed into the gradient store, and db over the whole batch.
+#[allow(clippy::too_many_arguments)]
+fn sliced_conv_backward(
+    gpu: &Gpu,
+    k: &Kernels,
+    layer: &Layer,
+    batch: usize,
+    slices: &[(usize, usize)],
+    x: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dx: Option<&wgpu::Buffer>,
+    bufs: &LayerBuffers,
+) -> Vec<Dispatch> {
+    let LayerKind::Conv { window, .. } = layer.kind else {
+        panic!("conv_backward of {}", layer.kind.describe());
+    };
+    let whole = gemm_of(layer, batch).expect("Conv is a GEMM");
+    let weights = whole.outputs * whole.inputs;
+    let mut out = Vec::new();
+    for (z, &slice) in slices.iter().enumerate() {
+        let gemm = gemm_of(layer, slice.1).expect("Conv is a GEMM");
+        let out_row = slice.0 * pixels(&window);
+        out.push(im2col(gpu, k, &window, slice, x, bufs));
+        let p = gemm.weight_grad_params(out_row, z * weights);
+        out.push(matmul(gpu, k, p, dy, bufs.cols, bufs.unused, bufs.split));
+        if let Some(dx) = dx {
+            out.push(gemm.input_grad(gpu, k, dy, bufs.dcols, bufs, out_row));
+            out.push(col2im(gpu, k, layer, slice, dx, bufs));
+        }
+    }
+    let w_off = whole.param_off - bufs.base;
+    let target = (bufs.grads, w_off);
+    let (m, n) = (whole.outputs, whole.inputs);
+    out.push(sum_slices(
+        gpu,
+        k,
+        (m, n),
+        slices.len(),
+        bufs.split,
+        target,
+        bufs.unused,
+    ));
+    if whole.bias {
+        out.push(whole.bias_grad(gpu, k, dy, whole.rows, bufs));
     }
     out
 }

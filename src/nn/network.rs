@@ -140,6 +140,8 @@ pub struct Network {
     partials: wgpu::Buffer,
     cols: wgpu::Buffer,
     dcols: wgpu::Buffer,
+    /// Words of `cols` and `dcols`.
+    cols_len: usize,
     /// Split-K slices of a weight gradient (on GPUs).
     split: wgpu::Buffer,
     row_stats: wgpu::Buffer,
@@ -183,7 +185,7 @@ impl Network {
         );
         let mut widths = vec![model.input.len()];
         widths.extend(model.layers.iter().map(|l| l.outputs()));
-        let scratch = Scratch::of(&model, max_batch);
+        let scratch = Scratch::of(&model, max_batch, gpu.max_binding() as usize / 4);
         let optimiser_state = rule.optimizer.state_words() * model.num_params();
         check_sizes(gpu, &model, max_batch, optimiser_state, &scratch)?;
         let Scratch {
@@ -284,6 +286,7 @@ impl Network {
                 2 * layers::BN_MAX_CHUNKS * bn_features,
                 "batchnorm partials",
             ),
+            cols_len,
             cols: gpu.storage(cols_len, "im2col"),
             dcols: gpu.storage(cols_len, "im2col grad"),
             split: gpu.storage(split_len.max(1), "split-K slices"),
@@ -311,6 +314,7 @@ impl Network {
             partials: &self.partials,
             cols: &self.cols,
             dcols: &self.dcols,
+            cols_len: self.cols_len,
             split: &self.split,
             row_stats: &self.row_stats,
         }
@@ -824,19 +828,35 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn of(model: &Model, batch: usize) -> Scratch {
+    /// The buffers at `batch` where one storage binding holds `binding` words: a
+    /// convolution whose im2col matrix is larger takes the batch in slices of samples
+    /// (the matrix of one slice, each slice's dW in the split-K scratch).
+    fn of(model: &Model, batch: usize, binding: usize) -> Scratch {
         let largest = |f: &dyn Fn(&Layer) -> usize| model.layers.iter().map(f).max().unwrap_or(0);
         let cols = largest(&|l| match l.kind {
             LayerKind::Conv { window, .. } => {
-                let (rows, cols) = layers::im2col_shape(batch, &window);
-                rows * layers::padded(cols)
+                let (rows, cols) = layers::im2col_shape(1, &window);
+                let per_sample = rows * layers::padded(cols);
+                let slices = layers::conv_slices(&window, batch, binding).len();
+                per_sample * batch.div_ceil(slices)
             }
             _ => 0,
         });
+        let sliced_dw = |l: &Layer| match l.kind {
+            LayerKind::Conv { window, .. } => {
+                let slices = layers::conv_slices(&window, batch, binding).len();
+                if slices > 1 {
+                    slices * l.kind.param_len()
+                } else {
+                    0
+                }
+            }
+            _ => 0,
+        };
         Scratch {
             widest: largest(&|l| l.outputs()).max(model.input.len()),
             cols: cols.max(1),
-            split: largest(&|l| layers::split_k_len(l, batch)),
+            split: largest(&|l| layers::split_k_len(l, batch).max(sliced_dw(l))),
             row_stats: largest(&|l| layers::row_stats_len(l, batch)),
         }
     }
@@ -891,7 +911,7 @@ fn check_sizes(
 /// storage binding of `gpu` (at least 1).
 pub fn largest_batch(gpu: &Gpu, model: &Model, cap: usize) -> usize {
     let words = gpu.max_binding() as usize / 4;
-    let fits = |b: usize| Scratch::of(model, b).largest(b) <= words;
+    let fits = |b: usize| Scratch::of(model, b, words).largest(b) <= words;
     let (mut lo, mut hi) = (1, cap.max(1));
     if fits(hi) {
         return hi;
