@@ -70,6 +70,11 @@ enum Command {
         /// across ranks in GB/s, and SGD and TWA steps with their share in the sums.
         #[arg(long)]
         collective: bool,
+        /// Only the paper's networks (VGG16-BN, ResNet-18, the ViT): a training step
+        /// at batch 128 of 32×32 colour images (part of --full; minutes on a software
+        /// rasteriser).
+        #[arg(long)]
+        networks: bool,
     },
 }
 
@@ -100,9 +105,12 @@ fn main() {
             full,
             json,
             collective,
+            networks,
         } => job.gpu(adapter).and_then(|gpu| {
             if collective {
                 twa::bench::collective::measure(&gpu, &*job.world)
+            } else if networks {
+                twa::bench::networks(&gpu, json)
             } else {
                 twa::bench::profile(&gpu, full, json)
             }

@@ -510,7 +510,14 @@ fn bench_network(gpu: &Gpu, arch: Arch) -> Result<(crate::nn::Network, Vec<f32>)
         ..ModelConfig::default()
     };
     let model = crate::nn::Model::build(&config, crate::nn::model::Shape::image(28, 28, 1), 10)?;
+    prepared_network(gpu, model)
+}
+
+/// `model` with its initial weights, prepared for batch 128 of random inputs and
+/// labels: (network, initial weights).
+fn prepared_network(gpu: &Gpu, model: crate::nn::Model) -> Result<(crate::nn::Network, Vec<f32>)> {
     let init = model.init_params(1);
+    let (input, classes) = (model.input.len(), model.classes);
     let batch = 128;
     let mut net = crate::nn::Network::new(
         gpu,
@@ -524,13 +531,66 @@ fn bench_network(gpu: &Gpu, arch: Arch) -> Result<(crate::nn::Network, Vec<f32>)
     )?;
     net.prepare(gpu, batch);
     let mut rng = Rng::new(11);
-    gpu.write(&net.acts[0], 0, &random(&mut rng, batch * 784));
-    gpu.write(
-        &net.labels,
-        0,
-        &(0..batch as u32).map(|i| i % 10).collect::<Vec<_>>(),
-    );
+    gpu.write(&net.acts[0], 0, &random(&mut rng, batch * input));
+    let labels: Vec<u32> = (0..batch).map(|i| (i % classes) as u32).collect();
+    gpu.write(&net.labels, 0, &labels);
     Ok((net, init))
+}
+
+/// The paper's networks for `twa bench --networks`: preset, input side, classes.
+const NETWORKS: [(&str, usize, usize); 3] = [
+    ("vgg16-bn", 32, 10),
+    ("resnet-18", 32, 10),
+    ("vit", 32, 100),
+];
+
+/// A training step (forward, loss, backward, SGD update; one command encoder) of each
+/// of the paper's networks at batch 128 of random 32×32 colour images: wall clock, the
+/// best of three steps after one to warm up. Prints ms per step and images/s; with
+/// `json`, also one JSON object, the last line of stdout.
+pub fn networks(gpu: &Gpu, json: bool) -> Result<()> {
+    println!("adapter: {}", gpu.describe());
+    let mut report = serde_json::Map::new();
+    report.insert("adapter".into(), gpu.describe().into());
+    for (name, ms) in network_steps(gpu)? {
+        report.insert(
+            name.into(),
+            serde_json::json!({ "batch": 128, "step_ms": ms, "images_per_s": 128e3 / ms }),
+        );
+    }
+    if json {
+        println!("{}", serde_json::Value::Object(report));
+    }
+    Ok(())
+}
+
+/// (preset, ms per step) of [`NETWORKS`], printed as they are measured.
+fn network_steps(gpu: &Gpu) -> Result<Vec<(&'static str, f64)>> {
+    println!(
+        "{:<30} {:>12} {:>10}",
+        "training step, batch 128, 32×32×3", "ms", "images/s"
+    );
+    let mut out = Vec::new();
+    for (name, side, classes) in NETWORKS {
+        let config = crate::run::config::RunConfig::preset(name)?;
+        let input = crate::nn::model::Shape::image(side, side, 3);
+        let model = crate::nn::Model::build(&config.model, input, classes)?;
+        let (net, _) = prepared_network(gpu, model)?;
+        let step = || {
+            let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                net.record_train_step(&mut pass, 128, &crate::nn::GradientStep::Sgd(Vec::new()));
+            }
+            gpu.queue.submit([encoder.finish()]);
+            block_on(gpu.wait())
+        };
+        step()?;
+        let ms = best_of(3, step)? * 1e3;
+        println!("{name:<30} {ms:>12.1} {:>10.1}", 128e3 / ms);
+        out.push((name, ms));
+    }
+    Ok(out)
 }
 
 /// Time every dispatch of one training step of `arch` (batch 128, Fashion-MNIST
@@ -726,6 +786,14 @@ pub fn profile(gpu: &Gpu, full: bool, json: bool) -> Result<()> {
             &format!("conv {}", s.name),
             serde_json::json!({ "batch": batch, "forward_gflops": fwd, "backward_gflops": bwd }),
         );
+    }
+    if full {
+        for (name, ms) in network_steps(gpu)? {
+            put(
+                &format!("{name} step"),
+                serde_json::json!({ "batch": 128, "step_ms": ms, "images_per_s": 128e3 / ms }),
+            );
+        }
     }
     put("mlp step profile", profile_step(gpu, Arch::Mlp, quick)?);
     put("cnn step profile", profile_step(gpu, Arch::Cnn, quick)?);

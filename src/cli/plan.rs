@@ -89,6 +89,7 @@ pub fn plan(args: PlanArgs) -> Result<()> {
             args.samples,
             args.ranks,
             args.bits,
+            args.binding,
         )?);
     }
     for name in &models {
@@ -102,6 +103,7 @@ pub fn plan(args: PlanArgs) -> Result<()> {
             args.samples,
             args.ranks,
             args.bits,
+            args.binding,
         )?);
     }
     println!(
@@ -136,8 +138,9 @@ pub fn plan(args: PlanArgs) -> Result<()> {
         );
     }
     println!(
-        "activations: every layer's output and its gradient at the batch per rank, plus the \
-         largest im2col buffer; sent: ring all-reduce of the gradient, and during TWA of the \
+        "activations: every layer's output and the gradient buffers (shared where their \
+         lifetimes do not overlap) at the batch per rank, plus the largest im2col buffer \
+         (as many samples as one binding holds); sent: ring all-reduce of the gradient, and during TWA of the \
          ranks' projections (D values each)"
     );
     if !beyond.is_empty() {

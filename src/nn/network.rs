@@ -123,8 +123,11 @@ pub struct Network {
     /// `acts[0]` is the input batch, `acts[i + 1]` the output of layer i (left
     /// unwritten for a BatchNorm fused with its ReLU, see `fused`).
     pub acts: Vec<wgpu::Buffer>,
-    /// `dacts[i]` is the loss gradient w.r.t. `acts[i]`.
-    pub dacts: Vec<wgpu::Buffer>,
+    /// The buffers that hold activations' loss gradients during backward, shared by
+    /// gradients whose lifetimes do not overlap; `grad_slot[i]`: the one of `acts[i]`'s
+    /// (the input batch's is never needed).
+    grad_pool: Vec<wgpu::Buffer>,
+    grad_slot: Vec<Option<usize>>,
     /// Labels of the current batch (u32).
     pub labels: wgpu::Buffer,
     /// The per-step uniform ([`StepState`]).
@@ -215,7 +218,9 @@ impl Network {
             .iter()
             .map(|w| gpu.storage(max_batch * w, "activation"))
             .collect();
-        let dacts = widths
+        let fused = fused_relus(&model);
+        let (grad_slot, slot_widths) = gradient_slots(&model, &fused);
+        let grad_pool = slot_widths
             .iter()
             .map(|w| gpu.storage(max_batch * w, "activation grad"))
             .collect();
@@ -224,7 +229,6 @@ impl Network {
             .iter()
             .map(|l| layers::transposed_len(l).map(|len| gpu.storage(len, "transposed weight")))
             .collect();
-        let fused = fused_relus(&model);
         let step = gpu.uniform(&StepState::default(), "step");
         let unused = gpu.storage(1, "unused");
         let scratch_rw = gpu.storage(1, "unused rw");
@@ -276,7 +280,8 @@ impl Network {
             velocity_len: optimiser_state,
             state,
             acts,
-            dacts,
+            grad_pool,
+            grad_slot,
             step,
             transposed,
             fused,
@@ -377,7 +382,7 @@ impl Network {
     fn loss_dispatch(&self, gpu: &Gpu, batch: usize, train: bool) -> Dispatch {
         let last = self.model.layers.len();
         let (grad, totals) = if train {
-            (Some(&self.dacts[last]), &self.train_totals)
+            (Some(self.dact(last)), &self.train_totals)
         } else {
             (None, &self.eval_totals)
         };
@@ -461,7 +466,7 @@ impl Network {
                 continue;
             }
             let t = layer.input;
-            let dy = &self.dacts[i + 1];
+            let dy = self.dact(i + 1);
             // The input batch's gradient is never needed: a layer without parameters
             // reading it has nothing to do, a normalisation's kernels write it to scratch.
             let norm = matches!(
@@ -475,7 +480,7 @@ impl Network {
             let dx = match t {
                 0 if norm => Some(&self.dscratch),
                 0 => None,
-                _ if direct => Some(&self.dacts[t]),
+                _ if direct => Some(self.dact(t)),
                 _ => Some(&self.dscratch),
             };
             let (x, y) = (&self.acts[t], &self.acts[i + 1]);
@@ -484,7 +489,7 @@ impl Network {
                 let parts = layers::batchnorm_synced(gpu, k, layer, batch, x, y, dy, dx, &bufs);
                 cut(&mut segments, parts);
             } else if fused(i) {
-                let (z, dz) = (&self.acts[i + 2], &self.dacts[i + 2]);
+                let (z, dz) = (&self.acts[i + 2], self.dact(i + 2));
                 let dx = dx.expect("a BatchNorm fused with its ReLU is never the first layer");
                 let d = layers::batchnorm_backward(gpu, k, layer, batch, x, dz, Some(z), dx, &bufs);
                 segments.last_mut().expect("a segment").dispatches.extend(d);
@@ -502,9 +507,13 @@ impl Network {
                     self.add_gradient(gpu, len, &self.dscratch, t, false),
                 );
             }
-            if let LayerKind::Add { other, .. } = layer.kind {
-                let first = last_reader[other] == i;
-                push(&mut segments, self.add_gradient(gpu, len, dy, other, first));
+            match layer.kind {
+                // The input batch's gradient is never needed.
+                LayerKind::Add { other, .. } if other > 0 => {
+                    let first = last_reader[other] == i;
+                    push(&mut segments, self.add_gradient(gpu, len, dy, other, first));
+                }
+                _ => {}
             }
         }
         segments
@@ -538,6 +547,12 @@ impl Network {
         }
     }
 
+    /// The buffer holding the loss gradient of activation `t` during backward.
+    fn dact(&self, t: usize) -> &wgpu::Buffer {
+        let slot = self.grad_slot[t].expect("the input batch's gradient is never needed");
+        &self.grad_pool[slot]
+    }
+
     /// Copy (`first`) or add `len` values of `grad` into the gradient of activation `t`.
     fn add_gradient(
         &self,
@@ -552,7 +567,7 @@ impl Network {
         } else {
             &self.kernels.accumulate
         };
-        layers::elementwise(gpu, kernel, len, [grad, &self.unused, &self.dacts[t]])
+        layers::elementwise(gpu, kernel, len, [grad, &self.unused, self.dact(t)])
     }
 
     /// Train against targets smoothed by `eps` (PyTorch's `label_smoothing`); set
@@ -607,7 +622,7 @@ impl Network {
         let activations = self
             .acts
             .iter()
-            .chain(&self.dacts)
+            .chain(&self.grad_pool)
             .chain(self.transposed.iter().flatten())
             .chain([
                 &self.cols,
@@ -926,6 +941,85 @@ pub fn largest_batch(gpu: &Gpu, model: &Model, cap: usize) -> usize {
         }
     }
     lo
+}
+
+/// Values per sample of the buffers that hold `model`'s activation gradients during
+/// backward (see [`gradient_slots`]).
+pub fn gradient_pool_len(model: &Model) -> usize {
+    gradient_slots(model, &fused_relus(model)).1.iter().sum()
+}
+
+/// Which buffer of a pool holds each activation's gradient, and each buffer's values
+/// per sample: gradients share a buffer where their lifetimes in the backward pass do
+/// not overlap. Activation t's gradient lives from the backward of its last reader
+/// (the loss, for the network's output), which writes it first, to the backward of
+/// the layer that produced it (of the BatchNorm before, where that produces t with a
+/// ReLU fused in), which reads it; intervals sharing an end point overlap.
+fn gradient_slots(model: &Model, fused: &[bool]) -> (Vec<Option<usize>>, Vec<usize>) {
+    let layers = &model.layers;
+    let count = layers.len();
+    // Backward time of layer i's backward: the loss is at 0, the last layer at 1.
+    let time = |i: usize| count - i;
+    let mut last_reader = vec![None; count + 1];
+    for (i, layer) in layers.iter().enumerate() {
+        last_reader[layer.input] = Some(i);
+        if let LayerKind::Add { other, .. } = layer.kind {
+            last_reader[other] = Some(i);
+        }
+    }
+    let mut spans: Vec<(usize, usize, usize)> = (1..=count)
+        .map(|t| {
+            let end = if t >= 2 && fused[t - 2] {
+                time(t - 2)
+            } else {
+                time(t - 1)
+            };
+            let start = if t == count {
+                0
+            } else {
+                last_reader[t].map_or(end, time)
+            };
+            (start, end, t)
+        })
+        .collect();
+    spans.sort();
+    let mut slot = vec![None; count + 1];
+    let mut widths: Vec<usize> = Vec::new();
+    // (slot, the time its gradient is last read).
+    let mut busy: Vec<(usize, usize)> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    for (start, end, t) in spans {
+        busy.retain(|&(s, until)| {
+            let done = until < start;
+            if done {
+                free.push(s);
+            }
+            !done
+        });
+        let width = model.act_shape(t).len();
+        // The smallest free buffer that holds it, else the largest (the least growth).
+        free.sort_by_key(|&s| {
+            if widths[s] >= width {
+                (0, widths[s])
+            } else {
+                (1, usize::MAX - widths[s])
+            }
+        });
+        let s = match free.first() {
+            Some(&s) => {
+                free.remove(0);
+                widths[s] = widths[s].max(width);
+                s
+            }
+            None => {
+                widths.push(width);
+                widths.len() - 1
+            }
+        };
+        slot[t] = Some(s);
+        busy.push((s, end));
+    }
+    (slot, widths)
 }
 
 /// Which layers are a BatchNorm whose output only the ReLU right after it reads: each

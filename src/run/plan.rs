@@ -10,13 +10,16 @@ use crate::nn::model::{LayerKind, Model, Shape};
 use serde::Serialize;
 
 /// A network's sizes: trainable parameters, values per sample of every activation
-/// (the input and each layer's output, kept for the backward pass), and the largest
-/// im2col buffer per sample; and for the storage-binding limit, the widest single
+/// (the input and each layer's output, kept for the backward pass) and of the
+/// gradient buffers, and the largest im2col buffer per sample; and for the storage-binding limit, the widest single
 /// activation per sample and the most parameters of one layer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Sizes {
     pub params: usize,
     pub activations: usize,
+    /// The buffers that hold the activations' gradients during backward (shared where
+    /// their lifetimes do not overlap).
+    pub gradients: usize,
     pub im2col: usize,
     pub widest: usize,
     pub largest_layer: usize,
@@ -122,6 +125,7 @@ pub fn model_sizes(model: &Model) -> Sizes {
     let mut sizes = Sizes {
         params: model.num_params(),
         activations: model.input.len(),
+        gradients: crate::nn::network::gradient_pool_len(model),
         im2col: 0,
         widest: model.input.len(),
         largest_layer: 0,
@@ -172,8 +176,9 @@ pub struct Plan {
 
 /// The plan for `sizes` with `samples` TWA samples stored at `bits` bits, `ranks`
 /// ranks sharing a global batch of `batch` and each keeping ⌈n/R⌉ of the subspace's
-/// rows. Activations count each layer's output and its gradient, plus the largest
-/// im2col buffer, as this engine keeps them. Every product is checked: sizes past
+/// rows, on an adapter binding `binding` bytes at most. Activations count each layer's
+/// output, the gradient buffers, and the largest im2col buffer (as many samples as
+/// one binding holds), as this engine keeps them. Every product is checked: sizes past
 /// what a machine can address are an error, never a wrapped-around number.
 pub fn plan(
     model: &str,
@@ -182,6 +187,7 @@ pub fn plan(
     samples: usize,
     ranks: usize,
     bits: u32,
+    binding: u64,
 ) -> Result<Plan> {
     let too_large = || {
         Error::Config(format!(
@@ -201,8 +207,10 @@ pub fn plan(
         let words = mul(d, bits as usize)?.div_ceil(32);
         add(mul(mul(rows, words)?, 4)?, mul(8, rows)?)?
     };
-    let per_sample = add(mul(2, sizes.activations)?, sizes.im2col)?;
-    let activation_bytes = floats(mul(per_rank, per_sample)?)?;
+    let kept = add(sizes.activations, sizes.gradients)?;
+    let sliced = (binding as usize / 4 / sizes.im2col.max(1)).clamp(1, per_rank);
+    let im2col = mul(sizes.im2col, sliced)?;
+    let activation_bytes = floats(add(mul(per_rank, kept)?, im2col)?)?;
     let parameter_bytes = floats(d)?;
     let ring = |bytes: usize| mul(bytes, 2 * (ranks - 1)).map(|b| b / ranks);
     Ok(Plan {
@@ -292,22 +300,22 @@ mod tests {
             activations: 10,
             ..Sizes::default()
         };
-        let one = plan("m", sizes, 128, 50, 1, 32).unwrap();
-        let two = plan("m", sizes, 128, 50, 2, 32).unwrap();
+        let one = plan("m", sizes, 128, 50, 1, 32, 128 << 20).unwrap();
+        let two = plan("m", sizes, 128, 50, 2, 32, 128 << 20).unwrap();
         assert_eq!(one.subspace_bytes, 50 * 1000 * 4);
         assert_eq!(two.subspace_bytes, 25 * 1000 * 4);
         assert_eq!(one.gradient_exchange_bytes, 0);
         assert_eq!(two.gradient_exchange_bytes, 4000);
-        let eight = plan("m", sizes, 128, 50, 1, 8).unwrap();
+        let eight = plan("m", sizes, 128, 50, 1, 8, 128 << 20).unwrap();
         assert_eq!(eight.subspace_bytes, 50 * 250 * 4 + 8 * 50);
         assert_eq!(two.batch_per_rank, 64);
-        let err = plan("m", sizes, 128, usize::MAX, 1, 32)
+        let err = plan("m", sizes, 128, usize::MAX, 1, 32, 128 << 20)
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("more bytes than a machine can address"),
             "{err}"
         );
-        assert!(plan("m", sizes, usize::MAX, 50, 1, 32).is_err());
+        assert!(plan("m", sizes, usize::MAX, 50, 1, 32, 128 << 20).is_err());
     }
 }
