@@ -71,13 +71,15 @@ fn check_step_with(name: &str, model: Model, batch: usize, gpu_kernels: bool, ru
     );
     // The backward from the device's own forward activations: where an f32 value
     // sits at a ReLU's 0 or ties a max-pool window, f32 and f64 may route the gradient
-    // differently, which is no error of the backward kernels.
+    // differently, which is no error of the backward kernels. (A BatchNorm fused with
+    // its ReLU never stores its own output: the reference's stands in.)
     let device_acts: Vec<Vec<f64>> = (0..=model.layers.len())
-        .map(|i| {
-            f64s(
+        .map(|i| match net.keeps_activation(i) {
+            true => f64s(
                 &block_on(g.read::<f32>(&net.acts[i], 0, batch * model.act_shape(i).len()))
                     .unwrap(),
-            )
+            ),
+            false => acts[i].clone(),
         })
         .collect();
     let (_, _, dlogits) = cpu::cross_entropy(device_acts.last().unwrap(), &labels, model.classes);

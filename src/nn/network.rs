@@ -120,8 +120,10 @@ pub struct Network {
     /// Words of all of `velocity`.
     pub velocity_len: usize,
     pub state: wgpu::Buffer,
-    /// `acts[0]` is the input batch, `acts[i + 1]` the output of layer i (left
-    /// unwritten for a BatchNorm fused with its ReLU, see `fused`).
+    /// `acts[0]` is the input batch, `acts[i + 1]` the output of layer i; where a
+    /// BatchNorm runs fused with its ReLU its own output is never written, and (but
+    /// for the first layer's, which the landscape reads) holds one word
+    /// ([`Network::keeps_activation`]).
     pub acts: Vec<wgpu::Buffer>,
     /// The buffers that hold activations' loss gradients during backward, shared by
     /// gradients whose lifetimes do not overlap; `grad_slot[i]`: the one of `acts[i]`'s
@@ -214,11 +216,13 @@ impl Network {
             .map(|_| gpu.storage(d, "optimiser state"))
             .collect();
         let state = gpu.storage_init(&model.init_state(), "state");
-        let acts = widths
-            .iter()
-            .map(|w| gpu.storage(max_batch * w, "activation"))
-            .collect();
         let fused = fused_relus(&model);
+        let acts = (widths.iter().enumerate())
+            .map(|(t, w)| match kept(&fused, t) {
+                true => gpu.storage(max_batch * w, "activation"),
+                false => gpu.storage(1, "activation (fused, never stored)"),
+            })
+            .collect();
         let (grad_slot, slot_widths) = gradient_slots(&model, &fused);
         let grad_pool = slot_widths
             .iter()
@@ -644,9 +648,22 @@ impl Network {
 
     /// Build (from now on) the training step cut at every BatchNorm's sync point for
     /// the batch sizes prepared later ([`Network::synced_train`]).
-    pub fn enable_sync_bn(&mut self) {
+    pub fn enable_sync_bn(&mut self, gpu: &Gpu) {
         self.sync_bn = true;
         self.plans.clear();
+        // Cut at its sync point, a BatchNorm writes its own output for its ReLU.
+        for t in 0..self.acts.len() {
+            if !kept(&self.fused, t) {
+                let words = self.max_batch * self.model.act_shape(t).len();
+                self.acts[t] = gpu.storage(words, "activation");
+            }
+        }
+    }
+
+    /// Whether `acts[t]` holds activation t after a training step or an evaluation
+    /// (not so for a BatchNorm's output where its ReLU runs fused with it).
+    pub fn keeps_activation(&self, t: usize) -> bool {
+        self.sync_bn || kept(&self.fused, t)
     }
 
     /// The training step on `batch` (forward, loss, backward) cut at BatchNorm's sync
@@ -941,6 +958,21 @@ pub fn largest_batch(gpu: &Gpu, model: &Model, cap: usize) -> usize {
         }
     }
     lo
+}
+
+/// Whether activation `t` is stored: all but the outputs of BatchNorms fused with
+/// their ReLU (`fused`), except the first layer's (the landscape's probe reads it).
+fn kept(fused: &[bool], t: usize) -> bool {
+    t < 2 || !fused[t - 1]
+}
+
+/// Values per sample of the activations `model` stores ([`Network::acts`]).
+pub fn stored_activations_len(model: &Model) -> usize {
+    let fused = fused_relus(model);
+    (0..=model.layers.len())
+        .filter(|&t| kept(&fused, t))
+        .map(|t| model.act_shape(t).len())
+        .sum()
 }
 
 /// Values per sample of the buffers that hold `model`'s activation gradients during

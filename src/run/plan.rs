@@ -124,14 +124,13 @@ pub fn paper_model(name: &str) -> Result<(&'static str, Sizes)> {
 pub fn model_sizes(model: &Model) -> Sizes {
     let mut sizes = Sizes {
         params: model.num_params(),
-        activations: model.input.len(),
+        activations: crate::nn::network::stored_activations_len(model),
         gradients: crate::nn::network::gradient_pool_len(model),
         im2col: 0,
         widest: model.input.len(),
         largest_layer: 0,
     };
     for layer in &model.layers {
-        sizes.activations += layer.outputs();
         sizes.widest = sizes.widest.max(layer.outputs());
         sizes.largest_layer = sizes.largest_layer.max(layer.kind.param_len());
         if let LayerKind::Conv { window, .. } = layer.kind {

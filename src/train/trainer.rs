@@ -394,7 +394,7 @@ impl<'a> Trainer<'a> {
             }
         }
         if self.config.sync_bn {
-            self.net.enable_sync_bn();
+            self.net.enable_sync_bn(gpu);
             let sizes: Vec<usize> = self
                 .train_gathers
                 .iter()
