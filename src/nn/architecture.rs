@@ -3,7 +3,7 @@
 //! built-ins are turned into their lists here, and every list is built by
 //! [`super::spec::build`].
 
-use super::model::{Model, Shape};
+use super::model::{Init, Model, Shape};
 use super::spec::{ConvSpec, LayerSpec, PoolSpec, Width};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,13 @@ pub struct ModelConfig {
     /// Layers: the network as a list (see [`super::spec::LayerSpec`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<super::spec::LayerSpec>,
+    /// How the weights start (`pytorch`, `fan-out`, `xavier`, `vit`).
+    #[serde(skip_serializing_if = "is_pytorch")]
+    pub init: Init,
+}
+
+fn is_pytorch(init: &Init) -> bool {
+    *init == Init::Pytorch
 }
 
 impl Default for ModelConfig {
@@ -62,6 +69,7 @@ impl Default for ModelConfig {
             depth: 20,
             width: 16,
             layers: Vec::new(),
+            init: Init::Pytorch,
         }
     }
 }
@@ -70,7 +78,11 @@ impl Model {
     /// The model `config` describes for samples of shape `input` and `classes`
     /// classes; an error names the first layer whose input does not fit.
     pub fn build(config: &ModelConfig, input: Shape, classes: usize) -> Result<Model> {
-        super::spec::build(config.arch.name(), &config.layer_list()?, input, classes)
+        let model = super::spec::build(config.arch.name(), &config.layer_list()?, input, classes)?;
+        Ok(Model {
+            init: config.init,
+            ..model
+        })
     }
 
     /// An MLP for `inputs` features and `classes` classes.
@@ -412,6 +424,62 @@ mod tests {
             model.num_params(),
             12 * 6 + 6 + 6 + 17 * 6 + 6 * 5 + 5 + 10 + 5 * 10 + 10
         );
+    }
+
+    #[test]
+    fn weights_start_as_the_reference_code_initialises_them() {
+        use crate::nn::model::LayerKind;
+        // (mean, standard deviation, largest magnitude) of a slice.
+        let stats = |v: &[f32]| {
+            let n = v.len() as f64;
+            let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+            let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+            let max = v.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
+            (mean, var.sqrt(), max)
+        };
+        let preset = |name: &str, classes| {
+            let config = crate::run::config::RunConfig::preset(name).unwrap().model;
+            let model = Model::build(&config, Shape::image(32, 32, 3), classes).unwrap();
+            let w = model.init_params(3);
+            (model, w)
+        };
+        // VGG16-BN: N(0, 2/(3·3·out)) convolutions with zero biases, BatchNorm 1 and 0.
+        let (model, w) = preset("vgg16-bn", 10);
+        let conv = &model.layers[3];
+        assert!(matches!(conv.kind, LayerKind::Conv { outputs: 64, .. }));
+        let weights = 64 * 64 * 9;
+        let (mean, std, _) = stats(&w[conv.param_off..conv.param_off + weights]);
+        let want = (2.0f64 / (9.0 * 64.0)).sqrt();
+        assert!(
+            mean.abs() < 0.1 * want && (std / want - 1.0).abs() < 0.03,
+            "{std} vs {want}"
+        );
+        assert!(w[conv.param_off + weights..conv.param_off + weights + 64]
+            .iter()
+            .all(|&b| b == 0.0));
+        let bn = &model.layers[1];
+        assert!(w[bn.param_off..bn.param_off + 64].iter().all(|&g| g == 1.0));
+        // WRN-28-10: Xavier-uniform with gain √2 (bound √2·√(6/(fan_in + fan_out))).
+        let (model, w) = preset("wrn-28-10", 100);
+        let conv = &model.layers[0];
+        let (_, std, max) = stats(&w[conv.param_off..conv.param_off + 16 * 27]);
+        let bound = 2f64.sqrt() * (6.0f64 / (27.0 + 16.0 * 9.0)).sqrt();
+        assert!(
+            max <= bound && max > 0.9 * bound && (std / (bound / 3f64.sqrt()) - 1.0).abs() < 0.1
+        );
+        // The ViT: Linear N(0, 0.02²) with zero biases; the patch embedding as PyTorch.
+        let (model, w) = preset("vit", 100);
+        let qkv = model
+            .layers
+            .iter()
+            .find(|l| matches!(l.kind, LayerKind::Linear { outputs: 576, .. }))
+            .unwrap();
+        let (_, std, _) = stats(&w[qkv.param_off..qkv.param_off + 192 * 576]);
+        assert!((std / 0.02 - 1.0).abs() < 0.02, "{std}");
+        let bias = qkv.param_off + 192 * 576;
+        assert!(w[bias..bias + 576].iter().all(|&b| b == 0.0));
+        let (_, _, max) = stats(&w[0..48 * 192]);
+        assert!(max <= 1.0 / 48f64.sqrt());
     }
 
     #[test]

@@ -238,6 +238,25 @@ impl Layer {
 /// LayerNorm's ε, as PyTorch's default.
 pub const LN_EPS: f32 = 1e-5;
 
+/// How a model's weights start: as the reference code of its architecture initialises
+/// them (BatchNorm and LayerNorm always γ = 1, β = 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Init {
+    /// PyTorch's defaults: Linear and Conv2d weights and biases U(±1/√fan_in).
+    #[default]
+    Pytorch,
+    /// Convolutions N(0, 2/fan_out) with fan_out = k·k·outputs (Kaiming-normal, fan
+    /// out: torchvision's ResNets, the TWA code's VGG16BN and PreResNets), their
+    /// biases 0; Linear as PyTorch.
+    FanOut,
+    /// Convolutions Xavier-uniform with gain √2, their biases 0 (the TWA code's
+    /// WideResNet); Linear as PyTorch.
+    Xavier,
+    /// timm's ViT: Linear weights N(0, 0.02²) and biases 0; convolutions as PyTorch.
+    Vit,
+}
+
 /// BatchNorm constants, as PyTorch's defaults.
 pub const BN_EPS: f32 = 1e-5;
 /// Running-statistics momentum, as PyTorch's default.
@@ -254,6 +273,8 @@ pub struct Model {
     pub params: ParamTable,
     /// BatchNorm running statistics (named) and saved batch statistics (scratch).
     pub state: ParamTable,
+    /// How [`Model::init_params`] starts the weights.
+    pub init: Init,
 }
 
 impl Model {
@@ -270,18 +291,44 @@ impl Model {
         }
     }
 
-    /// Initial parameters as PyTorch initialises them: Linear and Conv2d weight and
-    /// bias U(−1/√fan_in, 1/√fan_in) (Kaiming-uniform with a = √5), BatchNorm and
-    /// LayerNorm γ = 1, β = 0; as timm's ViT: the class token N(0, 10⁻⁶), the position
-    /// embedding N(0, 0.02²).
+    /// Initial parameters as [`Model::init`] says; by default as PyTorch initialises
+    /// them: Linear and Conv2d weight and bias U(−1/√fan_in, 1/√fan_in)
+    /// (Kaiming-uniform with a = √5). BatchNorm and LayerNorm γ = 1, β = 0; as timm's
+    /// ViT: the class token N(0, 10⁻⁶), the position embedding N(0, 0.02²).
     pub fn init_params(&self, seed: u64) -> Vec<f32> {
         let mut rng = Rng::new(seed);
         let mut w = vec![0.0f32; self.params.len];
         for layer in &self.layers {
+            let at = layer.param_off;
             let (fan_in, len) = match layer.kind {
                 LayerKind::Linear {
                     inputs, outputs, ..
+                } if self.init == Init::Vit => {
+                    for v in &mut w[at..at + inputs * outputs] {
+                        *v = rng.normal(0.02);
+                    }
+                    continue;
+                }
+                LayerKind::Linear {
+                    inputs, outputs, ..
                 } => (inputs, outputs * inputs + outputs),
+                LayerKind::Conv {
+                    window, outputs, ..
+                } if matches!(self.init, Init::FanOut | Init::Xavier) => {
+                    let taps = window.kernel.0 * window.kernel.1;
+                    let (fan_in, fan_out) = (window.input.channels * taps, outputs * taps);
+                    let weights = &mut w[at..at + outputs * fan_in];
+                    if self.init == Init::FanOut {
+                        let std = (2.0 / fan_out as f32).sqrt();
+                        weights.iter_mut().for_each(|v| *v = rng.normal(std));
+                    } else {
+                        let bound = 2f32.sqrt() * (6.0 / (fan_in + fan_out) as f32).sqrt();
+                        weights
+                            .iter_mut()
+                            .for_each(|v| *v = rng.uniform(-bound, bound));
+                    }
+                    continue;
+                }
                 LayerKind::Conv {
                     window,
                     outputs,

@@ -211,6 +211,7 @@ pub fn build(name: &str, list: &[LayerSpec], input: Shape, classes: usize) -> Re
             layers: Vec::new(),
             params: Default::default(),
             state: Default::default(),
+            init: Default::default(),
         },
         name: name.to_string(),
         current: 0,

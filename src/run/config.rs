@@ -277,8 +277,12 @@ impl RunConfig {
         let after_model = text
             .find("\n[train]")
             .expect("the model section comes first");
+        let init = match self.model.init {
+            crate::nn::model::Init::Pytorch => String::new(),
+            init => format!("init = {}\n", toml::Value::try_from(init).expect("a string")),
+        };
         format!(
-            "[model]\narch = \"layers\"\nlayers = {}\n{}",
+            "[model]\narch = \"layers\"\n{init}layers = {}\n{}",
             crate::nn::spec::to_toml(&self.model.layers),
             &text[after_model..]
         )
@@ -291,6 +295,7 @@ impl RunConfig {
             model: ModelConfig {
                 arch: Arch::Layers,
                 layers,
+                init: self.model.init,
                 ..ModelConfig::default()
             },
             ..self.clone()
