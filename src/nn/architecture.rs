@@ -4,6 +4,7 @@
 //! [`super::spec::build`].
 
 use super::model::{Init, Model, Shape};
+use super::names::Names;
 use super::spec::{ConvSpec, LayerSpec, PoolSpec, Width};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,13 @@ pub struct ModelConfig {
     /// How the weights start (`pytorch`, `fan-out`, `xavier`, `vit`).
     #[serde(skip_serializing_if = "is_pytorch")]
     pub init: Init,
+    /// The tensors' names (`index`, `torchvision-resnet`, `timm-vit`).
+    #[serde(skip_serializing_if = "is_index")]
+    pub names: Names,
+}
+
+fn is_index(names: &Names) -> bool {
+    *names == Names::Index
 }
 
 fn is_pytorch(init: &Init) -> bool {
@@ -70,6 +78,7 @@ impl Default for ModelConfig {
             width: 16,
             layers: Vec::new(),
             init: Init::Pytorch,
+            names: Names::Index,
         }
     }
 }
@@ -79,10 +88,11 @@ impl Model {
     /// classes; an error names the first layer whose input does not fit.
     pub fn build(config: &ModelConfig, input: Shape, classes: usize) -> Result<Model> {
         let model = super::spec::build(config.arch.name(), &config.layer_list()?, input, classes)?;
-        Ok(Model {
+        let model = Model {
             init: config.init,
             ..model
-        })
+        };
+        super::names::rename(model, config.names)
     }
 
     /// An MLP for `inputs` features and `classes` classes.

@@ -5,6 +5,7 @@ pub mod architecture;
 pub mod layers;
 pub mod loss;
 pub mod model;
+pub mod names;
 pub mod network;
 pub mod optim;
 pub mod params;

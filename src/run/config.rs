@@ -277,12 +277,19 @@ impl RunConfig {
         let after_model = text
             .find("\n[train]")
             .expect("the model section comes first");
-        let init = match self.model.init {
-            crate::nn::model::Init::Pytorch => String::new(),
-            init => format!("init = {}\n", toml::Value::try_from(init).expect("a string")),
+        // `init` and `names` where not the defaults, as serde writes them.
+        let model = ModelConfig {
+            layers: Vec::new(),
+            ..self.model.clone()
         };
+        let fields = toml::to_string(&model).expect("model serialises");
+        let extra: String = fields
+            .lines()
+            .filter(|l| l.starts_with("init =") || l.starts_with("names ="))
+            .map(|l| format!("{l}\n"))
+            .collect();
         format!(
-            "[model]\narch = \"layers\"\n{init}layers = {}\n{}",
+            "[model]\narch = \"layers\"\n{extra}layers = {}\n{}",
             crate::nn::spec::to_toml(&self.model.layers),
             &text[after_model..]
         )
@@ -296,6 +303,7 @@ impl RunConfig {
                 arch: Arch::Layers,
                 layers,
                 init: self.model.init,
+                names: self.model.names,
                 ..ModelConfig::default()
             },
             ..self.clone()
