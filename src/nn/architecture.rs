@@ -52,10 +52,11 @@ pub struct ModelConfig {
     /// Layers: the network as a list (see [`super::spec::LayerSpec`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<super::spec::LayerSpec>,
-    /// How the weights start (`pytorch`, `fan-out`, `xavier`, `vit`).
+    /// How the weights start (`pytorch`, `fan-out`, `fan-in-zero-linear`, `vit`).
     #[serde(skip_serializing_if = "is_pytorch")]
     pub init: Init,
-    /// The tensors' names (`index`, `torchvision-resnet`, `timm-vit`).
+    /// The tensors' names (`index`, `torchvision-resnet`, `timm-vit`, `twa-vgg`,
+    /// `twa-preresnet`, `twa-wide-resnet`).
     #[serde(skip_serializing_if = "is_index")]
     pub names: Names,
 }
@@ -469,14 +470,14 @@ mod tests {
             .all(|&b| b == 0.0));
         let bn = &model.layers[1];
         assert!(w[bn.param_off..bn.param_off + 64].iter().all(|&g| g == 1.0));
-        // WRN-28-10: Xavier-uniform with gain √2 (bound √2·√(6/(fan_in + fan_out))).
+        // WRN-28-10: N(0, 2/fan_in) convolutions; the classifier starts at zero.
         let (model, w) = preset("wrn-28-10", 100);
         let conv = &model.layers[0];
-        let (_, std, max) = stats(&w[conv.param_off..conv.param_off + 16 * 27]);
-        let bound = 2f64.sqrt() * (6.0f64 / (27.0 + 16.0 * 9.0)).sqrt();
-        assert!(
-            max <= bound && max > 0.9 * bound && (std / (bound / 3f64.sqrt()) - 1.0).abs() < 0.1
-        );
+        let (_, std, _) = stats(&w[conv.param_off..conv.param_off + 16 * 27]);
+        let want = (2.0f64 / 27.0).sqrt();
+        assert!((std / want - 1.0).abs() < 0.15, "{std} vs {want}");
+        let head = model.layers.last().unwrap();
+        assert!(w[head.param_off..].iter().all(|&v| v == 0.0));
         // The ViT: Linear N(0, 0.02²) with zero biases; the patch embedding as PyTorch.
         let (model, w) = preset("vit", 100);
         let qkv = model

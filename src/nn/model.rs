@@ -250,9 +250,9 @@ pub enum Init {
     /// out: torchvision's ResNets, the TWA code's VGG16BN and PreResNets), their
     /// biases 0; Linear as PyTorch.
     FanOut,
-    /// Convolutions Xavier-uniform with gain √2, their biases 0 (the TWA code's
-    /// WideResNet); Linear as PyTorch.
-    Xavier,
+    /// Convolutions N(0, 2/fan_in) with fan_in = k·k·inputs (Kaiming-normal, fan
+    /// in), their biases 0, Linear weights and biases 0 (the TWA code's WideResNet).
+    FanInZeroLinear,
     /// timm's ViT: Linear weights N(0, 0.02²) and biases 0; convolutions as PyTorch.
     Vit,
 }
@@ -309,23 +309,24 @@ impl Model {
                     }
                     continue;
                 }
+                // Zero weights and biases, as the store starts.
+                LayerKind::Linear { .. } if self.init == Init::FanInZeroLinear => continue,
                 LayerKind::Linear {
                     inputs, outputs, ..
                 } => (inputs, outputs * inputs + outputs),
                 LayerKind::Conv {
                     window, outputs, ..
-                } if matches!(self.init, Init::FanOut | Init::Xavier) => {
+                } if matches!(self.init, Init::FanOut | Init::FanInZeroLinear) => {
                     let taps = window.kernel.0 * window.kernel.1;
                     let (fan_in, fan_out) = (window.input.channels * taps, outputs * taps);
-                    let weights = &mut w[at..at + outputs * fan_in];
-                    if self.init == Init::FanOut {
-                        let std = (2.0 / fan_out as f32).sqrt();
-                        weights.iter_mut().for_each(|v| *v = rng.normal(std));
+                    let fan = if self.init == Init::FanOut {
+                        fan_out
                     } else {
-                        let bound = 2f32.sqrt() * (6.0 / (fan_in + fan_out) as f32).sqrt();
-                        weights
-                            .iter_mut()
-                            .for_each(|v| *v = rng.uniform(-bound, bound));
+                        fan_in
+                    };
+                    let std = (2.0 / fan as f32).sqrt();
+                    for v in &mut w[at..at + outputs * fan_in] {
+                        *v = rng.normal(std);
                     }
                     continue;
                 }

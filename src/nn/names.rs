@@ -21,6 +21,16 @@ pub enum Names {
     /// timm's `VisionTransformer`: `patch_embed.proj`, `cls_token`, `pos_embed`,
     /// `blocks.B.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}`, `norm`, `head`.
     TimmVit,
+    /// The TWA code's `VGG` (models/vgg.py): `features.N` before the flatten,
+    /// `classifier.N` after it, numbered as its `nn.Sequential`s.
+    TwaVgg,
+    /// The TWA code's `PreResNet` (models/preresnet.py): `conv1`,
+    /// `layerS.B.{bnK, convK, downsample.0}`, `bn`, `fc`.
+    TwaPreresnet,
+    /// The TWA code's `WideResNet` (models/wide_resnet.py, the class in force):
+    /// `f.0_convolution`, `f.S_block.block.U.…`, `f.4_normalization`,
+    /// `f.8_classification`.
+    TwaWideResnet,
 }
 
 /// `model` with its tensors named as `names` says; an error where its layers do not
@@ -30,6 +40,9 @@ pub fn rename(mut model: Model, names: Names) -> Result<Model> {
         Names::Index => return Ok(model),
         Names::TorchvisionResnet => resnet(&model)?,
         Names::TimmVit => vit(&model)?,
+        Names::TwaVgg => vgg(&model)?,
+        Names::TwaPreresnet => preresnet(&model)?,
+        Names::TwaWideResnet => wide_resnet(&model)?,
     };
     for table in [&mut model.params, &mut model.state] {
         for e in &mut table.entries {
@@ -45,6 +58,168 @@ pub fn rename(mut model: Model, names: Names) -> Result<Model> {
         }
     }
     Ok(model)
+}
+
+/// The layers that have tensors, cut after each residual sum: the first part holds
+/// the stem and the first block, the last what follows the last sum.
+fn residual_blocks(model: &Model) -> Vec<Vec<usize>> {
+    let mut blocks: Vec<Vec<usize>> = vec![Vec::new()];
+    for (i, layer) in model.layers.iter().enumerate() {
+        match layer.kind {
+            LayerKind::Add { .. } => blocks.push(Vec::new()),
+            kind if kind.has_params() => blocks.last_mut().expect("a block").push(i),
+            _ => {}
+        }
+    }
+    blocks
+}
+
+/// Names the layers of `layers` with `names` in order, each checked by its test; an
+/// error where one does not fit or the counts differ.
+fn assign(
+    model: &Model,
+    what: &str,
+    prefixes: &mut [Option<String>],
+    layers: &[usize],
+    names: Vec<(String, fn(&LayerKind) -> bool)>,
+) -> Result<()> {
+    for (k, &i) in layers.iter().enumerate() {
+        match names.get(k) {
+            Some((name, fits)) if fits(&model.layers[i].kind) => prefixes[i] = Some(name.clone()),
+            _ => return Err(not_like(model, what, i)),
+        }
+    }
+    if names.len() != layers.len() {
+        let at = layers.last().copied().unwrap_or(0);
+        return Err(not_like(model, what, at));
+    }
+    Ok(())
+}
+
+fn conv(k: &LayerKind) -> bool {
+    matches!(k, LayerKind::Conv { .. })
+}
+
+fn bn(k: &LayerKind) -> bool {
+    matches!(k, LayerKind::BatchNorm { .. })
+}
+
+fn linear(k: &LayerKind) -> bool {
+    matches!(k, LayerKind::Linear { .. })
+}
+
+/// The TWA code's VGG: the Sequential `features` up to the flatten, `classifier` after.
+fn vgg(model: &Model) -> Result<Vec<Option<String>>> {
+    let flatten = (model.layers.iter())
+        .position(|l| matches!(l.kind, LayerKind::Flatten { .. }))
+        .ok_or_else(|| Error::Config("model: `names = \"twa-vgg\"` needs a flatten".into()))?;
+    let prefixes = (0..model.layers.len())
+        .map(|i| match i {
+            i if i < flatten => Some(format!("features.{i}")),
+            i => Some(format!("classifier.{}", i - flatten - 1)),
+        })
+        .collect();
+    Ok(prefixes)
+}
+
+/// The TWA code's PreResNet: the stem `conv1`; blocks of (BatchNorm, conv) pairs, the
+/// first of each stage with a 1×1 convolution of the block's input as `downsample.0`;
+/// then `bn` and `fc`.
+fn preresnet(model: &Model) -> Result<Vec<Option<String>>> {
+    let what = "twa-preresnet";
+    let mut prefixes = vec![None; model.layers.len()];
+    let mut blocks = residual_blocks(model);
+    let tail = blocks.pop().unwrap_or_default();
+    assign(
+        model,
+        what,
+        &mut prefixes,
+        &tail,
+        vec![("bn".into(), bn), ("fc".into(), linear)],
+    )?;
+    let Some(first) = blocks.first_mut().filter(|b| !b.is_empty()) else {
+        return Err(not_like(model, what, 0));
+    };
+    let stem = first.remove(0);
+    assign(
+        model,
+        what,
+        &mut prefixes,
+        &[stem],
+        vec![("conv1".into(), conv)],
+    )?;
+    let (mut stage, mut index) = (0, 0);
+    for block in &blocks {
+        let shortcut = block.len() % 2 == 1;
+        if shortcut {
+            (stage, index) = (stage + 1, 0);
+        }
+        let at = format!("layer{stage}.{index}");
+        let mut names: Vec<(String, fn(&LayerKind) -> bool)> = Vec::new();
+        for k in 1..=block.len() / 2 {
+            names.push((format!("{at}.bn{k}"), bn));
+            names.push((format!("{at}.conv{k}"), conv));
+        }
+        if shortcut {
+            names.push((format!("{at}.downsample.0"), conv));
+        }
+        assign(model, what, &mut prefixes, block, names)?;
+        index += 1;
+    }
+    Ok(prefixes)
+}
+
+/// The TWA code's WideResNet: the stem `f.0_convolution`; per stage a
+/// `DownsampleUnit` (the block with a shortcut) and `BasicUnit`s; then
+/// `f.4_normalization` and `f.8_classification`.
+fn wide_resnet(model: &Model) -> Result<Vec<Option<String>>> {
+    let what = "twa-wide-resnet";
+    let mut prefixes = vec![None; model.layers.len()];
+    let mut blocks = residual_blocks(model);
+    let tail = blocks.pop().unwrap_or_default();
+    let tail_names = vec![
+        ("f.4_normalization".into(), bn as fn(&LayerKind) -> bool),
+        ("f.8_classification".into(), linear),
+    ];
+    assign(model, what, &mut prefixes, &tail, tail_names)?;
+    let Some(first) = blocks.first_mut().filter(|b| !b.is_empty()) else {
+        return Err(not_like(model, what, 0));
+    };
+    let stem = first.remove(0);
+    assign(
+        model,
+        what,
+        &mut prefixes,
+        &[stem],
+        vec![("f.0_convolution".into(), conv)],
+    )?;
+    let (mut stage, mut unit) = (0, 0);
+    for block in &blocks {
+        let downsample = block.len() == 5;
+        if downsample {
+            (stage, unit) = (stage + 1, 0);
+        }
+        let at = format!("f.{stage}_block.block.{unit}");
+        let names: Vec<(String, fn(&LayerKind) -> bool)> = if downsample {
+            vec![
+                (format!("{at}.norm_act.0_normalization"), bn),
+                (format!("{at}.block.0_convolution"), conv),
+                (format!("{at}.block.1_normalization"), bn),
+                (format!("{at}.block.4_convolution"), conv),
+                (format!("{at}.downsample"), conv),
+            ]
+        } else {
+            vec![
+                (format!("{at}.block.0_normalization"), bn),
+                (format!("{at}.block.2_convolution"), conv),
+                (format!("{at}.block.3_normalization"), bn),
+                (format!("{at}.block.6_convolution"), conv),
+            ]
+        };
+        assign(model, what, &mut prefixes, block, names)?;
+        unit += 1;
+    }
+    Ok(prefixes)
 }
 
 /// The layers that have tensors, in order.
@@ -69,15 +244,7 @@ fn not_like(model: &Model, what: &str, layer: usize) -> Error {
 fn resnet(model: &Model) -> Result<Vec<Option<String>>> {
     let what = "torchvision-resnet";
     let mut prefixes = vec![None; model.layers.len()];
-    // Layers with tensors, cut after each residual sum.
-    let mut blocks: Vec<Vec<usize>> = vec![Vec::new()];
-    for (i, layer) in model.layers.iter().enumerate() {
-        match layer.kind {
-            LayerKind::Add { .. } => blocks.push(Vec::new()),
-            kind if kind.has_params() => blocks.last_mut().expect("a block").push(i),
-            _ => {}
-        }
-    }
+    let mut blocks = residual_blocks(model);
     let fc = blocks.pop().unwrap_or_default();
     let stem: Vec<usize> = blocks
         .first_mut()
@@ -251,6 +418,67 @@ mod tests {
             ("blocks.5.mlp.fc2.bias", vec![192]),
             ("norm.weight", vec![192]),
             ("head.weight", vec![100, 192]),
+        ] {
+            assert!(
+                names.contains(&(name.to_string(), shape.clone())),
+                "{name} {shape:?}"
+            );
+        }
+    }
+
+    /// The TWA code's module trees (models/vgg.py, preresnet.py, wide_resnet.py),
+    /// checked by hand against them with `load_state_dict(strict=True)`.
+    #[test]
+    fn the_twa_code_networks_carry_its_names() {
+        let image = Shape::image(32, 32, 3);
+        let names = named(&preset("vgg16-bn", image, 10).unwrap());
+        assert_eq!(names.len(), 13 * 2 + 13 * 4 + 3 * 2);
+        for (name, shape) in [
+            ("features.0.weight", vec![64, 3, 3, 3]),
+            ("features.1.running_mean", vec![64]),
+            ("features.3.bias", vec![64]),
+            ("features.41.weight", vec![512]),
+            ("classifier.1.weight", vec![512, 512]),
+            ("classifier.6.weight", vec![10, 512]),
+        ] {
+            assert!(
+                names.contains(&(name.to_string(), shape.clone())),
+                "{name} {shape:?}"
+            );
+        }
+        let names = named(&preset("preresnet-110", image, 100).unwrap());
+        for (name, shape) in [
+            ("conv1.weight", vec![16, 3, 3, 3]),
+            ("layer1.0.bn1.weight", vec![16]),
+            ("layer1.0.downsample.0.weight", vec![64, 16, 1, 1]),
+            ("layer2.0.conv2.weight", vec![32, 32, 3, 3]),
+            ("layer3.11.conv3.weight", vec![256, 64, 1, 1]),
+            ("bn.running_var", vec![256]),
+            ("fc.weight", vec![100, 256]),
+        ] {
+            assert!(
+                names.contains(&(name.to_string(), shape.clone())),
+                "{name} {shape:?}"
+            );
+        }
+        let names = named(&preset("wrn-28-10", image, 100).unwrap());
+        for (name, shape) in [
+            ("f.0_convolution.weight", vec![16, 3, 3, 3]),
+            (
+                "f.1_block.block.0.norm_act.0_normalization.weight",
+                vec![16],
+            ),
+            ("f.1_block.block.0.downsample.weight", vec![160, 16, 1, 1]),
+            (
+                "f.1_block.block.4.block.6_convolution.weight",
+                vec![160, 160, 3, 3],
+            ),
+            (
+                "f.3_block.block.0.block.1_normalization.running_var",
+                vec![640],
+            ),
+            ("f.4_normalization.weight", vec![640]),
+            ("f.8_classification.weight", vec![100, 640]),
         ] {
             assert!(
                 names.contains(&(name.to_string(), shape.clone())),
