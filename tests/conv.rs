@@ -256,6 +256,9 @@ fn the_paper_networks_step_as_the_cpu_reference() {
     ] {
         let mut config = twa::run::config::RunConfig::preset(name).unwrap().model;
         config.layers = narrowed(&config.layers, by);
+        // PyTorch's initialisation: WRN-28-10's zero classifier would leave every
+        // other gradient zero, and the comparison empty.
+        config.init = twa::nn::model::Init::Pytorch;
         let model = Model::build(&config, Shape::image(32, 32, 3), 5).unwrap();
         check_step(name, model, batch, false);
     }
@@ -287,9 +290,14 @@ fn an_adamw_step_with_a_clipped_gradient_matches_the_cpu_reference() {
 #[test]
 fn wrn_28_10_at_full_width_steps_with_stores_larger_than_one_binding() {
     let g = gpu();
-    let config = twa::run::config::RunConfig::preset("wrn-28-10")
-        .unwrap()
-        .model;
+    // PyTorch's initialisation: the preset's zero classifier would stop every
+    // gradient but its own at the first step.
+    let config = ModelConfig {
+        init: twa::nn::model::Init::Pytorch,
+        ..twa::run::config::RunConfig::preset("wrn-28-10")
+            .unwrap()
+            .model
+    };
     let model = Model::build(&config, Shape::image(32, 32, 3), 100).unwrap();
     let d = model.num_params();
     assert_eq!(d, 46_218_164);
