@@ -330,9 +330,9 @@ pub fn attention_backward(
                 let dp: Vec<f64> = (0..tokens)
                     .map(|j| (0..hd).map(|d| dout[o + d] * qkv[at(b, j, 2, h) + d]).sum())
                     .collect();
-                let mean: f64 = (0..tokens).map(|j| p(i, j) * dp[j]).sum();
-                for j in 0..tokens {
-                    let ds = p(i, j) * (dp[j] - mean) * scale;
+                let mean: f64 = dp.iter().enumerate().map(|(j, d)| p(i, j) * d).sum();
+                for (j, dp_j) in dp.iter().enumerate() {
+                    let ds = p(i, j) * (dp_j - mean) * scale;
                     let (q, k, v) = (at(b, i, 0, h), at(b, j, 1, h), at(b, j, 2, h));
                     for d in 0..hd {
                         dqkv[q + d] += ds * qkv[k + d];

@@ -74,6 +74,9 @@ fn residual_blocks(model: &Model) -> Vec<Vec<usize>> {
     blocks
 }
 
+/// A name for a layer and the test its kind must pass.
+type Named = (String, fn(&LayerKind) -> bool);
+
 /// Names the layers of `layers` with `names` in order, each checked by its test; an
 /// error where one does not fit or the counts differ.
 fn assign(
@@ -81,7 +84,7 @@ fn assign(
     what: &str,
     prefixes: &mut [Option<String>],
     layers: &[usize],
-    names: Vec<(String, fn(&LayerKind) -> bool)>,
+    names: Vec<Named>,
 ) -> Result<()> {
     for (k, &i) in layers.iter().enumerate() {
         match names.get(k) {
@@ -155,7 +158,7 @@ fn preresnet(model: &Model) -> Result<Vec<Option<String>>> {
             (stage, index) = (stage + 1, 0);
         }
         let at = format!("layer{stage}.{index}");
-        let mut names: Vec<(String, fn(&LayerKind) -> bool)> = Vec::new();
+        let mut names: Vec<Named> = Vec::new();
         for k in 1..=block.len() / 2 {
             names.push((format!("{at}.bn{k}"), bn));
             names.push((format!("{at}.conv{k}"), conv));
@@ -200,7 +203,7 @@ fn wide_resnet(model: &Model) -> Result<Vec<Option<String>>> {
             (stage, unit) = (stage + 1, 0);
         }
         let at = format!("f.{stage}_block.block.{unit}");
-        let names: Vec<(String, fn(&LayerKind) -> bool)> = if downsample {
+        let names: Vec<Named> = if downsample {
             vec![
                 (format!("{at}.norm_act.0_normalization"), bn),
                 (format!("{at}.block.0_convolution"), conv),
@@ -311,27 +314,18 @@ fn vit(model: &Model) -> Result<Vec<Option<String>>> {
     let what = "timm-vit";
     let mut prefixes = vec![None; model.layers.len()];
     let layers = with_tensors(model);
-    if layers.len() < 5 || (layers.len() - 5) % 6 != 0 {
-        return Err(Error::Config(format!(
-            "model: `names = \"{what}\"` needs a patch embedding, class token, position embedding, blocks of 6 layers with tensors, a LayerNorm and a head; this model has {} layers with tensors",
-            layers.len()
-        )));
-    }
-    let blocks = (layers.len() - 5) / 6;
-    let mut names: Vec<(String, fn(&LayerKind) -> bool)> = vec![
-        ("patch_embed.proj".into(), |k| {
-            matches!(k, LayerKind::Conv { .. })
-        }),
+    let blocks = layers.len().saturating_sub(5) / 6;
+    let norm: fn(&LayerKind) -> bool = |k| matches!(k, LayerKind::LayerNorm { .. });
+    let mut names: Vec<Named> = vec![
+        ("patch_embed.proj".into(), conv),
         (String::new(), |k| matches!(k, LayerKind::ClassToken { .. })),
         (String::new(), |k| {
             matches!(k, LayerKind::PositionEmbedding { .. })
         }),
     ];
-    let norm = |k: &LayerKind| matches!(k, LayerKind::LayerNorm { .. });
-    let linear = |k: &LayerKind| matches!(k, LayerKind::Linear { .. });
     for b in 0..blocks {
         for (part, test) in [
-            ("norm1", norm as fn(&LayerKind) -> bool),
+            ("norm1", norm),
             ("attn.qkv", linear),
             ("attn.proj", linear),
             ("norm2", norm),
@@ -343,12 +337,7 @@ fn vit(model: &Model) -> Result<Vec<Option<String>>> {
     }
     names.push(("norm".into(), norm));
     names.push(("head".into(), linear));
-    for (&i, (name, fits)) in layers.iter().zip(names) {
-        if !fits(&model.layers[i].kind) {
-            return Err(not_like(model, what, i));
-        }
-        prefixes[i] = Some(name);
-    }
+    assign(model, what, &mut prefixes, &layers, names)?;
     Ok(prefixes)
 }
 

@@ -520,7 +520,7 @@ impl Builder {
     fn attention(&mut self, heads: usize) -> Result<()> {
         let what = format!("Attention {heads} heads");
         let (features, tokens) = self.tokens(&what)?;
-        let head_dim = if heads == 0 { 0 } else { features / heads };
+        let head_dim = features.checked_div(heads).unwrap_or(0);
         if heads == 0 || head_dim * heads != features || head_dim > MAX_HEAD_DIM {
             return Err(self.error(
                 &what,
