@@ -55,6 +55,23 @@ const LOWEST: f32 = -3.0e38;
 
 // ---- LayerNorm: a = x, b = dy, w = params (γ at off, β after), aux = row statistics.
 
+// (μ, 1/√(σ² + ε)) of the row of `features` values of a from `base`, σ² biased and
+// taken around μ (two passes).
+fn row_stats(base: u32) -> vec2<f32> {
+    let n = p.features;
+    var sum = 0.0;
+    for (var f = 0u; f < n; f++) {
+        sum += a[base + f];
+    }
+    let mean = sum / f32(n);
+    var sq = 0.0;
+    for (var f = 0u; f < n; f++) {
+        let c = a[base + f] - mean;
+        sq += c * c;
+    }
+    return vec2<f32>(mean, inverseSqrt(sq / f32(n) + p.eps));
+}
+
 @compute @workgroup_size(LANES)
 fn layernorm_forward(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -65,17 +82,9 @@ fn layernorm_forward(
     let r = grid_range(wg.x, lid.x, nwg.x, p.len);
     for (var row = r.x; row < r.y; row += LANES) {
         let base = row * n;
-        var sum = 0.0;
-        for (var f = 0u; f < n; f++) {
-            sum += a[base + f];
-        }
-        let mean = sum / f32(n);
-        var sq = 0.0;
-        for (var f = 0u; f < n; f++) {
-            let c = a[base + f] - mean;
-            sq += c * c;
-        }
-        let rstd = inverseSqrt(sq / f32(n) + p.eps);
+        let stats = row_stats(base);
+        let mean = stats.x;
+        let rstd = stats.y;
         for (var f = 0u; f < n; f++) {
             out[base + f] = (a[base + f] - mean) * rstd * w[p.off + f] + w[p.off + n + f];
         }
@@ -92,17 +101,9 @@ fn layernorm_backward(
     let r = grid_range(wg.x, lid.x, nwg.x, p.len);
     for (var row = r.x; row < r.y; row += LANES) {
         let base = row * n;
-        var sum = 0.0;
-        for (var f = 0u; f < n; f++) {
-            sum += a[base + f];
-        }
-        let mean = sum / f32(n);
-        var sq = 0.0;
-        for (var f = 0u; f < n; f++) {
-            let c = a[base + f] - mean;
-            sq += c * c;
-        }
-        let rstd = inverseSqrt(sq / f32(n) + p.eps);
+        let stats = row_stats(base);
+        let mean = stats.x;
+        let rstd = stats.y;
         var g_sum = 0.0;
         var gx_sum = 0.0;
         for (var f = 0u; f < n; f++) {

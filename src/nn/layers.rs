@@ -1075,82 +1075,44 @@ pub fn forward(
             let other = other.expect("Add needs its second summand");
             vec![elementwise(gpu, &k.add, len, [x, other, y])]
         }
-        LayerKind::LayerNorm { .. } => {
-            let p = TokenParams::of(layer, bufs, batch, rows(layer, batch));
-            vec![token_op(
-                gpu,
-                &k.layernorm_forward,
-                p,
-                [
-                    x.into(),
-                    bufs.unused.into(),
-                    bufs.params,
-                    y.into(),
-                    bufs.row_stats.into(),
-                ],
-            )]
-        }
-        LayerKind::ClassToken { .. } => {
-            let p = TokenParams::of(layer, bufs, batch, len);
-            vec![token_op(
-                gpu,
-                &k.class_token_forward,
-                p,
-                [
-                    x.into(),
-                    bufs.unused.into(),
-                    bufs.params,
-                    y.into(),
-                    bufs.row_stats.into(),
-                ],
-            )]
-        }
-        LayerKind::PositionEmbedding { .. } => {
-            let p = TokenParams::of(layer, bufs, batch, len);
-            vec![token_op(
-                gpu,
-                &k.position_forward,
-                p,
-                [
-                    x.into(),
-                    bufs.unused.into(),
-                    bufs.params,
-                    y.into(),
-                    bufs.row_stats.into(),
-                ],
-            )]
-        }
-        LayerKind::TakeClassToken { .. } => {
-            let p = TokenParams::of(layer, bufs, batch, len);
-            vec![token_op(
-                gpu,
-                &k.take_class_token,
-                p,
-                [
-                    x.into(),
-                    bufs.unused.into(),
-                    bufs.unused.into(),
-                    y.into(),
-                    bufs.row_stats.into(),
-                ],
-            )]
-        }
-        LayerKind::Attention { tokens, heads, .. } => {
-            let p = TokenParams::of(layer, bufs, batch, batch * heads * tokens);
-            vec![token_op(
-                gpu,
-                &k.attention_forward,
-                p,
-                [
-                    x.into(),
-                    bufs.unused.into(),
-                    bufs.unused.into(),
-                    y.into(),
-                    bufs.row_stats.into(),
-                ],
-            )]
-        }
+        LayerKind::LayerNorm { .. }
+        | LayerKind::ClassToken { .. }
+        | LayerKind::PositionEmbedding { .. }
+        | LayerKind::TakeClassToken { .. }
+        | LayerKind::Attention { .. } => vec![token_forward(gpu, k, layer, batch, x, y, bufs)],
     }
+}
+
+/// The forward of a token layer (`transformer.wgsl`) over `batch` samples, x to y.
+fn token_forward(
+    gpu: &Gpu,
+    k: &Kernels,
+    layer: &Layer,
+    batch: usize,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    bufs: &LayerBuffers,
+) -> Dispatch {
+    let out = batch * layer.outputs();
+    let (kernel, len) = match layer.kind {
+        LayerKind::LayerNorm { .. } => (&k.layernorm_forward, rows(layer, batch)),
+        LayerKind::ClassToken { .. } => (&k.class_token_forward, out),
+        LayerKind::PositionEmbedding { .. } => (&k.position_forward, out),
+        LayerKind::TakeClassToken { .. } => (&k.take_class_token, out),
+        LayerKind::Attention { tokens, heads, .. } => {
+            (&k.attention_forward, batch * heads * tokens)
+        }
+        _ => panic!("{} is not a token layer", layer.kind.describe()),
+    };
+    let p = TokenParams::of(layer, bufs, batch, len);
+    let io = [
+        x.into(),
+        bufs.unused.into(),
+        bufs.params,
+        y.into(),
+        bufs.row_stats.into(),
+    ];
+    token_op(gpu, kernel, p, io)
 }
 
 /// Uniform of `transformer.wgsl`.
