@@ -24,6 +24,21 @@ fn check_step(name: &str, model: Model, batch: usize, gpu_kernels: bool) {
     check_step_with(name, model, batch, gpu_kernels, rule.into());
 }
 
+/// One training step of `net` (prepared for `batch`, its input and labels written) at
+/// `state`: its totals.
+fn train_step(net: &Network, batch: usize, state: StepState) -> twa::nn::Totals {
+    let g = gpu();
+    net.set_step(g, state);
+    net.reset_totals(g, true);
+    let mut encoder = g.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        net.record_train_step(&mut pass, batch, &twa::nn::GradientStep::Sgd(Vec::new()));
+    }
+    g.queue.submit([encoder.finish()]);
+    block_on(net.read_totals(g, true)).unwrap()
+}
+
 /// [`check_step`] with the update `rule` (SGD or AdamW, clipped or not).
 fn check_step_with(name: &str, model: Model, batch: usize, gpu_kernels: bool, rule: UpdateRule) {
     let mut rng = rng(name);
@@ -47,15 +62,7 @@ fn check_step_with(name: &str, model: Model, batch: usize, gpu_kernels: bool, ru
         lr,
         seed: 3,
     };
-    net.set_step(g, state);
-    net.reset_totals(g, true);
-    let mut encoder = g.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        net.record_train_step(&mut pass, batch, &twa::nn::GradientStep::Sgd(Vec::new()));
-    }
-    g.queue.submit([encoder.finish()]);
-    let totals = block_on(net.read_totals(g, true)).unwrap();
+    let totals = train_step(&net, batch, state);
     let grads = block_on(net.read_grads(g)).unwrap();
     let params = block_on(net.read_params(g)).unwrap();
 
@@ -322,21 +329,11 @@ fn wrn_28_10_at_full_width_steps_with_stores_larger_than_one_binding() {
     net.prepare(g, batch);
     g.write(&net.acts[0], 0, &x);
     g.write(&net.labels, 0, &labels);
-    net.set_step(
-        g,
-        StepState {
-            lr,
-            ..Default::default()
-        },
-    );
-    net.reset_totals(g, true);
-    let mut encoder = g.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        net.record_train_step(&mut pass, batch, &twa::nn::GradientStep::Sgd(Vec::new()));
-    }
-    g.queue.submit([encoder.finish()]);
-    let totals = block_on(net.read_totals(g, true)).unwrap();
+    let state = StepState {
+        lr,
+        ..Default::default()
+    };
+    let totals = train_step(&net, batch, state);
     let loss = totals.mean_loss();
     assert!((loss - 100f64.ln()).abs() < 1.0, "loss {loss}");
     let grads = block_on(net.read_grads(g)).unwrap();
