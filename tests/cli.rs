@@ -446,6 +446,10 @@ fn plan_sizes_models_and_splits_the_subspace_over_ranks() {
         all.extend(args);
         json_summary(twa(&all))
     };
+    // A network written in a config file is sized from the same description.
+    let lenet = plans(&["--config", "assets/presets/lenet5.toml"]);
+    assert_eq!(lenet[0]["params"], 61_706);
+    assert_eq!(lenet[0]["model"], "assets/presets/lenet5.toml");
     let one = plans(&["--model", "wrn-28-10", "--samples", "100"]);
     let two = plans(&[
         "--model",

@@ -10,6 +10,10 @@ pub struct PlanArgs {
     /// A preset to plan (may repeat) [default: every preset and every paper model].
     #[arg(long)]
     preset: Vec<String>,
+    /// A config file to plan, its network sized for the input its data presumably
+    /// has (may repeat).
+    #[arg(long)]
+    config: Vec<std::path::PathBuf>,
     /// One of the paper's models, sized from its architecture: vgg16-bn,
     /// preresnet-164, wrn-28-10, resnet-18, resnet-50, vit (may repeat).
     #[arg(long)]
@@ -57,7 +61,7 @@ pub fn plan(args: PlanArgs) -> Result<()> {
             args.bits
         )));
     }
-    let everything = args.preset.is_empty() && args.model.is_empty();
+    let everything = args.preset.is_empty() && args.model.is_empty() && args.config.is_empty();
     let presets: Vec<String> = if everything {
         PRESETS.iter().map(|(n, _)| n.to_string()).collect()
     } else {
@@ -68,6 +72,17 @@ pub fn plan(args: PlanArgs) -> Result<()> {
     } else {
         args.model.clone()
     };
+    let mut configs: Vec<(String, RunConfig)> = Vec::new();
+    for name in &presets {
+        let config = RunConfig::preset(name)?;
+        configs.push((
+            format!("preset {name} ({})", config.model.arch.name()),
+            config,
+        ));
+    }
+    for path in &args.config {
+        configs.push((format!("{}", path.display()), RunConfig::load(path)?));
+    }
     let mut plans: Vec<Plan> = Vec::new();
     let mut beyond: Vec<(String, Vec<String>)> = Vec::new();
     let mut note = |label: &str, sizes: &plan::Sizes, batch: usize| {
@@ -76,14 +91,12 @@ pub fn plan(args: PlanArgs) -> Result<()> {
             beyond.push((label.to_string(), notes));
         }
     };
-    for name in &presets {
-        let config = RunConfig::preset(name)?;
-        let sizes = plan::preset_sizes(&config)?;
+    for (label, config) in &configs {
+        let sizes = plan::preset_sizes(config)?;
         let batch = args.batch.unwrap_or(config.train.batch);
-        let label = format!("preset {name} ({})", config.model.arch.name());
-        note(&label, &sizes, batch);
+        note(label, &sizes, batch);
         plans.push(plan::plan(
-            &label,
+            label,
             sizes,
             batch,
             args.samples,
