@@ -410,6 +410,27 @@ fn trains_on_a_cifar_binary_directory_and_names_a_broken_file() {
     ];
     let summary = json_summary(twa(&resnet));
     assert!(summary["test_acc"].as_f64().unwrap() > 0.0, "{summary}");
+    // torchvision's ResNet-18 at full width, a few steps.
+    let resnet18 = [
+        "train",
+        "--preset",
+        "resnet-18",
+        "--data",
+        &data,
+        "--epochs",
+        "1",
+        "--batch",
+        "25",
+        "--out",
+        &out,
+        "--json",
+    ];
+    let summary = json_summary(twa(&resnet18));
+    assert_eq!(summary["params"], 11_181_642, "{summary}");
+    assert!(
+        summary["test_loss"].as_f64().unwrap().is_finite(),
+        "{summary}"
+    );
     // So does the ViT preset, narrowed (24 wide in 3 heads, 2 blocks), with its
     // recipe: AdamW, warm-up, label smoothing, clipping.
     let text = twa(&["config", "--preset", "vit"]).stdout;
