@@ -3,6 +3,7 @@
 // several readers.
 //
 // relu_forward   y = max(x, 0)
+// relu_inplace   out = max(out, 0) (PyTorch's inplace=True: the input's buffer)
 // relu_backward  dx = dy · [y > 0]        (d max(x,0)/dx = 1 where x > 0, else 0;
 //                                          y > 0 exactly where x > 0, so y is all we keep)
 // gelu_forward   y = x·Φ(x), Φ(x) = (1 + erf(x/√2))/2   (PyTorch's exact GELU)
@@ -26,6 +27,18 @@ fn relu_forward(
     let r = grid_range(wg.x, lid.x, nwg.x, p.len);
     for (var i = r.x; i < r.y; i += LANES) {
         out[i] = max(x[i], 0.0);
+    }
+}
+
+@compute @workgroup_size(LANES)
+fn relu_inplace(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let r = grid_range(wg.x, lid.x, nwg.x, p.len);
+    for (var i = r.x; i < r.y; i += LANES) {
+        out[i] = max(out[i], 0.0);
     }
 }
 

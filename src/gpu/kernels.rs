@@ -129,6 +129,7 @@ impl Shader {
             Shader::LinearSubgroup => &["matmul_subgroup"],
             Shader::Activation => &[
                 "relu_forward",
+                "relu_inplace",
                 "relu_backward",
                 "gelu_forward",
                 "gelu_backward",
@@ -215,6 +216,7 @@ pub struct Kernels {
     pub transpose: Kernel,
     pub bias_grad: Kernel,
     pub relu_forward: Kernel,
+    pub relu_inplace: Kernel,
     pub relu_backward: Kernel,
     pub gelu_forward: Kernel,
     pub gelu_backward: Kernel,
@@ -382,6 +384,7 @@ impl Kernels {
             transpose: take("transpose"),
             bias_grad: take("bias_grad"),
             relu_forward: take("relu_forward"),
+            relu_inplace: take("relu_inplace"),
             relu_backward: take("relu_backward"),
             gelu_forward: take("gelu_forward"),
             gelu_backward: take("gelu_backward"),

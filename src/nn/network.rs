@@ -140,6 +140,9 @@ pub struct Network {
     /// `fused[i]`: layer i is a BatchNorm that runs with the ReLU after it as one layer
     /// (except where `--sync-bn` cuts the step at the BatchNorm).
     fused: Vec<bool>,
+    /// `in_place[i]`: layer i is a ReLU that overwrites its input (see
+    /// [`in_place_relus`]); `acts[i + 1]` is then `acts[input]`'s buffer.
+    in_place: Vec<bool>,
     unused: wgpu::Buffer,
     scratch_rw: wgpu::Buffer,
     partials: wgpu::Buffer,
@@ -217,12 +220,17 @@ impl Network {
             .collect();
         let state = gpu.storage_init(&model.init_state(), "state");
         let fused = fused_relus(&model);
-        let acts = (widths.iter().enumerate())
-            .map(|(t, w)| match kept(&fused, t) {
-                true => gpu.storage(max_batch * w, "activation"),
-                false => gpu.storage(1, "activation (fused, never stored)"),
-            })
-            .collect();
+        let in_place = in_place_relus(&model, &fused);
+        let mut acts: Vec<wgpu::Buffer> = Vec::with_capacity(widths.len());
+        for (t, w) in widths.iter().enumerate() {
+            let buffer = match t.checked_sub(1).filter(|&i| in_place[i]) {
+                // An in-place ReLU's output is its input's buffer.
+                Some(i) => acts[model.layers[i].input].clone(),
+                None if kept(&fused, t) => gpu.storage(max_batch * w, "activation"),
+                None => gpu.storage(1, "activation (fused, never stored)"),
+            };
+            acts.push(buffer);
+        }
         let (grad_slot, slot_widths) = gradient_slots(&model, &fused);
         let grad_pool = slot_widths
             .iter()
@@ -289,6 +297,7 @@ impl Network {
             step,
             transposed,
             fused,
+            in_place,
             unused,
             scratch_rw,
             partials: gpu.storage(
@@ -365,6 +374,11 @@ impl Network {
 
     fn forward_layer(&self, gpu: &Gpu, i: usize, batch: usize, mode: Mode) -> Vec<Dispatch> {
         let layer = &self.model.layers[i];
+        if self.in_place[i] {
+            let (k, len) = (&self.kernels, batch * layer.outputs());
+            let io = [&self.unused, &self.unused, &self.acts[i + 1]];
+            return vec![layers::elementwise(gpu, &k.relu_inplace, len, io)];
+        }
         let other = match layer.kind {
             LayerKind::Add { other, .. } => Some(&self.acts[other]),
             _ => None,
@@ -661,9 +675,13 @@ impl Network {
     }
 
     /// Whether `acts[t]` holds activation t after a training step or an evaluation
-    /// (not so for a BatchNorm's output where its ReLU runs fused with it).
+    /// (not so for a BatchNorm's output where its ReLU runs fused with it, nor for the
+    /// input of a ReLU that overwrites it).
     pub fn keeps_activation(&self, t: usize) -> bool {
-        self.sync_bn || kept(&self.fused, t)
+        let overwritten = (self.model.layers.iter())
+            .zip(&self.in_place)
+            .any(|(l, &in_place)| in_place && l.input == t);
+        !overwritten && (self.sync_bn || kept(&self.fused, t))
     }
 
     /// The training step on `batch` (forward, loss, backward) cut at BatchNorm's sync
@@ -969,10 +987,40 @@ fn kept(fused: &[bool], t: usize) -> bool {
 /// Values per sample of the activations `model` stores ([`Network::acts`]).
 pub fn stored_activations_len(model: &Model) -> usize {
     let fused = fused_relus(model);
+    let in_place = in_place_relus(model, &fused);
     (0..=model.layers.len())
-        .filter(|&t| kept(&fused, t))
+        .filter(|&t| kept(&fused, t) && !(t > 0 && in_place[t - 1]))
         .map(|t| model.act_shape(t).len())
         .sum()
+}
+
+/// Which layers are ReLUs that overwrite their input (PyTorch's `inplace=True`): where
+/// only the ReLU reads that input, and the layer that produced it does not read its own
+/// output in backward (not a ReLU or an attention, not a BatchNorm that runs fused with
+/// this ReLU); never the network's input or the first layer's output (the landscape's
+/// probe reads it).
+fn in_place_relus(model: &Model, fused: &[bool]) -> Vec<bool> {
+    let layers = &model.layers;
+    let mut readers = vec![0usize; layers.len() + 1];
+    for layer in layers {
+        readers[layer.input] += 1;
+        if let LayerKind::Add { other, .. } = layer.kind {
+            readers[other] += 1;
+        }
+    }
+    (layers.iter())
+        .map(|layer| {
+            let t = layer.input;
+            matches!(layer.kind, LayerKind::Relu { .. })
+                && t >= 2
+                && readers[t] == 1
+                && !fused[t - 1]
+                && !matches!(
+                    layers[t - 1].kind,
+                    LayerKind::Relu { .. } | LayerKind::Attention { .. }
+                )
+        })
+        .collect()
 }
 
 /// Values per sample of the buffers that hold `model`'s activation gradients during
