@@ -258,120 +258,16 @@ pub fn backward(
                 [bufs.unused, dy, needs_dx()],
             )]
         }
-        LayerKind::Add { .. } | LayerKind::PositionEmbedding { .. } => {
-            let mut out = Vec::new();
-            if let LayerKind::PositionEmbedding { features, tokens } = layer.kind {
-                let p = TokenParams::of(layer, bufs, batch, tokens * features);
-                out.push(token_op(
-                    gpu,
-                    &k.position_grad,
-                    p,
-                    [
-                        bufs.unused.into(),
-                        dy.into(),
-                        bufs.unused.into(),
-                        bufs.grads,
-                        bufs.row_stats.into(),
-                    ],
-                ));
-            }
-            if let Some(dx) = dx {
-                out.push(elementwise(gpu, &k.copy, in_len, [dy, bufs.unused, dx]));
-            }
-            out
-        }
-        LayerKind::LayerNorm { features, .. } => {
-            let p = TokenParams::of(layer, bufs, batch, rows(layer, batch));
-            vec![
-                token_op(
-                    gpu,
-                    &k.layernorm_backward,
-                    p,
-                    [
-                        x.into(),
-                        dy.into(),
-                        bufs.params,
-                        needs_dx().into(),
-                        bufs.row_stats.into(),
-                    ],
-                ),
-                token_op(
-                    gpu,
-                    &k.layernorm_param_grads,
-                    TokenParams {
-                        len: features as u32,
-                        ..p
-                    },
-                    [
-                        x.into(),
-                        dy.into(),
-                        bufs.unused.into(),
-                        bufs.grads,
-                        bufs.row_stats.into(),
-                    ],
-                ),
-            ]
-        }
-        LayerKind::ClassToken { features, .. } => {
-            let grad = TokenParams::of(layer, bufs, batch, features);
-            let mut out = vec![token_op(
-                gpu,
-                &k.class_token_grad,
-                grad,
-                [
-                    bufs.unused.into(),
-                    dy.into(),
-                    bufs.unused.into(),
-                    bufs.grads,
-                    bufs.row_stats.into(),
-                ],
-            )];
-            if let Some(dx) = dx {
-                let p = TokenParams::of(layer, bufs, batch, in_len);
-                out.push(token_op(
-                    gpu,
-                    &k.class_token_backward,
-                    p,
-                    [
-                        bufs.unused.into(),
-                        dy.into(),
-                        bufs.unused.into(),
-                        dx.into(),
-                        bufs.row_stats.into(),
-                    ],
-                ));
-            }
-            out
-        }
-        LayerKind::TakeClassToken { .. } => {
-            let p = TokenParams::of(layer, bufs, batch, in_len);
-            vec![token_op(
-                gpu,
-                &k.take_class_token_back,
-                p,
-                [
-                    bufs.unused.into(),
-                    dy.into(),
-                    bufs.unused.into(),
-                    needs_dx().into(),
-                    bufs.row_stats.into(),
-                ],
-            )]
-        }
-        LayerKind::Attention { .. } => {
-            let p = TokenParams::of(layer, bufs, batch, 0);
-            vec![token_op(
-                gpu,
-                &k.attention_backward,
-                p,
-                [
-                    x.into(),
-                    dy.into(),
-                    y.into(),
-                    needs_dx().into(),
-                    bufs.row_stats.into(),
-                ],
-            )]
-        }
+        LayerKind::Add { .. } => vec![elementwise(
+            gpu,
+            &k.copy,
+            in_len,
+            [dy, bufs.unused, needs_dx()],
+        )],
+        LayerKind::LayerNorm { .. }
+        | LayerKind::ClassToken { .. }
+        | LayerKind::PositionEmbedding { .. }
+        | LayerKind::TakeClassToken { .. }
+        | LayerKind::Attention { .. } => token_backward(gpu, k, layer, batch, [x, y, dy], dx, bufs),
     }
 }
