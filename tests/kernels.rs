@@ -477,6 +477,13 @@ fn relu_forward_backward_and_gradient_check() {
         0.0,
         0.0,
     );
+    // In place (the input's buffer overwritten): the same values.
+    let buffer = gpu().storage_init(&x, "x, then y");
+    let unused = gpu().storage(1, "unused");
+    let len = batch * features;
+    let io = [&unused, &unused, &buffer];
+    run(&[layers::elementwise(gpu(), &kernels().relu_inplace, len, io)]);
+    assert_close("relu in place", &read(&buffer, len), &y, 0.0, 0.0);
     // Away from the kink (|x| ≥ 1e-3 by construction) differences are exact.
     check_gradient(
         "relu dx",

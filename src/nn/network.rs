@@ -637,9 +637,11 @@ impl Network {
             .chain(&self.velocity)
             .map(size)
             .sum();
-        let activations = self
-            .acts
-            .iter()
+        // An in-place ReLU's output is its input's buffer: counted once.
+        let own = (self.acts.iter().enumerate())
+            .filter(|&(t, _)| t == 0 || !self.in_place[t - 1])
+            .map(|(_, b)| b);
+        let activations = own
             .chain(&self.grad_pool)
             .chain(self.transposed.iter().flatten())
             .chain([
