@@ -107,6 +107,19 @@ impl Model {
     }
 }
 
+/// The `[model]` section of a shipped preset (`assets/presets/NAME.toml`), read here
+/// so that this layer's tests need nothing from the run layer above it.
+#[cfg(test)]
+pub(crate) fn preset_model(name: &str) -> ModelConfig {
+    #[derive(Deserialize)]
+    struct File {
+        model: ModelConfig,
+    }
+    let path = format!("{}/assets/presets/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("a shipped preset");
+    toml::from_str::<File>(&text).expect("a valid preset").model
+}
+
 impl ModelConfig {
     /// The network as a layer list: `layers` itself, or the built-in architecture's.
     pub fn layer_list(&self) -> Result<Vec<LayerSpec>> {
@@ -449,7 +462,7 @@ mod tests {
             (mean, var.sqrt(), max)
         };
         let preset = |name: &str, classes| {
-            let config = crate::run::config::RunConfig::preset(name).unwrap().model;
+            let config = preset_model(name);
             let model = Model::build(&config, Shape::image(32, 32, 3), classes).unwrap();
             let w = model.init_params(3);
             (model, w)

@@ -344,12 +344,12 @@ fn vit(model: &Model) -> Result<Vec<Option<String>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::architecture::preset_model;
     use crate::nn::model::Shape;
     use crate::nn::ModelConfig;
 
     fn preset(name: &str, input: Shape, classes: usize) -> Result<Model> {
-        let config = crate::run::config::RunConfig::preset(name)?.model;
-        Model::build(&config, input, classes)
+        Model::build(&preset_model(name), input, classes)
     }
 
     fn named(model: &Model) -> Vec<(String, Vec<usize>)> {
@@ -480,9 +480,7 @@ mod tests {
     fn a_network_that_does_not_fit_the_names_is_refused() {
         let config = ModelConfig {
             names: Names::TimmVit,
-            ..crate::run::config::RunConfig::preset("lenet5")
-                .unwrap()
-                .model
+            ..preset_model("lenet5")
         };
         let err = Model::build(&config, Shape::image(28, 28, 1), 10).unwrap_err();
         assert!(
@@ -492,7 +490,7 @@ mod tests {
         );
         let config = ModelConfig {
             names: Names::TorchvisionResnet,
-            ..crate::run::config::RunConfig::preset("vit").unwrap().model
+            ..preset_model("vit")
         };
         let err = Model::build(&config, Shape::image(32, 32, 3), 10).unwrap_err();
         assert!(err.to_string().contains("does not fit layer"), "{err}");
