@@ -1746,3 +1746,127 @@ fn a_staging_buffer_serves_many_reads_and_a_discarded_copy_is_never_taken() {
     copy_through(&r, &src);
     assert_eq!(take_after_wait(&r), Some(vec![9.0, 10.0, 11.0, 12.0]));
 }
+
+/// A store one storage binding long and then some (on lavapipe 128 MiB + 3001 values):
+/// gradient clipping, SGD and AdamW walk it a window at a time, and the values on both
+/// sides of the windows' seam, at both ends and at random places are the reference's.
+#[test]
+fn optimiser_steps_walk_stores_larger_than_one_binding() {
+    let g = gpu();
+    let binding = g.max_binding() as usize / 4;
+    if binding > 1 << 27 {
+        eprintln!(
+            "note: this adapter binds {binding} values at once; not allocating 5 stores past it"
+        );
+        return;
+    }
+    let len = binding + 3001;
+    let mut rng = rng("optimiser windows");
+    let grad = random(&mut rng, len);
+    let w = random(&mut rng, len);
+    let mut at: Vec<usize> = (0..500).chain(binding - 500..binding + 500).collect();
+    at.extend(len - 500..len);
+    at.extend(sample_indices(&mut rng, len, 2000));
+    let pick = |v: &[f32]| at.iter().map(|&i| v[i]).collect::<Vec<f32>>();
+    let pick64 = |v: &[f64]| at.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+    let (lr, wd) = (0.01f32, 0.05f32);
+    let step = g.uniform(
+        &twa::nn::StepState {
+            lr,
+            ..Default::default()
+        },
+        "step",
+    );
+    // Clipped to a quarter of the gradient's norm.
+    let norm = grad.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+    let gb = g.storage_init(&grad, "grads");
+    let scratch = twa::nn::optim::ClipScratch::new(g, len);
+    run(&twa::nn::optim::clip_norm(
+        g,
+        kernels(),
+        len,
+        (0.25 * norm) as f32,
+        &gb,
+        &scratch,
+        &step,
+    ));
+    let clipped = read(&gb, len);
+    let mut want = f64s(&grad);
+    cpu::clip_grad_norm(&mut want, (0.25 * norm as f32) as f64);
+    assert_close(
+        "clipped across the seam",
+        &pick(&clipped),
+        &pick64(&want),
+        1e-6,
+        1e-4,
+    );
+    let hyper = twa::nn::SgdConfig {
+        momentum: 0.9,
+        weight_decay: wd,
+    };
+    // SGD's first step: v = g + wd·w, w ← w − lr·v.
+    let (wb, vb) = (g.storage_init(&w, "w"), g.storage(len, "v"));
+    run(&twa::nn::optim::sgd_step(
+        g,
+        kernels(),
+        len,
+        hyper,
+        &gb,
+        &wb,
+        &vb,
+        &step,
+    ));
+    let (mut wr, mut vr) = (f64s(&w), vec![0.0; len]);
+    let g64 = f64s(&clipped);
+    cpu::sgd_step(&mut wr, &mut vr, &g64, lr as f64, 0.9f32 as f64, wd as f64);
+    assert_close(
+        "SGD across the seam",
+        &pick(&read(&wb, len)),
+        &pick64(&wr),
+        1e-6,
+        1e-5,
+    );
+    drop((wb, vb));
+    // AdamW's first step, its two moments in two stores.
+    let (wb, m, v) = (
+        g.storage_init(&w, "w"),
+        g.storage(len, "m"),
+        g.storage(len, "v"),
+    );
+    run(&twa::nn::optim::adamw_step(
+        g,
+        kernels(),
+        len,
+        hyper,
+        0,
+        &gb,
+        &wb,
+        [&m, &v],
+        &step,
+    ));
+    let (mut wr, mut mr, mut vr) = (f64s(&w), vec![0.0; len], vec![0.0; len]);
+    cpu::adamw_step(
+        &mut wr,
+        &mut mr,
+        &mut vr,
+        &g64,
+        lr as f64,
+        0.9f32 as f64,
+        wd as f64,
+        1,
+    );
+    assert_close(
+        "AdamW m across the seam",
+        &pick(&read(&m, len)),
+        &pick64(&mr),
+        1e-6,
+        1e-5,
+    );
+    assert_close(
+        "AdamW w across the seam",
+        &pick(&read(&wb, len)),
+        &pick64(&wr),
+        5e-6,
+        1e-4,
+    );
+}
