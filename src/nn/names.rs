@@ -352,6 +352,14 @@ mod tests {
         Model::build(&preset_model(name), input, classes)
     }
 
+    /// Asserts that `names` holds each (name, shape).
+    fn has(names: &[(String, Vec<usize>)], want: &[(&str, Vec<usize>)]) {
+        for (name, shape) in want {
+            let entry = (name.to_string(), shape.clone());
+            assert!(names.contains(&entry), "{name} {shape:?}");
+        }
+    }
+
     fn named(model: &Model) -> Vec<(String, Vec<usize>)> {
         (model.params.entries.iter().chain(&model.state.entries))
             .map(|e| (e.name.clone(), e.shape.clone()))
@@ -367,21 +375,19 @@ mod tests {
         let model = preset("resnet-18", Shape::image(224, 224, 3), 1000).unwrap();
         let names = named(&model);
         assert_eq!(names.len(), 122 - 20);
-        for (name, shape) in [
-            ("conv1.weight", vec![64, 3, 7, 7]),
-            ("bn1.running_var", vec![64]),
-            ("layer1.0.conv1.weight", vec![64, 64, 3, 3]),
-            ("layer1.1.bn2.bias", vec![64]),
-            ("layer2.0.downsample.0.weight", vec![128, 64, 1, 1]),
-            ("layer2.0.downsample.1.running_mean", vec![128]),
-            ("layer4.1.conv2.weight", vec![512, 512, 3, 3]),
-            ("fc.weight", vec![1000, 512]),
-        ] {
-            assert!(
-                names.contains(&(name.to_string(), shape.clone())),
-                "{name} {shape:?}"
-            );
-        }
+        has(
+            &names,
+            &[
+                ("conv1.weight", vec![64, 3, 7, 7]),
+                ("bn1.running_var", vec![64]),
+                ("layer1.0.conv1.weight", vec![64, 64, 3, 3]),
+                ("layer1.1.bn2.bias", vec![64]),
+                ("layer2.0.downsample.0.weight", vec![128, 64, 1, 1]),
+                ("layer2.0.downsample.1.running_mean", vec![128]),
+                ("layer4.1.conv2.weight", vec![512, 512, 3, 3]),
+                ("fc.weight", vec![1000, 512]),
+            ],
+        );
         // ResNet-50: bottlenecks, the first block's shortcut in stage 1.
         let names = named(&preset("resnet-50", Shape::image(224, 224, 3), 1000).unwrap());
         assert_eq!(names.len(), 320 - 53);
@@ -399,20 +405,18 @@ mod tests {
     fn vit_tensors_carry_timm_names() {
         let names = named(&preset("vit", Shape::image(32, 32, 3), 100).unwrap());
         assert_eq!(names.len(), 4 + 6 * 12 + 4);
-        for (name, shape) in [
-            ("patch_embed.proj.weight", vec![192, 3, 4, 4]),
-            ("cls_token", vec![1, 1, 192]),
-            ("pos_embed", vec![1, 65, 192]),
-            ("blocks.0.attn.qkv.weight", vec![576, 192]),
-            ("blocks.5.mlp.fc2.bias", vec![192]),
-            ("norm.weight", vec![192]),
-            ("head.weight", vec![100, 192]),
-        ] {
-            assert!(
-                names.contains(&(name.to_string(), shape.clone())),
-                "{name} {shape:?}"
-            );
-        }
+        has(
+            &names,
+            &[
+                ("patch_embed.proj.weight", vec![192, 3, 4, 4]),
+                ("cls_token", vec![1, 1, 192]),
+                ("pos_embed", vec![1, 65, 192]),
+                ("blocks.0.attn.qkv.weight", vec![576, 192]),
+                ("blocks.5.mlp.fc2.bias", vec![192]),
+                ("norm.weight", vec![192]),
+                ("head.weight", vec![100, 192]),
+            ],
+        );
     }
 
     /// The TWA code's module trees (models/vgg.py, preresnet.py, wide_resnet.py),
@@ -422,58 +426,52 @@ mod tests {
         let image = Shape::image(32, 32, 3);
         let names = named(&preset("vgg16-bn", image, 10).unwrap());
         assert_eq!(names.len(), 13 * 2 + 13 * 4 + 3 * 2);
-        for (name, shape) in [
-            ("features.0.weight", vec![64, 3, 3, 3]),
-            ("features.1.running_mean", vec![64]),
-            ("features.3.bias", vec![64]),
-            ("features.41.weight", vec![512]),
-            ("classifier.1.weight", vec![512, 512]),
-            ("classifier.6.weight", vec![10, 512]),
-        ] {
-            assert!(
-                names.contains(&(name.to_string(), shape.clone())),
-                "{name} {shape:?}"
-            );
-        }
+        has(
+            &names,
+            &[
+                ("features.0.weight", vec![64, 3, 3, 3]),
+                ("features.1.running_mean", vec![64]),
+                ("features.3.bias", vec![64]),
+                ("features.41.weight", vec![512]),
+                ("classifier.1.weight", vec![512, 512]),
+                ("classifier.6.weight", vec![10, 512]),
+            ],
+        );
         let names = named(&preset("preresnet-110", image, 100).unwrap());
-        for (name, shape) in [
-            ("conv1.weight", vec![16, 3, 3, 3]),
-            ("layer1.0.bn1.weight", vec![16]),
-            ("layer1.0.downsample.0.weight", vec![64, 16, 1, 1]),
-            ("layer2.0.conv2.weight", vec![32, 32, 3, 3]),
-            ("layer3.11.conv3.weight", vec![256, 64, 1, 1]),
-            ("bn.running_var", vec![256]),
-            ("fc.weight", vec![100, 256]),
-        ] {
-            assert!(
-                names.contains(&(name.to_string(), shape.clone())),
-                "{name} {shape:?}"
-            );
-        }
+        has(
+            &names,
+            &[
+                ("conv1.weight", vec![16, 3, 3, 3]),
+                ("layer1.0.bn1.weight", vec![16]),
+                ("layer1.0.downsample.0.weight", vec![64, 16, 1, 1]),
+                ("layer2.0.conv2.weight", vec![32, 32, 3, 3]),
+                ("layer3.11.conv3.weight", vec![256, 64, 1, 1]),
+                ("bn.running_var", vec![256]),
+                ("fc.weight", vec![100, 256]),
+            ],
+        );
         let names = named(&preset("wrn-28-10", image, 100).unwrap());
-        for (name, shape) in [
-            ("f.0_convolution.weight", vec![16, 3, 3, 3]),
-            (
-                "f.1_block.block.0.norm_act.0_normalization.weight",
-                vec![16],
-            ),
-            ("f.1_block.block.0.downsample.weight", vec![160, 16, 1, 1]),
-            (
-                "f.1_block.block.4.block.6_convolution.weight",
-                vec![160, 160, 3, 3],
-            ),
-            (
-                "f.3_block.block.0.block.1_normalization.running_var",
-                vec![640],
-            ),
-            ("f.4_normalization.weight", vec![640]),
-            ("f.8_classification.weight", vec![100, 640]),
-        ] {
-            assert!(
-                names.contains(&(name.to_string(), shape.clone())),
-                "{name} {shape:?}"
-            );
-        }
+        has(
+            &names,
+            &[
+                ("f.0_convolution.weight", vec![16, 3, 3, 3]),
+                (
+                    "f.1_block.block.0.norm_act.0_normalization.weight",
+                    vec![16],
+                ),
+                ("f.1_block.block.0.downsample.weight", vec![160, 16, 1, 1]),
+                (
+                    "f.1_block.block.4.block.6_convolution.weight",
+                    vec![160, 160, 3, 3],
+                ),
+                (
+                    "f.3_block.block.0.block.1_normalization.running_var",
+                    vec![640],
+                ),
+                ("f.4_normalization.weight", vec![640]),
+                ("f.8_classification.weight", vec![100, 640]),
+            ],
+        );
     }
 
     #[test]
