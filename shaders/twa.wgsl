@@ -1,5 +1,6 @@
-// Subspace kernels of Trainable Weight Averaging, over one chunk of the basis:
-// P [rows, dim] row-major (rows orthonormal), vectors of length dim. Vectors and basis
+// Subspace kernels of Trainable Weight Averaging, over one chunk of the basis and
+// one segment of D (rows.rs): P [rows, dim] row-major (rows orthonormal), vectors
+// of length dim (windows of the whole vectors). Vectors and basis
 // rows are read four values at a time: a row is `dim4` = ⌈dim/4⌉ vec4s, and the
 // padding past dim holds zeros (buffers are allocated in whole vec4s).
 //
@@ -7,8 +8,9 @@
 //          `dots` has a workgroup per (4 rows, span of `span4` vec4s of D) — x read
 //          once for the four rows, D split so that a large GPU gets many workgroups —
 //          each invocation summing its strided part of the span, then a tree
-//          reduction in workgroup memory into scratch[s·rows + i]; `dots_finish` sums
-//          the spans of row i in order. Short per-lane sums, the tree and the sum over
+//          reduction in workgroup memory into scratch[(span_off + s)·rows + i] (the
+//          segments' spans one after another); `dots_finish` sums the spans of row i
+//          in order. Short per-lane sums, the tree and the sum over
 //          spans are a blocked summation: as accurate as the compensated one it
 //          replaced, at a quarter of the arithmetic.
 // combine  y[d] = scale·y[d] + coef_scale·Σ_i coef[coef_off + i]·P[i, d]
@@ -22,8 +24,10 @@
 struct TwaParams {
     rows: u32, dim4: u32, out_off: u32, coef_off: u32,
     scale: f32, coef_scale: f32,
-    // vec4s of D per workgroup of `dots`, and the number of such spans.
-    span4: u32, spans: u32,
+    // vec4s of D per workgroup of `dots`, and the number of such spans (in this
+    // segment; in `dots_finish`, of all segments); spans of the segments before.
+    span4: u32, spans: u32, span_off: u32,
+    pad0: u32, pad1: u32, pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> basis: array<vec4<f32>>;
@@ -74,7 +78,7 @@ fn dots(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         workgroupBarrier();
     }
     if (lid.x < DOT_ROWS && row0 + lid.x < p.rows) {
-        scratch[wg.y * p.rows + row0 + lid.x] = partial[0][lid.x];
+        scratch[(p.span_off + wg.y) * p.rows + row0 + lid.x] = partial[0][lid.x];
     }
 }
 

@@ -10,6 +10,7 @@ use twa::collective::Single;
 use twa::gpu::kernels::submit;
 use twa::gpu::Kernels;
 use twa::train::{SampleInfo, SampleStore};
+use twa::twa::rows::Segments;
 use twa::twa::{Samples, Subspace};
 
 fn kernels() -> &'static Kernels {
@@ -205,6 +206,68 @@ fn projection_of_a_random_vector_matches_the_cpu_on_the_devices_basis() {
         })
         .collect();
     assert_close("Pᵀ(P g)", &project(&space, &g), &want, 1e-6, 1e-4);
+}
+
+/// D cut into segments (as a model larger than one storage binding is): 40,001
+/// values in segments of 4,096 (the last one 3,681 long, not a multiple of 4), chunks
+/// of 3 rows. The basis, the transform and the projection equal the unsegmented
+/// build's within f32 rounding of the changed summation order (1e-5 + 1e-4 relative),
+/// and the projection equals a CPU f64 Pᵀ(P g) on the segmented basis (1e-6 + 1e-4).
+#[test]
+fn a_basis_cut_into_segments_of_d_builds_and_projects_as_a_whole_one() {
+    let mut rng = rng("segments");
+    let (n, dim) = (6, 40_001);
+    let w = trajectory(&mut rng, n, dim, 0.3);
+    let g = random(&mut rng, dim);
+    let whole = block_on(Subspace::build(gpu(), kernels(), &w, dim, 3)).unwrap();
+    let segments = Segments::at_most(gpu(), dim, 4096);
+    assert_eq!(segments.count(), 10);
+    let cut = block_on(Subspace::build_segmented(
+        gpu(),
+        kernels(),
+        &Single,
+        Samples::host(&w),
+        3,
+        segments,
+    ))
+    .unwrap();
+    assert_eq!((cut.rank, whole.rank), (n, n));
+    let p = block_on(cut.read_basis(gpu())).unwrap();
+    let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let whole_p = block_on(whole.read_basis(gpu())).unwrap();
+    assert_close("P, segmented", &p, &f64s(&whole_p), 1e-5, 1e-4);
+    assert_close(
+        "T, segmented",
+        &f32s(&cut.transform),
+        &whole.transform,
+        1e-5,
+        1e-4,
+    );
+    let coefficients: Vec<f64> = p
+        .chunks(dim)
+        .map(|row| row.iter().zip(&g).map(|(a, b)| *a as f64 * *b as f64).sum())
+        .collect();
+    let want: Vec<f64> = (0..dim)
+        .map(|d| {
+            (0..n)
+                .map(|i| coefficients[i] * p[i * dim + d] as f64)
+                .sum()
+        })
+        .collect();
+    let projected = project(&cut, &g);
+    assert_close("Pᵀ(P g), segmented", &projected, &want, 1e-6, 1e-4);
+    assert_close(
+        "Pᵀ(P g), segmented vs whole",
+        &projected,
+        &f64s(&project(&whole, &g)),
+        1e-5,
+        1e-4,
+    );
+    // The coordinates of a sample are its Gram–Schmidt coordinates.
+    let x = gpu().storage_init(&w[2 * dim..3 * dim], "sample 2");
+    let beta = block_on(cut.coordinates(gpu(), kernels(), &Single, &x)).unwrap();
+    let beta32: Vec<f32> = beta.iter().map(|&b| b as f32).collect();
+    assert_close("P·w₂", &beta32, &cut.sample_coordinates[2], 1e-4, 1e-4);
 }
 
 #[test]

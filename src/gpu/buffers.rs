@@ -13,14 +13,13 @@ impl Gpu {
     /// How many rows of `words` 4-byte words one storage binding holds; an error
     /// naming the row (`what`) where not even one fits.
     pub fn rows_per_binding(&self, words: usize, what: &str) -> Result<usize> {
-        let rows = self.max_binding() as usize / (words.max(1) * 4);
-        if rows == 0 {
-            return Err(Error::Limits(format!(
-                "one {what} of {words} values exceeds the adapter's largest storage binding ({} bytes)",
-                self.max_binding()
-            )));
-        }
-        Ok(rows)
+        rows_within(self.max_binding(), "storage binding", words, what)
+    }
+
+    /// How many rows of `words` 4-byte words one buffer holds (for rows that are only
+    /// copied, never bound whole); an error naming the row where not even one fits.
+    pub fn rows_per_buffer(&self, words: usize, what: &str) -> Result<usize> {
+        rows_within(self.limits.max_buffer_size, "buffer", words, what)
     }
 
     /// A zeroed storage buffer of `words` 4-byte words (at least one), rounded up to
@@ -113,4 +112,15 @@ impl Gpu {
             bytemuck::cast_slice(data),
         );
     }
+}
+
+/// Rows of `words` words within `limit` bytes (the adapter's largest `kind`).
+fn rows_within(limit: u64, kind: &str, words: usize, what: &str) -> Result<usize> {
+    let rows = limit as usize / (words.max(1) * 4);
+    if rows == 0 {
+        return Err(Error::Limits(format!(
+            "one {what} of {words} values exceeds the adapter's largest {kind} ({limit} bytes)"
+        )));
+    }
+    Ok(rows)
 }

@@ -1,6 +1,7 @@
 //! Loss over a plane on the device. The plane's origin and directions are expanded
-//! once into weight space (C = Pᵀ·origin, U = Pᵀ·u, V = Pᵀ·v, three rows of one
-//! buffer; over b-bit directions, see [`Basis`]); each grid point is then one `combine` (w = C + x·U + y·V) and one forward
+//! once into weight space (C = Pᵀ·origin, U = Pᵀ·u, V = Pᵀ·v, three [`Rows`]; over
+//! b-bit directions, see [`Basis`]); each grid point is then one combination
+//! (w = C + x·U + y·V) and one forward
 //! pass over a fixed batch with BatchNorm using that batch's statistics, its totals
 //! copied into a results buffer. One submit per point, one readback per chunk.
 //!
@@ -19,16 +20,16 @@ use crate::gpu::{Dispatch, Gpu};
 use crate::nn::model::LayerKind;
 use crate::nn::{ModelConfig, Network, Totals};
 use crate::train::{Part, TrainConfig, Trainer};
-use crate::twa::subspace::{combine, row_stride};
+use crate::twa::rows::{Rows, Segments};
 
 /// Points evaluated between two readbacks (and progress reports).
 const CHUNK: usize = 48;
 
-/// The first layer's outputs on the loaded batch at C, U and V, and the dispatch that
-/// combines them into `acts[1]` for the current point.
+/// The first layer's outputs on the loaded batch at C, U and V, and the dispatches
+/// that combine them into `acts[1]` for the current point.
 struct FirstLayer {
-    _outputs: wgpu::Buffer,
-    combine: Dispatch,
+    _outputs: Rows,
+    combine: Vec<Dispatch>,
 }
 
 /// A model, its data and the samples' subspace on one device, ready to evaluate planes.
@@ -39,12 +40,12 @@ pub struct Landscape<'a> {
     pub seed: u64,
     /// Whether a plane was set.
     has_plane: bool,
-    /// C, U, V: three rows of `row_stride(D)` words.
-    plane_rows: wgpu::Buffer,
+    /// C, U, V.
+    plane_rows: Rows,
     scratch: wgpu::Buffer,
     /// [1, x, y, 0]: the coefficients of the current point.
     point: wgpu::Buffer,
-    to_params: Dispatch,
+    to_params: Vec<Dispatch>,
 }
 
 impl<'a> Landscape<'a> {
@@ -71,21 +72,16 @@ impl<'a> Landscape<'a> {
         let dim = trainer.net.model.num_params();
         let k = &trainer.net.kernels;
         let space = Basis::build(gpu, k, samples, dim, bits).await?;
-        let plane_rows = gpu.storage(3 * row_stride(dim), "plane rows");
+        let mut plane_rows = Rows::new(gpu, 3, Segments::of(gpu, dim), 3, "plane rows")?;
+        let scratch = gpu.storage(dim, "landscape scratch");
+        // The rows count as in use from the start (set_plane fills them).
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        plane_rows.copy_in(&mut encoder, 2, &scratch);
+        gpu.queue.submit([encoder.finish()]);
         let point = gpu.storage(4, "plane point");
-        let to_params = combine(
-            gpu,
-            k,
-            &plane_rows,
-            3,
-            dim,
-            (&point, 0),
-            &trainer.net.params,
-            0.0,
-            1.0,
-        );
+        let to_params = plane_rows.combine(gpu, k, (&point, 0), &trainer.net.params, 0.0, 1.0);
         Ok(Landscape {
-            scratch: gpu.storage(dim, "landscape scratch"),
+            scratch,
             trainer,
             space,
             seed,
@@ -116,20 +112,13 @@ impl<'a> Landscape<'a> {
     /// Make `plane` the current one: expand its origin and directions on the device.
     pub async fn set_plane(&mut self, plane: &Plane) -> Result<()> {
         let gpu = self.gpu();
-        let stride = (row_stride(self.trainer.net.model.num_params()) * 4) as u64;
         for (row, beta) in [&plane.origin, &plane.u, &plane.v].into_iter().enumerate() {
             let k = &self.trainer.net.kernels;
             self.space
                 .expand(gpu, k, beta, row == 0, &self.scratch)
                 .await?;
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(
-                &self.scratch,
-                0,
-                &self.plane_rows,
-                row as u64 * stride,
-                stride,
-            );
+            self.plane_rows.copy_in(&mut encoder, row, &self.scratch);
             gpu.queue.submit([encoder.finish()]);
         }
         gpu.wait().await?;
@@ -150,8 +139,8 @@ impl<'a> Landscape<'a> {
             return None;
         }
         let len = batch * layer.outputs();
-        let stride = row_stride(len);
-        let rows = gpu.storage(3 * stride, "first layer at C, U, V");
+        let segments = Segments::of(gpu, len);
+        let mut rows = Rows::new(gpu, 3, segments, 3, "first layer at C, U, V").ok()?;
         for k in 0..3 {
             let mut unit = [0.0f32; 4];
             unit[k] = 1.0;
@@ -159,24 +148,14 @@ impl<'a> Landscape<'a> {
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
-                self.to_params.record(&mut pass);
+                self.to_params.iter().for_each(|d| d.record(&mut pass));
                 net.record_probe_first(&mut pass, batch);
             }
-            let offset = (k * stride * 4) as u64;
-            encoder.copy_buffer_to_buffer(&net.acts[1], 0, &rows, offset, (len * 4) as u64);
+            rows.copy_in(&mut encoder, k, &net.acts[1]);
             gpu.queue.submit([encoder.finish()]);
         }
-        let combine = combine(
-            gpu,
-            &net.kernels,
-            &rows,
-            3,
-            len,
-            (&self.point, 0),
-            &net.acts[1],
-            0.0,
-            1.0,
-        );
+        let point = (&self.point, 0);
+        let combine = rows.combine(gpu, &net.kernels, point, &net.acts[1], 0.0, 1.0);
         Some(FirstLayer {
             _outputs: rows,
             combine,
@@ -199,10 +178,10 @@ impl<'a> Landscape<'a> {
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            self.to_params.record(&mut pass);
+            self.to_params.iter().for_each(|d| d.record(&mut pass));
             match first {
                 Some(f) => {
-                    f.combine.record(&mut pass);
+                    f.combine.iter().for_each(|d| d.record(&mut pass));
                     net.record_probe_rest(&mut pass, batch);
                 }
                 None => net.record_probe(&mut pass, batch),
@@ -300,7 +279,7 @@ impl<'a> Landscape<'a> {
     pub async fn evaluate_model(&mut self, x: f64, y: f64) -> Result<Totals> {
         let gpu = self.gpu();
         gpu.write(&self.point, 0, &[1.0f32, x as f32, y as f32, 0.0]);
-        submit(gpu, &[&self.to_params]);
+        submit(gpu, &self.to_params.iter().collect::<Vec<_>>());
         self.trainer.recalibrate_bn().await?;
         self.trainer.evaluate().await
     }

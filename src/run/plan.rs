@@ -37,6 +37,16 @@ impl Sizes {
                 "parameter, gradient and optimiser stores: bound a layer's window at a time"
                     .to_string(),
             );
+            notes.push(if bits == 32 {
+                "TWA's orthonormal basis and the vectors it projects: bound a segment of D \
+                 at a time (explicit coefficients: refused, they bind the whole model)"
+                    .to_string()
+            } else {
+                format!(
+                    "{bits}-bit TWA directions: refused (explicit coefficients bind the whole \
+                     model); 32-bit orthonormal TWA is cut into segments"
+                )
+            });
         }
         if over(self.largest_layer) {
             notes.push(format!(
@@ -56,9 +66,6 @@ impl Sizes {
                 "the largest im2col matrix: taken {per} sample{} at a time",
                 if per == 1 { "" } else { "s" }
             ));
-        }
-        if over((self.params * bits as usize).div_ceil(32)) {
-            notes.push("a TWA basis row: refused (TWA's kernels bind whole rows)".to_string());
         }
         notes
     }
@@ -277,10 +284,17 @@ mod tests {
             has(&notes, "im2col matrix: taken 22 samples at a time"),
             "{notes:?}"
         );
-        assert!(has(&notes, "TWA basis row"), "{notes:?}");
+        assert!(
+            has(
+                &notes,
+                "orthonormal basis and the vectors it projects: bound a segment"
+            ),
+            "{notes:?}"
+        );
         assert!(!has(&notes, "refused; batch"), "{notes:?}");
-        // At 1 bit a basis row of WRN-28-10 is 5.8 MB.
-        assert_eq!(wrn.beyond_binding(16, 1, binding).len(), 1);
+        let notes = wrn.beyond_binding(16, 1, binding);
+        assert!(has(&notes, "1-bit TWA directions: refused"), "{notes:?}");
+        assert_eq!(notes.len(), 2, "{notes:?}");
         // 112×112×64 activations after ResNet-18's stem: 3.2 MB a sample.
         let (_, resnet) = paper_model("resnet-18").unwrap();
         let notes = resnet.beyond_binding(128, 32, binding);

@@ -119,7 +119,7 @@ impl SampleStore {
     pub fn new(gpu: &Gpu, dim: usize, capacity: usize) -> Result<SampleStore> {
         check_memory(dim, capacity)?;
         let rows_per_chunk = gpu
-            .rows_per_binding(dim.next_multiple_of(4), "sample")?
+            .rows_per_buffer(dim.next_multiple_of(4), "sample")?
             .min(capacity.max(1));
         let chunks = (0..capacity.div_ceil(rows_per_chunk))
             .map(|c| {

@@ -4,6 +4,7 @@
 //! words), with w = c + Σ_i β_i ⊙ d_i and one trainable β per (direction, block).
 //! The gradient of β is the per-block dot products of the directions with g.
 
+use super::rows::row_stride;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::groups_1d;
 use crate::gpu::{Dispatch, Gpu, Kernels};
@@ -290,7 +291,18 @@ impl Directions {
             tile > 0 && tile.is_multiple_of(32),
             "tile of {tile} elements"
         );
-        let limit = gpu.limits.max_storage_buffer_binding_size as usize;
+        let limit = gpu.max_binding() as usize;
+        if 4 * row_stride(packed.dim) > limit {
+            return Err(Error::Config(format!(
+                "explicit coefficients (and b-bit directions) bind the whole model, and its {} \
+                 parameters take {} MiB, more than the {} MiB one binding of this adapter \
+                 holds: use coefficients = \"orthonormal\" at 32 bits, whose basis is cut \
+                 into bindable segments",
+                packed.dim,
+                (4 * packed.dim) >> 20,
+                limit >> 20
+            )));
+        }
         if 4 * packed.words.len() > limit {
             return Err(Error::Config(format!(
                 "{} directions of {} values at {} bits take {} MiB, more than the {} MiB one \

@@ -8,6 +8,7 @@ pub mod directions;
 pub mod explicit;
 pub mod mean;
 pub mod outcome;
+pub mod rows;
 pub mod soup;
 pub mod subspace;
 

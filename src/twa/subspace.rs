@@ -1,5 +1,5 @@
-//! The TWA subspace on the device: an orthonormal basis P (n × D, rows in bindable
-//! chunks) of the sampled solutions, built by Gram–Schmidt with re-orthogonalisation
+//! The TWA subspace on the device: an orthonormal basis P (n × D, stored in bindable
+//! pieces: [`Rows`]) of the sampled solutions, built by Gram–Schmidt with re-orthogonalisation
 //! (CGS2) in row order, the transform T with P = T·W, and the projection g ← Pᵀ(P g).
 //!
 //! In a job of R ranks P is sharded by rows: rank r holds rows r, r + R, r + 2R, …
@@ -7,34 +7,13 @@
 //! combinations (a D-vector) over the ranks, and the dot products (an n-vector) once
 //! per sample; a projection is P_rᵀ(P_r g) on each rank, summed by the caller.
 
+use super::rows::{self, Rows, Segments};
 use crate::collective::{Collective, DeviceSum, Single};
 use crate::error::Result;
-use crate::gpu::kernels::{groups_1d, submit};
-use crate::gpu::{Dispatch, Gpu, Kernels};
+use crate::gpu::kernels::submit;
+use crate::gpu::{Bind, Dispatch, Gpu, Kernels};
 use crate::nn::GradientStep;
 use crate::train::SampleStore;
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct TwaParams {
-    rows: u32,
-    /// vec4s per row: ⌈D/4⌉.
-    dim4: u32,
-    out_off: u32,
-    coef_off: u32,
-    scale: f32,
-    coef_scale: f32,
-    /// vec4s of D per workgroup of `dots`, and their number.
-    span4: u32,
-    spans: u32,
-}
-
-/// Rows of P held by one buffer.
-struct Chunk {
-    buffer: wgpu::Buffer,
-    first_row: usize,
-    rows: usize,
-}
 
 /// A sample whose residual after orthogonalisation was below the tolerance: it adds
 /// (numerically) nothing to the span and is left out of P.
@@ -62,114 +41,26 @@ pub struct Subspace {
     /// orthogonalising: the CGS2 dot products, and ‖r‖ on the sample's own row.
     pub sample_coordinates: Vec<Vec<f64>>,
     /// This rank's rows (local numbering: row m of P is local row m / ranks).
-    chunks: Vec<Chunk>,
+    basis: Rows,
     /// Coefficients P·x of the last projection (local rows).
     coef: wgpu::Buffer,
     /// (this rank, ranks) of the job the rows are shared by.
     share: (usize, usize),
 }
 
-/// Words per basis row: D rounded up to whole vec4s (the padding holds zeros).
-pub(crate) fn row_stride(dim: usize) -> usize {
-    dim.next_multiple_of(4)
-}
-
 /// Residuals below this fraction of the sample's norm count as dependent.
 pub const DEPENDENCE_TOLERANCE: f64 = 1e-5;
 
-fn params(
-    rows: usize,
-    dim: usize,
-    span4: usize,
-    out_off: usize,
-    coef_off: usize,
-    scale: f32,
-    coef_scale: f32,
-) -> TwaParams {
-    TwaParams {
-        rows: rows as u32,
-        dim4: dim.div_ceil(4) as u32,
-        out_off: out_off as u32,
-        coef_off: coef_off as u32,
-        scale,
-        coef_scale,
-        span4: span4 as u32,
-        spans: dim.div_ceil(4).div_ceil(span4) as u32,
-    }
-}
-
-/// vec4s of D per workgroup of `dots` and of `combine`: long spans on a CPU adapter
-/// (few long runs of memory, which its prefetcher follows), short ones on a GPU (many
-/// workgroups; `combine`: one vec4 per invocation).
-fn spans4(gpu: &Gpu) -> (usize, usize) {
-    if gpu.tuning == crate::gpu::Tuning::Cpu {
-        (4096, 4096)
-    } else {
-        (1024, 256)
-    }
-}
-
-/// Rows of P per workgroup of `dots` (`DOT_ROWS` in the shader).
-const DOT_ROWS: usize = 4;
-
-/// out[out_off + i] = P_chunk[i]·x for the first `rows` rows of a chunk: per-span
-/// partial sums, then their sum.
-fn dots(
-    gpu: &Gpu,
-    k: &Kernels,
-    basis: &wgpu::Buffer,
-    rows: usize,
-    dim: usize,
-    x: &wgpu::Buffer,
-    out: &wgpu::Buffer,
-    out_off: usize,
-) -> [Dispatch; 2] {
-    let p = params(rows, dim, spans4(gpu).0, out_off, 0, 0.0, 0.0);
-    let u = gpu.uniform(&p, "dots");
-    let scratch = gpu.storage(p.spans as usize * rows.max(1), "dots per span");
-    let bindings = [basis, x, out, &u, &scratch];
-    [
-        Dispatch::new(
-            gpu,
-            &k.dots,
-            &bindings,
-            [rows.div_ceil(DOT_ROWS).max(1) as u32, p.spans, 1],
-        ),
-        Dispatch::new(gpu, &k.dots_finish, &bindings, groups_1d(rows.max(1), 64)),
-    ]
-}
-
-/// y ← scale·y + coef_scale·Σ_i coef[coef_off + i]·P_chunk[i] over the first `rows` rows.
-pub(crate) fn combine(
-    gpu: &Gpu,
-    k: &Kernels,
-    basis: &wgpu::Buffer,
-    rows: usize,
-    dim: usize,
-    coef: (&wgpu::Buffer, usize),
-    y: &wgpu::Buffer,
-    scale: f32,
-    coef_scale: f32,
-) -> Dispatch {
-    let p = params(rows, dim, spans4(gpu).1, 0, coef.1, scale, coef_scale);
-    let u = gpu.uniform(&p, "combine");
-    let unused = gpu.storage(1, "unused");
-    Dispatch::new(
-        gpu,
-        &k.combine,
-        &[basis, coef.0, y, &u, &unused],
-        [p.spans, 1, 1],
-    )
-}
-
 impl Subspace {
-    /// Rows per chunk for `dim`-long rows within the adapter's binding limit.
+    /// Rows per chunk for `dim`-long rows within the adapter's binding limit (rows
+    /// longer than one binding are cut into segments, [`Segments::of`]).
     pub fn rows_per_chunk(gpu: &Gpu, dim: usize) -> Result<usize> {
-        gpu.rows_per_binding(row_stride(dim), "basis row")
+        let longest = Segments::of(gpu, dim).len;
+        gpu.rows_per_binding(longest, "basis row segment")
     }
 
     /// Orthonormalise `samples` (n × D, row-major) in row order on the device, at most
-    /// `rows_per_chunk` rows per buffer.
+    /// `rows_per_chunk` rows per buffer and D cut into segments of one binding.
     pub async fn build(
         gpu: &Gpu,
         k: &Kernels,
@@ -191,22 +82,25 @@ impl Subspace {
         dim: usize,
         rows_per_chunk: usize,
     ) -> Result<Subspace> {
+        let segments = Segments::of(gpu, dim);
+        Self::build_segmented(gpu, k, collective, samples, rows_per_chunk, segments).await
+    }
+
+    /// [`Subspace::build_sharded`] with D cut into `segments` (as the adapter's binding
+    /// limit does for large models; tests cut small ones).
+    pub async fn build_segmented(
+        gpu: &Gpu,
+        k: &Kernels,
+        collective: &dyn Collective,
+        samples: Samples<'_>,
+        rows_per_chunk: usize,
+        segments: Segments,
+    ) -> Result<Subspace> {
+        let dim = segments.dim;
         let n = samples.count(dim);
         let share = (collective.rank(), collective.size());
         let mine = n.saturating_sub(share.0).div_ceil(share.1);
-        let rows_per_chunk = rows_per_chunk.clamp(1, mine.max(1));
-        let chunks: Vec<Chunk> = (0..mine.div_ceil(rows_per_chunk))
-            .map(|c| {
-                let first_row = c * rows_per_chunk;
-                let rows = rows_per_chunk.min(mine - first_row);
-                // `rows` is the capacity; `Chunk::rows` counts the rows filled so far.
-                Chunk {
-                    buffer: gpu.storage(rows * row_stride(dim), "basis chunk"),
-                    first_row,
-                    rows: 0,
-                }
-            })
-            .collect();
+        let basis = Rows::new(gpu, mine, segments, rows_per_chunk, "basis")?;
         let mut space = Subspace {
             dim,
             samples: n,
@@ -214,7 +108,7 @@ impl Subspace {
             transform: Vec::new(),
             dropped: Vec::new(),
             sample_coordinates: Vec::with_capacity(n),
-            chunks,
+            basis,
             coef: gpu.storage(2 * n + 3, "coefficients"),
             share,
         };
@@ -222,7 +116,6 @@ impl Subspace {
             residual: gpu.storage(dim, "residual"),
             partial: gpu.storage(dim, "partial combination"),
             exchange: (share.1 > 1).then(|| DeviceSum::new(gpu, dim)),
-            rows_per_chunk,
         };
         // coef[2n + 1] = 1: the coefficient of `partial` taken as a one-row basis.
         gpu.write(&space.coef, 2 * n + 1, &[1.0f32]);
@@ -230,7 +123,6 @@ impl Subspace {
             samples.load(gpu, i, dim, &work.residual);
             space.add_row(gpu, k, collective, i, &mut work).await?;
         }
-        space.chunks.retain(|c| c.rows > 0);
         let rank = space.rank;
         space
             .sample_coordinates
@@ -241,12 +133,12 @@ impl Subspace {
 
     /// Rows of P this rank holds.
     pub fn local_rows(&self) -> usize {
-        self.chunks.iter().map(|c| c.rows).sum()
+        self.basis.len()
     }
 
     /// Bytes of P this rank holds.
     pub fn local_bytes(&self) -> usize {
-        4 * self.local_rows() * row_stride(self.dim)
+        self.basis.bytes()
     }
 
     /// Row m of P for each local row, in order.
@@ -266,77 +158,6 @@ impl Subspace {
         all
     }
 
-    /// Dispatches computing P·x into the coefficient buffer (chunk by chunk).
-    fn dots_into(
-        &self,
-        gpu: &Gpu,
-        k: &Kernels,
-        x: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        out_off: usize,
-    ) -> Vec<Dispatch> {
-        self.chunks
-            .iter()
-            .filter(|c| c.rows > 0)
-            .flat_map(|c| {
-                dots(
-                    gpu,
-                    k,
-                    &c.buffer,
-                    c.rows,
-                    self.dim,
-                    x,
-                    out,
-                    out_off + c.first_row,
-                )
-            })
-            .collect()
-    }
-
-    /// Dispatches y ← scale·y + coef_scale·Pᵀ·coef[off..].
-    fn combine_into(
-        &self,
-        gpu: &Gpu,
-        k: &Kernels,
-        coef: (&wgpu::Buffer, usize),
-        y: &wgpu::Buffer,
-        scale: f32,
-        coef_scale: f32,
-    ) -> Vec<Dispatch> {
-        let mut first = true;
-        let mut out = Vec::new();
-        if self.local_rows() == 0 {
-            // No rows here: y ← scale·y (the sum over rows is empty).
-            out.push(combine(
-                gpu,
-                k,
-                &self.coef,
-                0,
-                self.dim,
-                (&self.coef, 0),
-                y,
-                scale,
-                0.0,
-            ));
-        }
-        for c in self.chunks.iter().filter(|c| c.rows > 0) {
-            let s = if first { scale } else { 1.0 };
-            first = false;
-            out.push(combine(
-                gpu,
-                k,
-                &c.buffer,
-                c.rows,
-                self.dim,
-                (coef.0, coef.1 + c.first_row),
-                y,
-                s,
-                coef_scale,
-            ));
-        }
-        out
-    }
-
     /// Orthogonalise sample `index`, loaded into the residual, against the rows so far
     /// (twice) and append it unless its residual is negligible.
     async fn add_row(
@@ -349,22 +170,15 @@ impl Subspace {
     ) -> Result<()> {
         let n = self.samples;
         let residual = &work.residual;
+        let segments = self.basis.segments;
         // ‖w‖² before orthogonalising, with w as a one-row basis.
-        let mut pending = Vec::from(dots(
-            gpu,
-            k,
-            residual,
-            1,
-            self.dim,
-            residual,
-            &self.coef,
-            2 * n + 2,
-        ));
+        let own = rows::windows(residual, segments);
+        let mut pending = rows::dots(gpu, k, &own, 1, segments, residual, &self.coef, 2 * n + 2);
         for pass in 0..2 {
             let off = pass * n;
-            pending.extend(self.dots_into(gpu, k, residual, &self.coef, off));
+            pending.extend(self.basis.dots(gpu, k, residual, &self.coef, off));
             match work.exchange.as_mut() {
-                None => pending.extend(self.combine_into(
+                None => pending.extend(self.basis.combine(
                     gpu,
                     k,
                     (&self.coef, off),
@@ -374,7 +188,7 @@ impl Subspace {
                 )),
                 Some(exchange) => {
                     // partial ← P_rᵀc_r, summed over the ranks; residual −= partial.
-                    pending.extend(self.combine_into(
+                    pending.extend(self.basis.combine(
                         gpu,
                         k,
                         (&self.coef, off),
@@ -387,12 +201,12 @@ impl Subspace {
                     exchange
                         .sum_in_place(gpu, collective, encoder, &work.partial, self.dim, 1.0)
                         .await?;
-                    pending.push(combine(
+                    pending.extend(rows::combine(
                         gpu,
                         k,
-                        &work.partial,
+                        &rows::windows(&work.partial, segments),
                         1,
-                        self.dim,
+                        segments,
                         (&self.coef, 2 * n + 1),
                         residual,
                         1.0,
@@ -402,12 +216,12 @@ impl Subspace {
             }
         }
         // ‖r‖² with r as a one-row basis.
-        pending.extend(dots(
+        pending.extend(rows::dots(
             gpu,
             k,
-            residual,
+            &own,
             1,
-            self.dim,
+            segments,
             residual,
             &self.coef,
             2 * n,
@@ -448,31 +262,22 @@ impl Subspace {
             return Ok(());
         }
         // Scale the residual and append it as this rank's next row.
-        let local_row = m / ranks;
-        let chunk = local_row / work.rows_per_chunk;
-        let scale = combine(
+        let any = vec![Bind::from(&self.coef); segments.count()];
+        let scale = (1.0 / norm) as f32;
+        let scaled = rows::combine(
             gpu,
             k,
-            &self.coef,
+            &any,
             0,
-            self.dim,
+            segments,
             (&self.coef, 0),
             residual,
-            (1.0 / norm) as f32,
+            scale,
             0.0,
         );
-        let mut encoder = encode(gpu, &[scale]);
-        let stride = row_stride(self.dim);
-        let offset = ((local_row - self.chunks[chunk].first_row) * stride * 4) as u64;
-        encoder.copy_buffer_to_buffer(
-            residual,
-            0,
-            &self.chunks[chunk].buffer,
-            offset,
-            (stride * 4) as u64,
-        );
+        let mut encoder = encode(gpu, &scaled);
+        self.basis.copy_in(&mut encoder, m / ranks, residual);
         gpu.queue.submit([encoder.finish()]);
-        self.chunks[chunk].rows += 1;
         Ok(())
     }
 }
@@ -530,7 +335,6 @@ struct Orthogonalisation {
     partial: wgpu::Buffer,
     /// The sum over the ranks (none in one process).
     exchange: Option<DeviceSum>,
-    rows_per_chunk: usize,
 }
 
 /// An encoder holding `dispatches` in one compute pass.
@@ -558,8 +362,8 @@ impl Subspace {
     /// Dispatches for g ← Pᵀ(P g) in place: the gradient transform of projected SGD.
     /// Sharded, g ← P_rᵀ(P_r g) over this rank's rows: the ranks' results sum to it.
     pub fn projection(&self, gpu: &Gpu, k: &Kernels, g: &wgpu::Buffer) -> Vec<Dispatch> {
-        let mut out = self.dots_into(gpu, k, g, &self.coef, 0);
-        out.extend(self.combine_into(gpu, k, (&self.coef, 0), g, 0.0, 1.0));
+        let mut out = self.basis.dots(gpu, k, g, &self.coef, 0);
+        out.extend(self.basis.combine(gpu, k, (&self.coef, 0), g, 0.0, 1.0));
         out
     }
 
@@ -588,7 +392,7 @@ impl Subspace {
         collective: &dyn Collective,
         x: &wgpu::Buffer,
     ) -> Result<Vec<f64>> {
-        let work = self.dots_into(gpu, k, x, &self.coef, 0);
+        let work = self.basis.dots(gpu, k, x, &self.coef, 0);
         submit(gpu, &work.iter().collect::<Vec<_>>());
         let local = gpu.read::<f32>(&self.coef, 0, self.local_rows()).await?;
         Ok(self.gathered(collective, &local, self.rank))
@@ -610,7 +414,7 @@ impl Subspace {
         x: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> Vec<Dispatch> {
-        self.dots_into(gpu, k, x, out, 0)
+        self.basis.dots(gpu, k, x, out, 0)
     }
 
     /// Write β and return the dispatches computing y ← Pᵀβ (submit them before the
@@ -619,21 +423,12 @@ impl Subspace {
         assert_eq!(beta.len(), self.rank, "coordinates vs rank");
         let words: Vec<f32> = beta.iter().map(|&b| b as f32).collect();
         gpu.write(&self.coef, 0, &words);
-        self.combine_into(gpu, k, (&self.coef, 0), y, 0.0, 1.0)
+        self.basis.combine(gpu, k, (&self.coef, 0), y, 0.0, 1.0)
     }
 
     /// This rank's rows of P (all of P in one process) as rows × D floats (read back;
     /// for tests and reports).
     pub async fn read_basis(&self, gpu: &Gpu) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(self.local_rows() * self.dim);
-        for c in &self.chunks {
-            let rows: Vec<f32> = gpu
-                .read(&c.buffer, 0, c.rows * row_stride(self.dim))
-                .await?;
-            for row in rows.chunks(row_stride(self.dim)) {
-                out.extend_from_slice(&row[..self.dim]);
-            }
-        }
-        Ok(out)
+        self.basis.read(gpu).await
     }
 }
