@@ -15,7 +15,7 @@ pub struct Confusion {
 impl Confusion {
     /// Count `(label, predicted)` pairs; both must be below `classes`.
     #[track_caller]
-    pub fn new(classes: usize, labels: &[u8], predicted: &[usize]) -> Confusion {
+    pub fn new(classes: usize, labels: &[u32], predicted: &[usize]) -> Confusion {
         assert_eq!(labels.len(), predicted.len(), "labels vs predictions");
         let mut counts = vec![0; classes * classes];
         for (&t, &p) in labels.iter().zip(predicted) {
@@ -111,7 +111,7 @@ mod tests {
 
     #[test]
     fn counts_accuracies_and_csv() {
-        let labels = [0u8, 0, 1, 1, 1, 2];
+        let labels = [0u32, 0, 1, 1, 1, 2];
         let predicted = [0usize, 1, 1, 1, 0, 2];
         let c = Confusion::new(3, &labels, &predicted);
         assert_eq!(c.counts, vec![1, 1, 0, 1, 2, 0, 0, 0, 1]);

@@ -73,6 +73,24 @@ const CASES: &[Case] = &[
         needle: "label, 200 at index",
     },
     Case {
+        name: "corrupt JPEG in an image folder",
+        args: "train --data {dir}/folder-corrupt --out {out}",
+        code: 1,
+        needle: "not a readable image",
+    },
+    Case {
+        name: "empty class folder",
+        args: "train --data {dir}/folder-empty --out {out}",
+        code: 1,
+        needle: "holds no .jpg, .jpeg or .png file",
+    },
+    Case {
+        name: "image folder of mixed sizes",
+        args: "train --data {dir}/folder-sizes --out {out}",
+        code: 1,
+        needle: "state a size",
+    },
+    Case {
         name: "label beyond the stated classes",
         args: "train --data {data} --classes 3 --out {out}",
         code: 1,
@@ -532,6 +550,27 @@ fn train_checkpoint(
     }
 }
 
+/// Image folders of two classes of 8×8 grey PNGs, each with one fault: a corrupt
+/// JPEG, an empty class folder, an image of another size.
+fn image_folders(dir: &Path) {
+    let png = |path: PathBuf, side: u32| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        image::GrayImage::from_pixel(side, side, image::Luma([90]))
+            .save(path)
+            .unwrap();
+    };
+    for name in ["folder-corrupt", "folder-empty", "folder-sizes"] {
+        for split in ["train", "val"] {
+            for class in ["a", "b"] {
+                png(dir.join(format!("{name}/{split}/{class}/1.png")), 8);
+            }
+        }
+    }
+    std::fs::write(dir.join("folder-corrupt/train/b/2.jpg"), b"\xff\xd8 broken").unwrap();
+    std::fs::create_dir_all(dir.join("folder-empty/train/c")).unwrap();
+    png(dir.join("folder-sizes/val/a/2.png"), 9);
+}
+
 fn fixtures(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let data = dir.join("toy");
     std::fs::create_dir_all(&data).unwrap();
@@ -597,6 +636,7 @@ fn fixtures(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     }
     let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
     write("garbage.toml", "this = is = not toml\n\0\u{1}");
+    image_folders(dir);
     write("section.toml", "[optimiser]\nlr = 1\n");
     write("type.toml", "[train]\nepochs = \"ten\"\n");
     write("generated.toml", "[data]\ngenerated = \"moons\"\n");

@@ -139,7 +139,7 @@ fn shipped_subset_is_class_balanced() {
         ),
         (10_000, 2_000, 784, 10)
     );
-    for c in 0..10u8 {
+    for c in 0..10u32 {
         assert_eq!(data.train.labels.iter().filter(|&&l| l == c).count(), 1000);
         assert_eq!(data.test.labels.iter().filter(|&&l| l == c).count(), 200);
     }
@@ -236,7 +236,7 @@ fn gather_normalises_per_channel_and_augments_with_seeded_crops_and_flips() {
         .collect();
     let split = Split {
         pixels,
-        labels: (0..count).map(|i| (i % 4) as u8).collect(),
+        labels: (0..count).map(|i| (i % 4) as u32).collect(),
         count,
         shape,
         labels_file: "in memory".into(),
@@ -374,7 +374,7 @@ fn held_out_validation_split_is_disjoint_stratified_and_stable() {
             r += 1;
         }
     }
-    for class in 0..data.classes as u8 {
+    for class in 0..data.classes as u32 {
         let all = data.train.labels.iter().filter(|&&l| l == class).count();
         let got = val.train.labels.iter().filter(|&&l| l == class).count();
         assert!(

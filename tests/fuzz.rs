@@ -92,7 +92,7 @@ fn one_line<T>(result: Result<T, impl std::fmt::Display>) -> Result<(), TestCase
 fn toy_data() -> Dataset {
     let split = |n: usize| Split {
         pixels: (0..n * 16).map(|i| (i * 7 % 256) as u8).collect(),
-        labels: (0..n).map(|i| (i % 3) as u8).collect(),
+        labels: (0..n).map(|i| (i % 3) as u32).collect(),
         count: n,
         shape: Shape::image(4, 4, 1),
         labels_file: "toy".into(),

@@ -169,7 +169,7 @@ pub(crate) fn synthetic_trainer(gpu: &Gpu, count: usize) -> Result<(Trainer<'_>,
 
 fn synthetic(count: usize, rng: &mut Rng) -> Split {
     let features = 784;
-    let labels: Vec<u8> = (0..count).map(|_| rng.below(10) as u8).collect();
+    let labels: Vec<u32> = (0..count).map(|_| rng.below(10) as u32).collect();
     let pixels = (0..count * features)
         .map(|_| rng.below(256) as u8)
         .collect();

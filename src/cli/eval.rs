@@ -17,8 +17,8 @@ pub struct EvalArgs {
     /// A model file written by `twa train`, `twa run` or `twa average`.
     #[arg(long)]
     model: PathBuf,
-    /// IDX or CIFAR data directory whose test split is used [default: the one the
-    /// model was trained on].
+    /// IDX, CIFAR binary or image-folder data directory whose test split is used
+    /// [default: the one the model was trained on].
     #[arg(long)]
     data: Option<PathBuf>,
     /// Output directory for confusion.csv, confusion.png and eval.json.

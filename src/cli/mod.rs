@@ -37,16 +37,34 @@ pub fn describe_setup(gpu: &Gpu, data: &Dataset) {
         data.test.count,
         data.classes
     );
+    if !data.skipped.is_empty() {
+        for (path, reason) in &data.skipped {
+            eprintln!("skipped {}: {reason}", path.display());
+        }
+        eprintln!(
+            "skipped {} unreadable image(s) (--skip-bad)",
+            data.skipped.len()
+        );
+    }
 }
 
 /// Where the data comes from, as flags shared by the commands that train or build
 /// a model.
 #[derive(clap::Args)]
 pub struct DataArgs {
-    /// IDX or CIFAR binary data directory, e.g. /usr/share/datasets/fashion-mnist
-    /// [default: the preset's or config's; quick: the shipped subset].
+    /// IDX, CIFAR binary or image-folder (train/CLASS/*.png|jpg and val/ or test/)
+    /// data directory, e.g. /usr/share/datasets/fashion-mnist [default: the preset's
+    /// or config's; quick: the shipped subset].
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Image folders: resize every image (shorter side, then a centre crop) to N × N
+    /// (`[data] image_size`) [default: all images must have one size].
+    #[arg(long, value_name = "N")]
+    pub image_size: Option<usize>,
+    /// Image folders: leave out images that cannot be decoded, each named, with a
+    /// count (`[data] skip_bad`) [default: the first one stops the load].
+    #[arg(long)]
+    pub skip_bad: bool,
     /// Number of classes [default: one more than the largest label; CIFAR: 10 or 100].
     #[arg(long)]
     pub classes: Option<usize>,
@@ -113,6 +131,10 @@ pub fn base_config(preset: &str, file: Option<&Path>, data: &DataArgs) -> Result
     if let Some(n) = data.val {
         config.data.holdout = n;
     }
+    if let Some(n) = data.image_size {
+        config.data.image_size = n;
+    }
+    config.data.skip_bad |= data.skip_bad;
     Ok(config)
 }
 

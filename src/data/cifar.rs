@@ -67,7 +67,7 @@ pub fn parse_records(path: &Path, bytes: &[u8], variant: Variant, split: &mut Sp
                 ),
             ));
         }
-        split.labels.push(label);
+        split.labels.push(label as u32);
         let planes = &r[variant.label_bytes()..];
         for pixel in 0..1024 {
             split

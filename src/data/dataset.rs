@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Split {
     pub pixels: Vec<u8>,
-    pub labels: Vec<u8>,
+    pub labels: Vec<u32>,
     pub count: usize,
     pub shape: Shape,
     /// Where the labels came from (named in label errors).
@@ -58,6 +58,8 @@ pub struct Dataset {
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
     pub source: PathBuf,
+    /// Files left out as unreadable (`--skip-bad`), each with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
 }
 
 /// Find `stem` in `dir` under the usual IDX names (raw or .gz, `-idx3-ubyte` or `.idx3-ubyte`).
@@ -128,7 +130,7 @@ fn split_of(
     };
     Ok(Split {
         pixels: images.data,
-        labels: labels.data,
+        labels: labels.data.iter().map(|&l| l as u32).collect(),
         count,
         shape: Shape::image(height, width, 1),
         labels_file: labels_path,
@@ -222,6 +224,7 @@ impl Dataset {
             mean: mean.iter().map(|&m| m as f32).collect(),
             std,
             source,
+            skipped: Vec::new(),
         })
     }
 }
@@ -330,7 +333,6 @@ impl DeviceSplit {
         for (i, &b) in split.pixels.iter().enumerate() {
             words[i / 4] |= (b as u32) << ((i % 4) * 8);
         }
-        let labels: Vec<u32> = split.labels.iter().map(|&l| l as u32).collect();
         let order: Vec<u32> = (0..split.count as u32).collect();
         let mut mean = [0.0; 4];
         let mut inv_std = [1.0; 4];
@@ -342,7 +344,7 @@ impl DeviceSplit {
             count: split.count,
             shape: split.shape,
             pixels: gpu.storage_init(&words, "pixels"),
-            labels: gpu.storage_init(&labels, "labels"),
+            labels: gpu.storage_init(&split.labels, "labels"),
             order: gpu.storage_init(&order, "order"),
             mean,
             inv_std,

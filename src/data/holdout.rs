@@ -12,7 +12,7 @@ const SALT: u64 = 0x7641_4c49_4441_5445;
 /// Indices (sorted) of `n` of the samples labelled `labels` to hold out: each class
 /// gives a share proportional to its size (largest remainders break the rounding,
 /// then the lower class), drawn by a generator seeded with `seed`.
-pub fn holdout_indices(labels: &[u8], classes: usize, n: usize, seed: u64) -> Result<Vec<usize>> {
+pub fn holdout_indices(labels: &[u32], classes: usize, n: usize, seed: u64) -> Result<Vec<usize>> {
     if n == 0 || n >= labels.len() {
         return Err(Error::Config(format!(
             "a validation split of {n} samples: choose 1 to {} of the {} training samples",
@@ -74,6 +74,7 @@ pub fn hold_out(data: &Dataset, n: usize, seed: u64) -> Result<(Dataset, Dataset
         mean: data.mean.clone(),
         std: data.std.clone(),
         source: data.source.clone(),
+        skipped: Vec::new(),
     };
     Ok((
         with_train(subset(&data.train, &rest)),
@@ -88,7 +89,7 @@ mod tests {
     #[test]
     fn shares_follow_the_class_sizes_and_the_seed_fixes_the_draw() {
         // 60 of class 0, 30 of class 1, 10 of class 2.
-        let labels: Vec<u8> = (0..100)
+        let labels: Vec<u32> = (0..100)
             .map(|i| {
                 if i < 60 {
                     0
@@ -100,7 +101,7 @@ mod tests {
             })
             .collect();
         let held = holdout_indices(&labels, 3, 15, 4).unwrap();
-        let count = |c: u8| held.iter().filter(|&&i| labels[i] == c).count();
+        let count = |c: u32| held.iter().filter(|&&i| labels[i] == c).count();
         // 9, 4.5, 1.5: the remainders (tied) go to the lower classes first → 9, 5, 1.
         assert_eq!((count(0), count(1), count(2)), (9, 5, 1));
         assert_eq!(held, holdout_indices(&labels, 3, 15, 4).unwrap());

@@ -19,7 +19,7 @@ fn split(count: usize, classes: usize, noise: f64, rng: &mut Rng) -> Split {
             + noise * (rng.next_f64() - 0.5);
         pixels.push(byte(r * angle.cos()));
         pixels.push(byte(r * angle.sin()));
-        labels.push(class as u8);
+        labels.push(class as u32);
     }
     Split {
         pixels,

@@ -13,12 +13,20 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// An IDX directory (`train-images-idx3-ubyte[.gz]`, ...); empty: the shipped subset.
+    /// An IDX directory (`train-images-idx3-ubyte[.gz]`, ...), a CIFAR binary one, or an
+    /// image folder (`train/CLASS/*.png|jpg`, `val/` or `test/`); empty: the shipped
+    /// subset.
     pub dir: String,
     /// A data set generated in code instead (`spirals`); empty: read `dir`.
     pub generated: String,
     /// The number of classes; 0: one more than the largest label (CIFAR: 10 or 100).
     pub classes: usize,
+    /// Image folders: resize every image (shorter side, then a centre crop) to this
+    /// size; 0: every image must have the first one's size.
+    pub image_size: usize,
+    /// Image folders: leave out (and count) images that cannot be decoded instead of
+    /// stopping at the first.
+    pub skip_bad: bool,
     /// Training samples held out as a validation split (stratified by class): SGD
     /// never trains on them, TWA-v trains its coefficients on them, the greedy soup
     /// picks by them. 0: none.
@@ -246,6 +254,14 @@ impl RunConfig {
 
     fn read_data(&self) -> Result<crate::data::Dataset> {
         match self.data.generated.as_str() {
+            "" if crate::data::folder::is_image_folder(&self.data_dir()) => {
+                let options = crate::data::folder::FolderOptions {
+                    size: (self.data.image_size > 0).then_some(self.data.image_size),
+                    skip_bad: self.data.skip_bad,
+                };
+                let classes = self.data.declared_classes();
+                crate::data::folder::load_image_folder(&self.data_dir(), classes, options)
+            }
             "" if crate::data::cifar::is_cifar_dir(&self.data_dir()) => {
                 crate::data::cifar::load_cifar_dir(&self.data_dir(), self.data.declared_classes())
             }

@@ -41,7 +41,8 @@ pub fn write_split(dir: &Path, prefix: &str, side: usize, pixels: Vec<u8>, label
 pub fn write_toy_set(dir: &Path) {
     for (prefix, n, seed) in [("train", 400, 11), ("t10k", 100, 12)] {
         let split = toy_split(n, seed);
-        write_split(dir, prefix, 8, split.pixels, split.labels);
+        let labels = split.labels.iter().map(|&l| l as u8).collect();
+        write_split(dir, prefix, 8, split.pixels, labels);
     }
 }
 

@@ -124,7 +124,7 @@ pub fn toy_split(n: usize, seed: u64) -> twa::data::Split {
                 pixels.push((base + rng.below(50)) as u8);
             }
         }
-        labels.push(label as u8);
+        labels.push(label as u32);
     }
     twa::data::Split {
         pixels,
