@@ -11,11 +11,12 @@
 //           sy = y + oy − 4,  sx = (flip ? w − 1 − x : x) + ox − 4,
 //         as torchvision's RandomCrop(padding = 4) + RandomHorizontalFlip; pixels
 //         outside the image are 0 (before normalisation).
-//         Pixel bytes are packed four to a u32, little-endian.
+//         Pixel bytes are packed four to a u32, little-endian, and read as byte/255;
+//         with `floats` the values are f32 words, read as they are.
 
 struct GatherParams {
     batch: u32, h: u32, w: u32, ch: u32,
-    augment: u32, seed: u32, _pad0: u32, _pad1: u32,
+    augment: u32, seed: u32, floats: u32, _pad1: u32,
     mean: vec4<f32>, inv_std: vec4<f32>,
 }
 
@@ -65,9 +66,13 @@ fn gather(
         let i = order[step.start + b];
         var value = 0.0;
         if (sx >= 0 && sy >= 0 && sx < i32(p.w) && sy < i32(p.h)) {
-            let byte_index = i * features + (u32(sy) * p.w + u32(sx)) * p.ch + c;
-            let word = pixels[byte_index / 4u];
-            value = f32((word >> ((byte_index % 4u) * 8u)) & 0xffu) / 255.0;
+            let index = i * features + (u32(sy) * p.w + u32(sx)) * p.ch + c;
+            if (p.floats != 0u) {
+                value = bitcast<f32>(pixels[index]);
+            } else {
+                let word = pixels[index / 4u];
+                value = f32((word >> ((index % 4u) * 8u)) & 0xffu) / 255.0;
+            }
         }
         x[t] = (value - p.mean[c]) * p.inv_std[c];
         if (j == 0u) {

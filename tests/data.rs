@@ -145,60 +145,73 @@ fn shipped_subset_is_class_balanced() {
     }
 }
 
+/// The same split with values v·0.37 − 20 stored as f32 (negative, past [0, 1]).
+fn as_floats(split: &Split) -> Split {
+    let pixels = (split.pixels.iter())
+        .flat_map(|&p| (p as f32 * 0.37 - 20.0).to_le_bytes())
+        .collect();
+    Split {
+        pixels,
+        encoding: twa::data::Encoding::F32,
+        ..split.clone()
+    }
+}
+
+/// The gather kernel against the CPU, for byte pixels (÷ 255) and f32 values (as
+/// they are): normalised with the training statistics, in the given order.
 #[test]
-fn gather_normalises_pixels_in_the_given_order() {
+fn gather_normalises_bytes_and_floats_in_the_given_order() {
     let dir = temp_dir("gather");
     write_set(&dir, 9, 2, false);
-    let data = Dataset::load_idx_dir(&dir, twa::data::Classes::Infer).unwrap();
-    let g = gpu();
-    let model = Model::mlp(
-        &ModelConfig {
-            hidden: vec![],
-            batchnorm: false,
-            ..Default::default()
-        },
-        12,
-        3,
-    );
-    let init = model.init_params(1);
-    let net = Network::new(
-        g,
-        model,
-        4,
-        &init,
-        SgdConfig {
-            momentum: 0.0,
-            weight_decay: 0.0,
-        },
+    let bytes = Dataset::load_idx_dir(&dir, twa::data::Classes::Infer).unwrap();
+    let floats = Dataset::from_splits(
+        as_floats(&bytes.train),
+        as_floats(&bytes.test),
+        dir.clone(),
+        twa::data::Classes::Infer,
     )
     .unwrap();
-    let split = DeviceSplit::upload(g, &data.train, &data).unwrap();
-    let order: Vec<u32> = vec![8, 3, 0, 7, 1, 2, 6, 5, 4];
-    split.set_order(g, &order);
-    let gather = split.gather(g, &net.kernels.gather, net.batch_target(), 3, None);
-    net.set_step(
-        g,
-        StepState {
+    let g = gpu();
+    for data in [bytes, floats] {
+        let model = Model::mlp(
+            &ModelConfig {
+                hidden: vec![],
+                batchnorm: false,
+                ..Default::default()
+            },
+            12,
+            3,
+        );
+        let init = model.init_params(1);
+        let sgd = SgdConfig {
+            momentum: 0.0,
+            weight_decay: 0.0,
+        };
+        let net = Network::new(g, model, 4, &init, sgd).unwrap();
+        let split = DeviceSplit::upload(g, &data.train, &data).unwrap();
+        let order: Vec<u32> = vec![8, 3, 0, 7, 1, 2, 6, 5, 4];
+        split.set_order(g, &order);
+        let gather = split.gather(g, &net.kernels.gather, net.batch_target(), 3, None);
+        let start = StepState {
             start: 5,
             ..Default::default()
-        },
-    );
-    twa::gpu::kernels::submit(g, &[&gather]);
-    let x: Vec<f32> = block_on(g.read(&net.acts[0], 0, 3 * 12)).unwrap();
-    let y: Vec<u32> = block_on(g.read(&net.labels, 0, 3)).unwrap();
-    let mut want_x = Vec::new();
-    let mut want_y = Vec::new();
-    for &i in &order[5..8] {
-        let i = i as usize;
-        want_x.extend(
-            data.train.pixels[i * 12..(i + 1) * 12]
-                .iter()
-                .map(|&p| (p as f64 / 255.0 - data.mean[0] as f64) / data.std[0] as f64),
-        );
-        want_y.push(data.train.labels[i] as u32);
+        };
+        net.set_step(g, start);
+        twa::gpu::kernels::submit(g, &[&gather]);
+        let x: Vec<f32> = block_on(g.read(&net.acts[0], 0, 3 * 12)).unwrap();
+        let y: Vec<u32> = block_on(g.read(&net.labels, 0, 3)).unwrap();
+        let mut want_x = Vec::new();
+        let mut want_y = Vec::new();
+        let (mean, std) = (data.mean[0] as f64, data.std[0] as f64);
+        for &i in &order[5..8] {
+            let i = i as usize;
+            want_x.extend((0..12).map(|j| (data.train.value(i * 12 + j) - mean) / std));
+            want_y.push(data.train.labels[i]);
+        }
+        let what = format!("gathered {:?} values", data.train.encoding);
+        assert_close(&what, &x, &want_x, 1e-5, 1e-5);
+        assert_eq!(y, want_y);
     }
-    assert_close("gathered pixels", &x, &want_x, 1e-5, 1e-5);
-    assert_eq!(y, want_y);
 }
 
 /// The image `i` of `split` cropped at (oy, ox) from its 4-pixel zero padding and
@@ -240,6 +253,7 @@ fn gather_normalises_per_channel_and_augments_with_seeded_crops_and_flips() {
         count,
         shape,
         labels_file: "in memory".into(),
+        encoding: twa::data::Encoding::U8,
     };
     let data = Dataset::from_splits(
         split.clone(),

@@ -96,6 +96,7 @@ fn toy_data() -> Dataset {
         count: n,
         shape: Shape::image(4, 4, 1),
         labels_file: "toy".into(),
+        encoding: twa::data::Encoding::U8,
     };
     Dataset::from_splits(split(12), split(6), "toy".into(), twa::data::Classes::Infer).unwrap()
 }
@@ -228,6 +229,7 @@ fn the_valid_inputs_read_back() {
         count: 0,
         shape: Shape::image(32, 32, 3),
         labels_file: "cifar".into(),
+        encoding: twa::data::Encoding::U8,
     };
     parse_records(path, &cifar_records(), Variant::Cifar10, &mut split).unwrap();
     assert_eq!(split.count, 3);
@@ -260,6 +262,7 @@ proptest! {
             count: 0,
             shape: Shape::image(32, 32, 3),
             labels_file: "cifar".into(),
+            encoding: twa::data::Encoding::U8,
         };
         let bytes = mutate(&cifar_records(), &m);
         one_line(parse_records(Path::new("data_batch_1.bin"), &bytes, variant, &mut split))?;

@@ -179,6 +179,7 @@ fn synthetic(count: usize, rng: &mut Rng) -> Split {
         count,
         shape: crate::nn::model::Shape::image(28, 28, 1),
         labels_file: "synthetic".into(),
+        encoding: crate::data::Encoding::U8,
     }
 }
 

@@ -86,6 +86,7 @@ fn read_split(dir: &Path, names: &[String], variant: Variant) -> Result<Split> {
         count: 0,
         shape: Shape::image(32, 32, 3),
         labels_file: dir.join(names.join(", ")),
+        encoding: super::Encoding::U8,
     };
     for name in names {
         read_records(&dir.join(name), variant, &mut split)?;

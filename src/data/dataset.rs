@@ -7,21 +7,58 @@ use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Kernel};
 use std::path::{Path, PathBuf};
 
-/// One split: `count` images of `shape` (channels-last bytes), and their labels.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How a split's values are stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encoding {
+    /// One byte per value, read as value/255 (image pixels).
+    #[default]
+    U8,
+    /// Four bytes per value: a little-endian f32, read as it is.
+    F32,
+}
+
+impl Encoding {
+    pub fn bytes(self) -> usize {
+        match self {
+            Encoding::U8 => 1,
+            Encoding::F32 => 4,
+        }
+    }
+}
+
+/// One split: `count` samples of `shape` (channels last), and their labels.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Split {
+    /// The values, `encoding.bytes()` bytes each.
     pub pixels: Vec<u8>,
     pub labels: Vec<u32>,
     pub count: usize,
     pub shape: Shape,
     /// Where the labels came from (named in label errors).
     pub labels_file: PathBuf,
+    pub encoding: Encoding,
 }
 
 impl Split {
-    /// Bytes per image.
+    /// Values per sample.
     pub fn features(&self) -> usize {
         self.shape.len()
+    }
+
+    /// Bytes per sample.
+    pub fn sample_bytes(&self) -> usize {
+        self.shape.len() * self.encoding.bytes()
+    }
+
+    /// Value `i` of the whole split (sample-major), as the device reads it.
+    pub fn value(&self, i: usize) -> f64 {
+        match self.encoding {
+            Encoding::U8 => self.pixels[i] as f64 / 255.0,
+            Encoding::F32 => {
+                let b = &self.pixels[4 * i..4 * i + 4];
+                f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64
+            }
+        }
     }
 }
 
@@ -134,6 +171,7 @@ fn split_of(
         count,
         shape: Shape::image(height, width, 1),
         labels_file: labels_path,
+        encoding: Encoding::U8,
     })
 }
 
@@ -203,14 +241,33 @@ impl Dataset {
             return Err(Error::format(&source, "a split holds no images"));
         }
         let classes = check_labels(&train, &test, classes)?;
+        if train.encoding != test.encoding {
+            return Err(Error::format(
+                &source,
+                format!(
+                    "train values are {:?} but test values {:?}",
+                    train.encoding, test.encoding
+                ),
+            ));
+        }
         let mut sum = vec![0.0f64; channels];
         let mut sq = vec![0.0f64; channels];
-        for (i, &p) in train.pixels.iter().enumerate() {
-            let v = p as f64 / 255.0;
+        let values = train.count * train.features();
+        for i in 0..values {
+            let v = train.value(i);
+            if !v.is_finite() {
+                return Err(Error::format(
+                    &source,
+                    format!(
+                        "training sample {} holds a non-finite value ({v})",
+                        i / train.features()
+                    ),
+                ));
+            }
             sum[i % channels] += v;
             sq[i % channels] += v * v;
         }
-        let n = (train.pixels.len() / channels) as f64;
+        let n = (values / channels) as f64;
         let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
         let std = sq
             .iter()
@@ -294,7 +351,9 @@ struct GatherParams {
     channels: u32,
     augment: u32,
     seed: u32,
-    pad: [u32; 2],
+    /// 1: the values are f32 words, 0: bytes (÷ 255).
+    floats: u32,
+    pad: u32,
     mean: [f32; 4],
     inv_std: [f32; 4],
 }
@@ -312,6 +371,7 @@ pub struct BatchTarget<'a> {
 pub struct DeviceSplit {
     pub count: usize,
     pub shape: Shape,
+    encoding: Encoding,
     pixels: wgpu::Buffer,
     labels: wgpu::Buffer,
     order: wgpu::Buffer,
@@ -343,6 +403,7 @@ impl DeviceSplit {
         Ok(DeviceSplit {
             count: split.count,
             shape: split.shape,
+            encoding: split.encoding,
             pixels: gpu.storage_init(&words, "pixels"),
             labels: gpu.storage_init(&split.labels, "labels"),
             order: gpu.storage_init(&order, "order"),
@@ -377,7 +438,8 @@ impl DeviceSplit {
             channels: self.shape.channels as u32,
             augment: augment.is_some() as u32,
             seed: augment.unwrap_or(0) as u32,
-            pad: [0; 2],
+            floats: (self.encoding == Encoding::F32) as u32,
+            pad: 0,
             mean: self.mean,
             inv_std: self.inv_std,
         };

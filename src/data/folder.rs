@@ -235,6 +235,7 @@ fn stack(images: Vec<(Decoded, usize)>, files: &[(PathBuf, u32)], shape: Shape) 
         labels,
         shape,
         labels_file: PathBuf::new(),
+        encoding: super::Encoding::U8,
     })
 }
 

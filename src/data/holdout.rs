@@ -44,7 +44,7 @@ pub fn holdout_indices(labels: &[u32], classes: usize, n: usize, seed: u64) -> R
 }
 
 fn subset(split: &Split, keep: &[usize]) -> Split {
-    let f = split.features();
+    let f = split.sample_bytes();
     Split {
         pixels: keep
             .iter()
@@ -55,6 +55,7 @@ fn subset(split: &Split, keep: &[usize]) -> Split {
         count: keep.len(),
         shape: split.shape,
         labels_file: split.labels_file.clone(),
+        encoding: split.encoding,
     }
 }
 

@@ -8,5 +8,5 @@ pub mod idx;
 pub mod shape;
 pub mod spirals;
 
-pub use dataset::{BatchTarget, Classes, Dataset, DeviceSplit, Split};
+pub use dataset::{BatchTarget, Classes, Dataset, DeviceSplit, Encoding, Split};
 pub use shape::Shape;

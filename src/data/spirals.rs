@@ -27,6 +27,7 @@ fn split(count: usize, classes: usize, noise: f64, rng: &mut Rng) -> Split {
         count,
         shape: Shape::flat(2),
         labels_file: "spirals (generated)".into(),
+        encoding: super::Encoding::U8,
     }
 }
 

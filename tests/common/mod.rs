@@ -132,5 +132,6 @@ pub fn toy_split(n: usize, seed: u64) -> twa::data::Split {
         count: n,
         shape: twa::nn::model::Shape::image(8, 8, 1),
         labels_file: "toy".into(),
+        encoding: twa::data::Encoding::U8,
     }
 }
