@@ -91,6 +91,12 @@ const CASES: &[Case] = &[
         needle: "state a size",
     },
     Case {
+        name: "a .npz without labels",
+        args: "train --data {dir}/no-labels.npz --out {out}",
+        code: 1,
+        needle: "no array `y_train`",
+    },
+    Case {
         name: "label beyond the stated classes",
         args: "train --data {data} --classes 3 --out {out}",
         code: 1,
@@ -550,8 +556,8 @@ fn train_checkpoint(
     }
 }
 
-/// Image folders of two classes of 8×8 grey PNGs, each with one fault: a corrupt
-/// JPEG, an empty class folder, an image of another size.
+/// Image folders of two classes of 8×8 grey PNGs, each with one fault (a corrupt
+/// JPEG, an empty class folder, an image of another size), and a .npz without labels.
 fn image_folders(dir: &Path) {
     let png = |path: PathBuf, side: u32| {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -569,6 +575,13 @@ fn image_folders(dir: &Path) {
     std::fs::write(dir.join("folder-corrupt/train/b/2.jpg"), b"\xff\xd8 broken").unwrap();
     std::fs::create_dir_all(dir.join("folder-empty/train/c")).unwrap();
     png(dir.join("folder-sizes/val/a/2.png"), 9);
+    // A .npz archive holding only x_train.npy.
+    let file = std::fs::File::create(dir.join("no-labels.npz")).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    zip.start_file("x_train.npy", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    std::io::Write::write_all(&mut zip, b"\x93NUMPY").unwrap();
+    zip.finish().unwrap();
 }
 
 fn fixtures(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {

@@ -53,14 +53,19 @@ pub fn describe_setup(gpu: &Gpu, data: &Dataset) {
 #[derive(clap::Args)]
 pub struct DataArgs {
     /// IDX, CIFAR binary or image-folder (train/CLASS/*.png|jpg and val/ or test/)
-    /// data directory, e.g. /usr/share/datasets/fashion-mnist [default: the preset's
-    /// or config's; quick: the shipped subset].
+    /// data directory, or NumPy arrays (a .npz file or a directory of .npy files:
+    /// x_train, y_train, x_test, y_test), e.g. /usr/share/datasets/fashion-mnist
+    /// [default: the preset's or config's; quick: the shipped subset].
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Image folders: resize every image (shorter side, then a centre crop) to N × N
     /// (`[data] image_size`) [default: all images must have one size].
     #[arg(long, value_name = "N")]
     pub image_size: Option<usize>,
+    /// NumPy images stored as [N, C, H, W] (`[data] channels_first`) [default:
+    /// [N, H, W, C]].
+    #[arg(long)]
+    pub channels_first: bool,
     /// Image folders: leave out images that cannot be decoded, each named, with a
     /// count (`[data] skip_bad`) [default: the first one stops the load].
     #[arg(long)]
@@ -135,6 +140,7 @@ pub fn base_config(preset: &str, file: Option<&Path>, data: &DataArgs) -> Result
         config.data.image_size = n;
     }
     config.data.skip_bad |= data.skip_bad;
+    config.data.channels_first |= data.channels_first;
     Ok(config)
 }
 

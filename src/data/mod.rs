@@ -1,10 +1,11 @@
-//! Data: the IDX, CIFAR binary and image-folder readers, generated spirals, in-memory data sets and their device copies.
+//! Data: the IDX, CIFAR binary, NumPy and image-folder readers, generated spirals, in-memory data sets and their device copies.
 
 pub mod cifar;
 pub mod dataset;
 pub mod folder;
 pub mod holdout;
 pub mod idx;
+pub mod numpy;
 pub mod shape;
 pub mod spirals;
 

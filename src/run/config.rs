@@ -13,14 +13,16 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// An IDX directory (`train-images-idx3-ubyte[.gz]`, ...), a CIFAR binary one, or an
-    /// image folder (`train/CLASS/*.png|jpg`, `val/` or `test/`); empty: the shipped
-    /// subset.
+    /// An IDX directory (`train-images-idx3-ubyte[.gz]`, ...), a CIFAR binary one, an
+    /// image folder (`train/CLASS/*.png|jpg`, `val/` or `test/`), or NumPy arrays (a
+    /// `.npz` file or a directory of `.npy` files); empty: the shipped subset.
     pub dir: String,
     /// A data set generated in code instead (`spirals`); empty: read `dir`.
     pub generated: String,
     /// The number of classes; 0: one more than the largest label (CIFAR: 10 or 100).
     pub classes: usize,
+    /// NumPy images stored as [N, C, H, W] (PyTorch's order) instead of [N, H, W, C].
+    pub channels_first: bool,
     /// Image folders: resize every image (shorter side, then a centre crop) to this
     /// size; 0: every image must have the first one's size.
     pub image_size: usize,
@@ -262,6 +264,14 @@ impl RunConfig {
                 let classes = self.data.declared_classes();
                 crate::data::folder::load_image_folder(&self.data_dir(), classes, options)
             }
+            "" if crate::data::numpy::is_numpy(&self.data_dir()) => crate::data::numpy::load_numpy(
+                &self.data_dir(),
+                crate::data::Classes::stated_or(
+                    self.data.declared_classes(),
+                    crate::data::Classes::Infer,
+                ),
+                self.data.channels_first,
+            ),
             "" if crate::data::cifar::is_cifar_dir(&self.data_dir()) => {
                 crate::data::cifar::load_cifar_dir(&self.data_dir(), self.data.declared_classes())
             }
