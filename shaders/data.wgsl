@@ -3,7 +3,8 @@
 //
 // gather  for b < batch and each value (y, x, c) of a channels-last h × w × ch image,
 //         with i = order[start + b]:
-//           x[b, y, x, c] = (pixel(i, sy, sx, c)/255 − mean[c]) · inv_std[c],
+//           x[b, y, x, c] = (pixel(i, sy, sx, c)/255 − mean[c]) · inv_std[c]
+//         (mean and inv_std per channel, any number of channels, in `stats`),
 //           labels[b] = labels[i];
 //         without augmentation (sy, sx) = (y, x). With it, per sample a hash of
 //         (seed, step, b) draws offsets oy, ox ∈ [0, 8] and a flip bit: the image is
@@ -17,7 +18,6 @@
 struct GatherParams {
     batch: u32, h: u32, w: u32, ch: u32,
     augment: u32, seed: u32, floats: u32, _pad1: u32,
-    mean: vec4<f32>, inv_std: vec4<f32>,
 }
 
 struct StepState {
@@ -31,6 +31,8 @@ struct StepState {
 @group(0) @binding(4) var<storage, read_write> y: array<u32>;
 @group(0) @binding(5) var<uniform> p: GatherParams;
 @group(0) @binding(6) var<uniform> step: StepState;
+// mean[0..ch], then inv_std[0..ch].
+@group(0) @binding(7) var<storage, read> stats: array<f32>;
 
 // PCG hash (Jarzynski & Olano 2020).
 fn pcg(v: u32) -> u32 {
@@ -74,7 +76,7 @@ fn gather(
                 value = f32((word >> ((index % 4u) * 8u)) & 0xffu) / 255.0;
             }
         }
-        x[t] = (value - p.mean[c]) * p.inv_std[c];
+        x[t] = (value - stats[c]) * stats[p.ch + c];
         if (j == 0u) {
             y[b] = labels[i];
         }

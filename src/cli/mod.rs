@@ -53,8 +53,9 @@ pub fn describe_setup(gpu: &Gpu, data: &Dataset) {
 #[derive(clap::Args)]
 pub struct DataArgs {
     /// IDX, CIFAR binary or image-folder (train/CLASS/*.png|jpg and val/ or test/)
-    /// data directory, or NumPy arrays (a .npz file or a directory of .npy files:
-    /// x_train, y_train, x_test, y_test), e.g. /usr/share/datasets/fashion-mnist
+    /// data directory, NumPy arrays (a .npz file or a directory of .npy files:
+    /// x_train, y_train, x_test, y_test) or CSV tables (train.csv and test.csv), e.g.
+    /// /usr/share/datasets/fashion-mnist
     /// [default: the preset's or config's; quick: the shipped subset].
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -62,6 +63,10 @@ pub struct DataArgs {
     /// (`[data] image_size`) [default: all images must have one size].
     #[arg(long, value_name = "N")]
     pub image_size: Option<usize>,
+    /// CSV tables: the column holding the labels (`[data] label_column`) [default:
+    /// label].
+    #[arg(long, value_name = "NAME")]
+    pub label_column: Option<String>,
     /// NumPy images stored as [N, C, H, W] (`[data] channels_first`) [default:
     /// [N, H, W, C]].
     #[arg(long)]
@@ -141,6 +146,9 @@ pub fn base_config(preset: &str, file: Option<&Path>, data: &DataArgs) -> Result
     }
     config.data.skip_bad |= data.skip_bad;
     config.data.channels_first |= data.channels_first;
+    if let Some(name) = &data.label_column {
+        config.data.label_column = name.clone();
+    }
     Ok(config)
 }
 

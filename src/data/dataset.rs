@@ -82,9 +82,6 @@ impl Classes {
     }
 }
 
-/// Most channels an image may have (the gather kernel's per-channel statistics).
-pub const MAX_CHANNELS: usize = 4;
-
 /// A data set with train and test splits.
 #[derive(Clone, Debug)]
 pub struct Dataset {
@@ -231,11 +228,8 @@ impl Dataset {
             ));
         }
         let channels = train.shape.channels;
-        if !(1..=MAX_CHANNELS).contains(&channels) {
-            return Err(Error::format(
-                &source,
-                format!("images have {channels} channels; 1 to {MAX_CHANNELS} are supported"),
-            ));
+        if channels == 0 {
+            return Err(Error::format(&source, "samples have no channels"));
         }
         if train.count == 0 || test.count == 0 {
             return Err(Error::format(&source, "a split holds no images"));
@@ -354,8 +348,6 @@ struct GatherParams {
     /// 1: the values are f32 words, 0: bytes (÷ 255).
     floats: u32,
     pad: u32,
-    mean: [f32; 4],
-    inv_std: [f32; 4],
 }
 
 /// Where a gathered batch goes on the device: a network's input and label buffers,
@@ -375,8 +367,8 @@ pub struct DeviceSplit {
     pixels: wgpu::Buffer,
     labels: wgpu::Buffer,
     order: wgpu::Buffer,
-    mean: [f32; 4],
-    inv_std: [f32; 4],
+    /// The mean of each channel, then the inverse of its standard deviation.
+    stats: wgpu::Buffer,
 }
 
 impl DeviceSplit {
@@ -394,12 +386,11 @@ impl DeviceSplit {
             words[i / 4] |= (b as u32) << ((i % 4) * 8);
         }
         let order: Vec<u32> = (0..split.count as u32).collect();
-        let mut mean = [0.0; 4];
-        let mut inv_std = [1.0; 4];
-        for c in 0..data.mean.len() {
-            mean[c] = data.mean[c];
-            inv_std[c] = 1.0 / data.std[c];
-        }
+        let channels = split.shape.channels;
+        assert_eq!(data.mean.len(), channels, "statistics per channel");
+        let stats: Vec<f32> = (data.mean.iter().copied())
+            .chain(data.std.iter().map(|s| 1.0 / s))
+            .collect();
         Ok(DeviceSplit {
             count: split.count,
             shape: split.shape,
@@ -407,8 +398,7 @@ impl DeviceSplit {
             pixels: gpu.storage_init(&words, "pixels"),
             labels: gpu.storage_init(&split.labels, "labels"),
             order: gpu.storage_init(&order, "order"),
-            mean,
-            inv_std,
+            stats: gpu.storage_init(&stats, "channel statistics"),
         })
     }
 
@@ -440,8 +430,6 @@ impl DeviceSplit {
             seed: augment.unwrap_or(0) as u32,
             floats: (self.encoding == Encoding::F32) as u32,
             pad: 0,
-            mean: self.mean,
-            inv_std: self.inv_std,
         };
         let u = gpu.uniform(&p, "gather");
         Dispatch::new(
@@ -455,6 +443,7 @@ impl DeviceSplit {
                 into.labels,
                 &u,
                 into.step,
+                &self.stats,
             ],
             crate::gpu::kernels::grid(gpu, batch * self.shape.len()),
         )

@@ -1,4 +1,4 @@
-//! Data: the IDX, CIFAR binary, NumPy and image-folder readers, generated spirals, in-memory data sets and their device copies.
+//! Data: the IDX, CIFAR binary, NumPy, CSV and image-folder readers, generated spirals, in-memory data sets and their device copies.
 
 pub mod cifar;
 pub mod dataset;
@@ -8,6 +8,7 @@ pub mod idx;
 pub mod numpy;
 pub mod shape;
 pub mod spirals;
+pub mod table;
 
 pub use dataset::{BatchTarget, Classes, Dataset, DeviceSplit, Encoding, Split};
 pub use shape::Shape;

@@ -1,7 +1,8 @@
 //! NumPy arrays: a `.npz` archive (`np.savez`, stored or compressed) or a directory of
 //! `.npy` files, holding `x_train`, `y_train`, `x_test` and `y_test`. Images are
 //! `x[N, H, W]`, `x[N, H, W, C]` (channels last) or, with `[data] channels_first`,
-//! `x[N, C, H, W]`; a table `x[N, F]` is read as one row of F values. Values of type
+//! `x[N, C, H, W]`; a table `x[N, F]` is read as 1 × 1 × F, each feature normalised
+//! on its own. Values of type
 //! uint8 are pixels (÷ 255 on the device), float32 and float64 are kept as f32;
 //! labels are any integer type, one per sample.
 
@@ -174,7 +175,7 @@ fn split_of(
         ));
     }
     let shape = match x.shape.get(1..).unwrap_or(&[]) {
-        &[f] => Shape::image(1, f, 1),
+        &[f] => Shape::image(1, 1, f),
         &[h, w] => Shape::image(h, w, 1),
         &[h, w, c] if !channels_first => Shape::image(h, w, c),
         &[c, h, w] => Shape::image(h, w, c),

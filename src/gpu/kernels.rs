@@ -108,7 +108,7 @@ impl Shader {
             Shader::BatchNorm => &[Read, Read, Read, Rw, Rw, Rw, Rw, Uniform, Uniform, Read],
             Shader::Loss => &[Read, Read, Rw, Rw, Uniform, Uniform],
             Shader::Optim => &[Read, Rw, Rw, Rw, Uniform, Uniform],
-            Shader::Data => &[Read, Read, Read, Rw, Rw, Uniform, Uniform],
+            Shader::Data => &[Read, Read, Read, Rw, Rw, Uniform, Uniform, Read],
             Shader::Twa => &[Read, Read, Rw, Uniform, Rw],
             Shader::Directions => &[Read, Read, Read, Read, Read, Rw, Uniform],
             Shader::Transformer => &[Read, Read, Read, Rw, Rw, Uniform],

@@ -10,17 +10,20 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Where the data comes from.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
     /// An IDX directory (`train-images-idx3-ubyte[.gz]`, ...), a CIFAR binary one, an
-    /// image folder (`train/CLASS/*.png|jpg`, `val/` or `test/`), or NumPy arrays (a
-    /// `.npz` file or a directory of `.npy` files); empty: the shipped subset.
+    /// image folder (`train/CLASS/*.png|jpg`, `val/` or `test/`), NumPy arrays (a
+    /// `.npz` file or a directory of `.npy` files), or CSV tables (`train.csv`,
+    /// `test.csv`); empty: the shipped subset.
     pub dir: String,
     /// A data set generated in code instead (`spirals`); empty: read `dir`.
     pub generated: String,
     /// The number of classes; 0: one more than the largest label (CIFAR: 10 or 100).
     pub classes: usize,
+    /// CSV tables: the column holding the labels.
+    pub label_column: String,
     /// NumPy images stored as [N, C, H, W] (PyTorch's order) instead of [N, H, W, C].
     pub channels_first: bool,
     /// Image folders: resize every image (shorter side, then a centre crop) to this
@@ -36,6 +39,22 @@ pub struct DataConfig {
     /// Seed of the held-out draw; not the training seed, so that runs with different
     /// seeds (a soup's ingredients) hold out the same samples.
     pub holdout_seed: u64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dir: String::new(),
+            generated: String::new(),
+            classes: 0,
+            label_column: "label".into(),
+            channels_first: false,
+            image_size: 0,
+            skip_bad: false,
+            holdout: 0,
+            holdout_seed: 0,
+        }
+    }
 }
 
 impl DataConfig {
@@ -264,6 +283,14 @@ impl RunConfig {
                 let classes = self.data.declared_classes();
                 crate::data::folder::load_image_folder(&self.data_dir(), classes, options)
             }
+            "" if crate::data::table::is_table(&self.data_dir()) => crate::data::table::load_table(
+                &self.data_dir(),
+                &self.data.label_column,
+                crate::data::Classes::stated_or(
+                    self.data.declared_classes(),
+                    crate::data::Classes::Infer,
+                ),
+            ),
             "" if crate::data::numpy::is_numpy(&self.data_dir()) => crate::data::numpy::load_numpy(
                 &self.data_dir(),
                 crate::data::Classes::stated_or(
