@@ -7,7 +7,8 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use twa::data::folder::{load_image_folder, FolderOptions};
+use twa::data::folder::load_image_folder;
+use twa::data::images::ImageOptions;
 use twa::data::{Classes, Dataset};
 use twa::run::config::{shipped_data_dir, RunConfig};
 use twa::train::{TrainConfig, Trainer};
@@ -65,7 +66,7 @@ fn the_shipped_subset_as_png_folders_loads_as_its_idx_files_and_evaluates_alike(
     let idx = shipped();
     let dir = temp_dir("fashion");
     write_png_folder(&idx, &dir);
-    let folder = load_image_folder(&dir, None, FolderOptions::default()).unwrap();
+    let folder = load_image_folder(&dir, None, ImageOptions::default()).unwrap();
     assert_eq!(folder.classes, 10);
     assert_eq!(folder.train.shape, idx.train.shape);
     for (got, want) in [(&folder.train, &idx.train), (&folder.test, &idx.test)] {
@@ -131,7 +132,7 @@ fn rgb_jpegs_and_pngs_of_mixed_sizes_are_resized_and_centre_cropped() {
     solid(&dir.join("val/cat/x.png"), 16, 16, [0, 255, 0]);
     solid(&dir.join("val/dog/y.JPEG"), 16, 16, [0, 0, 255]);
     std::fs::write(dir.join("train/dog/notes.txt"), "not an image").unwrap();
-    let options = FolderOptions {
+    let options = ImageOptions {
         size: Some(16),
         skip_bad: false,
     };
@@ -160,7 +161,7 @@ fn rgb_jpegs_and_pngs_of_mixed_sizes_are_resized_and_centre_cropped() {
 }
 
 /// The error of loading `dir` (with `options`), as text.
-fn error(dir: &Path, options: FolderOptions) -> String {
+fn error(dir: &Path, options: ImageOptions) -> String {
     match load_image_folder(dir, None, options) {
         Ok(_) => panic!("{} loaded", dir.display()),
         Err(e) => e.to_string(),
@@ -180,8 +181,8 @@ fn bad_image_folders_are_refused_by_name_and_corrupt_files_skipped_only_when_ask
         }
         dir
     };
-    let plain = FolderOptions::default();
-    let check = |what: &str, dir: &Path, options: FolderOptions, needles: &[&str]| {
+    let plain = ImageOptions::default();
+    let check = |what: &str, dir: &Path, options: ImageOptions, needles: &[&str]| {
         let e = error(dir, options);
         for needle in needles {
             assert!(e.contains(needle), "{what}: `{needle}` not in: {e}");
@@ -196,7 +197,7 @@ fn bad_image_folders_are_refused_by_name_and_corrupt_files_skipped_only_when_ask
         plain,
         &["train/a/3.jpg", "not a readable image", "--skip-bad"],
     );
-    let skip = FolderOptions {
+    let skip = ImageOptions {
         skip_bad: true,
         ..plain
     };
@@ -233,7 +234,7 @@ fn bad_image_folders_are_refused_by_name_and_corrupt_files_skipped_only_when_ask
         plain,
         &["val/b/3.png", "8×9 but the first one 8×8", "image_size"],
     );
-    let sized = FolderOptions {
+    let sized = ImageOptions {
         size: Some(8),
         ..plain
     };
@@ -253,7 +254,7 @@ fn bad_image_folders_are_refused_by_name_and_corrupt_files_skipped_only_when_ask
     );
 
     let dir = good("huge");
-    let huge = FolderOptions {
+    let huge = ImageOptions {
         size: Some(100_000),
         ..plain
     };

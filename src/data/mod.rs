@@ -5,6 +5,7 @@ pub mod dataset;
 pub mod folder;
 pub mod holdout;
 pub mod idx;
+pub mod images;
 pub mod numpy;
 pub mod shape;
 pub mod spirals;

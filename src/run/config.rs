@@ -276,7 +276,7 @@ impl RunConfig {
     fn read_data(&self) -> Result<crate::data::Dataset> {
         match self.data.generated.as_str() {
             "" if crate::data::folder::is_image_folder(&self.data_dir()) => {
-                let options = crate::data::folder::FolderOptions {
+                let options = crate::data::images::ImageOptions {
                     size: (self.data.image_size > 0).then_some(self.data.image_size),
                     skip_bad: self.data.skip_bad,
                 };
