@@ -1,4 +1,4 @@
-//! Data: the IDX, CIFAR binary, NumPy, CSV and image-folder readers, generated spirals, in-memory data sets and their device copies.
+//! Data: the IDX, CIFAR binary, NumPy, CSV, image-folder and tar-shard readers, generated spirals, in-memory data sets and their device copies.
 
 pub mod cifar;
 pub mod dataset;
@@ -8,6 +8,7 @@ pub mod idx;
 pub mod images;
 pub mod numpy;
 pub mod shape;
+pub mod shards;
 pub mod spirals;
 pub mod table;
 

@@ -274,41 +274,25 @@ impl RunConfig {
     }
 
     fn read_data(&self) -> Result<crate::data::Dataset> {
+        use crate::data::{cifar, folder, numpy, shards, table, Classes, Dataset};
+        let dir = self.data_dir();
+        let stated = self.data.declared_classes();
+        let or_infer = Classes::stated_or(stated, Classes::Infer);
+        let images = crate::data::images::ImageOptions {
+            size: (self.data.image_size > 0).then_some(self.data.image_size),
+            skip_bad: self.data.skip_bad,
+        };
         match self.data.generated.as_str() {
-            "" if crate::data::folder::is_image_folder(&self.data_dir()) => {
-                let options = crate::data::images::ImageOptions {
-                    size: (self.data.image_size > 0).then_some(self.data.image_size),
-                    skip_bad: self.data.skip_bad,
-                };
-                let classes = self.data.declared_classes();
-                crate::data::folder::load_image_folder(&self.data_dir(), classes, options)
+            "" if folder::is_image_folder(&dir) => folder::load_image_folder(&dir, stated, images),
+            "" if shards::is_shards(&dir) => shards::load_shards(&dir, stated, images),
+            "" if table::is_table(&dir) => {
+                table::load_table(&dir, &self.data.label_column, or_infer)
             }
-            "" if crate::data::table::is_table(&self.data_dir()) => crate::data::table::load_table(
-                &self.data_dir(),
-                &self.data.label_column,
-                crate::data::Classes::stated_or(
-                    self.data.declared_classes(),
-                    crate::data::Classes::Infer,
-                ),
-            ),
-            "" if crate::data::numpy::is_numpy(&self.data_dir()) => crate::data::numpy::load_numpy(
-                &self.data_dir(),
-                crate::data::Classes::stated_or(
-                    self.data.declared_classes(),
-                    crate::data::Classes::Infer,
-                ),
-                self.data.channels_first,
-            ),
-            "" if crate::data::cifar::is_cifar_dir(&self.data_dir()) => {
-                crate::data::cifar::load_cifar_dir(&self.data_dir(), self.data.declared_classes())
+            "" if numpy::is_numpy(&dir) => {
+                numpy::load_numpy(&dir, or_infer, self.data.channels_first)
             }
-            "" => crate::data::Dataset::load_idx_dir(
-                &self.data_dir(),
-                crate::data::Classes::stated_or(
-                    self.data.declared_classes(),
-                    crate::data::Classes::Infer,
-                ),
-            ),
+            "" if cifar::is_cifar_dir(&dir) => cifar::load_cifar_dir(&dir, stated),
+            "" => Dataset::load_idx_dir(&dir, or_infer),
             "spirals" => crate::data::spirals::spirals(3000, 1500, 3, self.train.seed),
             other => Err(Error::Config(format!(
                 "unknown generated data set `{other}` (known: spirals)"
