@@ -99,12 +99,19 @@ fn check_step_with(name: &str, model: Model, batch: usize, gpu_kernels: bool, ru
             "{name}: the gradient is not clipped ({factor})"
         );
     }
+    // Each gradient to 2e-3 relative, and absolutely to 1e-5 plus 1e-3 of its tensor's
+    // largest magnitude: a value summed from many terms that cancel (a stem's
+    // BatchNorm bias in ResNet-50, its true value ≈ 0) carries the f32 rounding of
+    // those terms, not of the small result. (With a fixed 1e-5 the random draws
+    // failed about one run in seven, always in the deepest networks' stems.)
     for e in &model.params.entries {
+        let want = &want[e.range()];
+        let largest = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         assert_close(
             &format!("{name} grad {}", e.name),
             &grads[e.range()],
-            &want[e.range()],
-            1e-5,
+            want,
+            1e-5 + 1e-3 * largest,
             2e-3,
         );
     }
