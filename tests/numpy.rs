@@ -9,8 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use twa::data::numpy::load_numpy;
 use twa::data::{Classes, Dataset, Encoding};
-use twa::run::config::{shipped_data_dir, RunConfig};
-use twa::train::{TrainConfig, Trainer};
+use twa::run::config::shipped_data_dir;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -124,18 +123,7 @@ fn the_shipped_subset_as_npz_trains_to_exactly_its_idx_metrics() {
         (&data.test.pixels, &data.test.labels),
         (&idx.test.pixels, &idx.test.labels)
     );
-    let model = RunConfig::preset("quick").unwrap().model;
-    let config = TrainConfig {
-        epochs: 1,
-        ..TrainConfig::default()
-    };
-    let train = |data: &Dataset| {
-        let mut trainer = Trainer::new(gpu(), data, &model, config.clone()).unwrap();
-        block_on(trainer.train_all(&mut |_| {})).unwrap();
-        let totals = block_on(trainer.evaluate()).unwrap();
-        (totals.mean_loss(), totals.accuracy())
-    };
-    assert_eq!(train(&data), train(&idx));
+    assert_eq!(one_epoch_metrics(&data), one_epoch_metrics(&idx));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

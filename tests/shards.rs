@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use twa::data::images::ImageOptions;
 use twa::data::shards::load_shards;
 use twa::data::{Classes, Dataset};
-use twa::run::config::{shipped_data_dir, RunConfig};
-use twa::train::{TrainConfig, Trainer};
+use twa::run::config::shipped_data_dir;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("twa-shards-{name}-{}", std::process::id()));
@@ -79,18 +78,7 @@ fn the_shipped_subset_as_shards_loads_in_order_and_trains_to_exactly_its_idx_met
         (&data.test.pixels, &data.test.labels),
         (&idx.test.pixels, &idx.test.labels)
     );
-    let model = RunConfig::preset("quick").unwrap().model;
-    let config = TrainConfig {
-        epochs: 1,
-        ..TrainConfig::default()
-    };
-    let train = |data: &Dataset| {
-        let mut trainer = Trainer::new(gpu(), data, &model, config.clone()).unwrap();
-        block_on(trainer.train_all(&mut |_| {})).unwrap();
-        let totals = block_on(trainer.evaluate()).unwrap();
-        (totals.mean_loss(), totals.accuracy())
-    };
-    assert_eq!(train(&data), train(&idx));
+    assert_eq!(one_epoch_metrics(&data), one_epoch_metrics(&idx));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

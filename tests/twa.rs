@@ -39,6 +39,22 @@ fn project(space: &Subspace, g: &[f32]) -> Vec<f32> {
     block_on(gpu.read(&buffer, 0, g.len())).unwrap()
 }
 
+/// Pᵀ(P g) in f64 on the CPU for the rows `p` (each g's length).
+fn cpu_projection(p: &[f32], g: &[f32]) -> Vec<f64> {
+    let dim = g.len();
+    let coefficients: Vec<f64> = p
+        .chunks(dim)
+        .map(|row| row.iter().zip(g).map(|(a, b)| *a as f64 * *b as f64).sum())
+        .collect();
+    (0..dim)
+        .map(|d| {
+            (coefficients.iter().enumerate())
+                .map(|(i, c)| c * p[i * dim + d] as f64)
+                .sum()
+        })
+        .collect()
+}
+
 /// max |P Pᵀ − I| over all entries, in f64.
 fn orthogonality_error(p: &[f32], rank: usize, dim: usize) -> f64 {
     let mut worst: f64 = 0.0;
@@ -194,17 +210,7 @@ fn projection_of_a_random_vector_matches_the_cpu_on_the_devices_basis() {
     assert_eq!(space.rank, n);
     let p = block_on(space.read_basis(gpu())).unwrap();
     let g = random(&mut rng, dim);
-    let coefficients: Vec<f64> = p
-        .chunks(dim)
-        .map(|row| row.iter().zip(&g).map(|(a, b)| *a as f64 * *b as f64).sum())
-        .collect();
-    let want: Vec<f64> = (0..dim)
-        .map(|d| {
-            (0..n)
-                .map(|i| coefficients[i] * p[i * dim + d] as f64)
-                .sum()
-        })
-        .collect();
+    let want = cpu_projection(&p, &g);
     assert_close("Pᵀ(P g)", &project(&space, &g), &want, 1e-6, 1e-4);
 }
 
@@ -243,17 +249,7 @@ fn a_basis_cut_into_segments_of_d_builds_and_projects_as_a_whole_one() {
         1e-5,
         1e-4,
     );
-    let coefficients: Vec<f64> = p
-        .chunks(dim)
-        .map(|row| row.iter().zip(&g).map(|(a, b)| *a as f64 * *b as f64).sum())
-        .collect();
-    let want: Vec<f64> = (0..dim)
-        .map(|d| {
-            (0..n)
-                .map(|i| coefficients[i] * p[i * dim + d] as f64)
-                .sum()
-        })
-        .collect();
+    let want = cpu_projection(&p, &g);
     let projected = project(&cut, &g);
     assert_close("Pᵀ(P g), segmented", &projected, &want, 1e-6, 1e-4);
     assert_close(

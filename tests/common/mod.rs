@@ -135,3 +135,17 @@ pub fn toy_split(n: usize, seed: u64) -> twa::data::Split {
         encoding: twa::data::Encoding::U8,
     }
 }
+
+/// The test loss and accuracy after one epoch of the `quick` preset's model on `data`
+/// (two copies of a data set in the same order train to the same values).
+pub fn one_epoch_metrics(data: &twa::data::Dataset) -> (f64, f64) {
+    let model = twa::run::config::RunConfig::preset("quick").unwrap().model;
+    let config = twa::train::TrainConfig {
+        epochs: 1,
+        ..twa::train::TrainConfig::default()
+    };
+    let mut trainer = twa::train::Trainer::new(gpu(), data, &model, config).unwrap();
+    block_on(trainer.train_all(&mut |_| {})).unwrap();
+    let totals = block_on(trainer.evaluate()).unwrap();
+    (totals.mean_loss(), totals.accuracy())
+}
