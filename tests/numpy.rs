@@ -115,15 +115,7 @@ fn the_shipped_subset_as_npz_trains_to_exactly_its_idx_metrics() {
     let path = dir.join("fashion.npz");
     write_subset(&idx, &path);
     let data = load_numpy(&path, Classes::Infer, false).unwrap();
-    assert_eq!(
-        (&data.train.pixels, &data.train.labels),
-        (&idx.train.pixels, &idx.train.labels)
-    );
-    assert_eq!(
-        (&data.test.pixels, &data.test.labels),
-        (&idx.test.pixels, &idx.test.labels)
-    );
-    assert_eq!(one_epoch_metrics(&data), one_epoch_metrics(&idx));
+    assert_same_samples_and_metrics(&data, &idx);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -70,15 +70,7 @@ fn the_shipped_subset_as_shards_loads_in_order_and_trains_to_exactly_its_idx_met
     tar(&dir.join("test-000000.tar"), &entries(&idx.test, 0..2000));
     let data = load_shards(&dir, None, ImageOptions::default()).unwrap();
     assert_eq!(data.classes, 10);
-    assert_eq!(
-        (&data.train.pixels, &data.train.labels),
-        (&idx.train.pixels, &idx.train.labels)
-    );
-    assert_eq!(
-        (&data.test.pixels, &data.test.labels),
-        (&idx.test.pixels, &idx.test.labels)
-    );
-    assert_eq!(one_epoch_metrics(&data), one_epoch_metrics(&idx));
+    assert_same_samples_and_metrics(&data, &idx);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

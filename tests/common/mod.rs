@@ -136,9 +136,17 @@ pub fn toy_split(n: usize, seed: u64) -> twa::data::Split {
     }
 }
 
-/// The test loss and accuracy after one epoch of the `quick` preset's model on `data`
-/// (two copies of a data set in the same order train to the same values).
-pub fn one_epoch_metrics(data: &twa::data::Dataset) -> (f64, f64) {
+/// `data` holds exactly `want`'s samples in the same order, and one epoch on each
+/// ends at the same test loss and accuracy.
+pub fn assert_same_samples_and_metrics(data: &twa::data::Dataset, want: &twa::data::Dataset) {
+    for (got, want) in [(&data.train, &want.train), (&data.test, &want.test)] {
+        assert_eq!((&got.pixels, &got.labels), (&want.pixels, &want.labels));
+    }
+    assert_eq!(one_epoch_metrics(data), one_epoch_metrics(want));
+}
+
+/// The test loss and accuracy after one epoch of the `quick` preset's model on `data`.
+fn one_epoch_metrics(data: &twa::data::Dataset) -> (f64, f64) {
     let model = twa::run::config::RunConfig::preset("quick").unwrap().model;
     let config = twa::train::TrainConfig {
         epochs: 1,
