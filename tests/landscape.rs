@@ -31,7 +31,7 @@ fn test_inputs(data: &Dataset) -> (Vec<f64>, Vec<u32>) {
         .iter()
         .map(|&p| (p as f64 / 255.0 - mean) / std)
         .collect();
-    (x, data.test.labels.iter().map(|&l| l as u32).collect())
+    (x, data.test.labels.clone())
 }
 
 /// `n` samples scattered around the model's initialisation (seed `seed`).

@@ -31,6 +31,10 @@ pub struct Encoded {
     pub label: u32,
 }
 
+/// A split's decoded images, each with its index among the encoded ones, and the
+/// images left out (`skip_bad`) with why.
+type DecodedSplit = (Vec<(Decoded, usize)>, Vec<(PathBuf, String)>);
+
 /// One decoded image: its pixels (1 or 3 channels, row-major, channels last) and size.
 struct Decoded {
     pixels: Vec<u8>,
@@ -103,10 +107,7 @@ fn resize_and_crop(image: image::DynamicImage, size: u32) -> image::DynamicImage
 
 /// Decode `files` on every core, in order; an unreadable file stops the load unless
 /// `skip_bad` (then it is left out and listed).
-fn decode_all(
-    files: &[Encoded],
-    options: ImageOptions,
-) -> Result<(Vec<(Decoded, usize)>, Vec<(PathBuf, String)>)> {
+fn decode_all(files: &[Encoded], options: ImageOptions) -> Result<DecodedSplit> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per = files.len().div_ceil(threads).max(1);
     let results: Vec<Vec<Result<Decoded>>> = std::thread::scope(|scope| {

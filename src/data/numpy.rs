@@ -174,11 +174,11 @@ fn split_of(
             ),
         ));
     }
-    let shape = match x.shape.get(1..).unwrap_or(&[]) {
-        &[f] => Shape::image(1, 1, f),
-        &[h, w] => Shape::image(h, w, 1),
-        &[h, w, c] if !channels_first => Shape::image(h, w, c),
-        &[c, h, w] => Shape::image(h, w, c),
+    let shape = match *x.shape.get(1..).unwrap_or(&[]) {
+        [f] => Shape::image(1, 1, f),
+        [h, w] => Shape::image(h, w, 1),
+        [h, w, c] if !channels_first => Shape::image(h, w, c),
+        [c, h, w] => Shape::image(h, w, c),
         _ => {
             return Err(Error::format(
                 path,
