@@ -75,6 +75,14 @@ enum Command {
         /// rasteriser).
         #[arg(long)]
         networks: bool,
+        /// How fast the image folder DIR loads instead: images/s of decoding, resizing
+        /// and centre-cropping to --image-size on every core, and uploading (compare
+        /// bench/pytorch_loader.py on the same files).
+        #[arg(long, value_name = "DIR")]
+        loader: Option<std::path::PathBuf>,
+        /// The side the loader benchmark resizes to.
+        #[arg(long, default_value_t = 224)]
+        image_size: usize,
     },
 }
 
@@ -106,8 +114,12 @@ fn main() {
             json,
             collective,
             networks,
+            loader,
+            image_size,
         } => job.gpu(adapter).and_then(|gpu| {
-            if collective {
+            if let Some(dir) = loader {
+                twa::bench::loader::measure(&gpu, &dir, image_size, json)
+            } else if collective {
                 twa::bench::collective::measure(&gpu, &*job.world)
             } else if networks {
                 twa::bench::networks(&gpu, json)

@@ -552,3 +552,26 @@ fn networks_written_as_layer_lists_train_from_their_config_files() {
     };
     assert_eq!(tensors("preset"), tensors("listed"), "the same weights");
 }
+
+/// `twa bench --loader` on a folder of 3 + 2 JPEGs of mixed sizes: every image counted,
+/// a positive rate, at the side asked for.
+#[test]
+fn the_loader_benchmark_reads_an_image_folder() {
+    let dir = temp_dir("loader");
+    for (split, count) in [("train", 3), ("val", 2)] {
+        for i in 0..count {
+            let path = dir.join(format!("{split}/c{}/{i}.jpg", i % 2));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            image::RgbImage::from_pixel(40 + 8 * i, 30, image::Rgb([200, 90, 10]))
+                .save(&path)
+                .unwrap();
+        }
+    }
+    let dir_arg = dir.display().to_string();
+    let out = twa(&["bench", "--loader", &dir_arg, "--image-size", "16", "--json"]);
+    let report = json_summary(out);
+    assert_eq!(report["images"], 5);
+    assert_eq!(report["side"], 16);
+    assert!(report["images_per_s"].as_f64().unwrap() > 0.0, "{report}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,9 +2,10 @@
 //! for the MLP's shapes and 1024³ (next to numpy's sgemm when python3 + numpy exist,
 //! measured in the same run), convolution GFLOP/s at the conv nets' shapes, a per-kernel
 //! profile of one `cnn` training step, and end-to-end training samples/s; and
-//! (`collective`) what distribution costs.
+//! (`collective`) what distribution costs, (`loader`) how fast an image folder loads.
 
 pub mod collective;
+pub mod loader;
 
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
