@@ -568,7 +568,14 @@ fn the_loader_benchmark_reads_an_image_folder() {
         }
     }
     let dir_arg = dir.display().to_string();
-    let out = twa(&["bench", "--loader", &dir_arg, "--image-size", "16", "--json"]);
+    let out = twa(&[
+        "bench",
+        "--loader",
+        &dir_arg,
+        "--image-size",
+        "16",
+        "--json",
+    ]);
     let report = json_summary(out);
     assert_eq!(report["images"], 5);
     assert_eq!(report["side"], 16);

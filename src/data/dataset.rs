@@ -244,23 +244,8 @@ impl Dataset {
                 ),
             ));
         }
-        let mut sum = vec![0.0f64; channels];
-        let mut sq = vec![0.0f64; channels];
         let values = train.count * train.features();
-        for i in 0..values {
-            let v = train.value(i);
-            if !v.is_finite() {
-                return Err(Error::format(
-                    &source,
-                    format!(
-                        "training sample {} holds a non-finite value ({v})",
-                        i / train.features()
-                    ),
-                ));
-            }
-            sum[i % channels] += v;
-            sq[i % channels] += v * v;
-        }
+        let (sum, sq) = channel_sums(&train, channels, &source)?;
         let n = (values / channels) as f64;
         let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
         let std = sq
@@ -278,6 +263,44 @@ impl Dataset {
             skipped: Vec::new(),
         })
     }
+}
+
+/// Per channel, the sum and the sum of squares of the training split's values (as the
+/// device reads them). Bytes are counted per value first: exact, in any order, and
+/// one pass of increments over the pixels.
+fn channel_sums(train: &Split, channels: usize, source: &Path) -> Result<(Vec<f64>, Vec<f64>)> {
+    let mut sum = vec![0.0f64; channels];
+    let mut sq = vec![0.0f64; channels];
+    let values = train.count * train.features();
+    if train.encoding == Encoding::U8 {
+        let mut counts = vec![[0u64; 256]; channels];
+        for (i, &b) in train.pixels[..values].iter().enumerate() {
+            counts[i % channels][b as usize] += 1;
+        }
+        for (c, counts) in counts.iter().enumerate() {
+            for (b, &n) in counts.iter().enumerate() {
+                let v = b as f64 / 255.0;
+                sum[c] += n as f64 * v;
+                sq[c] += n as f64 * v * v;
+            }
+        }
+        return Ok((sum, sq));
+    }
+    for i in 0..values {
+        let v = train.value(i);
+        if !v.is_finite() {
+            return Err(Error::format(
+                source,
+                format!(
+                    "training sample {} holds a non-finite value ({v})",
+                    i / train.features()
+                ),
+            ));
+        }
+        sum[i % channels] += v;
+        sq[i % channels] += v * v;
+    }
+    Ok((sum, sq))
 }
 
 /// The class count, after checking that every label is below it and, unless the
@@ -381,10 +404,6 @@ impl DeviceSplit {
                 gpu.max_binding()
             )));
         }
-        let mut words = vec![0u32; split.pixels.len().div_ceil(4)];
-        for (i, &b) in split.pixels.iter().enumerate() {
-            words[i / 4] |= (b as u32) << ((i % 4) * 8);
-        }
         let order: Vec<u32> = (0..split.count as u32).collect();
         let channels = split.shape.channels;
         assert_eq!(data.mean.len(), channels, "statistics per channel");
@@ -395,7 +414,8 @@ impl DeviceSplit {
             count: split.count,
             shape: split.shape,
             encoding: split.encoding,
-            pixels: gpu.storage_init(&words, "pixels"),
+            // The kernel reads the bytes as little-endian u32 words: as they lie.
+            pixels: gpu.storage_init(&split.pixels, "pixels"),
             labels: gpu.storage_init(&split.labels, "labels"),
             order: gpu.storage_init(&order, "order"),
             stats: gpu.storage_init(&stats, "channel statistics"),
