@@ -72,12 +72,9 @@ impl<'a> Landscape<'a> {
         let dim = trainer.net.model.num_params();
         let k = &trainer.net.kernels;
         let space = Basis::build(gpu, k, samples, dim, bits).await?;
-        let mut plane_rows = Rows::new(gpu, 3, Segments::of(gpu, dim), 3, "plane rows")?;
+        // In use from the start: set_plane fills them.
+        let plane_rows = Rows::new(gpu, 3, Segments::of(gpu, dim), 3, "plane rows")?.all_in_use();
         let scratch = gpu.storage(dim, "landscape scratch");
-        // The rows count as in use from the start (set_plane fills them).
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        plane_rows.copy_in(&mut encoder, 2, &scratch);
-        gpu.queue.submit([encoder.finish()]);
         let point = gpu.storage(4, "plane point");
         let to_params = plane_rows.combine(gpu, k, (&point, 0), &trainer.net.params, 0.0, 1.0);
         Ok(Landscape {

@@ -259,6 +259,12 @@ impl Rows {
         })
     }
 
+    /// These rows with every row counted as in use (their values written later).
+    pub fn all_in_use(mut self) -> Rows {
+        self.len = self.chunks.iter().map(|c| c.capacity).sum();
+        self
+    }
+
     /// Rows in use.
     pub fn len(&self) -> usize {
         self.len
